@@ -1,0 +1,89 @@
+"""Shared by the benchmark scripts: start `mmserve serve` as a subprocess, summarise latencies."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def mmserve(
+    data_dir: Path, *args: str, wait_for: list[str] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `mmserve serve` on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("mmserve exited during start-up")
+            try:
+                states = httpx.get(f"{url}/health", timeout=2).json()["models"]
+                if all(states.get(m) == "loaded" for m in (wait_for or [])):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def summarize(latencies: list[float]) -> dict[str, float]:
+    xs = sorted(latencies)
+    if not xs:
+        return {}
+
+    def pct(p: float) -> float:
+        return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+    return {
+        "n": len(xs),
+        "mean_s": statistics.fmean(xs),
+        "p50_s": pct(50),
+        "p90_s": pct(90),
+        "p99_s": pct(99),
+        "max_s": xs[-1],
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"written to {path}")
+    return path

@@ -1,0 +1,63 @@
+"""create_app(): the FastAPI application with every endpoint family, error handler and limit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mmserve import __version__
+from mmserve.api.body_limit import ContentLengthLimit
+from mmserve.api.chat.router import router as chat_router
+from mmserve.api.errors import install_handlers
+from mmserve.api.health.router import router as health_router
+from mmserve.api.models.router import router as models_router
+from mmserve.api.state import AppState
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.loader import load_catalog
+from mmserve.media.fetch import SafeFetcher
+from mmserve.media.ingest import MediaIngestor
+from mmserve.runtime.runtime import Runtime
+from mmserve.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    catalog: Catalog | None = None,
+    *,
+    fetcher: SafeFetcher | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    catalog = catalog if catalog is not None else load_catalog(settings.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(catalog, settings, progress=progress)
+    state = AppState(
+        settings=settings,
+        catalog=catalog,
+        runtime=runtime,
+        media=MediaIngestor(settings, fetcher),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
+    app = FastAPI(
+        title="mmserve",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=settings.limits.max_request_bytes,
+    )
+    app.state.mm = state
+    install_handlers(app)
+    app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
+    for router in (health_router, models_router, chat_router):
+        app.include_router(router)
+    return app

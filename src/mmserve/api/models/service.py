@@ -1,0 +1,35 @@
+"""The catalog as the API shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmserve.api.state import AppState
+from mmserve.catalog.schema import ModelCard
+
+CREATED = 1_767_225_600  # 2026-01-01: cards have no creation date of their own
+
+
+def model_entry(card: ModelCard, state: AppState) -> dict[str, Any]:
+    dep = state.runtime.deployment(card)
+    return {
+        "id": card.id,
+        "object": "model",
+        "created": CREATED,
+        "owned_by": card.owned_by,
+        "task": card.task,
+        "description": card.description,
+        "engine": card.engine,
+        "aliases": card.aliases,
+        "capabilities": card.capabilities.model_dump(by_alias=False),
+        "limits": card.limits.model_dump(),
+        "pricing": card.pricing.model_dump(),
+        "deployment": {
+            **card.deployment.model_dump(exclude={"device"}),
+            "state": dep.state,
+            "active": dep.active,
+            "queue_depth": dep.queue_depth,
+            "load_seconds": dep.load_seconds,
+            "error": dep.error,
+        },
+    }

@@ -1,0 +1,43 @@
+"""Builders of the tiny demo/test models: seeded random weights, locally trained tokenizers.
+
+Each builder writes a complete, loadable model directory (the same files real weights
+have) and is deterministic for its seed. Builders import their libraries lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from mmserve.api.errors import EngineUnavailableError
+
+# name -> "module:function"; the function takes the output directory.
+BUILDERS: dict[str, str] = {
+    "vlm": "mmserve.catalog.builders.vlm:build_tiny_vlm",
+    "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
+}
+
+_MARK = ".mmserve-built"
+
+
+def build_demo_model(name: str, models_dir: Path, *, progress: Callable[[str], None] | None = None) -> Path:
+    """Build ``demo:<name>`` into ``models_dir/<name>`` unless already built; return its path."""
+    if name not in BUILDERS:
+        raise EngineUnavailableError(f"Unknown demo model 'demo:{name}'. Known: {', '.join(sorted(BUILDERS))}.")
+    out = models_dir / name
+    if (out / _MARK).exists():
+        return out
+    if progress:
+        progress(f"building demo model '{name}'")
+    module, func = BUILDERS[name].split(":")
+    builder: Callable[[Path], None] = getattr(importlib.import_module(module), func)
+    tmp = models_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    builder(tmp)
+    (tmp / _MARK).write_text("ok\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # atomic: a half-built model is never used
+    return out

@@ -1,0 +1,106 @@
+"""Load and validate a catalog YAML file; every problem names the file, the model and the field."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mmserve.api.errors import format_loc
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.registry import ENGINES, engine_options_model
+
+DEMO_CATALOG = "demo.yaml"
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be served. ``str()`` is a one-line message for the operator."""
+
+    def __init__(self, file: str, message: str, *, model: str | None = None, field: str | None = None):
+        self.file, self.model, self.field = file, model, field
+        where = file + (f": model '{model}'" if model else "") + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """The catalog at ``path``, or the built-in demo catalog when ``path`` is None."""
+    if path is None:
+        text = resources.files("mmserve.catalog").joinpath(DEMO_CATALOG).read_text()
+        return parse_catalog(text, file="<demo catalog>", base_dir=Path.cwd())
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise CatalogError(str(path), f"cannot read the file ({e.strerror})") from None
+    return parse_catalog(text, file=str(path), base_dir=Path(path).resolve().parent)
+
+
+def parse_catalog(text: str, *, file: str, base_dir: Path) -> Catalog:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise CatalogError(file, f"is not valid YAML{at}") from None
+    if doc is None:
+        doc = {"models": []}
+    if not isinstance(doc, dict) or not isinstance(doc.get("models", []), list):
+        raise CatalogError(file, "must be a mapping with a 'models:' list of model cards")
+    unknown = set(doc) - {"models", "routers"}
+    if unknown:
+        raise CatalogError(file, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    cards: list[ModelCard] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(doc.get("models") or []):
+        label = str(raw["id"]) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"#{i}"
+        card = _parse_card(raw, file=file, label=label)
+        for name in [card.id, *card.aliases]:
+            if name in seen:
+                raise CatalogError(file, f"'{name}' is used by more than one card", model=card.id, field="id")
+            seen.add(name)
+        cards.append(card)
+    return Catalog(cards, base_dir=base_dir, file=file, routers=doc.get("routers") or {})
+
+
+def _parse_card(raw: Any, *, file: str, label: str) -> ModelCard:
+    if not isinstance(raw, dict):
+        raise CatalogError(file, "each model card must be a mapping", model=label)
+    try:
+        card = ModelCard.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise CatalogError(file, _msg(err), model=label, field=format_loc(list(err["loc"]))) from None
+    if card.engine not in ENGINES:
+        known = ", ".join(sorted(n for n, spec in ENGINES.items() if spec.task == card.task))
+        raise CatalogError(
+            file,
+            f"unknown engine '{card.engine}' (engines for {card.task}: {known})",
+            model=card.id,
+            field="engine",
+        )
+    spec = ENGINES[card.engine]
+    if spec.task != card.task:
+        raise CatalogError(
+            file,
+            f"engine '{card.engine}' serves task '{spec.task}', not '{card.task}'",
+            model=card.id,
+            field="engine",
+        )
+    try:
+        engine_options_model(card.engine).model_validate(card.options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = "options." + format_loc(list(err["loc"])) if err["loc"] else "options"
+        raise CatalogError(file, _msg(err), model=card.id, field=field) from None
+    return card
+
+
+def _msg(err: Any) -> str:
+    if err["type"] == "missing":
+        return "is required"
+    if err["type"] == "extra_forbidden":
+        return "is not a known field"
+    return str(err["msg"]).removeprefix("Value error, ")

@@ -1,0 +1,137 @@
+"""The model card: one entry of the catalog, for every task mmserve serves.
+
+A card says what a model is (``id``, ``task``), how to run it (``engine`` + ``options``,
+``source``), what it can do (``capabilities``), what a request may ask of it (``limits``),
+what it costs (``pricing``) and how it is deployed (``deployment``). Unknown fields are
+refused so that a typo in a catalog fails at start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation"]
+TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation")
+ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff"]
+DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+_SIZE = re.compile(r"^\d{1,5}x\d{1,5}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Capabilities(_Strict):
+    """What the model can do. Fields irrelevant to a task are ignored for it."""
+
+    # chat
+    vision: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("vision", "multimodal_enabled"),
+        description="Accepts images (Pharia's multimodal_enabled flag).",
+    )
+    max_images: int = Field(default=8, ge=0, description="Images per request.")
+    context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
+    tools: bool = False
+    reasoning: bool = False
+    # image / video generation
+    sizes: list[str] = Field(default_factory=list, description="Allowed 'WxH' sizes; empty = any within limits.")
+    edits: bool = False
+    # speech
+    voices: list[str] = Field(default_factory=list)
+    # transcription
+    languages: list[str] = Field(default_factory=list)
+    translation: bool = False
+    # video
+    image_to_video: bool = False
+    fps: list[int] = Field(default_factory=list)
+    durations: list[float] = Field(default_factory=list, description="Allowed clip lengths in seconds.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not _SIZE.match(s):
+                raise ValueError(f"size '{s}' must look like '512x512'")
+        return v
+
+
+class Limits(_Strict):
+    """Per-model request limits (tighter than or equal to the server's Settings.limits)."""
+
+    max_output_tokens: int = Field(default=1024, gt=0)
+    max_input_chars: int = Field(default=4096, gt=0, description="Speech input length.")
+    max_image_side: int | None = Field(default=None, gt=0)
+    max_image_pixels: int | None = Field(default=None, gt=0, description="Also the cap for generated images.")
+    image_formats: list[ImageFormat] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))
+    allow_image_urls: bool = Field(default=True, description="False: base64 data URIs only (Pharia-style).")
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    max_video_seconds: float = Field(default=12.0, gt=0)
+    max_n: int = Field(default=4, ge=1)
+
+
+class Pricing(_Strict):
+    """Prices in ``currency``; zero means free. Used for metering and routing by cost."""
+
+    currency: str = "USD"
+    input_per_1m_tokens: float = Field(default=0.0, ge=0)
+    output_per_1m_tokens: float = Field(default=0.0, ge=0)
+    per_image: float = Field(default=0.0, ge=0)
+    per_audio_second: float = Field(default=0.0, ge=0)
+    per_video_second: float = Field(default=0.0, ge=0)
+
+
+class Deployment(_Strict):
+    mode: Literal["serverless", "dedicated"] = "serverless"
+    replicas: int = Field(default=1, ge=1, le=64)
+    idle_unload_s: float | None = Field(default=None, gt=0, description="Serverless: unload after idle.")
+    max_concurrency: int = Field(default=4, ge=1, description="Requests running at once per replica.")
+    max_queue: int = Field(default=64, ge=0, description="Requests waiting beyond max_concurrency.")
+    device: str | None = Field(default=None, description="Overrides Settings.device for this model.")
+    memory_gb: float | None = Field(default=None, gt=0, description="Budget hint for eviction.")
+
+
+class ModelCard(_Strict):
+    id: str
+    task: Task
+    engine: str
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine options (checked by the engine).")
+    source: str | None = Field(
+        default=None,
+        description="Local path (relative to the catalog file), Hugging Face repo id (local cache), "
+        "or 'demo:<name>' for a tiny model built locally.",
+    )
+    revision: str | None = None
+    description: str = ""
+    owned_by: str = "mmserve"
+    aliases: list[str] = Field(default_factory=list)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    limits: Limits = Field(default_factory=Limits)
+    pricing: Pricing = Field(default_factory=Pricing)
+    deployment: Deployment = Field(default_factory=Deployment)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError("must be 1-128 characters: letters, digits and . _ : / @ + -")
+        if v == "auto":
+            raise ValueError("'auto' is reserved for routing")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.capabilities.vision and self.capabilities.max_images == 0:
+            raise ValueError("capabilities.max_images must be > 0 when vision is enabled")
+        return self
+
+
+class CatalogFile(_Strict):
+    """The YAML document: ``models:`` is a list of cards."""
+
+    models: list[ModelCard] = Field(default_factory=list)

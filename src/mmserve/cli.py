@@ -1,0 +1,151 @@
+"""The ``mmserve`` command: serve | models | demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mmserve.catalog.loader import CatalogError, load_catalog
+from mmserve.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmserve", description="Self-hosted OpenAI-compatible multimodal server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path, help="where models, artifacts and the database live")
+    serve.add_argument("--config", type=Path, help="catalog YAML (default: the demo catalog)")
+    serve.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    models = sub.add_parser("models", help="validate a catalog and list its models")
+    models.add_argument("--config", type=Path)
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    demo = sub.add_parser("demo", help="build the demo models into the data directory (no serving)")
+    demo.add_argument("--data-dir", type=Path)
+
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "json") and v is not None}
+    settings = Settings(**overrides)
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "models":
+            return _models(settings, as_json=args.json)
+        if args.command == "demo":
+            return _demo(settings)
+    except CatalogError as e:
+        Console(stderr=True).print(f"[red]catalog error:[/red] {e}", highlight=False)
+        return 2
+    return 1
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+    from rich.logging import RichHandler
+
+    from mmserve.api.app import create_app
+    from mmserve.progress import StartupProgress
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(show_path=False)],
+    )
+    catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
+    progress = StartupProgress(enabled=settings.progress)
+    app = create_app(settings, catalog, progress=progress)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets)
+        progress.done()
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    return 0
+
+
+def _models(settings: Settings, *, as_json: bool) -> int:
+    catalog = load_catalog(settings.config)
+    rows = [
+        {
+            "id": c.id,
+            "task": c.task,
+            "engine": c.engine,
+            "vision": c.capabilities.vision,
+            "deployment": c.deployment.mode,
+            "pricing": c.pricing.model_dump(),
+        }
+        for c in catalog
+    ]
+    if as_json:
+        print(json.dumps({"catalog": catalog.file, "models": rows}, indent=2))
+        return 0
+    table = Table(title=f"{catalog.file}: {len(rows)} model(s), valid")
+    for col in (
+        "id",
+        "task",
+        "engine",
+        "deployment",
+        "in $/1M tok",
+        "out $/1M tok",
+        "$/image",
+        "$/audio s",
+        "$/video s",
+    ):
+        table.add_column(col)
+    for c in catalog:
+        p = c.pricing
+        table.add_row(
+            c.id,
+            c.task,
+            c.engine,
+            c.deployment.mode,
+            _price(p.input_per_1m_tokens),
+            _price(p.output_per_1m_tokens),
+            _price(p.per_image),
+            _price(p.per_audio_second),
+            _price(p.per_video_second),
+        )
+    Console().print(table)
+    return 0
+
+
+def _price(v: float) -> str:
+    return "-" if v == 0 else f"{v:g}"
+
+
+def _demo(settings: Settings) -> int:
+    from mmserve.catalog.builders import BUILDERS, build_demo_model
+    from mmserve.progress import StartupProgress
+
+    progress = StartupProgress()
+    for name in BUILDERS:
+        build_demo_model(name, settings.models_dir, progress=progress)
+    progress.done()
+    print(f"demo models ready in {settings.models_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Engines: one module per model library, behind the per-task interfaces of :mod:`.base`."""

@@ -1,0 +1,50 @@
+"""Engine name -> implementation, imported lazily so that only the extras in use are needed."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from mmserve.api.errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    from mmserve.engines.base import Engine
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    task: str
+    target: str  # "module:Class"
+    extra: str  # the pip extra that provides its libraries
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
+}
+
+
+def engine_class(name: str) -> type[Engine]:
+    spec = ENGINES.get(name)
+    if spec is None:
+        raise EngineUnavailableError(f"Unknown engine '{name}'.")
+    module, cls = spec.target.split(":")
+    found: type[Engine] = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def engine_options_model(name: str) -> type[BaseModel]:
+    return engine_class(name).Options
+
+
+def require(module: str, engine: str) -> None:
+    """Import check with an actionable message naming the extra to install."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        extra = ENGINES[engine].extra if engine in ENGINES else "all"
+        raise EngineUnavailableError(
+            f"Engine '{engine}' needs the '{module}' package: pip install 'mmserve[{extra}]'."
+        ) from None

@@ -1,0 +1,173 @@
+"""Plain typed objects that cross the engine boundary (no FastAPI, no pydantic API models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# ---------------------------------------------------------------- chat
+
+
+@dataclass
+class ChatPart:
+    type: Literal["text", "image"]
+    text: str = ""
+    image: Image | None = None
+
+
+@dataclass
+class ChatMessage:
+    role: str  # system | user | assistant | tool (developer is mapped to system)
+    content: str | list[ChatPart]
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @property
+    def images(self) -> list[Image]:
+        if isinstance(self.content, str):
+            return []
+        return [p.image for p in self.content if p.type == "image" and p.image is not None]
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None  # None: the card's default, clipped to the context
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass
+class ChatInput:
+    messages: list[ChatMessage]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    # Extensions for the reasoning / tools / structured-output work.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    reasoning: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatDelta:
+    """One streamed step. The last delta has ``finish_reason`` set ("stop" or "length")."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+
+
+# ---------------------------------------------------------------- images
+
+
+@dataclass
+class ImageGenInput:
+    prompt: str
+    n: int = 1
+    width: int = 512
+    height: int = 512
+    steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    images: list[Image] = field(default_factory=list)  # edits: init image(s)
+    mask: Image | None = None
+    strength: float | None = None
+
+
+@dataclass
+class ImageGenOutput:
+    images: list[Image]
+    prompt_tokens: int = 0
+
+
+# ---------------------------------------------------------------- speech
+
+
+@dataclass
+class SpeechInput:
+    text: str
+    voice: str
+    speed: float = 1.0
+    instructions: str | None = None
+
+
+@dataclass
+class AudioChunk:
+    """Mono float32 PCM samples in [-1, 1] at ``sample_rate``."""
+
+    samples: Any  # numpy.ndarray[float32]
+    sample_rate: int
+
+
+# ---------------------------------------------------------------- transcription
+
+
+@dataclass
+class TranscriptionInput:
+    audio: Any  # numpy.ndarray[float32], mono, 16 kHz
+    sample_rate: int = 16000
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- video
+
+
+@dataclass
+class VideoGenInput:
+    prompt: str
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    image: Image | None = None  # image-to-video reference
+
+
+@dataclass
+class VideoGenOutput:
+    frames: Any  # numpy.ndarray[uint8] of shape (T, H, W, 3)
+    fps: int

@@ -1,0 +1,1 @@
+"""Deployments: model lifecycle (load/unload), admission control, and later replicas and routing."""

@@ -1,0 +1,213 @@
+"""Error paths of chat: each a 4xx OpenAI envelope with a useful message, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.helpers.images import data_uri
+from tests.helpers.server import LiveServer
+
+
+@pytest.fixture
+def client(base_url: str) -> OpenAI:
+    return OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+
+
+def _post(base_url: str, body: object) -> httpx.Response:
+    return httpx.post(f"{base_url}/chat/completions", json=body, timeout=30)
+
+
+def _error(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert "Traceback" not in err["message"]
+    return err
+
+
+def test_unknown_model_is_404(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+    assert "gpt-9" in str(e.value) and "/v1/models" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "demo-vlm", "messages": []}, "messages"),
+        ({"model": "demo-vlm"}, "messages"),
+        ({"model": "demo-vlm", "messages": [{"role": "user"}]}, "messages[0]"),
+        ({"model": "demo-vlm", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": "demo-vlm", "messages": "hello"}, "messages"),
+        (
+            {"model": "demo-vlm", "messages": [{"role": "user", "content": [{"type": "video", "x": 1}]}]},
+            "messages[0].content[0]",
+        ),
+        (
+            {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], "temperature": 7},
+            "temperature",
+        ),
+        (
+            {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+            "max_tokens",
+        ),
+        (
+            {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000},
+            "max_tokens",
+        ),
+        ({"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], "n": 50}, "n"),
+        (
+            {
+                "model": "demo-vlm",
+                "messages": [{"role": "user", "content": "x"}],
+                "stop": ["a", "b", "c", "d", "e"],
+            },
+            "stop",
+        ),
+    ],
+)
+def test_malformed_requests_are_400_with_param(base_url: str, body: object, param: str) -> None:
+    err = _error(_post(base_url, body), 400)
+    assert err["type"] == "invalid_request_error"
+    assert err["param"] == param
+    assert err["message"]
+
+
+def test_invalid_json_is_400(base_url: str) -> None:
+    resp = httpx.post(
+        f"{base_url}/chat/completions",
+        content=b"{not json",
+        timeout=10,
+        headers={"content-type": "application/json"},
+    )
+    assert _error(resp, 400)["code"] == "invalid_json"
+
+
+def test_image_to_text_only_card_is_400_naming_model_and_flag(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="tiny-text",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hi"},
+                        {"type": "image_url", "image_url": {"url": data_uri()}},
+                    ],
+                }
+            ],
+        )
+    body = e.value.body
+    assert isinstance(body, dict)
+    assert "tiny-text" in body["message"] and "multimodal_enabled" in body["message"]
+    assert body["param"] == "messages[0].content[1].image_url"
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "code"),
+    [
+        ("", 400, "invalid_image_url"),
+        ("   ", 400, "invalid_image_url"),
+        ("data:text/plain;base64," + base64.b64encode(b"hello").decode(), 400, "invalid_image_url"),
+        ("data:image/png;base64,!!!notbase64", 400, "invalid_base64"),
+        ("data:image/png;base64,aGVsbG8", 400, "invalid_base64"),  # bad padding
+        ("data:image/png,rawbytes", 400, "invalid_data_uri"),
+        (
+            "data:image/png;base64," + base64.b64encode(b"GIF89a not a png").decode(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n truncated").decode(),
+            400,
+            "invalid_image",
+        ),
+        ("ftp://example.com/cat.png", 400, None),
+        ("file:///etc/passwd", 400, None),
+        ("http://127.0.0.2/cat.png", 422, "url_refused"),
+        ("http://169.254.169.254/latest/meta-data/", 422, "url_refused"),
+    ],
+)
+def test_bad_image_urls(base_url: str, url: str, status: int, code: str | None) -> None:
+    body = {
+        "model": "demo-vlm",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    }
+    err = _error(_post(base_url, body), status)
+    assert err["param"] == "messages[0].content[1].image_url"
+    if code:
+        assert err["code"] == code
+
+
+def test_too_many_images(base_url: str) -> None:
+    parts = [{"type": "image_url", "image_url": {"url": data_uri()}} for _ in range(5)]
+    body = {"model": "demo-vlm", "messages": [{"role": "user", "content": parts}]}
+    err = _error(_post(base_url, body), 400)
+    assert err["code"] == "too_many_images" and "at most 4" in err["message"]
+
+
+def test_empty_model_name(base_url: str) -> None:
+    err = _error(_post(base_url, {"model": "", "messages": [{"role": "user", "content": "x"}]}), 400)
+    assert err["param"] == "model"
+
+
+def test_engine_failure_mid_stream_ends_with_error_event(base_url: str, chat_server: LiveServer) -> None:
+    body = {
+        "model": "broken-gpt2",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 60,
+        "temperature": 0,
+        "stream": True,
+    }
+    events = []
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=60) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                events.append(line.removeprefix("data: "))
+    assert events[-1] == "[DONE]"
+    err = json.loads(events[-2])["error"]
+    assert err["type"] == "server_error" and "Traceback" not in err["message"]
+    assert "index out of range" not in err["message"]  # no library internals
+    contents = [json.loads(e) for e in events[:-2]]
+    assert any(c["choices"] and c["choices"][0]["delta"].get("content") for c in contents)  # it did stream first
+    # the SDK surfaces it as an error, and the server keeps serving
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(**{k: v for k, v in body.items() if k != "stream"}, stream=True):
+            pass
+    assert chat_server.health()["status"] == "ok"
+    ok = client.chat.completions.create(model="demo-vlm", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert ok.usage and ok.usage.completion_tokens == 2
+
+
+def test_engine_failure_without_stream_is_generic_500(base_url: str) -> None:
+    body = {"model": "broken-gpt2", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 60}
+    err = _error(_post(base_url, body), 500)
+    assert err["code"] == "engine_error"
+    assert "index" not in err["message"].lower()
+
+
+def test_context_length_exceeded(base_url: str) -> None:
+    body = {"model": "tiny-text", "messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 4}
+    err = _error(_post(base_url, body), 400)
+    assert err["code"] == "context_length_exceeded"
+
+
+def test_unknown_route_and_method(base_url: str) -> None:
+    assert _error(httpx.get(f"{base_url}/nope", timeout=10), 404)["type"] == "not_found_error"
+    assert httpx.get(f"{base_url}/chat/completions", timeout=10).status_code == 405
