@@ -64,7 +64,7 @@ def summarize(latencies: list[float]) -> dict[str, float]:
         return {}
 
     def pct(p: float) -> float:
-        return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+        return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
     return {
         "n": len(xs),

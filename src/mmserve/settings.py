@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, description="Signs artifact URLs; generated and kept in the data dir when unset."
     )
+    artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
+    url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True

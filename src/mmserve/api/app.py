@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from mmserve import __version__
+from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.body_limit import ContentLengthLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
@@ -20,6 +23,11 @@ from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
+from mmserve.storage.artifacts import ArtifactStore
+from mmserve.storage.signing import UrlSigner
+
+log = logging.getLogger("mmserve.app")
+CLEANUP_INTERVAL_S = 600
 
 
 def create_app(
@@ -38,14 +46,18 @@ def create_app(
         catalog=catalog,
         runtime=runtime,
         media=MediaIngestor(settings, fetcher),
+        artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
+        signer=UrlSigner.from_settings(settings),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        janitor = asyncio.create_task(_cleanup_loop(state))
         try:
             yield
         finally:
+            janitor.cancel()
             await runtime.stop()
 
     # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
@@ -58,6 +70,18 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
-    for router in (health_router, models_router, chat_router):
+    for router in (health_router, models_router, chat_router, artifacts_router):
         app.include_router(router)
     return app
+
+
+async def _cleanup_loop(state: AppState) -> None:
+    """Remove expired artifacts now and then, off the event loop."""
+    while True:
+        try:
+            removed = await asyncio.to_thread(state.artifacts.cleanup_expired)
+            if removed:
+                log.info("removed %d expired artifact(s)", removed)
+        except Exception:  # the janitor must never die
+            log.exception("artifact cleanup failed")
+        await asyncio.sleep(CLEANUP_INTERVAL_S)

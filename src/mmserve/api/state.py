@@ -1,4 +1,4 @@
-"""What the routers and services share: settings, catalog, runtime and the media layer."""
+"""What the routers and services share: settings, catalog, runtime, media layer and artifact store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from mmserve.catalog.catalog import Catalog
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
+from mmserve.storage.artifacts import ArtifactStore
+from mmserve.storage.signing import UrlSigner
 
 
 @dataclass
@@ -18,6 +20,8 @@ class AppState:
     catalog: Catalog
     runtime: Runtime
     media: MediaIngestor
+    artifacts: ArtifactStore
+    signer: UrlSigner
 
 
 def get_state(request: Request) -> AppState:

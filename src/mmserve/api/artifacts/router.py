@@ -1,0 +1,24 @@
+"""GET /v1/artifacts/{id}: a generated file behind a signed, expiring link (Range supported)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+
+from mmserve.api.state import AppState, get_state
+
+router = APIRouter(tags=["artifacts"])
+
+
+@router.get("/v1/artifacts/{artifact_id}")
+async def get_artifact(
+    artifact_id: str,
+    expires: str | None = Query(default=None),
+    signature: str | None = Query(default=None),
+    state: AppState = Depends(get_state),
+) -> FileResponse:
+    state.signer.verify(artifact_id, expires, signature)  # 403 on a forged or expired link
+    art, path = state.artifacts.get(artifact_id)  # 404 when gone
+    return FileResponse(
+        path, media_type=art.content_type, filename=art.filename, headers={"Cache-Control": "private, max-age=300"}
+    )
