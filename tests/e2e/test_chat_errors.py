@@ -191,7 +191,9 @@ def test_engine_failure_mid_stream_ends_with_error_event(base_url: str, chat_ser
         for _ in client.chat.completions.create(**{k: v for k, v in body.items() if k != "stream"}, stream=True):
             pass
     assert chat_server.health()["status"] == "ok"
-    ok = client.chat.completions.create(model="demo-vlm", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    ok = client.chat.completions.create(
+        model="demo-vlm", messages=[{"role": "user", "content": "hi"}], max_tokens=2, temperature=0
+    )
     assert ok.usage and ok.usage.completion_tokens == 2
 
 
