@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
+    memory_budget_gb: float | None = Field(
+        default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."
+    )
+    idle_check_interval_s: float = Field(default=5.0, gt=0, description="How often idle models are checked.")
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
@@ -15,12 +16,14 @@ from mmserve.api.body_limit import ContentLengthLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
+from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
+from mmserve.metrics import Metrics, MetricsMiddleware
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 from mmserve.storage.artifacts import ArtifactStore
@@ -40,7 +43,9 @@ def create_app(
     settings = settings or Settings()
     catalog = catalog if catalog is not None else load_catalog(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(catalog, settings, progress=progress)
+    metrics = Metrics()
+    runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
+    metrics.attach_runtime(runtime)
     state = AppState(
         settings=settings,
         catalog=catalog,
@@ -48,6 +53,7 @@ def create_app(
         media=MediaIngestor(settings, fetcher),
         artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
         signer=UrlSigner.from_settings(settings),
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -70,7 +76,8 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
-    for router in (health_router, models_router, chat_router, artifacts_router):
+    app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
+    for router in (health_router, metrics_router, models_router, chat_router, artifacts_router):
         app.include_router(router)
     return app
 
@@ -85,3 +92,8 @@ async def _cleanup_loop(state: AppState) -> None:
         except Exception:  # the janitor must never die
             log.exception("artifact cleanup failed")
         await asyncio.sleep(CLEANUP_INTERVAL_S)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

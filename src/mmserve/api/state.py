@@ -8,6 +8,7 @@ from fastapi import Request
 
 from mmserve.catalog.catalog import Catalog
 from mmserve.media.ingest import MediaIngestor
+from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 from mmserve.storage.artifacts import ArtifactStore
@@ -22,6 +23,7 @@ class AppState:
     media: MediaIngestor
     artifacts: ArtifactStore
     signer: UrlSigner
+    metrics: Metrics
 
 
 def get_state(request: Request) -> AppState:

@@ -1,7 +1,11 @@
-"""A deployment: one card's engine, its load state and its admission control.
+"""A deployment: one card's replicas (engine instances), their load state and admission control.
 
-``acquire()`` admits a request (bounded concurrency plus a bounded queue; beyond it a 503
-with Retry-After), loads the engine on first use (serverless) and hands it out.
+``acquire()`` admits a request (``max_concurrency`` per replica plus a bounded queue; beyond
+it a 503 with Retry-After), picks the least busy loaded replica, loads one when none is
+(serverless cold start) or when all are busy and one is still unloaded (scale-up), and
+hands out its engine for the whole request. Dedicated deployments load every replica at
+start and are never evicted; serverless ones are unloaded by the runtime when idle or when
+memory is needed (least recently used first).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
@@ -23,6 +27,20 @@ from mmserve.engines.registry import engine_class
 log = logging.getLogger("mmserve.runtime")
 
 State = Literal["idle", "loading", "loaded", "failed"]
+# Called before a replica loads, with the bytes it is expected to need (the runtime makes room).
+BeforeLoad = Callable[["Deployment", int], Awaitable[None]]
+# Called after a load (seconds, cold) and after an unload (reason).
+LoadHook = Callable[["Deployment", float, bool], None]
+UnloadHook = Callable[["Deployment", str], None]
+
+
+class Replica:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.engine: Engine | None = None
+        self.active = 0
+        self.loading = False
+        self.lock = asyncio.Lock()
 
 
 class Deployment:
@@ -40,65 +58,138 @@ class Deployment:
         self.models_dir = models_dir
         self.device = card.deployment.device or device
         self.progress = progress
-        self.state: State = "idle"
+        self.replicas = [Replica(i) for i in range(card.deployment.replicas)]
         self.error: str | None = None
-        self.engine: Engine | None = None
         self.load_seconds: float | None = None
-        self.last_used: float = 0.0
+        self.memory_bytes: int | None = None  # measured per replica after the first load
+        self.last_used: float = time.monotonic()
         self.active = 0
         self.waiting = 0
-        self._load_lock = asyncio.Lock()
+        self.source: Path | None = None
         slots = card.deployment.max_concurrency * card.deployment.replicas
         self._slots = asyncio.Semaphore(slots)
+        self.before_load: BeforeLoad | None = None
+        self.on_load: LoadHook | None = None
+        self.on_unload: UnloadHook | None = None
+
+    # -------------------------------------------------------------- state
+
+    @property
+    def dedicated(self) -> bool:
+        return self.card.deployment.mode == "dedicated"
+
+    @property
+    def loaded_replicas(self) -> int:
+        return sum(1 for r in self.replicas if r.engine is not None)
+
+    @property
+    def state(self) -> State:
+        if any(r.loading for r in self.replicas):
+            return "loading"
+        if self.loaded_replicas:
+            return "loaded"
+        return "failed" if self.error else "idle"
 
     @property
     def queue_depth(self) -> int:
         return self.waiting
 
-    async def ensure_loaded(self) -> Engine:
-        if self.engine is not None:
-            return self.engine
-        async with self._load_lock:
-            if self.engine is not None:
-                return self.engine
-            self.state = "loading"
+    @property
+    def saturated(self) -> bool:
+        """No free slot and a full queue: a new request would be refused."""
+        return self._slots.locked() and self.waiting >= self.card.deployment.max_queue
+
+    @property
+    def engine(self) -> Engine | None:
+        """The first loaded replica's engine (for introspection)."""
+        return next((r.engine for r in self.replicas if r.engine is not None), None)
+
+    # -------------------------------------------------------------- loading
+
+    async def ensure_loaded(self, replica: Replica | None = None) -> Engine:
+        replica = replica or self.replicas[0]
+        if replica.engine is not None:
+            return replica.engine
+        async with replica.lock:
+            if replica.engine is not None:
+                return replica.engine
+            cold = self.loaded_replicas == 0
+            replica.loading = True
             start = time.perf_counter()
             try:
-                self.engine = await asyncio.to_thread(self._load_blocking)
+                if self.source is None and self.card.source is not None:
+                    self.source = await asyncio.to_thread(self._resolve_source)
+                if self.before_load is not None:
+                    await self.before_load(self, self.expected_bytes())
+                replica.engine = await asyncio.to_thread(self._load_blocking)
             except MMServeError as e:
-                self.state, self.error = "failed", e.message
+                self.error = e.message
                 raise
             except Exception as e:
-                self.state, self.error = "failed", f"{type(e).__name__}: {e}"
+                self.error = f"{type(e).__name__}: {e}"
                 log.exception("loading model '%s' failed", self.card.id)
                 raise EngineUnavailableError(
                     f"The model '{self.card.id}' failed to load; the server log has the cause."
                 ) from e
+            finally:
+                replica.loading = False
             self.load_seconds = time.perf_counter() - start
-            self.state, self.error = "loaded", None
-            log.info("model '%s' loaded in %.2f s", self.card.id, self.load_seconds)
-            return self.engine
+            self.error = None
+            self.last_used = time.monotonic()
+            measured = replica.engine.memory_bytes()
+            if measured:
+                self.memory_bytes = measured
+            log.info("model '%s' replica %d loaded in %.2f s", self.card.id, replica.index, self.load_seconds)
+            if self.on_load is not None:
+                self.on_load(self, self.load_seconds, cold)
+            return replica.engine
+
+    def _resolve_source(self) -> Path | None:
+        return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        source = resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
         if self.progress:
             self.progress(f"loading model '{self.card.id}'")
-        engine: Engine = engine_class(self.card.engine)(self.card, source=source, device=self.device)
+        engine: Engine = engine_class(self.card.engine)(self.card, source=self.source, device=self.device)
         engine.load()
         return engine
 
-    async def unload(self) -> None:
-        async with self._load_lock:
-            engine, self.engine = self.engine, None
-            self.state = "idle"
-            if engine is not None:
-                await asyncio.to_thread(engine.unload)
+    async def load_all(self) -> None:
+        for replica in self.replicas:
+            await self.ensure_loaded(replica)
+
+    def expected_bytes(self) -> int:
+        """What one more replica will need: the card's hint, the last measurement, or the weights' size."""
+        if self.card.deployment.memory_gb:
+            return int(self.card.deployment.memory_gb * 1024**3)
+        if self.memory_bytes:
+            return self.memory_bytes
+        if self.source is not None and self.source.is_dir():
+            return sum(p.stat().st_size for p in self.source.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt"))
+        return 0
+
+    async def unload(self, reason: str = "shutdown") -> bool:
+        """Unload every replica that is not serving; returns whether anything was unloaded."""
+        unloaded = False
+        for replica in self.replicas:
+            async with replica.lock:
+                engine, replica.engine = replica.engine, None
+                if engine is not None:
+                    unloaded = True
+                    await asyncio.to_thread(engine.unload)
+                    del engine
+        if unloaded:
+            log.info("model '%s' unloaded (%s)", self.card.id, reason)
+            if self.on_unload is not None:
+                self.on_unload(self, reason)
+        return unloaded
+
+    # -------------------------------------------------------------- admission
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[Engine]:
-        """Admit one request and give it the loaded engine for its whole duration."""
-        dep = self.card.deployment
-        if self._slots.locked() and self.waiting >= dep.max_queue:
+        """Admit one request and give it a loaded engine for its whole duration."""
+        if self.saturated:
             raise OverloadedError(
                 f"The model '{self.card.id}' is at capacity ({self.active} running, {self.waiting} queued). "
                 "Retry shortly.",
@@ -110,10 +201,22 @@ class Deployment:
         finally:
             self.waiting -= 1
         self.active += 1
+        replica = self._pick()
+        replica.active += 1
         try:
-            engine = await self.ensure_loaded()
-            yield engine
+            yield await self.ensure_loaded(replica)
         finally:
+            replica.active -= 1
             self.active -= 1
             self.last_used = time.monotonic()
             self._slots.release()
+
+    def _pick(self) -> Replica:
+        loaded = [r for r in self.replicas if r.engine is not None]
+        idle_capacity = [r for r in loaded if r.active < self.card.deployment.max_concurrency]
+        if idle_capacity:
+            return min(idle_capacity, key=lambda r: r.active)
+        unloaded = [r for r in self.replicas if r.engine is None]
+        if unloaded:  # scale up: nothing loaded yet, or every loaded replica is busy
+            return min(unloaded, key=lambda r: r.active)
+        return min(loaded, key=lambda r: r.active)

@@ -1,13 +1,22 @@
-"""All deployments of a catalog: start-up loading of dedicated models, lookup, shutdown."""
+"""All deployments of a catalog: start-up loading, idle unloading and memory-budget eviction.
+
+- Dedicated deployments load every replica at start and are never unloaded before shutdown.
+- Serverless deployments load on first request (a cold start, counted in the metrics), are
+  unloaded after ``deployment.idle_unload_s`` without requests, and are evicted least
+  recently used first when loading another model would exceed ``Settings.memory_budget_gb``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
+from mmserve.api.errors import OverloadedError
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard
+from mmserve.metrics import Metrics
 from mmserve.runtime.deployment import Deployment
 from mmserve.settings import Settings
 
@@ -15,33 +24,114 @@ log = logging.getLogger("mmserve.runtime")
 
 
 class Runtime:
-    def __init__(self, catalog: Catalog, settings: Settings, *, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        *,
+        progress: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.catalog = catalog
         self.settings = settings
-        self.deployments: dict[str, Deployment] = {
-            card.id: Deployment(
+        self.metrics = metrics
+        self.budget = int(settings.memory_budget_gb * 1024**3) if settings.memory_budget_gb else None
+        self._evict_lock = asyncio.Lock()
+        self._janitor: asyncio.Task[None] | None = None
+        self.deployments: dict[str, Deployment] = {}
+        for card in catalog:
+            dep = Deployment(
                 card,
                 base_dir=catalog.base_dir,
                 models_dir=settings.models_dir,
                 device=settings.device,
                 progress=progress,
             )
-            for card in catalog
-        }
+            dep.before_load = self._make_room
+            dep.on_load = self._loaded
+            dep.on_unload = self._unloaded
+            self.deployments[card.id] = dep
 
     def deployment(self, card: ModelCard) -> Deployment:
         return self.deployments[card.id]
 
+    # -------------------------------------------------------------- lifecycle
+
     async def start(self) -> None:
         """Load every dedicated model (one at a time: loads compete for the same cores)."""
-        if not self.settings.load_on_start:
-            return
-        for dep in self.deployments.values():
-            if dep.card.deployment.mode == "dedicated":
-                try:
-                    await dep.ensure_loaded()
-                except Exception as e:  # a broken model must not keep the others from serving
-                    log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
+        if self.settings.load_on_start:
+            for dep in self.deployments.values():
+                if dep.dedicated:
+                    try:
+                        await dep.load_all()
+                    except Exception as e:  # a broken model must not keep the others from serving
+                        log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
+        self._janitor = asyncio.create_task(self._idle_loop())
 
     async def stop(self) -> None:
-        await asyncio.gather(*(d.unload() for d in self.deployments.values()), return_exceptions=True)
+        if self._janitor is not None:
+            self._janitor.cancel()
+        await asyncio.gather(*(d.unload("shutdown") for d in self.deployments.values()), return_exceptions=True)
+
+    # -------------------------------------------------------------- memory
+
+    def used_bytes(self) -> int:
+        return sum((d.memory_bytes or d.expected_bytes()) * d.loaded_replicas for d in self.deployments.values())
+
+    async def _make_room(self, dep: Deployment, need: int) -> None:
+        if self.budget is None:
+            return
+        async with self._evict_lock:
+            while self.used_bytes() + need > self.budget:
+                victims = [
+                    d
+                    for d in self.deployments.values()
+                    if d is not dep and not d.dedicated and d.loaded_replicas and d.active == 0 and d.waiting == 0
+                ]
+                if not victims:
+                    raise OverloadedError(
+                        f"Not enough memory to load '{dep.card.id}' within the server's budget "
+                        f"({self.settings.memory_budget_gb} GB) while other models are busy. Retry shortly.",
+                        headers={"Retry-After": "5"},
+                        code="insufficient_memory",
+                    )
+                victim = min(victims, key=lambda d: d.last_used)
+                log.info("evicting '%s' (least recently used) to load '%s'", victim.card.id, dep.card.id)
+                await victim.unload("evicted")
+
+    # -------------------------------------------------------------- idle unloading
+
+    async def unload_idle(self) -> list[str]:
+        now = time.monotonic()
+        unloaded = []
+        for dep in self.deployments.values():
+            idle = dep.card.deployment.idle_unload_s
+            if (
+                not dep.dedicated
+                and idle is not None
+                and dep.loaded_replicas
+                and dep.active == 0
+                and dep.waiting == 0
+                and now - dep.last_used >= idle
+                and await dep.unload("idle")
+            ):
+                unloaded.append(dep.card.id)
+        return unloaded
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.idle_check_interval_s)
+            try:
+                await self.unload_idle()
+            except Exception:  # the janitor must never die
+                log.exception("idle unloading failed")
+
+    # -------------------------------------------------------------- metrics hooks
+
+    def _loaded(self, dep: Deployment, seconds: float, cold: bool) -> None:
+        if self.metrics:
+            self.metrics.model_loaded(dep.card.id, seconds, cold and not dep.dedicated)
+
+    def _unloaded(self, dep: Deployment, reason: str) -> None:
+        if self.metrics:
+            self.metrics.model_unloaded(dep.card.id, reason)

@@ -27,6 +27,7 @@ def model_entry(card: ModelCard, state: AppState) -> dict[str, Any]:
         "deployment": {
             **card.deployment.model_dump(exclude={"device"}),
             "state": dep.state,
+            "replicas_loaded": dep.loaded_replicas,
             "active": dep.active,
             "queue_depth": dep.queue_depth,
             "load_seconds": dep.load_seconds,

@@ -1,0 +1,119 @@
+"""Deployments on real tiny models: admission, replicas, idle unload, LRU eviction, freed memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from pathlib import Path
+
+import pytest
+
+from mmserve.api.errors import OverloadedError
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
+from mmserve.metrics import Metrics
+from mmserve.runtime.runtime import Runtime
+from mmserve.settings import Settings
+
+
+def _card(mid: str, **deployment: object) -> ModelCard:
+    return ModelCard.model_validate(
+        {
+            "id": mid,
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "limits": {"max_output_tokens": 8},
+            "deployment": deployment,
+        }
+    )
+
+
+def _runtime(data_dir: Path, *cards: ModelCard, **settings: object) -> Runtime:
+    s = Settings(data_dir=data_dir, **settings)  # type: ignore[arg-type]
+    return Runtime(Catalog(cards, base_dir=data_dir), s, metrics=Metrics())
+
+
+async def _ask(rt: Runtime, mid: str) -> str:
+    dep = rt.deployments[mid]
+    async with dep.acquire() as engine:
+        req = ChatInput([ChatMessage("user", "Hello")], SamplingParams(max_tokens=3, temperature=0))
+        return "".join([d.text async for d in engine.generate(req)])  # type: ignore[attr-defined]
+
+
+async def test_queue_bound_gives_503_with_retry_after(data_dir: Path) -> None:
+    rt = _runtime(data_dir, _card("q", max_concurrency=1, max_queue=1))
+    dep = rt.deployments["q"]
+    async with dep.acquire():
+        waiter = asyncio.create_task(_ask(rt, "q"))  # takes the one queue place
+        await asyncio.sleep(0.05)
+        assert dep.queue_depth == 1
+        with pytest.raises(OverloadedError) as e:
+            async with dep.acquire():
+                pass
+        assert e.value.status_code == 503 and e.value.headers["Retry-After"]
+    assert await waiter  # the queued request is served once the slot frees
+    await rt.stop()
+
+
+async def test_dedicated_replicas_load_at_start_and_share_load(data_dir: Path) -> None:
+    rt = _runtime(data_dir, _card("r", mode="dedicated", replicas=2, max_concurrency=1))
+    await rt.start()
+    dep = rt.deployments["r"]
+    assert dep.loaded_replicas == 2
+    used: set[int] = set()
+
+    async def hold() -> None:
+        async with dep.acquire():
+            used.update(r.index for r in dep.replicas if r.active)
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(hold(), hold())
+    assert used == {0, 1}
+    assert await rt.unload_idle() == []  # dedicated: never idle-unloaded
+    await rt.stop()
+
+
+async def test_serverless_idle_unload_frees_the_model_and_reloads(data_dir: Path) -> None:
+    rt = _runtime(data_dir, _card("s", idle_unload_s=0.1))
+    dep = rt.deployments["s"]
+    assert dep.state == "idle"
+    first = await _ask(rt, "s")
+    assert dep.state == "loaded"
+    model_ref = weakref.ref(dep.engine.model)  # type: ignore[union-attr]
+    await asyncio.sleep(0.15)
+    assert await rt.unload_idle() == ["s"]
+    gc.collect()
+    assert dep.state == "idle" and model_ref() is None  # no reference left: the memory is freed
+    assert await _ask(rt, "s") == first  # reloads on the next request
+    cold = rt.metrics.cold_starts.labels("s")._value.get()  # type: ignore[union-attr]
+    assert cold == 2
+    await rt.stop()
+
+
+async def test_memory_budget_evicts_least_recently_used(data_dir: Path) -> None:
+    cards = [_card(m) for m in ("a", "b", "c")]
+    probe = _runtime(data_dir, cards[0])
+    await _ask(probe, "a")
+    one = probe.deployments["a"].memory_bytes
+    assert one
+    await probe.stop()
+    rt = _runtime(data_dir, *cards, memory_budget_gb=2.5 * one / 1024**3)  # room for two
+    await _ask(rt, "a")
+    await _ask(rt, "b")
+    await _ask(rt, "a")  # b is now the least recently used
+    await _ask(rt, "c")
+    loaded = {m for m, d in rt.deployments.items() if d.loaded_replicas}
+    assert loaded == {"a", "c"}
+    assert rt.metrics.unloads.labels("b", "evicted")._value.get() == 1  # type: ignore[union-attr]
+    await rt.stop()
+
+
+async def test_budget_refuses_when_nothing_can_be_evicted(data_dir: Path) -> None:
+    cards = [_card("x", mode="dedicated"), _card("y")]
+    rt = _runtime(data_dir, *cards, memory_budget_gb=1e-9)
+    with pytest.raises(OverloadedError, match="memory"):
+        await _ask(rt, "y")
+    await rt.stop()
