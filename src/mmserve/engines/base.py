@@ -55,6 +55,9 @@ class Engine(ABC):
     def unload(self) -> None:  # noqa: B027 - optional hook, nothing to free by default
         """Drop every reference to the model so its memory is freed."""
 
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release event-loop resources (HTTP clients...) before ``unload()``; called on the loop."""
+
     def memory_bytes(self) -> int | None:
         """Approximate resident size once loaded, for the memory budget (None: unknown)."""
         return None

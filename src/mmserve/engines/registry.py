@@ -23,6 +23,7 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
+    "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
 }
 
 

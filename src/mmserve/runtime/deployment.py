@@ -176,6 +176,7 @@ class Deployment:
                 engine, replica.engine = replica.engine, None
                 if engine is not None:
                     unloaded = True
+                    await engine.aclose()
                     await asyncio.to_thread(engine.unload)
                     del engine
         if unloaded:

@@ -110,7 +110,7 @@ class ChatService:
                 body["usage"] = usage
             return json.dumps(body, ensure_ascii=False)
 
-        prompt_tokens = firsts[0].prompt_tokens or 0
+        prompt_tokens = firsts[0].prompt_tokens or 0  # engines may also report it later
         completion = [0] * len(gens)
         async with stack:
             try:
@@ -127,6 +127,8 @@ class ChatService:
                     )
                 async for i, delta in _merge(gens):
                     completion[i] = delta.completion_tokens
+                    if delta.prompt_tokens is not None:
+                        prompt_tokens = delta.prompt_tokens
                     if delta.text:
                         yield chunk(
                             [

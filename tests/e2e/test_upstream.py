@@ -1,0 +1,94 @@
+"""An upstream card: a third-party OpenAI-compatible provider served through mmserve's catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from openai import OpenAI
+
+from mmserve.api.app import create_app
+from mmserve.catalog.loader import parse_catalog
+from mmserve.settings import Settings
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.images import data_uri
+from tests.helpers.server import LiveServer
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def client(provider: FakeProvider, data_dir: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[OpenAI]:
+    monkeypatch_module.setenv("FAKE_PROVIDER_KEY", provider.key)
+    text = f"""
+models:
+  - id: remote-vlm
+    task: chat
+    engine: upstream-chat
+    options: {{base_url: "{provider.base_url}", model: "their-vlm-large", api_key_env: FAKE_PROVIDER_KEY}}
+    capabilities: {{vision: true}}
+  - id: remote-nokey
+    task: chat
+    engine: upstream-chat
+    options: {{base_url: "{provider.base_url}", api_key_env: MMSERVE_TEST_UNSET_KEY}}
+"""
+    catalog = parse_catalog(text, file="upstream.yaml", base_dir=data_dir)
+    server = LiveServer(create_app(Settings(data_dir=data_dir), catalog)).start()
+    yield OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_upstream_chat_round_trip(client: OpenAI, provider: FakeProvider) -> None:
+    r = client.chat.completions.create(
+        model="remote-vlm",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "alpha beta gamma"},
+                    {"type": "image_url", "image_url": {"url": data_uri()}},
+                ],
+            }
+        ],
+        max_tokens=2,
+        seed=5,
+    )
+    assert r.model == "remote-vlm"
+    assert r.choices[0].message.content == "alpha beta"
+    assert r.usage and r.usage.completion_tokens == 2 and r.usage.prompt_tokens == 3
+    sent = provider.requests[-1]
+    assert sent["model"] == "their-vlm-large" and sent["max_tokens"] == 2 and sent["seed"] == 5
+    image = sent["messages"][0]["content"][1]["image_url"]["url"]
+    assert image.startswith("data:image/png;base64,")  # the bounded image, re-encoded
+
+
+def test_upstream_streaming_usage(client: OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="remote-vlm",
+            messages=[{"role": "user", "content": "one two three"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
+    assert chunks[-1].usage and chunks[-1].usage.completion_tokens == 3
+
+
+def test_missing_key_env_is_503_naming_the_variable(client: OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="remote-nokey", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 503 and "MMSERVE_TEST_UNSET_KEY" in str(e.value)
