@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from mmserve.api.errors import ModelNotFoundError
-from mmserve.catalog.schema import ModelCard
+from mmserve.catalog.schema import ModelCard, RouterSpec
 
 
 class Catalog:
@@ -17,7 +16,7 @@ class Catalog:
         *,
         base_dir: Path,
         file: str = "<memory>",
-        routers: dict[str, Any] | None = None,
+        routers: dict[str, RouterSpec] | None = None,
     ) -> None:
         self.cards: dict[str, ModelCard] = {}
         self._names: dict[str, str] = {}
@@ -28,7 +27,7 @@ class Catalog:
                 self._names[alias] = card.id
         self.base_dir = base_dir
         self.file = file
-        self.routers: dict[str, Any] = routers or {}
+        self.routers: dict[str, RouterSpec] = routers or {}
 
     def __iter__(self) -> Iterator[ModelCard]:
         return iter(self.cards.values())

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from mmserve.api.errors import format_loc
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
+from mmserve.catalog.schema import ModelCard, RouterSpec
 from mmserve.engines.registry import ENGINES, engine_options_model
 
 DEMO_CATALOG = "demo.yaml"
@@ -62,7 +62,43 @@ def parse_catalog(text: str, *, file: str, base_dir: Path) -> Catalog:
                 raise CatalogError(file, f"'{name}' is used by more than one card", model=card.id, field="id")
             seen.add(name)
         cards.append(card)
-    return Catalog(cards, base_dir=base_dir, file=file, routers=doc.get("routers") or {})
+    routers = _parse_routers(doc.get("routers") or [], cards, seen, file)
+    return Catalog(cards, base_dir=base_dir, file=file, routers=routers)
+
+
+def _parse_routers(raw: Any, cards: list[ModelCard], seen: set[str], file: str) -> dict[str, RouterSpec]:
+    if not isinstance(raw, list):
+        raise CatalogError(file, "'routers:' must be a list of router aliases")
+    by_id = {c.id: c for c in cards}
+    out: dict[str, RouterSpec] = {}
+    for i, item in enumerate(raw):
+        label = str(item["id"]) if isinstance(item, dict) and isinstance(item.get("id"), str) else f"#{i}"
+        try:
+            spec = RouterSpec.model_validate(item)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise CatalogError(file, _msg(err), model=f"router {label}", field=format_loc(list(err["loc"]))) from None
+        if spec.id in seen:
+            raise CatalogError(file, f"'{spec.id}' is already a model id or alias", model=f"router {label}", field="id")
+        seen.add(spec.id)
+        for cid in spec.candidates:
+            card = by_id.get(cid)
+            if card is None:
+                raise CatalogError(
+                    file,
+                    f"candidate '{cid}' is not a model in this catalog",
+                    model=f"router {label}",
+                    field="candidates",
+                )
+            if card.task != spec.task:
+                raise CatalogError(
+                    file,
+                    f"candidate '{cid}' is a {card.task} model, not {spec.task}",
+                    model=f"router {label}",
+                    field="candidates",
+                )
+        out[spec.id] = spec
+    return out
 
 
 def _parse_card(raw: Any, *, file: str, label: str) -> ModelCard:

@@ -131,7 +131,26 @@ class ModelCard(_Strict):
         return self
 
 
+class RouterSpec(_Strict):
+    """A router alias: requests for ``id`` go to the best-fit candidate by ``policy``.
+
+    ``auto`` is a built-in router over every card of the request's task (policy: cheapest).
+    """
+
+    id: str
+    task: Task
+    policy: Literal["cheapest", "fastest", "priority"] = "cheapest"
+    candidates: list[str] = Field(default_factory=list, description="Card ids; empty: every card of the task.")
+    description: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return ModelCard._id(v)
+
+
 class CatalogFile(_Strict):
-    """The YAML document: ``models:`` is a list of cards."""
+    """The YAML document: ``models:`` is a list of cards, ``routers:`` a list of router aliases."""
 
     models: list[ModelCard] = Field(default_factory=list)
+    routers: list[RouterSpec] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""The control plane: routing, API keys, rate limits, usage metering."""

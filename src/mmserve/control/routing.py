@@ -1,0 +1,155 @@
+"""Best-fit routing: ``model: "auto"`` or a router alias -> an ordered list of cards to try.
+
+Candidates are filtered by what the request needs (task, images -> vision, number of
+images, context length, tools, reasoning), unhealthy (failed to load) and saturated
+deployments are skipped, and the rest are ordered by the router's policy:
+
+- ``cheapest``: estimated cost of this request from the cards' prices;
+- ``fastest``: observed latency (an exponentially weighted average per model; models not yet
+  observed go first, so every candidate gets measured);
+- ``priority``: the order the router lists its candidates in.
+
+The service tries them in order and falls back to the next when one fails before any
+output was sent. A plain model id routes to that model alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmserve.api.errors import InvalidRequestError
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.schema import ModelCard, RouterSpec
+from mmserve.runtime.runtime import Runtime
+
+AUTO = "auto"
+EWMA_ALPHA = 0.3
+
+
+@dataclass
+class Needs:
+    """What a request requires of the model that serves it."""
+
+    task: str
+    images: int = 0
+    prompt_tokens: int = 0  # an estimate before tokenization
+    output_tokens: int = 0
+    tools: bool = False
+    reasoning: bool = False
+    units: float = 1.0  # images to make / audio or video seconds, for per-unit prices
+
+    def describe(self) -> str:
+        parts = [self.task]
+        if self.images:
+            parts.append(f"vision with {self.images} image{'s' if self.images > 1 else ''}")
+        if self.prompt_tokens:
+            parts.append(f"a context of at least ~{self.prompt_tokens + self.output_tokens} tokens")
+        if self.tools:
+            parts.append("tool calling")
+        if self.reasoning:
+            parts.append("reasoning")
+        return ", ".join(parts)
+
+
+@dataclass
+class Route:
+    cards: list[ModelCard]
+    reason: str
+    routed: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class ModelRouter:
+    def __init__(self, catalog: Catalog, runtime: Runtime) -> None:
+        self.catalog = catalog
+        self.runtime = runtime
+        self.latency: dict[str, float] = {}
+
+    def observe(self, model: str, seconds: float) -> None:
+        old = self.latency.get(model)
+        self.latency[model] = seconds if old is None else (1 - EWMA_ALPHA) * old + EWMA_ALPHA * seconds
+
+    def is_router(self, name: str) -> bool:
+        return name == AUTO or name in self.catalog.routers
+
+    def route(self, name: str, needs: Needs, *, param: str = "model") -> Route:
+        if not self.is_router(name):
+            return Route([self.catalog.get(name, task=needs.task, param=param)], "requested")
+        spec = self.catalog.routers.get(name) or RouterSpec.model_construct(
+            id=AUTO, task=needs.task, policy="cheapest", candidates=[]
+        )
+        if spec.task != needs.task:
+            raise InvalidRequestError(
+                f"The router '{name}' routes {spec.task} requests, not {needs.task}.",
+                param=param,
+                code="model_task_mismatch",
+            )
+        pool = (
+            [self.catalog.cards[c] for c in spec.candidates]
+            if spec.candidates
+            else self.catalog.filter(task=needs.task)
+        )
+        fitting: list[ModelCard] = []
+        skipped: dict[str, str] = {}
+        for card in pool:
+            why = self._misfit(card, needs)
+            if why:
+                skipped[card.id] = why
+            else:
+                fitting.append(card)
+        if not fitting:
+            detail = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or f"no {needs.task} models"
+            raise InvalidRequestError(
+                f"No model behind '{name}' fits this request, which needs {needs.describe()} ({detail}).",
+                param=param,
+                code="no_model_fits",
+            )
+        healthy = [c for c in fitting if self._healthy(c)]
+        ordered = self._order(healthy or fitting, spec, needs)
+        reason = f"{name}: {spec.policy} of {len(fitting)} fitting {needs.task} model(s)"
+        if skipped:
+            reason += f"; skipped {', '.join(sorted(skipped))}"
+        return Route(ordered, reason, routed=True, skipped=skipped)
+
+    # -------------------------------------------------------------- filters
+
+    @staticmethod
+    def _misfit(card: ModelCard, needs: Needs) -> str | None:
+        caps = card.capabilities
+        if needs.images and not caps.vision:
+            return "no vision"
+        if needs.images > caps.max_images:
+            return f"at most {caps.max_images} images"
+        if caps.context_length and needs.prompt_tokens + needs.output_tokens > caps.context_length:
+            return f"context {caps.context_length} tokens"
+        if needs.tools and not caps.tools:
+            return "no tool calling"
+        if needs.reasoning and not caps.reasoning:
+            return "no reasoning"
+        return None
+
+    def _healthy(self, card: ModelCard) -> bool:
+        dep = self.runtime.deployments.get(card.id)
+        return dep is None or (dep.state != "failed" and not dep.saturated)
+
+    # -------------------------------------------------------------- policies
+
+    def _order(self, cards: list[ModelCard], spec: RouterSpec, needs: Needs) -> list[ModelCard]:
+        if spec.policy == "priority":
+            return cards
+        if spec.policy == "fastest":
+            return sorted(cards, key=lambda c: self.latency.get(c.id, -1.0))
+        return sorted(cards, key=lambda c: estimated_cost(c, needs))
+
+
+def estimated_cost(card: ModelCard, needs: Needs) -> float:
+    p = card.pricing
+    if card.task == "chat":
+        # at least one token each way, so prices still order cards when nothing is estimated
+        prompt, output = max(needs.prompt_tokens, 1), max(needs.output_tokens, 1)
+        return (p.input_per_1m_tokens * prompt + p.output_per_1m_tokens * output) / 1e6
+    if card.task == "image-generation":
+        return p.per_image * needs.units
+    if card.task in ("speech", "transcription"):
+        return p.per_audio_second * needs.units
+    return p.per_video_second * needs.units
