@@ -21,7 +21,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(data_dir: Path) -> Path:
-    return data_dir / "models"
+    path = data_dir / "models"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

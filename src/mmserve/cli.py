@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -14,6 +15,8 @@ from rich.table import Table
 
 from mmserve.catalog.loader import CatalogError, load_catalog
 from mmserve.settings import Settings
+
+SETTINGS_FLAGS = ("host", "port", "data_dir", "config", "device", "log_level")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="build the demo models into the data directory (no serving)")
     demo.add_argument("--data-dir", type=Path)
 
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (stored hashed in the database)")
+    keys.add_argument("--data-dir", type=Path)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key; its secret is printed once")
+    create.add_argument("--name", default="")
+    create.add_argument("--models", help="comma-separated model ids the key may use (default: all)")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--admin", action="store_true", help="may read every key's usage")
+    listing = keys_sub.add_parser("list", help="list active keys (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
+
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "json") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in SETTINGS_FLAGS and v is not None}
     settings = Settings(**overrides)
     try:
         if args.command == "serve":
@@ -45,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             return _models(settings, as_json=args.json)
         if args.command == "demo":
             return _demo(settings)
+        if args.command == "keys":
+            from mmserve.keys_cli import keys_command
+
+            return asyncio.run(keys_command(settings, args))
     except CatalogError as e:
         Console(stderr=True).print(f"[red]catalog error:[/red] {e}", highlight=False)
         return 2

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     load_on_start: bool = True
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the job/key/usage database; SQLite in the data dir when unset. "
+        "postgresql://user:pass@host/db needs mmserve[postgres].",
+    )
+    auth: bool = Field(default=False, description="Require a bearer API key on every endpoint but /health.")
+    admin_key: str | None = Field(
+        default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."
+    )
+    key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
+    usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
 
     @property
     def models_dir(self) -> Path:

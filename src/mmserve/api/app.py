@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Scope
 
 from mmserve import __version__
@@ -19,8 +19,17 @@ from mmserve.api.health.router import router as health_router
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
+from mmserve.api.usage.router import router as usage_router
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
+from mmserve.control.auth import Authenticator
+from mmserve.control.context import RequestContextMiddleware
+from mmserve.control.keys import KeyStore
+from mmserve.control.metering import Meter
+from mmserve.control.ratelimit import RateLimiter
+from mmserve.control.routing import ModelRouter
+from mmserve.control.usage import UsageRecorder
+from mmserve.db import Database
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
 from mmserve.metrics import Metrics, MetricsMiddleware
@@ -46,6 +55,10 @@ def create_app(
     metrics = Metrics()
     runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
     metrics.attach_runtime(runtime)
+    db = Database.from_settings(settings)
+    keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
+    limiter = RateLimiter()
+    recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
     state = AppState(
         settings=settings,
         catalog=catalog,
@@ -54,10 +67,18 @@ def create_app(
         artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
         signer=UrlSigner.from_settings(settings),
         metrics=metrics,
+        db=db,
+        keys=keys,
+        usage=recorder,
+        meter=Meter(recorder, metrics, limiter),
+        router=ModelRouter(catalog, runtime),
     )
+    authenticate = Authenticator(settings, keys, limiter)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.create_all()
+        await recorder.start()
         await runtime.start()
         janitor = asyncio.create_task(_cleanup_loop(state))
         try:
@@ -65,6 +86,8 @@ def create_app(
         finally:
             janitor.cancel()
             await runtime.stop()
+            await recorder.stop()  # flush: no accepted request's usage is lost
+            await db.dispose()
 
     # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
     app = FastAPI(
@@ -72,12 +95,14 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         max_body_size=settings.limits.max_request_bytes,
+        dependencies=[Depends(authenticate)],
     )
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
-    for router in (health_router, metrics_router, models_router, chat_router, artifacts_router):
+    app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
+    for router in (health_router, metrics_router, models_router, usage_router, chat_router, artifacts_router):
         app.include_router(router)
     return app
 

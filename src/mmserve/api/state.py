@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from mmserve.catalog.catalog import Catalog
+from mmserve.control.keys import KeyStore
+from mmserve.control.metering import Meter
+from mmserve.control.routing import ModelRouter
+from mmserve.control.usage import UsageRecorder
+from mmserve.db import Database
 from mmserve.media.ingest import MediaIngestor
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
@@ -24,6 +29,11 @@ class AppState:
     artifacts: ArtifactStore
     signer: UrlSigner
     metrics: Metrics
+    db: Database
+    keys: KeyStore
+    usage: UsageRecorder
+    meter: Meter
+    router: ModelRouter
 
 
 def get_state(request: Request) -> AppState:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmserve.api.errors import InvalidRequestError
+from mmserve.api.errors import InvalidRequestError, PermissionDeniedError
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard, RouterSpec
+from mmserve.control.context import principal
 from mmserve.runtime.runtime import Runtime
 
 AUTO = "auto"
@@ -73,8 +74,11 @@ class ModelRouter:
         return name == AUTO or name in self.catalog.routers
 
     def route(self, name: str, needs: Needs, *, param: str = "model") -> Route:
+        who = principal()
         if not self.is_router(name):
-            return Route([self.catalog.get(name, task=needs.task, param=param)], "requested")
+            card = self.catalog.get(name, task=needs.task, param=param)
+            who.check_model(card.id, param)
+            return Route([card], "requested")
         spec = self.catalog.routers.get(name) or RouterSpec.model_construct(
             id=AUTO, task=needs.task, policy="cheapest", candidates=[]
         )
@@ -91,7 +95,12 @@ class ModelRouter:
         )
         fitting: list[ModelCard] = []
         skipped: dict[str, str] = {}
-        for card in pool:
+        allowed = [c for c in pool if who.may_use(c.id)]
+        if pool and not allowed:
+            raise PermissionDeniedError(
+                f"This API key may use none of the models behind '{name}'.", param=param, code="model_not_allowed"
+            )
+        for card in allowed:
             why = self._misfit(card, needs)
             if why:
                 skipped[card.id] = why

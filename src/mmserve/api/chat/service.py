@@ -21,6 +21,7 @@ from mmserve.api.errors import (
 )
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
+from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, SamplingParams
 from mmserve.media.ingest import ImageRef
@@ -51,6 +52,7 @@ class ChatService:
         prompt_tokens = results[0][1]
         choices = [c for c, _ in results]
         completion = sum(c.completion_tokens for c in choices)
+        self.state.meter.record(card, "chat.completions", input_tokens=prompt_tokens, output_tokens=completion)
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -151,6 +153,9 @@ class ChatService:
                                 }
                             ]
                         )
+                self.state.meter.record(
+                    card, "chat.completions", input_tokens=prompt_tokens, output_tokens=sum(completion)
+                )
                 if include_usage:
                     yield chunk([], _usage(prompt_tokens, sum(completion)))
             except MMServeError as e:
@@ -165,10 +170,11 @@ class ChatService:
     # ------------------------------------------------------------------ preparation
 
     async def _prepare(self, req: ChatCompletionRequest) -> tuple[ModelCard, list[ChatInput]]:
-        card = self.state.catalog.get(req.model, task="chat")
+        image_refs = _image_refs(req.messages)
+        needs = Needs("chat", images=len(image_refs), output_tokens=req.output_limit or 0, tools=bool(req.tools))
+        card = self.state.router.route(req.model, needs).cards[0]
         limits = self.state.settings.limits
         self._check_params(req, card)
-        image_refs = _image_refs(req.messages)
         if image_refs and not card.capabilities.vision:
             raise ModelCapabilityError(
                 f"The model '{card.id}' does not accept images (its card has capabilities.vision / "

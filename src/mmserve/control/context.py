@@ -1,0 +1,93 @@
+"""The caller of the current request, for the layers that need it without threading it through
+every signature: model permissions (routing), ownership (jobs, artifacts) and metering.
+
+An ASGI middleware creates one mutable :class:`RequestContext` per request and sets it in a
+ContextVar; the auth dependency fills in the principal; work spawned for the request (tasks,
+streaming bodies) copies the context and so sees the same object. Background work (video
+jobs) passes the owner explicitly instead.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mmserve.api.errors import PermissionDeniedError
+from mmserve.control.ratelimit import Limits
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. ``key_id`` None means auth is off (a single-tenant server)."""
+
+    key_id: str | None = None
+    name: str = "anonymous"
+    admin: bool = True
+    models: tuple[str, ...] | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    def may_use(self, model_id: str) -> bool:
+        return self.models is None or model_id in self.models
+
+    def check_model(self, model_id: str, param: str = "model") -> None:
+        if not self.may_use(model_id):
+            raise PermissionDeniedError(
+                f"This API key may not use the model '{model_id}'. Allowed: {', '.join(self.models or ())}.",
+                param=param,
+                code="model_not_allowed",
+            )
+
+
+ANONYMOUS = Principal()
+
+
+@dataclass
+class RequestContext:
+    principal: Principal = ANONYMOUS
+    started: float = field(default_factory=time.perf_counter)
+    headers: dict[str, str] = field(default_factory=dict)  # added to the response (rate limits, routing)
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("mmserve_request", default=None)
+
+
+def current() -> RequestContext:
+    ctx = _current.get()
+    return ctx if ctx is not None else RequestContext()
+
+
+def principal() -> Principal:
+    return current().principal
+
+
+class RequestContextMiddleware:
+    """Creates the request's context and adds its headers to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext()
+        token = _current.set(ctx)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and ctx.headers:
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in ctx.headers.items()
+                    if k.lower().encode() not in present
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            _current.reset(token)

@@ -1,0 +1,138 @@
+"""API keys: created once (the secret is shown only then), stored hashed, revocable.
+
+A key is ``mms-`` + 32 random bytes (url-safe base64). Only its SHA-256 is stored: the
+secret has 256 bits of entropy, so a fast hash is the right tool (a slow password hash
+protects guessable secrets; it would only slow every request here). Lookups go by hash
+through a short-lived in-memory cache, so a revocation made by the CLI in another process
+takes effect within ``Settings.key_cache_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import JSON, Boolean, Float, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mmserve.db import Base, Database
+
+PREFIX = "mms-"
+CACHE_TTL_S = 5.0
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    requests_per_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    prefix: str
+    name: str
+    models: tuple[str, ...] | None
+    requests_per_min: int | None
+    tokens_per_min: int | None
+    admin: bool
+    created_at: float
+    revoked_at: float | None
+
+    @classmethod
+    def of(cls, row: ApiKeyRow) -> ApiKey:
+        return cls(
+            row.id,
+            row.prefix,
+            row.name,
+            tuple(row.models) if row.models is not None else None,
+            row.requests_per_min,
+            row.tokens_per_min,
+            row.admin,
+            row.created_at,
+            row.revoked_at,
+        )
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, db: Database, *, cache_ttl_s: float = CACHE_TTL_S) -> None:
+        self.db = db
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def create(
+        self,
+        name: str = "",
+        *,
+        models: list[str] | None = None,
+        requests_per_min: int | None = None,
+        tokens_per_min: int | None = None,
+        admin: bool = False,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (the only time the secret exists outside the caller)."""
+        secret = PREFIX + secrets.token_urlsafe(32)
+        row = ApiKeyRow(
+            id="key_" + secrets.token_hex(8),
+            hash=hash_secret(secret),
+            prefix=secret[:10],
+            name=name,
+            models=models,
+            requests_per_min=requests_per_min,
+            tokens_per_min=tokens_per_min,
+            admin=admin,
+            created_at=time.time(),
+            revoked_at=None,
+        )
+        async with self.db.session() as s, s.begin():
+            s.add(row)
+        return ApiKey.of(row), secret
+
+    async def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
+        async with self.db.session() as s:
+            q = select(ApiKeyRow).order_by(ApiKeyRow.created_at)
+            if not include_revoked:
+                q = q.where(ApiKeyRow.revoked_at.is_(None))
+            return [ApiKey.of(r) for r in (await s.scalars(q)).all()]
+
+    async def revoke(self, id_or_prefix: str) -> ApiKey | None:
+        async with self.db.session() as s, s.begin():
+            q = select(ApiKeyRow).where(
+                (ApiKeyRow.id == id_or_prefix) | (ApiKeyRow.prefix == id_or_prefix), ApiKeyRow.revoked_at.is_(None)
+            )
+            rows = (await s.scalars(q)).all()
+            if len(rows) != 1:
+                return None
+            rows[0].revoked_at = time.time()
+            key = ApiKey.of(rows[0])
+        self._cache.clear()
+        return key
+
+    async def lookup(self, secret: str) -> ApiKey | None:
+        """The active key for ``secret``, or None (unknown or revoked)."""
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self.cache_ttl_s:
+            return hit[1]
+        async with self.db.session() as s:
+            row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.hash == digest))
+        key = ApiKey.of(row) if row is not None and row.revoked_at is None else None
+        if len(self._cache) > 10_000:  # bounded: random bad keys must not grow memory
+            self._cache.clear()
+        self._cache[digest] = (now, key)
+        return key

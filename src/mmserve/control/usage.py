@@ -1,0 +1,138 @@
+"""Usage metering: one record per request (key, model, tokens, images, audio/video seconds, cost).
+
+``UsageRecorder.record()`` only appends to an in-memory queue (no I/O on the request path);
+a background task writes the queue to SQL in batches every ``usage_flush_interval_s``,
+and ``stop()`` flushes what is left, so an accepted request's record is not lost on a
+clean shutdown. Costs come from the card's prices at the time of the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Float, Integer, String, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mmserve.catalog.schema import ModelCard
+from mmserve.db import Base, Database
+
+log = logging.getLogger("mmserve.usage")
+
+
+class UsageRow(Base):
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    task: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    image_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    video_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+@dataclass
+class UsageEvent:
+    model: str
+    task: str
+    endpoint: str
+    key_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    image_tokens: int = 0
+    images: int = 0
+    audio_seconds: float = 0.0
+    video_seconds: float = 0.0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    created_at: float = field(default_factory=time.time)
+
+
+def cost_of(card: ModelCard, e: UsageEvent) -> float:
+    p = card.pricing
+    return (
+        p.input_per_1m_tokens * e.input_tokens / 1e6
+        + p.output_per_1m_tokens * e.output_tokens / 1e6
+        + p.per_image * e.images
+        + p.per_audio_second * e.audio_seconds
+        + p.per_video_second * e.video_seconds
+    )
+
+
+SUMMED = ("input_tokens", "output_tokens", "image_tokens", "images", "audio_seconds", "video_seconds", "cost")
+
+
+class UsageRecorder:
+    def __init__(self, db: Database, *, flush_interval_s: float = 0.5) -> None:
+        self.db = db
+        self.flush_interval_s = flush_interval_s
+        self._pending: list[UsageEvent] = []
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def record(self, event: UsageEvent) -> None:
+        self._pending.append(event)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.flush()
+
+    async def flush(self) -> int:
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                async with self.db.session() as s, s.begin():
+                    s.add_all([UsageRow(**asdict(e)) for e in batch])
+            except Exception:
+                self._pending[:0] = batch  # keep them for the next attempt
+                raise
+            return len(batch)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # the writer must never die; records are kept and retried
+                log.exception("writing usage records failed")
+
+    async def totals(
+        self, *, key_id: str | None, all_keys: bool, start: float | None, end: float | None, model: str | None
+    ) -> list[dict[str, Any]]:
+        """Sums per key and model over [start, end)."""
+        await self.flush()
+        cols = [func.sum(getattr(UsageRow, c)).label(c) for c in SUMMED]
+        q = select(UsageRow.key_id, UsageRow.model, func.count().label("requests"), *cols).group_by(
+            UsageRow.key_id, UsageRow.model
+        )
+        if not all_keys:
+            q = q.where(UsageRow.key_id == key_id) if key_id is not None else q.where(UsageRow.key_id.is_(None))
+        if start is not None:
+            q = q.where(UsageRow.created_at >= start)
+        if end is not None:
+            q = q.where(UsageRow.created_at < end)
+        if model is not None:
+            q = q.where(UsageRow.model == model)
+        async with self.db.session() as s:
+            rows = (await s.execute(q.order_by(UsageRow.key_id, UsageRow.model))).all()
+        return [
+            {"key_id": r.key_id, "model": r.model, "requests": r.requests, **{c: getattr(r, c) or 0 for c in SUMMED}}
+            for r in rows
+        ]

@@ -1,0 +1,71 @@
+"""`mmserve keys create|list|revoke`: API keys in the server's database (the same data dir or URL)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.table import Table
+
+from mmserve.control.keys import KeyStore
+from mmserve.db import Database
+from mmserve.settings import Settings
+
+
+async def keys_command(settings: Settings, args: argparse.Namespace) -> int:
+    db = Database.from_settings(settings)
+    await db.create_all()
+    store = KeyStore(db)
+    try:
+        if args.keys_command == "create":
+            models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            key, secret = await store.create(
+                args.name, models=models, requests_per_min=args.rpm, tokens_per_min=args.tpm, admin=args.admin
+            )
+            print(
+                json.dumps(
+                    {
+                        "id": key.id,
+                        "key": secret,
+                        "name": key.name,
+                        "models": models,
+                        "requests_per_min": key.requests_per_min,
+                        "tokens_per_min": key.tokens_per_min,
+                        "admin": key.admin,
+                    }
+                )
+            )
+            Console(stderr=True).print("Store the key now: only its hash is kept.", highlight=False)
+            return 0
+        if args.keys_command == "list":
+            found = await store.list()
+            if args.json:
+                print(json.dumps([{**asdict(k), "prefix": k.prefix + "…"} for k in found], indent=2))
+                return 0
+            table = Table("id", "prefix", "name", "models", "rpm", "tpm", "admin", "created")
+            for col in table.columns[:2]:
+                col.no_wrap = True
+            for k in found:
+                table.add_row(
+                    k.id,
+                    k.prefix + "…",
+                    k.name,
+                    ",".join(k.models) if k.models else "all",
+                    str(k.requests_per_min or "-"),
+                    str(k.tokens_per_min or "-"),
+                    "yes" if k.admin else "",
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at)),
+                )
+            Console().print(table)
+            return 0
+        revoked = await store.revoke(args.key)
+        if revoked is None:
+            Console(stderr=True).print(f"No single active key matches '{args.key}'.", highlight=False)
+            return 1
+        print(f"revoked {revoked.id} ({revoked.prefix}…)")
+        return 0
+    finally:
+        await db.dispose()

@@ -1,0 +1,172 @@
+"""API keys, per-key limits and metered usage through the openai SDK against a live server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from mmserve.api.app import create_app
+from mmserve.catalog.loader import parse_catalog
+from mmserve.settings import Settings
+from tests.helpers.images import data_uri
+from tests.helpers.server import LiveServer
+
+CATALOG = """
+models:
+  - id: paid-vlm
+    task: chat
+    engine: transformers-chat
+    source: "demo:vlm"
+    capabilities: {vision: true}
+    pricing: {input_per_1m_tokens: 1000, output_per_1m_tokens: 3000}
+  - id: paid-text
+    task: chat
+    engine: transformers-chat
+    source: "demo:text-lm"
+    pricing: {input_per_1m_tokens: 10, output_per_1m_tokens: 20}
+"""
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[tuple[str, Path]]:
+    data = tmp_path_factory.mktemp("auth-data")
+    (data / "models").symlink_to(models_dir, target_is_directory=True)
+    settings = Settings(
+        data_dir=data, auth=True, admin_key="admin-secret", usage_flush_interval_s=0.05, key_cache_ttl_s=0.2
+    )
+    server = LiveServer(create_app(settings, parse_catalog(CATALOG, file="c.yaml", base_dir=data))).start()
+    yield server.url, data
+    server.stop()
+
+
+def _key(data: Path, *args: str) -> str:
+    return str(json.loads(_cli(data, "create", *args).stdout)["key"])
+
+
+def test_no_key_is_401_and_health_stays_open(env: tuple[str, Path]) -> None:
+    url, _ = env
+    client = OpenAI(base_url=url + "/v1", api_key="not-a-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+    r = httpx.post(url + "/v1/chat/completions", json={"model": "paid-text", "messages": []})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(url + "/health").status_code == 200
+
+
+def test_key_limited_to_models_gets_403_elsewhere(env: tuple[str, Path]) -> None:
+    url, data = env
+    client = OpenAI(
+        base_url=url + "/v1", api_key=_key(data, "--name", "text-only", "--models", "paid-text"), max_retries=0
+    )
+    ok = client.chat.completions.create(model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert ok.model == "paid-text"
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        client.chat.completions.create(model="paid-vlm", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert "paid-vlm" in str(e.value)
+
+
+def test_rate_limit_429_with_retry_after(env: tuple[str, Path]) -> None:
+    url, data = env
+    client = OpenAI(base_url=url + "/v1", api_key=_key(data, "--rpm", "2"), max_retries=0)
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
+        assert int(raw.headers["x-ratelimit-limit-requests"]) == 2
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+    assert int(e.value.response.headers["retry-after"]) >= 1
+    assert e.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_token_limit(env: tuple[str, Path]) -> None:
+    url, data = env
+    client = OpenAI(base_url=url + "/v1", api_key=_key(data, "--tpm", "20"), max_retries=0)
+    client.chat.completions.create(
+        model="paid-text", messages=[{"role": "user", "content": "hello " * 10}], max_tokens=8
+    )  # more than 20 tokens in all
+    with pytest.raises(openai.RateLimitError, match="tokens per minute"):
+        client.chat.completions.create(model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+
+
+def test_usage_totals_and_costs_match_the_requests(env: tuple[str, Path]) -> None:
+    url, data = env
+    key = _key(data, "--name", "metered")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    expected = {"paid-vlm": [0, 0, 0], "paid-text": [0, 0, 0]}  # requests, in, out
+    for model, content in [
+        ("paid-vlm", [{"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": data_uri()}}]),
+        ("paid-vlm", "Describe"),
+        ("paid-text", "Hello there"),
+    ]:
+        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], max_tokens=5)
+        assert r.usage
+        e = expected[model]
+        e[0] += 1
+        e[1] += r.usage.prompt_tokens
+        e[2] += r.usage.completion_tokens
+    chunks = list(
+        client.chat.completions.create(
+            model="paid-text",
+            messages=[{"role": "user", "content": "s"}],
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    u = chunks[-1].usage
+    assert u
+    expected["paid-text"][0] += 1
+    expected["paid-text"][1] += u.prompt_tokens
+    expected["paid-text"][2] += u.completion_tokens
+    usage = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
+    rows = {r["model"]: r for r in usage["data"]}
+    prices = {"paid-vlm": (1000, 3000), "paid-text": (10, 20)}
+    for model, (n, tin, tout) in expected.items():
+        assert rows[model]["requests"] == n
+        assert rows[model]["input_tokens"] == tin and rows[model]["output_tokens"] == tout
+        pin, pout = prices[model]
+        assert rows[model]["cost"] == pytest.approx((pin * tin + pout * tout) / 1e6)
+    assert usage["total"]["cost"] == pytest.approx(sum(r["cost"] for r in rows.values()))
+    # another key sees none of it; only an admin may ask for someone else's
+    other = _key(data)
+    assert httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {other}"}).json()["data"] == []
+    key_id = usage["key_id"]
+    denied = httpx.get(url + f"/v1/usage?key_id={key_id}", headers={"Authorization": f"Bearer {other}"})
+    assert denied.status_code == 403
+    admin = httpx.get(url + f"/v1/usage?key_id={key_id}", headers={"Authorization": "Bearer admin-secret"}).json()
+    assert admin["total"]["cost"] == pytest.approx(usage["total"]["cost"])
+
+
+def test_revoked_key_is_refused(env: tuple[str, Path]) -> None:
+    url, data = env
+    created = json.loads(_cli(data, "create", "--name", "temp").stdout)
+    client = OpenAI(base_url=url + "/v1", api_key=created["key"], max_retries=0)
+    assert client.models.list().data
+    listed = _cli(data, "list", "--json").stdout
+    assert created["id"] in [k["id"] for k in json.loads(listed)] and created["key"] not in listed
+    assert created["id"] in _cli(data, "list").stdout  # the table for people
+    _cli(data, "revoke", created["id"])
+    time.sleep(0.3)  # the server's key cache lives key_cache_ttl_s
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
