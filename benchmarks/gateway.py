@@ -1,0 +1,166 @@
+"""Gateway overhead: the same chat traffic sent to a loopback fake provider directly, through
+mmserve (auth + routing + metering on an upstream card), and through LiteLLM's proxy.
+
+    python benchmarks/gateway.py [--requests 600] [--concurrency 16] [--litellm PATH]
+
+LiteLLM runs from its own virtualenv (``python -m venv /opt/litellm && /opt/litellm/bin/pip
+install 'litellm[proxy]'``) given by ``--litellm`` (default: `litellm` on PATH); without it that
+leg is skipped. All three legs run in one invocation, against one provider process, and the
+result is written to benchmarks/results/gateway.json with added latency = leg p50/p99 minus
+the direct p50/p99, and throughput ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from _common import free_port, mmserve, summarize, write_result
+
+HERE = Path(__file__).resolve().parent
+BODY = {"messages": [{"role": "user", "content": "one two three four five six seven eight"}], "max_tokens": 8}
+
+
+@contextmanager
+def process(cmd: list[str], health: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[None]:
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited during start-up")
+            try:
+                if httpx.get(health, timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise TimeoutError(f"{cmd} did not start")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def load(url: str, key: str, model: str, requests: int, concurrency: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    remaining = requests
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {**BODY, "model": model}
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                r = await client.post(f"{url}/chat/completions", json=body, headers=headers)
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, 4))))  # warm-up connections
+        latencies.clear()
+        remaining = requests
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {
+        "requests": requests,
+        "errors": errors,
+        "wall_s": wall,
+        "requests_per_s": len(latencies) / wall,
+        "latency": summarize(latencies),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--requests", type=int, default=600)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--litellm", default=shutil.which("litellm"))
+    args = p.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="mmserve-gw-"))
+    provider_port = free_port()
+    provider_url = f"http://127.0.0.1:{provider_port}/v1"
+    catalog = data / "catalog.yaml"
+    catalog.write_text(
+        "models:\n  - id: remote\n    task: chat\n    engine: upstream-chat\n"
+        f"    options: {{base_url: '{provider_url}', model: their-model, api_key_env: GW_PROVIDER_KEY}}\n"
+        "    pricing: {input_per_1m_tokens: 1.0, output_per_1m_tokens: 2.0}\n"
+        "    deployment: {mode: dedicated, max_concurrency: 256, max_queue: 1024}\n"
+    )
+    created = subprocess.run(
+        [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data), "create", "--name", "bench"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(created.stdout)["key"]
+    legs: dict[str, dict] = {}
+    with process(
+        [sys.executable, str(HERE / "fake_provider_main.py"), "--port", str(provider_port)], f"{provider_url}/models"
+    ):
+        run = lambda url, k, m: asyncio.run(load(url, k, m, args.requests, args.concurrency))  # noqa: E731
+        legs["direct"] = run(provider_url, "sk-upstream", "their-model")
+        env = {"GW_PROVIDER_KEY": "sk-upstream", "MMSERVE_AUTH": "true", "MMSERVE_LOG_LEVEL": "warning"}
+        with mmserve(data, "--config", str(catalog), "--log-level", "warning", wait_for=["remote"], env=env) as url:
+            legs["mmserve"] = run(url + "/v1", key, "remote")
+        if args.litellm:
+            port = free_port()
+            cfg = data / "litellm.yaml"
+            cfg.write_text(
+                "model_list:\n  - model_name: remote\n    litellm_params:\n      model: openai/their-model\n"
+                f"      api_base: {provider_url}\n      api_key: sk-upstream\n"
+                "general_settings:\n  master_key: sk-master\n"
+            )
+            with process(
+                [args.litellm, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+                f"http://127.0.0.1:{port}/health/liveliness",
+            ):
+                legs["litellm"] = run(f"http://127.0.0.1:{port}/v1", "sk-master", "remote")
+    direct = legs["direct"]
+    compare = {
+        name: {
+            "added_p50_ms": (leg["latency"]["p50_s"] - direct["latency"]["p50_s"]) * 1000,
+            "added_p99_ms": (leg["latency"]["p99_s"] - direct["latency"]["p99_s"]) * 1000,
+            "throughput_ratio_vs_direct": leg["requests_per_s"] / direct["requests_per_s"],
+        }
+        for name, leg in legs.items()
+        if name != "direct"
+    }
+    if "litellm" in legs:
+        compare["mmserve_over_litellm_throughput"] = {
+            "ratio": legs["mmserve"]["requests_per_s"] / legs["litellm"]["requests_per_s"]
+        }
+    write_result(
+        "gateway",
+        {
+            "concurrency": args.concurrency,
+            "legs": legs,
+            "compare": compare,
+            "mmserve_path": "bearer auth + routing + usage metering (SQLite) + metrics",
+            "litellm_path": "master-key auth + routing, no spend database",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
