@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from mmserve.catalog.loader import CatalogError, load_catalog
 from mmserve.settings import Settings
@@ -34,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     models = sub.add_parser("models", help="validate a catalog and list its models")
     models.add_argument("--config", type=Path)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.add_argument("--url", help="a running server (e.g. http://127.0.0.1:8000): adds live deployment state")
+    models.add_argument("--key", help="API key for --url when the server has auth on")
 
     demo = sub.add_parser("demo", help="build the demo models into the data directory (no serving)")
     demo.add_argument("--data-dir", type=Path)
@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "models":
-            return _models(settings, as_json=args.json)
+            from mmserve.models_cli import models_command
+
+            return models_command(settings, as_json=args.json, url=args.url, key=args.key)
         if args.command == "demo":
             return _demo(settings)
         if args.command == "keys":
@@ -104,56 +106,6 @@ def _serve(settings: Settings) -> int:
     server.startup = startup  # type: ignore[method-assign]
     server.run()
     return 0
-
-
-def _models(settings: Settings, *, as_json: bool) -> int:
-    catalog = load_catalog(settings.config)
-    rows = [
-        {
-            "id": c.id,
-            "task": c.task,
-            "engine": c.engine,
-            "vision": c.capabilities.vision,
-            "deployment": c.deployment.mode,
-            "pricing": c.pricing.model_dump(),
-        }
-        for c in catalog
-    ]
-    if as_json:
-        print(json.dumps({"catalog": catalog.file, "models": rows}, indent=2))
-        return 0
-    table = Table(title=f"{catalog.file}: {len(rows)} model(s), valid")
-    for col in (
-        "id",
-        "task",
-        "engine",
-        "deployment",
-        "in $/1M tok",
-        "out $/1M tok",
-        "$/image",
-        "$/audio s",
-        "$/video s",
-    ):
-        table.add_column(col)
-    for c in catalog:
-        p = c.pricing
-        table.add_row(
-            c.id,
-            c.task,
-            c.engine,
-            c.deployment.mode,
-            _price(p.input_per_1m_tokens),
-            _price(p.output_per_1m_tokens),
-            _price(p.per_image),
-            _price(p.per_audio_second),
-            _price(p.per_video_second),
-        )
-    Console().print(table)
-    return 0
-
-
-def _price(v: float) -> str:
-    return "-" if v == 0 else f"{v:g}"
 
 
 def _demo(settings: Settings) -> int:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from mmserve.api.models.service import model_entry
 from mmserve.api.state import AppState, get_state
+from mmserve.control.context import principal
 
 router = APIRouter(tags=["models"])
 
@@ -19,9 +20,13 @@ async def list_models(
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     cards = state.catalog.filter(task=task, capability=capability)
-    return {"object": "list", "data": [model_entry(c, state) for c in cards]}
+    who = principal()
+    visible = [c for c in cards if who.may_use(c.id)]
+    return {"object": "list", "data": [model_entry(c, state.runtime.deployment(c)) for c in visible]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, state: AppState = Depends(get_state)) -> dict[str, Any]:
-    return model_entry(state.catalog.get(model_id), state)
+    card = state.catalog.get(model_id)
+    principal().check_model(card.id)
+    return model_entry(card, state.runtime.deployment(card))

@@ -1,17 +1,34 @@
-"""The catalog as the API shows it."""
+"""The catalog as the API (and `mmserve models`) shows it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
+from mmserve.runtime.deployment import Deployment
 
 CREATED = 1_767_225_600  # 2026-01-01: cards have no creation date of their own
 
 
-def model_entry(card: ModelCard, state: AppState) -> dict[str, Any]:
-    dep = state.runtime.deployment(card)
+def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
+    """OpenAI's model object plus task, capabilities, limits, pricing and live deployment state."""
+    live: dict[str, Any] = {
+        "state": None,
+        "replicas_loaded": None,
+        "active": None,
+        "queue_depth": None,
+        "load_seconds": None,
+        "error": None,
+    }
+    if dep is not None:
+        live = {
+            "state": dep.state,
+            "replicas_loaded": dep.loaded_replicas,
+            "active": dep.active,
+            "queue_depth": dep.queue_depth,
+            "load_seconds": dep.load_seconds,
+            "error": dep.error,
+        }
     return {
         "id": card.id,
         "object": "model",
@@ -24,13 +41,5 @@ def model_entry(card: ModelCard, state: AppState) -> dict[str, Any]:
         "capabilities": card.capabilities.model_dump(by_alias=False),
         "limits": card.limits.model_dump(),
         "pricing": card.pricing.model_dump(),
-        "deployment": {
-            **card.deployment.model_dump(exclude={"device"}),
-            "state": dep.state,
-            "replicas_loaded": dep.loaded_replicas,
-            "active": dep.active,
-            "queue_depth": dep.queue_depth,
-            "load_seconds": dep.load_seconds,
-            "error": dep.error,
-        },
+        "deployment": {**card.deployment.model_dump(exclude={"device"}), **live},
     }
