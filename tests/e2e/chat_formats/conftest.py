@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from mmserve.catalog.loader import load_catalog
 from mmserve.settings import Settings
 from tests.helpers.server import LiveServer
 
+DEMO_CARDS = yaml.safe_load(resources.files("mmserve.catalog").joinpath("demo.yaml").read_text())["models"]
 FORMATS = {"reasoning_format": "think-tags", "tool_call_format": "hermes", "context_length": 2048}
 FORMATS_CATALOG = {
     "models": [
@@ -44,6 +46,7 @@ FORMATS_CATALOG = {
             "capabilities": {"vision": True, "context_length": 2048},
             "limits": {"max_output_tokens": 256},
         },
+        next(card for card in DEMO_CARDS if card["id"] == "demo-tools"),  # as `mmserve serve` has it
     ]
 }
 
