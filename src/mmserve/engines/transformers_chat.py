@@ -194,8 +194,10 @@ class TransformersChatEngine(ChatEngine):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens)
-        prompt_ids = inputs["input_ids"][0].tolist()
-        processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
+        processors = []
+        if self._hooks:
+            prompt_ids = inputs["input_ids"][0].tolist()
+            processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
         if request.constraint is not None and self._grammars is not None:
             processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
         return _Prepared(inputs, prompt_tokens, max_new, prompt, processors)

@@ -110,6 +110,7 @@ def test_reasoning_in_history_reaches_the_template(client: OpenAI) -> None:
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"chat_template_kwargs": {"add_generation_prompt": False}}, "chat_template_kwargs.add_generation_prompt"),
         ({"chat_template_kwargs": {"bad key": 1}}, "chat_template_kwargs.bad key"),
+        ({"chat_template_kwargs": {"enable_thinking": "yes"}}, "chat_template_kwargs.enable_thinking"),
     ],
 )
 def test_bad_reasoning_fields_are_400s(client: OpenAI, body: dict, param: str) -> None:
@@ -129,3 +130,18 @@ def test_plain_models_are_unchanged(client: OpenAI, formats_server: object) -> N
     ).json()
     assert "reasoning_content" not in raw["choices"][0]["message"]
     assert raw["usage"]["completion_tokens_details"] == {"reasoning_tokens": 0}
+
+
+def test_n_streamed_choices_are_parsed_separately(client: OpenAI) -> None:
+    chunks = list(ask(client, n=2, stream=True, stream_options={"include_usage": True}))
+    for i in (0, 1):
+        mine = [c.choices[0] for c in chunks if c.choices and c.choices[0].index == i]
+        assert "".join(getattr(c.delta, "reasoning_content", None) or "" for c in mine) == HELLO.think
+        assert "".join(c.delta.content or "" for c in mine) == HELLO.answer
+        assert [c.finish_reason for c in mine if c.finish_reason] == ["stop"]
+    usage = chunks[-1].usage
+    single = ask(client).usage
+    assert usage and single and usage.completion_tokens_details and single.completion_tokens_details
+    assert usage.completion_tokens_details.reasoning_tokens == 2 * (
+        single.completion_tokens_details.reasoning_tokens or 0
+    )

@@ -80,8 +80,10 @@ class ChatFeatures:
     output: OutputFormat = field(default_factory=OutputFormat)
 
 
-def resolve_features(req: ChatCompletionRequest, card: ModelCard) -> ChatFeatures:
+def resolve_features(req: ChatCompletionRequest, card: ModelCard, *, max_tools: int = 128) -> ChatFeatures:
     caps = card.capabilities
+    if req.tools and len(req.tools) > max_tools:
+        raise InvalidRequestError(f"At most {max_tools} tools are allowed.", param="tools")
     tools = _tools(req.tools)
     choice = _tool_choice(req.tool_choice, tools)
     if tools and choice != "none" and not caps.tool_call_format:
@@ -92,8 +94,8 @@ def resolve_features(req: ChatCompletionRequest, card: ModelCard) -> ChatFeature
         )
     parallel = req.parallel_tool_calls is not False and not choice.startswith("function:")
     schema, strict = _response_format(req.response_format)
-    reasoning = _reasoning_switch(req)
     kwargs = _template_kwargs(req.chat_template_kwargs)
+    reasoning = _reasoning_switch(req)
     if reasoning is not None:
         kwargs.setdefault("enable_thinking", reasoning)
     if req.reasoning_effort is not None:
@@ -237,4 +239,8 @@ def _template_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
                 "apply_chat_template's own arguments are set by the server).",
                 param=f"chat_template_kwargs.{key}",
             )
+    if "enable_thinking" in kwargs and not isinstance(kwargs["enable_thinking"], bool):
+        raise InvalidRequestError(
+            "chat_template_kwargs.enable_thinking must be true or false.", param="chat_template_kwargs.enable_thinking"
+        )
     return kwargs

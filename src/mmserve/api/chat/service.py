@@ -163,7 +163,7 @@ class ChatService:
         card = self.state.catalog.get(req.model, task="chat")
         limits = self.state.settings.limits
         self._check_params(req, card)
-        features = resolve_features(req, card)
+        features = resolve_features(req, card, max_tools=limits.max_tools)
         image_refs = _image_refs(req.messages)
         if image_refs and not card.capabilities.vision:
             raise ModelCapabilityError(
