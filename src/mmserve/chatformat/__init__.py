@@ -9,6 +9,7 @@ provider later), and engines that constrain decoding build their grammar here.
     tools.py      <tool_call>{json}</tool_call> -> tool_calls         (card: tool_call_format)
     output.py     both, per choice, with ids and reasoning-token counts
     grammar.py    response_format / tool_choice -> an llguidance Lark grammar
+    templates.py  messages as Hugging Face chat templates expect them
 
 Nothing here imports a model library.
 """
