@@ -5,10 +5,14 @@ a named function) are enforced while decoding: at every step, tokens that cannot
 a valid answer are masked out, so the output always parses. The grammar is written in the
 model's own formats, so the same parsers read it back:
 
-    start: trace? answer                          (a reasoning model may think first)
+    start: (<think> trace gap)? answer            a reasoning model may think first
     answer: %json {schema}                        response_format
           | call ("\\n" call)*                     tool_choice required (one call unless parallel)
-    call: "<tool_call>\\n" %json {anyOf: {"name": const, "arguments": parameters}...} "\\n</tool_call>"
+    call: <tool_call> "\\n" %json {anyOf: [{"name": const, "arguments": parameters}, ...]} "\\n" </tool_call>
+
+Tags that are single added tokens of the vocabulary (as in Qwen3) are written as
+llguidance token references (``<think>``), others as text (``"<think>"``); a trace the
+template already opened in the prompt must be closed first.
 
 The grammar is engine independent text: the transformers engine enforces it with
 llguidance's matcher, and vLLM / SGLang accept the same Lark grammars (``guided_grammar``).

@@ -53,8 +53,6 @@ RESERVED_TEMPLATE_KWARGS = frozenset(
 _KWARG_NAME = re.compile(r"^[A-Za-z_]\w{0,63}$")
 _SWITCH = re.compile(r"(?<!\S)/(no_think|think)(?!\S)")
 
-ToolChoice = Literal["none", "auto", "required"] | str  # or the name of the one function to call
-
 
 class _Function(BaseModel):
     model_config = ConfigDict(extra="ignore")
