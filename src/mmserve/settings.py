@@ -47,6 +47,7 @@ class LimitSettings(BaseModel):
     max_messages: int = 2048
     max_n: int = 8
     max_stop_sequences: int = 4
+    max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
 
 
 class Settings(BaseSettings):

@@ -17,6 +17,9 @@ Task = Literal["chat", "image-generation", "speech", "transcription", "video-gen
 TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation")
 ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff"]
 DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
+# Output formats of chat models, parsed by mmserve.chatformat (engine independent).
+ReasoningFormat = Literal["think-tags"]
+ToolCallFormat = Literal["hermes"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 _SIZE = re.compile(r"^\d{1,5}x\d{1,5}$")
@@ -37,8 +40,18 @@ class Capabilities(_Strict):
     )
     max_images: int = Field(default=8, ge=0, description="Images per request.")
     context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
-    tools: bool = False
-    reasoning: bool = False
+    tools: bool = Field(default=False, description="Calls tools; set by tool_call_format.")
+    reasoning: bool = Field(default=False, description="Reasons before answering; set by reasoning_format.")
+    reasoning_format: ReasoningFormat | None = Field(
+        default=None,
+        description="How the model marks its reasoning: 'think-tags' = <think>...</think> (Qwen3, QwQ, "
+        "DeepSeek-R1 and their distills).",
+    )
+    tool_call_format: ToolCallFormat | None = Field(
+        default=None,
+        description="How the model writes tool calls: 'hermes' = <tool_call>{json}</tool_call> "
+        "(Qwen2.5/Qwen3, Hermes 2/3).",
+    )
     # image / video generation
     sizes: list[str] = Field(default_factory=list, description="Allowed 'WxH' sizes; empty = any within limits.")
     edits: bool = False
@@ -51,6 +64,14 @@ class Capabilities(_Strict):
     image_to_video: bool = False
     fps: list[int] = Field(default_factory=list)
     durations: list[float] = Field(default_factory=list, description="Allowed clip lengths in seconds.")
+
+    @model_validator(mode="after")
+    def _formats_imply_flags(self) -> Capabilities:
+        # A format implies the capability. (A flag without a format is left to engines that
+        # return parsed calls themselves, e.g. an upstream provider; local engines need the format.)
+        self.tools = self.tools or self.tool_call_format is not None
+        self.reasoning = self.reasoning or self.reasoning_format is not None
+        return self
 
     @field_validator("sizes")
     @classmethod

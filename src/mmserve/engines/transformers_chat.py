@@ -15,13 +15,16 @@ import logging
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
 
 from mmserve.api.errors import ContextLengthError, EngineError, InvalidRequestError
+from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
+from mmserve.engines.constrained import GrammarCompiler
+from mmserve.engines.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.registry import require
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
@@ -34,6 +37,11 @@ class TransformersChatOptions(EngineOptions):
     trust_remote_code: bool = False
     chat_template: str | None = Field(default=None, description="Jinja template overriding the model's.")
     model_class: Literal["auto", "image-text-to-text", "causal-lm"] = "auto"
+    logits_processors: list[ProcessorTarget] = Field(
+        default_factory=list,
+        description="Extra logits processors, 'package.module:factory' (see mmserve.engines.hooks), run "
+        "before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
+    )
     parallel_generations: int = Field(
         default=1,
         ge=1,
@@ -48,6 +56,8 @@ class _Prepared:
     inputs: Any  # BatchEncoding on the model's device
     prompt_tokens: int
     max_new_tokens: int
+    prompt: str = ""
+    processors: list[Any] = field(default_factory=list)  # before the sampler: card hooks, then the grammar
 
 
 class TransformersChatEngine(ChatEngine):
@@ -60,6 +70,8 @@ class TransformersChatEngine(ChatEngine):
     vision: bool = False
     _context: int | None = None
     _pool: ThreadPoolExecutor | None = None
+    _grammars: GrammarCompiler | None = None
+    _hooks: list[ProcessorFactory] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +120,9 @@ class TransformersChatEngine(ChatEngine):
         self._pool = ThreadPoolExecutor(
             max_workers=opts.parallel_generations, thread_name_prefix=f"chat-{self.card.id}"
         )
+        self._hooks = load_processor_factories(opts.logits_processors, model=self.card.id)
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
         torch.set_grad_enabled(False)
 
     def unload(self) -> None:
@@ -115,7 +130,7 @@ class TransformersChatEngine(ChatEngine):
 
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self.model = self.processor = self.tokenizer = self._pool = None
+        self.model = self.processor = self.tokenizer = self._pool = self._grammars = None
         release_memory()
 
     def memory_bytes(self) -> int | None:
@@ -137,7 +152,7 @@ class TransformersChatEngine(ChatEngine):
         stream = _Stream(self, request, prepared, loop, queue)
         loop.run_in_executor(self._pool, self._run, prepared, stream)
         try:
-            yield ChatDelta(prompt_tokens=prepared.prompt_tokens)
+            yield ChatDelta(prompt_tokens=prepared.prompt_tokens, prompt_text=prepared.prompt)
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
@@ -147,7 +162,8 @@ class TransformersChatEngine(ChatEngine):
                         text=stream.tail, finish_reason=stream.finish_reason, completion_tokens=stream.count
                     )
                     return
-                yield ChatDelta(text=item, completion_tokens=stream.count)
+                text, count = item
+                yield ChatDelta(text=text, completion_tokens=count)
         finally:
             stream.cancelled.set()  # the consumer went away: stop generating
 
@@ -177,7 +193,14 @@ class TransformersChatEngine(ChatEngine):
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        return _Prepared(inputs, prompt_tokens, self._max_new_tokens(prompt_tokens, request.params.max_tokens))
+        max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens)
+        processors = []
+        if self._hooks:
+            prompt_ids = inputs["input_ids"][0].tolist()
+            processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
+        if request.constraint is not None and self._grammars is not None:
+            processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
+        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors)
 
     def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
         ctx = self._context
@@ -222,7 +245,9 @@ class TransformersChatEngine(ChatEngine):
             if m.name:
                 entry["name"] = m.name
             if m.tool_calls:
-                entry["tool_calls"] = m.tool_calls
+                entry["tool_calls"] = template_tool_calls(m.tool_calls)
+            if m.reasoning_content:
+                entry["reasoning_content"] = m.reasoning_content
             if m.tool_call_id:
                 entry["tool_call_id"] = m.tool_call_id
             out.append(entry)
@@ -257,7 +282,7 @@ class TransformersChatEngine(ChatEngine):
                 self.model.generate(
                     **prepared.inputs,
                     generation_config=config,
-                    logits_processor=LogitsProcessorList([sampler]),
+                    logits_processor=LogitsProcessorList([*prepared.processors, sampler]),
                     stopping_criteria=StoppingCriteriaList([stream]),
                     streamer=stream,
                 )
@@ -352,7 +377,7 @@ class _Stream:
                 return
             text = self.stops.push(self.detok.push(token))
             if text:
-                self._send(text)
+                self._send((text, self.count))
 
     def end(self) -> None:
         self.tail = self.stops.push(self.detok.flush()) + self.stops.flush()

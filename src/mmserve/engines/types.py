@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from mmserve.chatformat.grammar import OutputConstraint
+
 # ---------------------------------------------------------------- chat
 
 
@@ -23,8 +25,9 @@ class ChatMessage:
     role: str  # system | user | assistant | tool (developer is mapped to system)
     content: str | list[ChatPart]
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: function.arguments is a JSON string
     tool_call_id: str | None = None
+    reasoning_content: str | None = None
 
     @property
     def images(self) -> list[Image]:
@@ -54,6 +57,8 @@ class ChatInput:
     response_format: dict[str, Any] | None = None
     reasoning: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The answer's shape, enforced while decoding (response_format, tool_choice required/named).
+    constraint: OutputConstraint | None = None
 
 
 @dataclass
@@ -64,6 +69,7 @@ class ChatDelta:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int = 0
+    prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
 
 
 # ---------------------------------------------------------------- images

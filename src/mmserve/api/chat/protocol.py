@@ -93,6 +93,9 @@ class ChatCompletionRequest(_Model):
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="vLLM / SGLang: variables for the chat template, e.g. {'enable_thinking': false}."
+    )
 
     @property
     def output_limit(self) -> int | None:

@@ -9,9 +9,11 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from mmserve.api.chat import shaping
+from mmserve.api.chat.features import ChatFeatures, resolve_features
 from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
 from mmserve.api.errors import (
     InvalidRequestError,
@@ -21,6 +23,7 @@ from mmserve.api.errors import (
 )
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
+from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, SamplingParams
@@ -32,7 +35,7 @@ log = logging.getLogger("mmserve.chat")
 @dataclass
 class _Choice:
     index: int
-    text: list[str] = field(default_factory=list)
+    output: ChoiceOutput
     finish_reason: str | None = None
     completion_tokens: int = 0
 
@@ -44,11 +47,13 @@ class ChatService:
     # ------------------------------------------------------------------ entry points
 
     async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        card, inputs = await self._prepare(req)
+        card, inputs, features = await self._prepare(req)
         dep = self.state.runtime.deployment(card)
         async with dep.acquire() as engine:
             assert isinstance(engine, ChatEngine)
-            results = await asyncio.gather(*(self._collect(engine, inp, i) for i, inp in enumerate(inputs)))
+            results = await asyncio.gather(
+                *(self._collect(engine, inp, i, features.output) for i, inp in enumerate(inputs))
+            )
         prompt_tokens = results[0][1]
         choices = [c for c, _ in results]
         completion = sum(c.completion_tokens for c in choices)
@@ -62,18 +67,18 @@ class ChatService:
             "choices": [
                 {
                     "index": c.index,
-                    "message": {"role": "assistant", "content": "".join(c.text)},
+                    "message": shaping.message(c.output),
                     "logprobs": None,
-                    "finish_reason": c.finish_reason,
+                    "finish_reason": c.output.finish_reason(c.finish_reason),
                 }
                 for c in choices
             ],
-            "usage": _usage(prompt_tokens, completion),
+            "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices)),
         }
 
     async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
         """Start the generation(s) now, so that early failures are HTTP errors, then stream SSE data."""
-        card, inputs = await self._prepare(req)
+        card, inputs, features = await self._prepare(req)
         dep = self.state.runtime.deployment(card)
         stack = AsyncExitStack()
         try:
@@ -87,19 +92,21 @@ class ChatService:
             await stack.aclose()
             raise
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return self._sse(card, gens, firsts, include_usage, stack)
+        outputs = [features.output.parser(f.prompt_text) for f in firsts]
+        return self._sse(card, gens, outputs, firsts[0].prompt_tokens or 0, include_usage, stack)
 
     async def _sse(
         self,
         card: ModelCard,
         gens: list[AsyncGenerator[ChatDelta, None]],
-        firsts: list[ChatDelta],
+        outputs: list[ChoiceOutput],
+        prompt_tokens: int,
         include_usage: bool,
         stack: AsyncExitStack,
     ) -> AsyncIterator[str]:
         cid, created = _completion_id(), int(time.time())
 
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
             body: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -112,8 +119,11 @@ class ChatService:
                 body["usage"] = usage
             return json.dumps(body, ensure_ascii=False)
 
-        prompt_tokens = firsts[0].prompt_tokens or 0  # engines may also report it later
         completion = [0] * len(gens)
+
+        def choice(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+            return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+
         async with stack:
             try:
                 for i in range(len(gens)):
@@ -129,35 +139,22 @@ class ChatService:
                     )
                 async for i, delta in _merge(gens):
                     completion[i] = delta.completion_tokens
-                    if delta.prompt_tokens is not None:
+                    if delta.prompt_tokens is not None:  # engines may also report it late
                         prompt_tokens = delta.prompt_tokens
-                    if delta.text:
-                        yield chunk(
-                            [
-                                {
-                                    "index": i,
-                                    "delta": {"content": delta.text},
-                                    "logprobs": None,
-                                    "finish_reason": None,
-                                }
-                            ]
-                        )
+                    events = outputs[i].feed(delta.text, delta.completion_tokens)
                     if delta.finish_reason:
-                        yield chunk(
-                            [
-                                {
-                                    "index": i,
-                                    "delta": {},
-                                    "logprobs": None,
-                                    "finish_reason": delta.finish_reason,
-                                }
-                            ]
-                        )
+                        events += outputs[i].finish(delta.completion_tokens)
+                    for event in events:
+                        for d in shaping.deltas(event):
+                            yield choice(i, d)
+                    if delta.finish_reason:
+                        yield choice(i, {}, outputs[i].finish_reason(delta.finish_reason))
                 self.state.meter.record(
                     card, "chat.completions", input_tokens=prompt_tokens, output_tokens=sum(completion)
                 )
                 if include_usage:
-                    yield chunk([], _usage(prompt_tokens, sum(completion)))
+                    reasoning = sum(o.reasoning_tokens for o in outputs)
+                    yield chunk([], shaping.usage(prompt_tokens, sum(completion), reasoning))
             except MMServeError as e:
                 if e.status_code >= 500:
                     log.error("stream for '%s' failed: %s", card.id, e.message, exc_info=e.__cause__ or e)
@@ -169,12 +166,13 @@ class ChatService:
 
     # ------------------------------------------------------------------ preparation
 
-    async def _prepare(self, req: ChatCompletionRequest) -> tuple[ModelCard, list[ChatInput]]:
+    async def _prepare(self, req: ChatCompletionRequest) -> tuple[ModelCard, list[ChatInput], ChatFeatures]:
         image_refs = _image_refs(req.messages)
         needs = Needs("chat", images=len(image_refs), output_tokens=req.output_limit or 0, tools=bool(req.tools))
         card = self.state.router.route(req.model, needs).cards[0]
         limits = self.state.settings.limits
         self._check_params(req, card)
+        features = resolve_features(req, card, max_tools=limits.max_tools)
         if image_refs and not card.capabilities.vision:
             raise ModelCapabilityError(
                 f"The model '{card.id}' does not accept images (its card has capabilities.vision / "
@@ -211,12 +209,15 @@ class ChatService:
                 ChatInput(
                     messages=messages,
                     params=params,
-                    tools=req.tools,
-                    tool_choice=req.tool_choice,
+                    tools=features.tools,
+                    tool_choice=features.tool_choice,
                     response_format=req.response_format,
+                    reasoning=features.reasoning,
+                    extra={"chat_template_kwargs": features.template_kwargs},
+                    constraint=features.constraint,
                 )
             )
-        return card, inputs
+        return card, inputs, features
 
     def _check_params(self, req: ChatCompletionRequest, card: ModelCard) -> None:
         limits = self.state.settings.limits
@@ -238,16 +239,20 @@ class ChatService:
             raise InvalidRequestError(f"At most {limits.max_messages} messages are allowed.", param="messages")
 
     @staticmethod
-    async def _collect(engine: ChatEngine, inp: ChatInput, index: int) -> tuple[_Choice, int]:
-        choice = _Choice(index)
+    async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat) -> tuple[_Choice, int]:
+        choice: _Choice | None = None
         prompt_tokens = 0
         async for delta in engine.generate(inp):
+            if choice is None:  # the first delta carries the prompt
+                choice = _Choice(index, fmt.parser(delta.prompt_text))
             if delta.prompt_tokens is not None:
                 prompt_tokens = delta.prompt_tokens
-            choice.text.append(delta.text)
+            choice.output.feed(delta.text, delta.completion_tokens)
             choice.completion_tokens = delta.completion_tokens
             if delta.finish_reason:
                 choice.finish_reason = delta.finish_reason
+        choice = choice or _Choice(index, fmt.parser())
+        choice.output.finish(choice.completion_tokens)
         return choice, prompt_tokens
 
 
@@ -281,6 +286,7 @@ def _to_engine_messages(messages: list[Message], images: Any) -> list[ChatMessag
                 name=m.name,
                 tool_calls=[tc.model_dump() for tc in m.tool_calls] if m.tool_calls else None,
                 tool_call_id=m.tool_call_id,
+                reasoning_content=m.reasoning_content,
             )
         )
     return out
@@ -316,10 +322,6 @@ async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[t
     finally:
         for t in tasks:
             t.cancel()
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _completion_id() -> str:

@@ -17,6 +17,7 @@ from mmserve.api.errors import EngineUnavailableError
 BUILDERS: dict[str, str] = {
     "vlm": "mmserve.catalog.builders.vlm:build_tiny_vlm",
     "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
+    "tool-lm": "mmserve.catalog.builders.toollm:build_tiny_tool_lm",
 }
 
 _MARK = ".mmserve-built"

@@ -1,0 +1,47 @@
+"""OpenAI shapes of a parsed choice: the message (non-streaming) and the chunk deltas (streaming).
+
+A tool call streams as OpenAI streams it, in two deltas the SDKs accumulate by ``index``:
+first ``{index, id, type, function: {name, arguments: ""}}``, then
+``{index, function: {arguments: "<the JSON arguments>"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+
+
+def message(out: ChoiceOutput) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": out.message_content}
+    reasoning = out.message_reasoning
+    if reasoning is not None:
+        msg["reasoning_content"] = reasoning
+    if out.tool_calls:
+        msg["tool_calls"] = [_call(c) for c in out.tool_calls]
+    return msg
+
+
+def deltas(event: OutputEvent) -> list[dict[str, Any]]:
+    if event.kind == "content":
+        return [{"content": event.text}]
+    if event.kind == "reasoning":
+        return [{"reasoning_content": event.text}]
+    assert event.call is not None
+    head = {**_call(event.call), "index": event.call.index}
+    head["function"] = {"name": event.call.name, "arguments": ""}
+    body = {"index": event.call.index, "function": {"arguments": event.call.arguments}}
+    return [{"tool_calls": [head]}, {"tool_calls": [body]}]
+
+
+def usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
