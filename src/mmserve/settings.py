@@ -49,6 +49,17 @@ class LimitSettings(BaseModel):
     max_stop_sequences: int = 4
 
 
+class AudioSettings(BaseModel):
+    """Server-wide bounds on speech and transcription requests; model cards may tighten them."""
+
+    max_upload_bytes: int = Field(default=25 * MiB, description="Audio file uploads (OpenAI's limit); larger: 413.")
+    max_audio_seconds: float = Field(default=3600.0, description="Longest audio decoded; cards set their own below.")
+    max_speech_chars: int = Field(default=4096, description="Longest speech input; cards set their own below.")
+    decode_timeout_s: float = 60.0
+    max_decode_concurrency: int = 2
+    max_form_fields: int = 32
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MMSERVE_", env_nested_delimiter="__", extra="ignore")
 
@@ -74,6 +85,7 @@ class Settings(BaseSettings):
     load_on_start: bool = True
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
 
     @property
     def models_dir(self) -> Path:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
+from mmserve.api.audio.router import router as audio_router
 from mmserve.api.body_limit import ContentLengthLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
@@ -19,6 +20,7 @@ from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
+from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
@@ -48,6 +50,7 @@ def create_app(
         media=MediaIngestor(settings, fetcher),
         artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
         signer=UrlSigner.from_settings(settings),
+        audio=AudioIngestor(settings),
     )
 
     @asynccontextmanager
@@ -70,7 +73,7 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
-    for router in (health_router, models_router, chat_router, artifacts_router):
+    for router in (health_router, models_router, chat_router, artifacts_router, audio_router):
         app.include_router(router)
     return app
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from mmserve.catalog.catalog import Catalog
+from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
@@ -22,6 +23,7 @@ class AppState:
     media: MediaIngestor
     artifacts: ArtifactStore
     signer: UrlSigner
+    audio: AudioIngestor | None = None  # uploaded audio (transcription); made by create_app
 
 
 def get_state(request: Request) -> AppState:

@@ -17,6 +17,8 @@ from mmserve.api.errors import EngineUnavailableError
 BUILDERS: dict[str, str] = {
     "vlm": "mmserve.catalog.builders.vlm:build_tiny_vlm",
     "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
+    "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
+    "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
 }
 
 _MARK = ".mmserve-built"

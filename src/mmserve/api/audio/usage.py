@@ -1,0 +1,46 @@
+"""Audio usage: what one speech or transcription request consumed, in audio seconds.
+
+Every audio request ends in exactly one :func:`record_usage` call with an :class:`AudioUsage`
+(the unit ``pricing.per_audio_second`` bills). Metering reads it from here; until then it is
+logged. The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.api`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mmserve.catalog.schema import ModelCard
+
+log = logging.getLogger("mmserve.usage")
+
+AudioTask = Literal["speech", "transcription", "translation"]
+
+
+@dataclass(frozen=True)
+class AudioUsage:
+    model: str
+    task: AudioTask
+    seconds: float  # audio produced (speech) or heard (transcription, translation)
+    input_characters: int = 0  # speech input length
+
+    def api(self) -> dict[str, Any]:
+        """OpenAI's duration usage, ``{"type": "duration", "seconds": ...}`` (+ characters for speech)."""
+        out: dict[str, Any] = {"type": "duration", "seconds": round(self.seconds, 3)}
+        if self.task == "speech":
+            out["input_characters"] = self.input_characters
+        return out
+
+    def cost(self, card: ModelCard) -> float:
+        return self.seconds * card.pricing.per_audio_second
+
+
+def record_usage(usage: AudioUsage) -> None:
+    log.info(
+        "usage model=%s task=%s audio_seconds=%.3f input_characters=%d",
+        usage.model,
+        usage.task,
+        usage.seconds,
+        usage.input_characters,
+    )
