@@ -16,6 +16,7 @@ Whisper's cross-attention alignment heads (``return_token_timestamps``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -30,6 +31,11 @@ from mmserve.engines.whisper_segments import WindowOutput, split_window
 
 RATE = 16000
 WINDOW_S = 30.0
+
+
+def _quiet_length_warning(record: logging.LogRecord) -> bool:
+    """Whisper's generate sets max_length itself and then warns on every call that max_new_tokens wins."""
+    return "seem to have been set" not in record.getMessage()
 
 
 class WhisperOptions(EngineOptions):
@@ -78,6 +84,7 @@ class WhisperEngine(TranscriptionEngine):
         self._multilingual = bool(getattr(gen, "is_multilingual", False)) and bool(self._languages)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whisper-{self.card.id}")
         torch.set_grad_enabled(False)
+        logging.getLogger("transformers.generation.utils").addFilter(_quiet_length_warning)
 
     def unload(self) -> None:
         from mmserve.engines.torch_utils import release_memory

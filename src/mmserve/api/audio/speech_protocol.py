@@ -8,9 +8,9 @@ Dialects accepted here (listed in docs/api.md):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
@@ -19,22 +19,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class VoiceRef(_Model):
-    id: str = Field(min_length=1, max_length=128)
-
-
 class SpeechRequest(_Model):
     model: str
     input: str
-    voice: str | VoiceRef
+    voice: str = Field(max_length=128, description="A voice name, or OpenAI's {'id': ...} object.")
     instructions: str | None = Field(default=None, max_length=4096)
     response_format: SpeechFormat = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
 
-    @property
-    def voice_name(self) -> str:
-        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_object(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            if not isinstance(v.get("id"), str):
+                raise ValueError('a voice object must look like {"id": "alloy"}')
+            return v["id"]
+        return v
 
 
 def wants_json(accept: str | None) -> bool:

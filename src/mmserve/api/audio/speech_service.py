@@ -63,7 +63,7 @@ class SpeechService:
                 param="input",
                 code="input_too_long",
             )
-        if not req.voice_name.strip():
+        if not req.voice.strip():
             raise InvalidRequestError("'voice' is empty; name a voice such as 'alloy'.", param="voice")
         dep = self.state.runtime.deployment(card)
         stack = AsyncExitStack()
@@ -71,7 +71,7 @@ class SpeechService:
             engine = await stack.enter_async_context(dep.acquire())
             assert isinstance(engine, SpeechEngine)
             gen = engine.synthesize(
-                SpeechInput(text=req.input, voice=req.voice_name, speed=req.speed, instructions=req.instructions)
+                SpeechInput(text=req.input, voice=req.voice, speed=req.speed, instructions=req.instructions)
             )
             if isinstance(gen, AsyncGenerator):
                 stack.push_async_callback(gen.aclose)
