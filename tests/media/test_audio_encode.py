@@ -26,10 +26,7 @@ def _streamed(fmt: str) -> list[bytes]:
 @pytest.mark.parametrize("fmt", SPEECH_FORMATS)
 def test_every_format_decodes_to_the_right_length(fmt: str) -> None:
     data = b"".join(_streamed(fmt))
-    if fmt == "pcm":
-        seconds = len(data) / 2 / OUTPUT_RATE
-    else:
-        seconds = duration_of(data)
+    seconds = len(data) / 2 / OUTPUT_RATE if fmt == "pcm" else duration_of(data)
     assert seconds == pytest.approx(2.0, abs=0.08)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -64,7 +65,7 @@ def test_srt(client: OpenAI, speech_wav: bytes) -> None:
     assert [b.split("\n")[0] for b in blocks] == [str(i) for i in range(1, len(blocks) + 1)]  # numbered cues
     cues = _parse_cues(body, ",")
     assert len(cues) == len(blocks) >= 2
-    assert all(a[1] <= b[0] and a[0] < a[1] for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a[1] <= b[0] and a[0] < a[1] for a, b in itertools.pairwise(cues))
     assert _shares_words(" ".join(c[2] for c in cues))
 
 

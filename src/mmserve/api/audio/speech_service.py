@@ -96,11 +96,13 @@ class SpeechService:
             except Exception as e:
                 log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
                 raise
-        self._record(s, enc)
+            finally:  # also when the client leaves early: the audio made so far
+                self._record(s, enc)
 
     async def sse(self, s: SpeechStream) -> AsyncIterator[str]:
         """``speech.audio.delta`` events with base64 audio, then ``speech.audio.done`` with usage."""
         enc = AudioEncoder(s.fmt, streaming=True)
+        recorded = False
         async with s.stack:
             try:
                 async for chunk in s.chunks():
@@ -110,7 +112,7 @@ class SpeechService:
                 tail = await asyncio.to_thread(enc.finish)
                 if tail:
                     yield _delta(tail)
-                usage = self._record(s, enc)
+                usage, recorded = self._record(s, enc), True
                 yield json.dumps({"type": "speech.audio.done", "usage": usage.api()})
             except MMServeError as e:
                 log.error("speech stream for '%s' failed: %s", s.card.id, e.message, exc_info=e.__cause__ or e)
@@ -118,6 +120,9 @@ class SpeechService:
             except Exception as e:  # never a traceback to the client; the log has it
                 log.exception("speech stream for '%s' failed", s.card.id, exc_info=e)
                 yield json.dumps(error_body(e))
+            finally:
+                if not recorded:
+                    self._record(s, enc)
 
     async def envelope(self, s: SpeechStream) -> dict[str, Any]:
         """The whole clip, encoded with exact headers, base64 in ``{"data": [{"b64_json"}]}``."""
