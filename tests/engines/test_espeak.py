@@ -7,9 +7,10 @@ import pytest
 
 from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.schema import ModelCard
-from mmserve.engines.espeak import OPENAI_VOICES, EspeakEngine
+from mmserve.engines.espeak import ESPEAK_VOICES, EspeakEngine
 from mmserve.engines.espeak_lib import LOCK, library
 from mmserve.engines.types import SpeechInput
+from mmserve.engines.voices import OPENAI_VOICES
 
 TEXT = "The weather is nice today and the sun is shining."
 
@@ -37,6 +38,10 @@ def test_library_lists_voices_and_variants() -> None:
     shorts = {v.short for v in lib.voices}
     assert {"en-us", "en-gb-x-rp", "fr", "de"} <= shorts
     assert {"klatt", "f3", "m3"} <= set(lib.variants)
+
+
+def test_every_openai_voice_has_an_espeak_voice() -> None:
+    assert set(ESPEAK_VOICES) == set(OPENAI_VOICES)
 
 
 @pytest.mark.parametrize("voice", sorted(OPENAI_VOICES))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmserve.engines.espeak import OPENAI_VOICES
+from mmserve.engines.espeak import ESPEAK_VOICES
 from mmserve.engines.espeak_lib import library
 from mmserve.media.audio_dsp import Resampler
 
@@ -18,6 +18,6 @@ def speak(text: str, voice: str = "sage", rate: int = 16000) -> np.ndarray:
         chunks.append(pcm.astype(np.float32) / 32768.0)
         return True
 
-    lib.synthesize(text, OPENAI_VOICES.get(voice, voice), 175, sink)
+    lib.synthesize(text, ESPEAK_VOICES.get(voice, voice), 175, sink)
     r = Resampler(lib.sample_rate, rate)
     return np.concatenate([r.push(np.concatenate(chunks)), r.flush()])

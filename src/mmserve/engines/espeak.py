@@ -1,6 +1,6 @@
 """Text-to-speech with espeak-ng: real, offline, CPU-only, hundreds of times faster than real time.
 
-Voices: OpenAI's voice names map to espeak-ng voices (see :data:`OPENAI_VOICES`; a card may
+Voices: OpenAI's voice names map to espeak-ng voices (see :data:`ESPEAK_VOICES`; a card may
 override the map with ``options.voice_map``), and espeak-ng's own names work as well: a
 language or voice (``en-us``, ``fr``, ``gmw/en-US``, ``English (America)``), optionally with a
 variant (``en-us+klatt``, ``de+f3``). Most OpenAI voices use espeak-ng's Klatt variants,
@@ -25,9 +25,10 @@ from pydantic import Field
 from mmserve.api.errors import EngineError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
+from mmserve.engines.voices import OPENAI_VOICES
 
 # OpenAI voice -> espeak-ng voice (+variant).
-OPENAI_VOICES: dict[str, str] = {
+ESPEAK_VOICES: dict[str, str] = {
     "alloy": "en-us+klatt",
     "ash": "en-us+klatt2",
     "ballad": "en-gb-x-rp+klatt4",
@@ -62,7 +63,7 @@ class EspeakEngine(SpeechEngine):
 
         self._lib = library()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"espeak-{self.card.id}")
-        self._map = {k.lower(): v for k, v in {**OPENAI_VOICES, **self.options.voice_map}.items()}
+        self._map = {k.lower(): v for k, v in {**ESPEAK_VOICES, **self.options.voice_map}.items()}
         self._names: dict[str, str] = {}
         for v in self._lib.voices:  # exact names first, then languages ("fr" is the voice fr, not fr-be)
             for key in (v.short, v.identifier.lower(), v.name.lower()):

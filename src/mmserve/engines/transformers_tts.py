@@ -22,9 +22,9 @@ from pydantic import Field
 
 from mmserve.api.errors import EngineError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, SpeechEngine
-from mmserve.engines.espeak import OPENAI_VOICES
 from mmserve.engines.registry import require
 from mmserve.engines.types import AudioChunk, SpeechInput
+from mmserve.engines.voices import OPENAI_VOICES
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 

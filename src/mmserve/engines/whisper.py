@@ -201,6 +201,7 @@ class WhisperEngine(TranscriptionEngine):
                 features,
                 attention_mask=feats.attention_mask.to(self.device),
                 return_timestamps=True,
+                # word times need cross-attentions: transformers switches the model to eager attention
                 return_token_timestamps=request.word_timestamps,
                 language=language if self._multilingual else None,
                 task=request.task if self._multilingual else None,

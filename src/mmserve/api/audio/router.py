@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from mmserve.api.audio.speech_protocol import SpeechRequest, wants_json
 from mmserve.api.audio.speech_service import SpeechService
-from mmserve.api.audio.transcription_protocol import read_upload
+from mmserve.api.audio.transcription_protocol import openapi_form, read_upload
 from mmserve.api.audio.transcription_service import Task, TranscriptionService
 from mmserve.api.state import AppState, get_state
 from mmserve.media.audio_encode import CONTENT_TYPES
@@ -29,13 +29,13 @@ async def speech(req: SpeechRequest, request: Request, state: AppState = Depends
     return StreamingResponse(service.audio(stream), media_type=CONTENT_TYPES[req.response_format])
 
 
-@router.post("/v1/audio/transcriptions")
+@router.post("/v1/audio/transcriptions", openapi_extra=openapi_form())
 @router.post("/transcribe", include_in_schema=False)
 async def transcriptions(request: Request, state: AppState = Depends(get_state)) -> Response:
     return await _transcribe(request, state, "transcribe")
 
 
-@router.post("/v1/audio/translations")
+@router.post("/v1/audio/translations", openapi_extra=openapi_form())
 async def translations(request: Request, state: AppState = Depends(get_state)) -> Response:
     return await _transcribe(request, state, "translate")
 

@@ -41,6 +41,16 @@ class TranscriptionForm(BaseModel):
     stream: bool = False
 
 
+def openapi_form() -> dict[str, Any]:
+    """The multipart body for the OpenAPI document (the route reads the form itself, with bounds)."""
+    schema = TranscriptionForm.model_json_schema()
+    props = {"file": {"type": "string", "format": "binary", "description": "The recording."}}
+    props.update(schema["properties"])
+    props["timestamp_granularities[]"] = props.pop("timestamp_granularities")
+    body = {"type": "object", "properties": props, "required": ["file", "model"]}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
+
+
 @dataclass
 class TranscriptionUpload:
     form: TranscriptionForm
