@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio.speech_protocol import SpeechRequest
-from mmserve.api.audio.usage import AudioUsage, record_usage
+from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, error_body
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
@@ -52,7 +52,7 @@ class SpeechService:
         self.state = state
 
     async def start(self, req: SpeechRequest) -> SpeechStream:
-        card = self.state.catalog.get(req.model, task="speech")
+        card = audio_card(self.state, req.model, "speech")
         limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
         if not req.input.strip():
             raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
@@ -139,10 +139,9 @@ class SpeechService:
             "usage": usage.api(),
         }
 
-    @staticmethod
-    def _record(s: SpeechStream, enc: AudioEncoder) -> AudioUsage:
+    def _record(self, s: SpeechStream, enc: AudioEncoder) -> AudioUsage:
         usage = AudioUsage(s.card.id, "speech", enc.seconds, s.chars)
-        record_usage(usage)
+        record_usage(self.state, s.card, usage)
         return usage
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
-from mmserve.api.audio.usage import AudioUsage, record_usage
+from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, ModelCapabilityError, error_body
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
@@ -42,9 +42,14 @@ class TranscriptionService:
             state.audio = AudioIngestor(state.settings)
         self.audio: AudioIngestor = state.audio
 
+    def _record(self, card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
+        usage = AudioUsage(card.id, "translation" if task == "translate" else "transcription", transcript.duration)
+        record_usage(self.state, card, usage)
+        return usage
+
     async def prepare(self, upload: TranscriptionUpload, task: Task) -> tuple[ModelCard, TranscriptionInput]:
         form = upload.form
-        card = self.state.catalog.get(form.model, task="transcription")
+        card = audio_card(self.state, form.model, "transcription")
         _check_form(form, card, task)
         decoded = await self.audio.decode(upload.data, card, param="file")
         inp = TranscriptionInput(
@@ -63,7 +68,7 @@ class TranscriptionService:
         async with self.state.runtime.deployment(card).acquire() as engine:
             assert isinstance(engine, TranscriptionEngine)
             transcript = await engine.transcribe(inp)
-        usage = _record(card, task, transcript)
+        usage = self._record(card, task, transcript)
         form = upload.form
         fmt = form.response_format
         if fmt == "json":
@@ -120,7 +125,7 @@ class TranscriptionService:
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, Transcript):
-                    usage = _record(card, task, item)
+                    usage = self._record(card, task, item)
                     yield json.dumps(
                         {"type": "transcript.text.done", "text": item.text, "usage": usage.api()}, ensure_ascii=False
                     )
@@ -165,9 +170,3 @@ def _check_form(form: TranscriptionForm, card: ModelCard, task: Task) -> None:
             "Use 'json' or 'text' with stream=true, or stream=false.",
             param="response_format",
         )
-
-
-def _record(card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
-    usage = AudioUsage(card.id, "translation" if task == "translate" else "transcription", transcript.duration)
-    record_usage(usage)
-    return usage

@@ -1,8 +1,9 @@
 """Audio usage: what one speech or transcription request consumed, in audio seconds.
 
 Every audio request ends in exactly one :func:`record_usage` call with an :class:`AudioUsage`
-(the unit ``pricing.per_audio_second`` bills). Metering reads it from here; until then it is
-logged. The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.api`).
+(the unit ``pricing.per_audio_second`` bills): the one place metering hooks in; until then it
+is logged. :func:`audio_card` is likewise the one place the audio endpoints resolve a model
+name. The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.api`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 
 log = logging.getLogger("mmserve.usage")
@@ -36,7 +38,13 @@ class AudioUsage:
         return self.seconds * card.pricing.per_audio_second
 
 
-def record_usage(usage: AudioUsage) -> None:
+def audio_card(state: AppState, name: str, task: str) -> ModelCard:
+    """The card that serves ``name`` for ``task`` (a 404 / 400 naming ``model`` otherwise)."""
+    return state.catalog.get(name, task=task)
+
+
+def record_usage(state: AppState, card: ModelCard, usage: AudioUsage) -> None:
+    """Called once per audio request, when it is done (or the client left), with what it consumed."""
     log.info(
         "usage model=%s task=%s audio_seconds=%.3f input_characters=%d",
         usage.model,
