@@ -50,6 +50,17 @@ class LimitSettings(BaseModel):
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
 
 
+class AudioSettings(BaseModel):
+    """Server-wide bounds on speech and transcription requests; model cards may tighten them."""
+
+    max_upload_bytes: int = Field(default=25 * MiB, description="Audio file uploads (OpenAI's limit); larger: 413.")
+    max_audio_seconds: float = Field(default=3600.0, description="Longest audio decoded; cards set their own below.")
+    max_speech_chars: int = Field(default=4096, description="Longest speech input; cards set their own below.")
+    decode_timeout_s: float = 60.0
+    max_decode_concurrency: int = 2
+    max_form_fields: int = 32
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MMSERVE_", env_nested_delimiter="__", extra="ignore")
 
@@ -90,6 +101,7 @@ class Settings(BaseSettings):
     )
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
+    audio: AudioSettings = Field(default_factory=AudioSettings)
 
     @property
     def models_dir(self) -> Path:

@@ -69,3 +69,14 @@ def test_readme_python_example(cli_server: str) -> None:
     code = _snippet("python").replace("http://127.0.0.1:8000", cli_server)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "usage: CompletionUsage(completion_tokens=" in out.stdout
+
+
+def test_readme_speech_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("speech").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    )
+    lines = out.stdout.strip().splitlines()
+    assert {"weather", "nice", "today"} <= set(lines[0].split())  # demo-tts -> demo-asr keeps words
+    assert len(lines) > 5 and re.match(r"\s*\d+\.\d\d-\s*\d+\.\d\d \w+", lines[1])
+    assert (tmp_path / "speech.mp3").stat().st_size > 1000

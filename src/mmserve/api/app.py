@@ -12,6 +12,7 @@ from starlette.types import Scope
 
 from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
+from mmserve.api.audio.router import router as audio_router
 from mmserve.api.body_limit import ContentLengthLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
@@ -30,6 +31,7 @@ from mmserve.control.ratelimit import RateLimiter
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
 from mmserve.metrics import Metrics, MetricsMiddleware
@@ -72,6 +74,7 @@ def create_app(
         usage=recorder,
         meter=Meter(recorder, metrics, limiter),
         router=ModelRouter(catalog, runtime),
+        audio=AudioIngestor(settings),
     )
     authenticate = Authenticator(settings, keys, limiter)
 
@@ -102,7 +105,15 @@ def create_app(
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
-    for router in (health_router, metrics_router, models_router, usage_router, chat_router, artifacts_router):
+    for router in (
+        health_router,
+        metrics_router,
+        models_router,
+        usage_router,
+        chat_router,
+        artifacts_router,
+        audio_router,
+    ):
         app.include_router(router)
     return app
 

@@ -12,6 +12,7 @@ from mmserve.control.metering import Meter
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.ingest import MediaIngestor
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
@@ -34,6 +35,7 @@ class AppState:
     usage: UsageRecorder
     meter: Meter
     router: ModelRouter
+    audio: AudioIngestor | None = None  # uploaded audio (transcription); made by create_app
 
 
 def get_state(request: Request) -> AppState:

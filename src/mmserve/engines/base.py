@@ -22,6 +22,7 @@ from mmserve.engines.types import (
     ChatInput,
     ImageGenInput,
     ImageGenOutput,
+    Segment,
     SpeechInput,
     Transcript,
     TranscriptionInput,
@@ -30,6 +31,7 @@ from mmserve.engines.types import (
 )
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
+SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded
 
 
 class EngineOptions(BaseModel):
@@ -86,14 +88,27 @@ class SpeechEngine(Engine):
 
     @abstractmethod
     def synthesize(self, request: SpeechInput) -> AsyncIterator[AudioChunk]:
-        """Stream audio as it is produced."""
+        """Stream audio as it is produced.
+
+        Problems with the request (an unknown voice, ...) are raised before the first chunk,
+        so that the service can still answer them with a 4xx.
+        """
+
+    def voices(self) -> list[str]:
+        """The voice names this engine accepts (for listings and error messages)."""
+        return list(self.card.capabilities.voices)
 
 
 class TranscriptionEngine(Engine):
     task = "transcription"
 
     @abstractmethod
-    async def transcribe(self, request: TranscriptionInput) -> Transcript: ...
+    async def transcribe(self, request: TranscriptionInput, on_segment: SegmentCallback | None = None) -> Transcript:
+        """Transcribe (or translate) the whole input.
+
+        ``on_segment``, when given, is called with each segment as soon as it is decoded, possibly
+        from a worker thread (streaming responses use it); the returned transcript has them all.
+        """
 
 
 class VideoEngine(Engine):

@@ -24,6 +24,10 @@ class EngineSpec:
 ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
     "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
+    "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak:EspeakEngine", "speech"),
+    "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
+    "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
+    "whisper": EngineSpec("transcription", "mmserve.engines.whisper:WhisperEngine", "transformers"),
 }
 
 

@@ -146,6 +146,9 @@ class Segment:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     words: list[Word] = field(default_factory=list)
+    seek: int = 0  # offset of the decoding window, in 10 ms feature frames (OpenAI's verbose_json)
+    temperature: float = 0.0
+    compression_ratio: float = 0.0
 
 
 @dataclass

@@ -18,6 +18,8 @@ BUILDERS: dict[str, str] = {
     "vlm": "mmserve.catalog.builders.vlm:build_tiny_vlm",
     "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
     "tool-lm": "mmserve.catalog.builders.toollm:build_tiny_tool_lm",
+    "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
+    "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
 }
 
 _MARK = ".mmserve-built"

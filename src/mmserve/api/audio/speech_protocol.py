@@ -1,0 +1,47 @@
+"""Pydantic model of ``POST /v1/audio/speech``: OpenAI's fields plus the seeds' dialects.
+
+Dialects accepted here (listed in docs/api.md):
+- ``voice`` may be a name or ``{"id": ...}`` (OpenAI's custom-voice object).
+- DigitalOcean: a client sending ``Accept: application/json`` gets ``{"data": [{"b64_json"}]}``
+  (see :func:`wants_json`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SpeechRequest(_Model):
+    model: str
+    input: str
+    voice: str = Field(max_length=128, description="A voice name, or OpenAI's {'id': ...} object.")
+    instructions: str | None = Field(default=None, max_length=4096)
+    response_format: SpeechFormat = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_object(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            if not isinstance(v.get("id"), str):
+                raise ValueError('a voice object must look like {"id": "alloy"}')
+            return v["id"]
+        return v
+
+
+def wants_json(accept: str | None) -> bool:
+    """True when the client asks for JSON and not for audio (``Accept: application/json``)."""
+    if not accept:
+        return False
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    audio = any(t.startswith("audio/") or t == "application/octet-stream" for t in types)
+    return "application/json" in types and not audio

@@ -1,0 +1,149 @@
+"""Text-to-speech: validate against the card, run the engine, encode and stream the audio.
+
+The engine is started and its first chunk awaited before any response is sent, so every
+problem with the request (unknown voice, text the model cannot speak, ...) is still an HTTP
+4xx. After that the audio goes out as it is produced, in one of three shapes: raw audio
+bytes (chunked), SSE ``speech.audio.delta`` / ``speech.audio.done`` events, or, for clients
+asking for JSON (DigitalOcean's dialect), one ``{"data": [{"b64_json"}]}`` envelope.
+Encoding runs in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from mmserve.api.audio.speech_protocol import SpeechRequest
+from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
+from mmserve.api.errors import InvalidRequestError, MMServeError, error_body
+from mmserve.api.state import AppState
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.base import SpeechEngine
+from mmserve.engines.types import AudioChunk, SpeechInput
+from mmserve.media.audio_encode import AudioEncoder
+
+log = logging.getLogger("mmserve.speech")
+
+
+@dataclass
+class SpeechStream:
+    card: ModelCard
+    fmt: str
+    chars: int
+    first: AudioChunk | None
+    rest: AsyncIterator[AudioChunk]
+    stack: AsyncExitStack
+
+    async def chunks(self) -> AsyncIterator[AudioChunk]:
+        if self.first is not None:
+            yield self.first
+        async for chunk in self.rest:
+            yield chunk
+
+
+class SpeechService:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def start(self, req: SpeechRequest) -> SpeechStream:
+        card = audio_card(self.state, req.model, "speech")
+        limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
+        if not req.input.strip():
+            raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
+        if len(req.input) > limit:
+            raise InvalidRequestError(
+                f"'input' is {len(req.input)} characters; the model '{card.id}' speaks at most {limit} per request. "
+                "Split the text into several requests.",
+                param="input",
+                code="input_too_long",
+            )
+        if not req.voice.strip():
+            raise InvalidRequestError("'voice' is empty; name a voice such as 'alloy'.", param="voice")
+        dep = self.state.runtime.deployment(card)
+        stack = AsyncExitStack()
+        try:
+            engine = await stack.enter_async_context(dep.acquire())
+            assert isinstance(engine, SpeechEngine)
+            gen = engine.synthesize(
+                SpeechInput(text=req.input, voice=req.voice, speed=req.speed, instructions=req.instructions)
+            )
+            if isinstance(gen, AsyncGenerator):
+                stack.push_async_callback(gen.aclose)
+            first = await anext(gen, None)  # the voice and text are checked: errors so far are 4xx/5xx
+        except BaseException:
+            await stack.aclose()
+            raise
+        return SpeechStream(card, req.response_format, len(req.input), first, gen, stack)
+
+    # ------------------------------------------------------------------ response shapes
+
+    async def audio(self, s: SpeechStream) -> AsyncIterator[bytes]:
+        """Raw audio bytes as they are encoded. A failure mid-stream aborts the connection (logged)."""
+        enc = AudioEncoder(s.fmt, streaming=True)
+        async with s.stack:
+            try:
+                async for chunk in s.chunks():
+                    data = await asyncio.to_thread(enc.push, chunk.samples, chunk.sample_rate)
+                    if data:
+                        yield data
+                yield await asyncio.to_thread(enc.finish)
+            except Exception as e:
+                log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
+                raise
+            finally:  # also when the client leaves early: the audio made so far
+                self._record(s, enc)
+
+    async def sse(self, s: SpeechStream) -> AsyncIterator[str]:
+        """``speech.audio.delta`` events with base64 audio, then ``speech.audio.done`` with usage."""
+        enc = AudioEncoder(s.fmt, streaming=True)
+        recorded = False
+        async with s.stack:
+            try:
+                async for chunk in s.chunks():
+                    data = await asyncio.to_thread(enc.push, chunk.samples, chunk.sample_rate)
+                    if data:
+                        yield _delta(data)
+                tail = await asyncio.to_thread(enc.finish)
+                if tail:
+                    yield _delta(tail)
+                usage, recorded = self._record(s, enc), True
+                yield json.dumps({"type": "speech.audio.done", "usage": usage.api()})
+            except MMServeError as e:
+                log.error("speech stream for '%s' failed: %s", s.card.id, e.message, exc_info=e.__cause__ or e)
+                yield json.dumps(error_body(e))
+            except Exception as e:  # never a traceback to the client; the log has it
+                log.exception("speech stream for '%s' failed", s.card.id, exc_info=e)
+                yield json.dumps(error_body(e))
+            finally:
+                if not recorded:
+                    self._record(s, enc)
+
+    async def envelope(self, s: SpeechStream) -> dict[str, Any]:
+        """The whole clip, encoded with exact headers, base64 in ``{"data": [{"b64_json"}]}``."""
+        enc = AudioEncoder(s.fmt, streaming=False)
+        async with s.stack:
+            parts = [await asyncio.to_thread(enc.push, c.samples, c.sample_rate) async for c in s.chunks()]
+            parts.append(await asyncio.to_thread(enc.finish))
+        usage = self._record(s, enc)
+        return {
+            "data": [{"b64_json": base64.b64encode(b"".join(parts)).decode()}],
+            "model": s.card.id,
+            "response_format": s.fmt,
+            "content_type": enc.content_type,
+            "usage": usage.api(),
+        }
+
+    def _record(self, s: SpeechStream, enc: AudioEncoder) -> AudioUsage:
+        usage = AudioUsage(s.card.id, "speech", enc.seconds, s.chars)
+        record_usage(self.state, s.card, usage)
+        return usage
+
+
+def _delta(data: bytes) -> str:
+    return json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})

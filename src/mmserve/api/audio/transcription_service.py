@@ -1,0 +1,172 @@
+"""Transcription and translation: check the form against the card, decode the upload, run the engine, render.
+
+Streaming (``stream=true``) sends a ``transcript.text.delta`` event per segment as the engine
+decodes it and a final ``transcript.text.done`` with the text and usage. The engine is
+started and its first event awaited before the response begins, so failures up to then
+are still HTTP errors; a failure later is an ``{"error": ...}`` event (the SDK raises it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mmserve.api.audio import transcripts
+from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
+from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
+from mmserve.api.errors import InvalidRequestError, MMServeError, ModelCapabilityError, error_body
+from mmserve.api.state import AppState
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.base import TranscriptionEngine
+from mmserve.engines.types import Segment, Transcript, TranscriptionInput
+from mmserve.media.audio_ingest import AudioIngestor
+
+log = logging.getLogger("mmserve.transcription")
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass
+class Rendered:
+    body: str | dict[str, Any]
+    content_type: str
+
+
+class TranscriptionService:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        if state.audio is None:
+            state.audio = AudioIngestor(state.settings)
+        self.audio: AudioIngestor = state.audio
+
+    def _record(self, card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
+        usage = AudioUsage(card.id, "translation" if task == "translate" else "transcription", transcript.duration)
+        record_usage(self.state, card, usage)
+        return usage
+
+    async def prepare(self, upload: TranscriptionUpload, task: Task) -> tuple[ModelCard, TranscriptionInput]:
+        form = upload.form
+        card = audio_card(self.state, form.model, "transcription")
+        _check_form(form, card, task)
+        decoded = await self.audio.decode(upload.data, card, param="file")
+        inp = TranscriptionInput(
+            audio=decoded.samples,
+            sample_rate=decoded.sample_rate,
+            language=form.language,
+            prompt=form.prompt,
+            temperature=form.temperature,
+            task=task,
+            word_timestamps="word" in form.timestamp_granularities,
+        )
+        return card, inp
+
+    async def complete(self, upload: TranscriptionUpload, task: Task) -> Rendered:
+        card, inp = await self.prepare(upload, task)
+        async with self.state.runtime.deployment(card).acquire() as engine:
+            assert isinstance(engine, TranscriptionEngine)
+            transcript = await engine.transcribe(inp)
+        usage = self._record(card, task, transcript)
+        form = upload.form
+        fmt = form.response_format
+        if fmt == "json":
+            return Rendered(transcripts.render_json(transcript, usage), transcripts.CONTENT_TYPES[fmt])
+        if fmt == "verbose_json":
+            grains = form.timestamp_granularities
+            body = transcripts.render_verbose(
+                transcript,
+                usage,
+                task="translate" if task == "translate" else "transcribe",
+                segments=not grains or "segment" in grains,
+                words="word" in grains,
+            )
+            return Rendered(body, transcripts.CONTENT_TYPES[fmt])
+        render = {"text": transcripts.render_text, "srt": transcripts.render_srt, "vtt": transcripts.render_vtt}[fmt]
+        return Rendered(render(transcript), transcripts.CONTENT_TYPES[fmt])
+
+    async def stream(self, upload: TranscriptionUpload, task: Task) -> AsyncIterator[str]:
+        card, inp = await self.prepare(upload, task)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Segment | Transcript | BaseException] = asyncio.Queue()
+
+        def on_segment(seg: Segment) -> None:  # may run in the engine's worker thread
+            loop.call_soon_threadsafe(events.put_nowait, seg)
+
+        async def run() -> None:
+            try:
+                async with self.state.runtime.deployment(card).acquire() as engine:
+                    assert isinstance(engine, TranscriptionEngine)
+                    result = await engine.transcribe(inp, on_segment)
+                await asyncio.sleep(0)  # segments queued from threads land first
+                events.put_nowait(result)
+            except BaseException as e:
+                events.put_nowait(e)
+
+        job = asyncio.create_task(run())
+        first = await events.get()
+        if isinstance(first, BaseException):
+            raise first
+        return self._sse(card, task, first, events, job)
+
+    async def _sse(
+        self,
+        card: ModelCard,
+        task: Task,
+        first: Segment | Transcript,
+        events: asyncio.Queue[Segment | Transcript | BaseException],
+        job: asyncio.Task[None],
+    ) -> AsyncIterator[str]:
+        sent = 0
+        item: Segment | Transcript | BaseException = first
+        try:
+            while True:
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Transcript):
+                    usage = self._record(card, task, item)
+                    yield json.dumps(
+                        {"type": "transcript.text.done", "text": item.text, "usage": usage.api()}, ensure_ascii=False
+                    )
+                    return
+                delta = item.text if sent == 0 else " " + item.text
+                sent += 1
+                yield json.dumps({"type": "transcript.text.delta", "delta": delta}, ensure_ascii=False)
+                item = await events.get()
+        except MMServeError as e:
+            if e.status_code >= 500:
+                log.error("transcription stream for '%s' failed: %s", card.id, e.message, exc_info=e.__cause__ or e)
+            yield json.dumps(error_body(e))
+        except Exception as e:  # never a traceback to the client; the log has it
+            log.exception("transcription stream for '%s' failed", card.id, exc_info=e)
+            yield json.dumps(error_body(e))
+        finally:
+            job.cancel()
+
+
+def _check_form(form: TranscriptionForm, card: ModelCard, task: Task) -> None:
+    if task == "translate" and not card.capabilities.translation:
+        raise ModelCapabilityError(
+            f"The model '{card.id}' does not translate (capabilities.translation is false). "
+            "Use /v1/audio/transcriptions, or a model that translates.",
+            param="model",
+        )
+    langs = [lang.lower() for lang in card.capabilities.languages]
+    if form.language and langs and form.language.lower().split("-")[0] not in langs:
+        raise InvalidRequestError(
+            f"The model '{card.id}' does not recognise language '{form.language}'. Languages: {', '.join(langs)}.",
+            param="language",
+            code="unsupported_language",
+        )
+    if form.timestamp_granularities and form.response_format != "verbose_json":
+        raise InvalidRequestError(
+            "timestamp_granularities needs response_format 'verbose_json'.",
+            param="timestamp_granularities",
+        )
+    if form.stream and form.response_format not in ("json", "text"):
+        raise InvalidRequestError(
+            f"Streaming sends text events; response_format '{form.response_format}' cannot be streamed. "
+            "Use 'json' or 'text' with stream=true, or stream=false.",
+            param="response_format",
+        )
