@@ -47,6 +47,9 @@ class LimitSettings(BaseModel):
     max_messages: int = 2048
     max_n: int = 8
     max_stop_sequences: int = 4
+    # generated images: the default cap on pixels per image when the card sets none, and the smallest side
+    max_generated_image_pixels: int = 1024 * 1024
+    min_generated_image_side: int = 64
 
 
 class Settings(BaseSettings):

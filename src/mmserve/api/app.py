@@ -15,6 +15,7 @@ from mmserve.api.body_limit import ContentLengthLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
+from mmserve.api.images.router import router as images_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
 from mmserve.catalog.catalog import Catalog
@@ -70,7 +71,7 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
-    for router in (health_router, models_router, chat_router, artifacts_router):
+    for router in (health_router, models_router, chat_router, artifacts_router, images_router):
         app.include_router(router)
     return app
 

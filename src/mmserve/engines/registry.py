@@ -23,6 +23,9 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
+    "diffusers-image": EngineSpec(
+        "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
+    ),
 }
 
 
