@@ -181,7 +181,7 @@ class DiffusersImageEngine(ImageEngine):
         """Cheap request checks, on the caller's side, so that bad requests never take a worker."""
         m = self._size_multiple
         if request.width % m or request.height % m:
-            w, h = (max(m, round(s / m) * m) for s in (request.width, request.height))
+            w, h = (max(m, (s + m // 2) // m * m) for s in (request.width, request.height))
             raise InvalidRequestError(
                 f"The model '{self.card.id}' makes images whose sides are multiples of {m} pixels; "
                 f"{request.width}x{request.height} is not (try {w}x{h}).",

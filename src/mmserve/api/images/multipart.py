@@ -37,7 +37,8 @@ class EditForm:
 
 async def read_edit_form(request: Request, limits: LimitSettings) -> EditForm:
     ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
+    # a urlencoded form cannot carry files, but parsing it gives the clearer "'image' is required"
+    if not ctype.lower().startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaError(
             "POST /v1/images/edits takes multipart/form-data: the image file(s) as 'image' (or 'image[]'), "
             f"an optional 'mask' file, and the other fields as text parts. Got Content-Type '{ctype or 'none'}'.",
