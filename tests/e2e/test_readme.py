@@ -69,3 +69,12 @@ def test_readme_python_example(cli_server: str) -> None:
     code = _snippet("python").replace("http://127.0.0.1:8000", cli_server)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "usage: CompletionUsage(completion_tokens=" in out.stdout
+
+
+def test_readme_images_example(cli_server: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    cmd = _snippet("images-curl").replace("http://127.0.0.1:8000", cli_server)
+    subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
+    with Image.open(tmp_path / "sunset.png") as img:
+        assert img.format == "PNG" and img.size == (512, 512)

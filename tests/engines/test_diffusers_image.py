@@ -194,3 +194,22 @@ def test_named_pipeline_classes_and_bad_names(source: Path) -> None:
     assert out.images[0].size == (64, 64)
     with pytest.raises(EngineUnavailableError, match="NoSuchPipeline"):
         DiffusersImageEngine(_card(options={"pipeline": "NoSuchPipeline"}), source=source, device="cpu").load()
+
+
+def test_bad_options_fail_at_catalog_load() -> None:
+    from mmserve.catalog.loader import CatalogError, parse_catalog
+
+    text = """
+models:
+  - id: img
+    task: image-generation
+    engine: diffusers-image
+    source: demo:image
+    options: {quality_steps: {low: 0}}
+"""
+    with pytest.raises(CatalogError) as e:
+        parse_catalog(text, file="c.yaml", base_dir=Path("."))
+    assert e.value.model == "img" and e.value.field == "options.quality_steps.low"
+    with pytest.raises(CatalogError) as e:
+        parse_catalog(text.replace("{quality_steps: {low: 0}}", "{stepz: 3}"), file="c.yaml", base_dir=Path("."))
+    assert e.value.field == "options.stepz"

@@ -47,8 +47,10 @@ async def read_edit_form(request: Request, limits: LimitSettings) -> EditForm:
     max_files = limits.max_images_per_request + 1  # + the mask
     try:
         form = await request.form(max_files=max_files, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
-    except HTTPException as e:  # Starlette's MultiPartException, already turned into a 400
-        raise _form_error(str(e.detail), max_files) from None
+    except HTTPException as e:
+        if e.status_code != 400:  # the body cap (413): shaped by the app's handlers
+            raise
+        raise _form_error(str(e.detail), max_files) from None  # Starlette's MultiPartException
     out = EditForm()
     try:
         items = form.multi_items()
