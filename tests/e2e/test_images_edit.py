@@ -110,3 +110,19 @@ def test_grayscale_mask_white_means_repaint(image_server: LiveServer) -> None:
     before = np.asarray(decode_b64(png_upload_b64(png_upload((256, 256)))))
     assert np.array_equal(after[:, 128:], before[:, 128:])
     assert not np.array_equal(after[:, :128], before[:, :128])
+
+
+def test_transparent_pixels_of_the_image_are_the_mask_when_none_is_sent(client: OpenAI) -> None:
+    import io
+
+    from PIL import Image
+
+    src = Image.open(io.BytesIO(png_upload((256, 256)))).convert("RGBA")
+    src.paste((0, 0, 0, 0), (0, 0, 256, 64))  # the top strip is transparent: edit it
+    buf = io.BytesIO()
+    src.save(buf, "PNG")
+    resp = client.images.edit(model="demo-image", image=("in.png", buf.getvalue(), "image/png"), prompt="sky")
+    after = np.asarray(decode_b64(resp.data[0].b64_json))
+    before = np.asarray(src.convert("RGB"))
+    assert np.array_equal(after[64:], before[64:])  # opaque pixels kept exactly
+    assert not np.array_equal(after[:64], before[:64])

@@ -81,3 +81,15 @@ def test_palette_transparency_and_grayscale_masks() -> None:
     gray.paste(255, (0, 0, 8, 2))  # white = repaint (diffusers convention)
     arr = np.asarray(mask_from_upload(_png(gray), (4, 4)))  # and resized to the decoded image's size
     assert arr.shape == (4, 4) and arr[0].min() == 255 and arr[2:].max() == 0
+
+
+def test_transparency_mask_only_when_something_is_transparent() -> None:
+    from mmserve.media.masks import transparency_mask
+
+    opaque = Image.new("RGBA", (8, 8), (1, 2, 3, 255))
+    assert transparency_mask(_png(opaque), (8, 8)) is None
+    assert transparency_mask(_png(Image.new("RGB", (8, 8))), (8, 8)) is None
+    half = opaque.copy()
+    half.paste((0, 0, 0, 0), (0, 0, 8, 4))
+    mask = transparency_mask(_png(half), (8, 8))
+    assert mask is not None and np.asarray(mask)[:4].min() == 255 and np.asarray(mask)[4:].max() == 0

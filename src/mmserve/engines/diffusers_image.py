@@ -90,7 +90,6 @@ class DiffusersImageEngine(ImageEngine):
     def load(self) -> None:
         require("diffusers", self.card.engine)
         import diffusers
-        import torch
 
         from mmserve.engines.torch_utils import resolve_device, resolve_dtype
 
@@ -115,7 +114,6 @@ class DiffusersImageEngine(ImageEngine):
             self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint)
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
         self._pool = ThreadPoolExecutor(max_workers=opts.parallel_generations, thread_name_prefix=f"img-{self.card.id}")
-        torch.set_grad_enabled(False)
 
     def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
         try:

@@ -25,7 +25,7 @@ from mmserve.engines.base import ImageEngine
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.media.encode import ALPHA_FORMATS, CONTENT_TYPES, EXTENSIONS, OutputFormat, encode_images
-from mmserve.media.masks import mask_from_upload
+from mmserve.media.masks import mask_from_upload, transparency_mask
 from mmserve.storage.artifacts import ArtifactMeta
 
 TASK = "image-generation"
@@ -102,6 +102,8 @@ class ImagesService:
                     f"{images[0].size[1]}; they must be the same size.",
                     param="mask",
                 )
+        elif len(images) == 1:  # OpenAI: without a mask, the image's transparent pixels are the area to edit
+            mask = await asyncio.to_thread(transparency_mask, form.images[0].data, images[0].size)
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
