@@ -1,6 +1,6 @@
 """Encode generated images (Pillow) into the formats the API returns: PNG, JPEG, WebP.
 
-Blocking; callers run :func:`encode_images` (a worker thread) rather than the pure function.
+Blocking; callers run :func:`encode_images` (worker threads) rather than the pure function.
 """
 
 from __future__ import annotations
@@ -47,5 +47,6 @@ def encode_image(image: Image.Image, fmt: OutputFormat, *, compression: int | No
 
 
 async def encode_images(images: list[Image.Image], fmt: OutputFormat, *, compression: int | None = None) -> list[bytes]:
-    """Encode a batch in one worker thread (never on the event loop)."""
-    return await asyncio.to_thread(lambda: [encode_image(im, fmt, compression=compression) for im in images])
+    """Encode a batch in worker threads, one per image (Pillow's encoders release the GIL), never on the loop."""
+    jobs = (asyncio.to_thread(encode_image, im, fmt, compression=compression) for im in images)
+    return list(await asyncio.gather(*jobs))
