@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from mmserve.catalog.loader import load_catalog
 from mmserve.settings import FetchSettings, Settings
 from tests.helpers.models import build_short_context_gpt2
 from tests.helpers.server import LiveServer
+
+DEMO_YAML = resources.files("mmserve.catalog").joinpath("demo.yaml")
 
 CHAT_CATALOG = {
     "models": [
@@ -69,3 +72,43 @@ def chat_server(data_dir: Path, chat_catalog_file: Path) -> Iterator[LiveServer]
 @pytest.fixture(scope="session")
 def base_url(chat_server: LiveServer) -> str:
     return chat_server.url + "/v1"
+
+
+# ---------------------------------------------------------------- images
+
+IMAGE_EXTRA_CARDS = [
+    {
+        # any size within 512x512 pixels (no list), serverless
+        "id": "free-size-image",
+        "task": "image-generation",
+        "engine": "diffusers-image",
+        "source": "demo:image",
+        "options": {"quality_steps": {"low": 1, "medium": 2, "high": 3}, "max_steps": 10},
+        "capabilities": {"edits": True},
+        "limits": {"max_image_pixels": 512 * 512, "max_n": 2},
+    },
+    {
+        "id": "no-edit-image",
+        "task": "image-generation",
+        "engine": "diffusers-image",
+        "source": "demo:image",
+        "options": {"quality_steps": {"low": 1, "medium": 2, "high": 3}},
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def image_server(data_dir: Path) -> Iterator[LiveServer]:
+    """The shipped demo-image card (from the demo catalog) plus two variants, on one live server."""
+    demo = next(c for c in yaml.safe_load(DEMO_YAML.read_text())["models"] if c["id"] == "demo-image")
+    path = data_dir / "image-catalog.yaml"
+    path.write_text(yaml.safe_dump({"models": [demo, *IMAGE_EXTRA_CARDS]}))
+    settings = Settings(data_dir=data_dir, config=path)
+    server = LiveServer(create_app(settings, load_catalog(path))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def images_base_url(image_server: LiveServer) -> str:
+    return image_server.url + "/v1"

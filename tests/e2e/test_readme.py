@@ -80,3 +80,12 @@ def test_readme_speech_example(cli_server: str, tmp_path: Path) -> None:
     assert {"weather", "nice", "today"} <= set(lines[0].split())  # demo-tts -> demo-asr keeps words
     assert len(lines) > 5 and re.match(r"\s*\d+\.\d\d-\s*\d+\.\d\d \w+", lines[1])
     assert (tmp_path / "speech.mp3").stat().st_size > 1000
+
+
+def test_readme_images_example(cli_server: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    cmd = _snippet("images-curl").replace("http://127.0.0.1:8000", cli_server)
+    subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
+    with Image.open(tmp_path / "sunset.png") as img:
+        assert img.format == "PNG" and img.size == (512, 512)

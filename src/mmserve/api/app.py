@@ -13,10 +13,11 @@ from starlette.types import Scope
 from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.audio.router import router as audio_router
-from mmserve.api.body_limit import ContentLengthLimit
+from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
+from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
@@ -92,17 +93,15 @@ def create_app(
             await recorder.stop()  # flush: no accepted request's usage is lost
             await db.dispose()
 
-    # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
     app = FastAPI(
         title="mmserve",
         version=__version__,
         lifespan=lifespan,
-        max_body_size=settings.limits.max_request_bytes,
         dependencies=[Depends(authenticate)],
     )
     app.state.mm = state
     install_handlers(app)
-    app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
     for router in (
@@ -113,6 +112,7 @@ def create_app(
         chat_router,
         artifacts_router,
         audio_router,
+        images_router,
     ):
         app.include_router(router)
     return app

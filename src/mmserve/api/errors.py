@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
 log = logging.getLogger("mmserve.errors")
 
@@ -156,8 +156,9 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 def install_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 
     async def on_mmserve(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MMServeError)
@@ -186,6 +187,10 @@ def install_handlers(app: FastAPI) -> None:
             err.status_code = exc.status_code
         return JSONResponse(err.to_dict(), status_code=err.status_code, headers=dict(exc.headers or {}))
 
+    async def on_disconnect(_: Request, exc: Exception) -> Response:
+        # The client went away (or the body cap answered 413 and cut the body): nobody to answer.
+        return Response(status_code=400)
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body(exc), status_code=500)
@@ -193,6 +198,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MMServeError, on_mmserve)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 

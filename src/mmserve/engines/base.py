@@ -78,6 +78,8 @@ class ChatEngine(Engine):
 
 class ImageEngine(Engine):
     task = "image-generation"
+    #: Whether the engine can make images with a transparent background (RGBA output).
+    supports_transparency: ClassVar[bool] = False
 
     @abstractmethod
     async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput: ...

@@ -28,6 +28,9 @@ ENGINES: dict[str, EngineSpec] = {
     "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
     "whisper": EngineSpec("transcription", "mmserve.engines.whisper:WhisperEngine", "transformers"),
+    "diffusers-image": EngineSpec(
+        "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
+    ),
 }
 
 

@@ -86,14 +86,18 @@ class ImageGenInput:
     negative_prompt: str | None = None
     seed: int | None = None
     images: list[Image] = field(default_factory=list)  # edits: init image(s)
-    mask: Image | None = None
+    mask: Image | None = None  # mode "L", same size as images[0]: white = repaint, black = keep
     strength: float | None = None
+    quality: str | None = None  # low | medium | high; None: the engine's default (steps, when set, win)
 
 
 @dataclass
 class ImageGenOutput:
     images: list[Image]
     prompt_tokens: int = 0
+    steps: int = 0  # denoising steps the model ran
+    quality: str | None = None  # the quality level those steps came from (None: explicit steps)
+    seed: int | None = None  # image i was generated from seed + i
 
 
 # ---------------------------------------------------------------- speech

@@ -20,6 +20,7 @@ BUILDERS: dict[str, str] = {
     "tool-lm": "mmserve.catalog.builders.toollm:build_tiny_tool_lm",
     "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
     "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
+    "image": "mmserve.catalog.builders.image:build_tiny_image_pipeline",
 }
 
 _MARK = ".mmserve-built"

@@ -1,0 +1,119 @@
+"""Image generation on the demo model: images/s for n=1 and n=4, and mmserve's serving overhead.
+
+    python benchmarks/images.py [--requests 8] [--size 512x512] [--threads 1]
+
+Starts `mmserve serve` on the demo catalog in a subprocess and times POST
+/v1/images/generations (b64_json PNGs) one request at a time, for n=1 and n=4. It also
+loads the very same pipeline directory in this process with diffusers and times direct
+pipeline calls with the same prompt, size, steps, guidance and seeds, alternating with the
+served requests (so both see the same machine load; only one computes at a time). The
+ratio end-to-end / direct is the serving overhead (HTTP, validation, queueing, PNG
+encoding, base64, JSON). Writes benchmarks/results/images.json.
+
+``--threads`` sets OMP_NUM_THREADS for both sides (default 1: on a shared machine,
+oversubscribed OpenMP threads spin and make timings meaningless; 0 leaves torch's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _common import mmserve, summarize, write_result
+
+PROMPT = "A sunset over mountains"
+STEPS = 4  # demo-image: quality "medium"
+GUIDANCE = 5.0  # demo-image's card option
+
+
+class Direct:
+    """The same pipeline directory, loaded in this process with diffusers, called like the engine does."""
+
+    def __init__(self, model_dir: Path, size: str) -> None:
+        from diffusers import AutoPipelineForText2Image
+
+        self.pipe = AutoPipelineForText2Image.from_pretrained(str(model_dir), local_files_only=True)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.w, self.h = (int(v) for v in size.split("x"))
+
+    def __call__(self, n: int, seed: int) -> None:
+        import torch
+
+        out = self.pipe(
+            PROMPT,
+            height=self.h,
+            width=self.w,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            num_images_per_prompt=n,
+            generator=[torch.Generator("cpu").manual_seed(seed + i) for i in range(n)],
+        )
+        assert len(out.images) == n
+
+
+def run_level(url: str, direct: Direct, n: int, size: str, requests: int) -> dict[str, Any]:
+    """Alternate one served request and one direct call, so that both see the same machine load."""
+    body = {"model": "demo-image", "prompt": PROMPT, "n": n, "size": size, "quality": "medium"}
+    served: list[float] = []
+    called: list[float] = []
+    with httpx.Client(timeout=600) as client:
+
+        def post(seed: int) -> None:
+            r = client.post(f"{url}/v1/images/generations", json={**body, "seed": seed})
+            r.raise_for_status()
+            assert len(r.json()["data"]) == n
+
+        post(0)  # warm-up
+        direct(n, 0)
+        for i in range(requests):
+            start = time.perf_counter()
+            post(1000 + i)
+            served.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            direct(n, 1000 + i)
+            called.append(time.perf_counter() - start)
+    return {
+        "n": n,
+        "requests": requests,
+        "mmserve": {"images_per_s": n * len(served) / sum(served), "latency": summarize(served)},
+        "direct_pipeline": {"images_per_s": n * len(called) / sum(called), "latency": summarize(called)},
+        "end_to_end_over_direct": sum(served) / sum(called),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--requests", type=int, default=8)
+    p.add_argument("--size", default="512x512")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-dir", type=Path, default=None)
+    args = p.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported, and for the server
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
+    with mmserve(data_dir, wait_for=["demo-image"]) as url:
+        direct = Direct(data_dir / "models" / "image", args.size)
+        levels = [run_level(url, direct, n, args.size, args.requests) for n in (1, 4)]
+    write_result(
+        "images",
+        {
+            "model": "demo-image",
+            "size": args.size,
+            "steps": STEPS,
+            "guidance_scale": GUIDANCE,
+            "omp_threads": args.threads or "torch default",
+            "levels": levels,
+            "mmserve_images_per_s_n4_over_n1": levels[1]["mmserve"]["images_per_s"]
+            / levels[0]["mmserve"]["images_per_s"],
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Pydantic models of the Images API: OpenAI's fields plus the diffusers extensions.
+
+Dialects and extensions accepted here (listed in docs/api.md):
+- DO (seeds/000): the same JSON body as OpenAI with ``quality``, ``background`` and
+  ``output_format`` set explicitly; its response shape (``data[].b64_json``, ``usage``) is ours.
+- ``output_format: "jpg"`` is read as ``"jpeg"``.
+- diffusers extensions: ``negative_prompt``, ``seed``, ``steps`` (alias ``num_inference_steps``),
+  ``guidance_scale``, and for edits ``strength``.
+- ``null`` for an optional field means "the default", as clients that serialise every field send it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+MAX_PROMPT_CHARS = 32000  # OpenAI's limit for its newest image models
+MAX_SEED = 2**63 - 1
+
+Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
+ResponseFormat = Literal["url", "b64_json"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+Background = Literal["auto", "opaque", "transparent"]
+
+
+class _ImageRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(default=None, min_length=1, description="None: the first image model of the catalog.")
+    n: int | None = Field(default=None, ge=1, le=10)
+    size: str | None = None
+    quality: Quality | None = None
+    response_format: ResponseFormat | None = None
+    output_format: OutputFormat | None = None
+    output_compression: int | None = Field(default=None, ge=0, le=100)
+    background: Background | None = None
+    user: str | None = None
+    stream: bool | None = None
+    partial_images: int | None = None
+    # diffusers extensions
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    steps: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("steps", "num_inference_steps"))
+    guidance_scale: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the prompt is empty; describe the image to make")
+        return v
+
+    @field_validator("output_format", mode="before")
+    @classmethod
+    def _jpg(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip().lower()
+            return "jpeg" if v == "jpg" else v
+        return v
+
+
+class ImageGenerationRequest(_ImageRequest):
+    style: Literal["vivid", "natural"] | None = None  # DALL-E 3's; diffusion models have no such switch: accepted
+    moderation: Literal["auto", "low"] | None = None  # gpt-image's; accepted, no moderation model runs here
+
+
+class ImageEditRequest(_ImageRequest):
+    """The text fields of the multipart edit form (files are read separately)."""
+
+    strength: float | None = Field(default=None, gt=0, le=1, description="How far from the input to go (diffusers).")
+    input_fidelity: Literal["high", "low"] | None = None  # gpt-image's; accepted
+
+
+def edit_form_schema() -> dict[str, Any]:
+    """The OpenAPI schema of the multipart edit form (the text fields plus the files)."""
+    schema = ImageEditRequest.model_json_schema()
+    binary = {"type": "string", "format": "binary"}
+    schema["properties"] = {
+        "image": {"anyOf": [binary, {"type": "array", "items": binary}], "description": "Also sent as 'image[]'."},
+        "mask": {**binary, "description": "Transparent pixels (alpha 0) are repainted; or white = repaint."},
+        **schema["properties"],
+    }
+    schema["required"] = ["image", "prompt"]
+    return schema

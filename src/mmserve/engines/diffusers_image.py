@@ -1,0 +1,308 @@
+"""Text-to-image, image-to-image and inpainting on any diffusers pipeline.
+
+The text-to-image pipeline is loaded from the card's source with
+``AutoPipelineForText2Image`` (or a pipeline class named in the options); the edit
+pipelines are derived from it with ``from_pipe`` (``AutoPipelineForImage2Image`` /
+``AutoPipelineForInpainting``), so all three share one copy of the weights.
+
+Each request:
+- runs in a worker thread (``parallel_generations`` of them), never on the event loop;
+- uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
+  schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object;
+- makes its ``n`` images in one batch with one seeded ``torch.Generator`` per image
+  (image i from seed + i), so results are reproducible under any concurrency and no global
+  seed is ever touched;
+- reports progress from the pipeline's step callback, and stops at the next step when the
+  caller goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+import math
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
+from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
+from mmserve.engines.registry import require
+from mmserve.engines.types import ImageGenInput, ImageGenOutput
+
+log = logging.getLogger("mmserve.engines.diffusers_image")
+
+Quality = Literal["low", "medium", "high"]
+Kind = Literal["text", "image", "inpaint"]
+MAX_SEED = 2**63 - 1
+
+
+class QualitySteps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    low: int = Field(default=15, ge=1)
+    medium: int = Field(default=30, ge=1)
+    high: int = Field(default=50, ge=1)
+
+
+class DiffusersImageOptions(EngineOptions):
+    pipeline: str = Field(
+        default="auto", description="'auto' (AutoPipelineForText2Image) or a diffusers pipeline class name."
+    )
+    image_to_image_pipeline: str = Field(default="auto", description="'auto' (AutoPipelineForImage2Image) or a class.")
+    inpaint_pipeline: str = Field(default="auto", description="'auto' (AutoPipelineForInpainting) or a class.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    variant: str | None = Field(default=None, description="Weight file variant, e.g. 'fp16'.")
+    scheduler: str | None = Field(default=None, description="A diffusers scheduler class replacing the model's.")
+    quality_steps: QualitySteps = Field(default_factory=QualitySteps, description="quality -> denoising steps.")
+    default_quality: Quality = "medium"
+    max_steps: int = Field(default=150, ge=1)
+    guidance_scale: float | None = Field(default=None, ge=0, description="None: the pipeline's own default.")
+    image_to_image_strength: float = Field(default=0.8, gt=0, le=1)
+    inpaint_strength: float = Field(default=1.0, gt=0, le=1)
+    size_multiple: int | None = Field(default=None, ge=1, description="Sides must be multiples of it (None: VAE's).")
+    max_input_images: int = Field(default=1, ge=1, description="Images one edit may combine (pipelines taking a list).")
+    paste_unmasked: bool = Field(
+        default=True, description="Inpainting: copy the input's pixels back outside the mask, so only the mask changes."
+    )
+    parallel_generations: int = Field(default=1, ge=1, description="Generations run at once in worker threads.")
+
+
+class _Cancelled(Exception):
+    """Raised inside the step callback when the request was abandoned."""
+
+
+class DiffusersImageEngine(ImageEngine):
+    Options = DiffusersImageOptions
+    options: DiffusersImageOptions
+
+    _pipes: dict[str, Any]
+    _pool: ThreadPoolExecutor | None = None
+    _size_multiple: int = 8
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def load(self) -> None:
+        require("diffusers", self.card.engine)
+        import diffusers
+
+        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+
+        if self.source is None:
+            raise EngineUnavailableError(f"Model '{self.card.id}' has no source.")
+        opts = self.options
+        self.device = resolve_device(self.device)
+        self._dtype = resolve_dtype(opts.dtype, self.device)
+        cls = diffusers.AutoPipelineForText2Image if opts.pipeline == "auto" else _pipeline_class(opts.pipeline)
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": True}
+        if opts.variant:
+            kwargs["variant"] = opts.variant
+        pipe = cls.from_pretrained(str(self.source), **kwargs)
+        if opts.scheduler:
+            pipe.scheduler = _pipeline_class(opts.scheduler, kind="scheduler").from_config(pipe.scheduler.config)
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipes = {"text": pipe}
+        if self.card.capabilities.edits:
+            auto_i2i, auto_inpaint = diffusers.AutoPipelineForImage2Image, diffusers.AutoPipelineForInpainting
+            self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i)
+            self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint)
+        self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        self._pool = ThreadPoolExecutor(max_workers=opts.parallel_generations, thread_name_prefix=f"img-{self.card.id}")
+
+    def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
+        try:
+            if name == "auto":
+                derived = auto.from_pipe(pipe)
+            else:  # a class's from_pipe casts the shared modules to `dtype` (float32 if not given)
+                derived = _pipeline_class(name).from_pipe(pipe, dtype=self._dtype)
+        except (ValueError, TypeError, AttributeError) as e:
+            task = auto.__name__.removeprefix("AutoPipelineFor")
+            raise EngineUnavailableError(
+                f"Model '{self.card.id}' has capabilities.edits, but no {task} "
+                f"pipeline can be derived from {type(pipe).__name__} ({e}). Name one in the card's options or set "
+                "capabilities.edits to false."
+            ) from None
+        derived.set_progress_bar_config(disable=True)
+        return derived
+
+    def unload(self) -> None:
+        from mmserve.engines.torch_utils import release_memory
+
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pipes, self._pool = {}, None
+        release_memory()
+
+    def memory_bytes(self) -> int | None:
+        from mmserve.engines.torch_utils import module_bytes
+
+        pipe = getattr(self, "_pipes", {}).get("text")
+        if pipe is None:
+            return None
+        return sum(module_bytes(m) for m in pipe.components.values() if hasattr(m, "parameters"))
+
+    @property
+    def size_multiple(self) -> int:
+        return self._size_multiple
+
+    # ------------------------------------------------------------------ generation
+
+    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
+        if not getattr(self, "_pipes", None) or self._pool is None:
+            raise EngineError(f"Model '{self.card.id}' is not loaded.")
+        kind = self._check(request)
+        loop = asyncio.get_running_loop()
+        cancelled = threading.Event()
+
+        def report(fraction: float) -> None:
+            if progress is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(progress, fraction)
+
+        future = loop.run_in_executor(self._pool, self._run, kind, request, cancelled, report)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            cancelled.set()  # the worker stops at its next step
+            raise
+        except (InvalidRequestError, EngineError):
+            raise
+        except Exception as e:
+            raise EngineError(f"image generation failed in '{self.card.id}'") from e
+
+    def _check(self, request: ImageGenInput) -> Kind:
+        """Cheap request checks, on the caller's side, so that bad requests never take a worker."""
+        m = self._size_multiple
+        if request.width % m or request.height % m:
+            w, h = (max(m, (s + m // 2) // m * m) for s in (request.width, request.height))
+            raise InvalidRequestError(
+                f"The model '{self.card.id}' makes images whose sides are multiples of {m} pixels; "
+                f"{request.width}x{request.height} is not (try {w}x{h}).",
+                param="size",
+            )
+        if request.steps is not None and request.steps > self.options.max_steps:
+            raise InvalidRequestError(
+                f"steps is {request.steps}; the model '{self.card.id}' allows at most {self.options.max_steps}.",
+                param="steps",
+            )
+        if not request.images:
+            if request.mask is not None:
+                raise InvalidRequestError("A mask needs an image to edit.", param="mask")
+            return "text"
+        if "image" not in self._pipes:
+            raise ModelCapabilityError(
+                f"The model '{self.card.id}' does not edit images (capabilities.edits is false).", param="image"
+            )
+        limit = self.options.max_input_images
+        if len(request.images) > limit:
+            raise InvalidRequestError(
+                f"The model '{self.card.id}' edits {limit} image{'s' if limit > 1 else ''} per request; "
+                f"{len(request.images)} were sent.",
+                param="image",
+            )
+        if request.mask is not None and request.mask.size != request.images[0].size:
+            raise InvalidRequestError(
+                f"The mask is {request.mask.size[0]}x{request.mask.size[1]} but the image is "
+                f"{request.images[0].size[0]}x{request.images[0].size[1]}; they must be the same size.",
+                param="mask",
+            )
+        return "inpaint" if request.mask is not None else "image"
+
+    def _run(
+        self,
+        kind: Kind,
+        request: ImageGenInput,
+        cancelled: threading.Event,
+        report: ProgressCallback,
+    ) -> ImageGenOutput:
+        import torch
+        from PIL import Image
+
+        base = self._pipes[kind]
+        pipe = copy.copy(base)  # per-call state lives on the pipeline and its scheduler
+        pipe.scheduler = copy.deepcopy(base.scheduler)
+        accepted = set(inspect.signature(pipe.__call__).parameters)
+        steps, quality = self._steps(request)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 64)
+        n = request.n
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "num_images_per_prompt": n,
+            "generator": [torch.Generator("cpu").manual_seed((seed + i) % MAX_SEED) for i in range(n)],
+            "output_type": "pil",
+        }
+        guidance = request.guidance_scale if request.guidance_scale is not None else self.options.guidance_scale
+        if guidance is not None:
+            kwargs["guidance_scale"] = guidance
+        if request.negative_prompt:
+            if "negative_prompt" not in accepted:
+                raise InvalidRequestError(
+                    f"The model '{self.card.id}' ({type(pipe).__name__}) does not take a negative_prompt.",
+                    param="negative_prompt",
+                )
+            kwargs["negative_prompt"] = request.negative_prompt
+        size = (request.width, request.height)
+        if "height" in accepted:
+            kwargs["height"], kwargs["width"] = request.height, request.width
+        init: list[Any] = []
+        mask = None
+        if kind != "text":
+            init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in request.images]
+            kwargs["image"] = init if len(init) > 1 else init[0]
+            default = self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
+            strength = request.strength if request.strength is not None else default
+            kwargs["strength"] = strength
+            steps = max(steps, math.ceil(1 / strength))  # at least one denoising step runs
+            if request.mask is not None:
+                mask = request.mask.convert("L").resize(size, Image.Resampling.NEAREST)
+                kwargs["mask_image"] = mask
+        kwargs["num_inference_steps"] = steps
+
+        def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if cancelled.is_set():
+                raise _Cancelled
+            total = max(1, int(getattr(p, "num_timesteps", 0) or steps))
+            report(min(1.0, (i + 1) / total) * 0.95)  # the rest is the VAE decode
+            return tensors
+
+        if "callback_on_step_end" in accepted:
+            kwargs["callback_on_step_end"] = on_step
+        report(0.0)
+        with torch.inference_mode():
+            images = list(pipe(**kwargs).images)
+        if mask is not None and self.options.paste_unmasked:
+            keep = mask.point(lambda v: 255 if v >= 128 else 0)  # the pipeline binarizes the mask the same way
+            images = [Image.composite(im.convert("RGB"), init[0], keep) for im in images]
+        report(1.0)
+        tokens = self._prompt_tokens(pipe, request.prompt)
+        return ImageGenOutput(images=images, prompt_tokens=tokens, steps=steps, quality=quality, seed=seed)
+
+    def _steps(self, request: ImageGenInput) -> tuple[int, str | None]:
+        if request.steps is not None:
+            return request.steps, None
+        quality = request.quality if request.quality in ("low", "medium", "high") else self.options.default_quality
+        return int(getattr(self.options.quality_steps, quality)), quality
+
+    @staticmethod
+    def _prompt_tokens(pipe: Any, prompt: str) -> int:
+        tok = getattr(pipe, "tokenizer", None)
+        if tok is None:
+            return 0
+        limit = getattr(tok, "model_max_length", None)
+        limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
+        ids = tok(prompt, truncation=limit is not None, max_length=limit)["input_ids"]
+        return len(ids)
+
+
+def _pipeline_class(name: str, *, kind: str = "pipeline") -> Any:
+    import diffusers
+
+    found = getattr(diffusers, name, None) if name.isidentifier() else None
+    if found is None or not hasattr(found, "from_pretrained" if kind == "pipeline" else "from_config"):
+        raise EngineUnavailableError(f"diffusers has no {kind} class '{name}'.")
+    return found

@@ -1,0 +1,215 @@
+"""The diffusers image engine on the tiny demo pipeline: seeds, batches, progress, edits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmserve.api.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
+from mmserve.catalog.builders import build_demo_model
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.diffusers_image import DiffusersImageEngine
+from mmserve.engines.types import ImageGenInput
+
+OPTIONS = {"quality_steps": {"low": 1, "medium": 2, "high": 4}, "guidance_scale": 5.0, "parallel_generations": 2}
+
+
+def _card(**over: object) -> ModelCard:
+    raw = {
+        "id": "tiny-image",
+        "task": "image-generation",
+        "engine": "diffusers-image",
+        "source": "demo:image",
+        "options": OPTIONS,
+        "capabilities": {"edits": True},
+        **over,
+    }
+    return ModelCard.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def source(models_dir: Path) -> Path:
+    return build_demo_model("image", models_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(source: Path) -> Iterator[DiffusersImageEngine]:
+    eng = DiffusersImageEngine(_card(), source=source, device="cpu")
+    eng.load()
+    yield eng
+    eng.unload()
+
+
+def _arrays(images: list[Image.Image]) -> list[np.ndarray]:
+    return [np.asarray(im) for im in images]
+
+
+def test_batch_of_n_with_per_image_seeds(engine: DiffusersImageEngine) -> None:
+    out = asyncio.run(engine.generate(ImageGenInput(prompt="a cat", n=3, width=128, height=96, seed=7)))
+    assert [im.size for im in out.images] == [(128, 96)] * 3
+    assert out.seed == 7 and out.steps == 2 and out.quality == "medium"
+    assert out.prompt_tokens == 4  # <start> a cat <end>
+    a, b, c = _arrays(out.images)
+    assert not np.array_equal(a, b) and not np.array_equal(b, c)
+    # image i comes from seed + i: the second image of the batch is (up to batch numerics) seed 8's first
+    alone = asyncio.run(engine.generate(ImageGenInput(prompt="a cat", n=1, width=128, height=96, seed=8)))
+    assert np.abs(b.astype(int) - _arrays(alone.images)[0].astype(int)).max() <= 2
+
+
+def test_concurrent_seeded_requests_are_reproducible(engine: DiffusersImageEngine) -> None:
+    async def main() -> list[list[np.ndarray]]:
+        reqs = [ImageGenInput(prompt="a boat", n=2, width=128, height=128, seed=s) for s in (1, 2, 1, 2)]
+        outs = await asyncio.gather(*(engine.generate(r) for r in reqs))
+        return [_arrays(o.images) for o in outs]
+
+    r = asyncio.run(main())
+    assert all(np.array_equal(x, y) for x, y in zip(r[0], r[2], strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(r[1], r[3], strict=True))
+    assert not np.array_equal(r[0][0], r[1][0])
+    # no global seed was touched: an unseeded request draws its own
+    unseeded = asyncio.run(engine.generate(ImageGenInput(prompt="a boat", width=128, height=128)))
+    assert unseeded.seed is not None
+
+
+def test_progress_is_reported_on_the_event_loop(engine: DiffusersImageEngine) -> None:
+    seen: list[tuple[float, bool]] = []
+
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        await engine.generate(
+            ImageGenInput(prompt="x", width=64, height=64, steps=3, seed=1),
+            lambda f: seen.append((f, threading.get_ident() == loop_thread)),
+        )
+        await asyncio.sleep(0)  # let the last call_soon_threadsafe run
+
+    asyncio.run(main())
+    fractions = [f for f, _ in seen]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and len(fractions) == 5
+    assert fractions == sorted(fractions)
+    assert all(on_loop for _, on_loop in seen)
+
+
+def test_quality_and_steps(engine: DiffusersImageEngine) -> None:
+    def run(**kw: object) -> tuple[int, str | None]:
+        out = asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, seed=1, **kw)))  # type: ignore[arg-type]
+        return out.steps, out.quality
+
+    assert run(quality="low") == (1, "low")
+    assert run(quality="high") == (4, "high")
+    assert run(quality=None) == (2, "medium")
+    assert run(steps=3, quality="high") == (3, None)
+    with pytest.raises(InvalidRequestError) as e:
+        run(steps=151)
+    assert e.value.param == "steps"
+
+
+def test_size_must_be_a_multiple_of_the_vae_factor(engine: DiffusersImageEngine) -> None:
+    assert engine.size_multiple == 8
+    with pytest.raises(InvalidRequestError) as e:
+        asyncio.run(engine.generate(ImageGenInput(prompt="x", width=100, height=64)))
+    assert e.value.param == "size" and "104x64" in e.value.message
+
+
+def test_image_to_image_resizes_to_the_requested_size(engine: DiffusersImageEngine) -> None:
+    src = Image.new("RGB", (300, 200), (200, 30, 30))
+    out = asyncio.run(
+        engine.generate(ImageGenInput(prompt="x", width=192, height=128, seed=3, images=[src], strength=0.3))
+    )
+    assert out.images[0].size == (192, 128)
+    assert out.steps == 4  # strength 0.3 of 2 steps would run none: raised to ceil(1 / 0.3)
+
+
+def test_inpainting_keeps_pixels_outside_the_mask(engine: DiffusersImageEngine) -> None:
+    src = Image.new("RGB", (128, 128), (10, 200, 40))
+    mask = Image.new("L", (128, 128), 0)
+    mask.paste(255, (32, 32, 96, 96))
+    out = asyncio.run(
+        engine.generate(ImageGenInput(prompt="x", n=2, width=128, height=128, seed=3, images=[src], mask=mask))
+    )
+    keep = np.asarray(mask) < 128
+    for arr in _arrays(out.images):
+        assert np.array_equal(arr[keep], np.asarray(src)[keep])
+        assert not np.array_equal(arr[~keep], np.asarray(src)[~keep])
+
+
+def test_edit_checks(engine: DiffusersImageEngine, source: Path) -> None:
+    img = Image.new("RGB", (64, 64))
+    with pytest.raises(InvalidRequestError) as e:
+        asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[img, img])))
+    assert e.value.param == "image"
+    with pytest.raises(InvalidRequestError) as e:
+        bad_mask = Image.new("L", (32, 32))
+        asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[img], mask=bad_mask)))
+    assert e.value.param == "mask"
+    text_only = DiffusersImageEngine(_card(capabilities={"edits": False}), source=source, device="cpu")
+    text_only.load()
+    with pytest.raises(ModelCapabilityError):
+        asyncio.run(text_only.generate(ImageGenInput(prompt="x", width=64, height=64, images=[img])))
+
+
+def test_cancelled_request_stops_at_the_next_step(source: Path) -> None:
+    card = _card(options={**OPTIONS, "parallel_generations": 1})
+    one_worker = DiffusersImageEngine(card, source=source, device="cpu")
+    one_worker.load()
+    seen: list[float] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            one_worker.generate(ImageGenInput(prompt="x", width=256, height=256, steps=150, seed=1), seen.append)
+        )
+        while not seen or seen[-1] == 0.0:  # wait until denoising has started
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the single worker runs this only after the cancelled call returned
+        await one_worker.generate(ImageGenInput(prompt="y", width=64, height=64))
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert 0 < seen[-1] < 0.5  # stopped long before its 150 steps were done
+    one_worker.unload()
+
+
+def test_named_pipeline_classes_and_bad_names(source: Path) -> None:
+    card = _card(
+        options={
+            **OPTIONS,
+            "pipeline": "StableDiffusionPipeline",
+            "image_to_image_pipeline": "StableDiffusionImg2ImgPipeline",
+            "scheduler": "DDIMScheduler",
+        }
+    )
+    eng = DiffusersImageEngine(card, source=source, device="cpu")
+    eng.load()
+    assert type(eng._pipes["image"]).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert type(eng._pipes["text"].scheduler).__name__ == "DDIMScheduler"
+    out = asyncio.run(eng.generate(ImageGenInput(prompt="x", width=64, height=64, seed=1)))
+    assert out.images[0].size == (64, 64)
+    with pytest.raises(EngineUnavailableError, match="NoSuchPipeline"):
+        DiffusersImageEngine(_card(options={"pipeline": "NoSuchPipeline"}), source=source, device="cpu").load()
+
+
+def test_bad_options_fail_at_catalog_load() -> None:
+    from mmserve.catalog.loader import CatalogError, parse_catalog
+
+    text = """
+models:
+  - id: img
+    task: image-generation
+    engine: diffusers-image
+    source: demo:image
+    options: {quality_steps: {low: 0}}
+"""
+    with pytest.raises(CatalogError) as e:
+        parse_catalog(text, file="c.yaml", base_dir=Path("."))
+    assert e.value.model == "img" and e.value.field == "options.quality_steps.low"
+    with pytest.raises(CatalogError) as e:
+        parse_catalog(text.replace("{quality_steps: {low: 0}}", "{stepz: 3}"), file="c.yaml", base_dir=Path("."))
+    assert e.value.field == "options.stepz"
