@@ -17,8 +17,12 @@ from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
+from mmserve.api.videos.router import router as videos_router
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
+from mmserve.db import Database
+from mmserve.jobs.runner import JobRunner
+from mmserve.jobs.store import VideoJobStore
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
@@ -41,24 +45,32 @@ def create_app(
     catalog = catalog if catalog is not None else load_catalog(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(catalog, settings, progress=progress)
+    artifacts = ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s)
+    db = Database.from_settings(settings)
     state = AppState(
         settings=settings,
         catalog=catalog,
         runtime=runtime,
         media=MediaIngestor(settings, fetcher),
-        artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
+        artifacts=artifacts,
         signer=UrlSigner.from_settings(settings),
+        db=db,
+        jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.create_all()
         await runtime.start()
+        await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches
         janitor = asyncio.create_task(_cleanup_loop(state))
         try:
             yield
         finally:
             janitor.cancel()
+            await state.jobs.stop()  # running jobs stop at their next step and are requeued
             await runtime.stop()
+            await db.dispose()
 
     # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
     app = FastAPI(
@@ -70,7 +82,7 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)
-    for router in (health_router, models_router, chat_router, artifacts_router):
+    for router in (health_router, models_router, chat_router, artifacts_router, videos_router):
         app.include_router(router)
     return app
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from mmserve.catalog.catalog import Catalog
+from mmserve.db import Database
+from mmserve.jobs.runner import JobRunner
 from mmserve.media.ingest import MediaIngestor
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
@@ -22,6 +24,8 @@ class AppState:
     media: MediaIngestor
     artifacts: ArtifactStore
     signer: UrlSigner
+    db: Database
+    jobs: JobRunner  # durable video jobs; .store is the SQL store
 
 
 def get_state(request: Request) -> AppState:

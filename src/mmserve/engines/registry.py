@@ -23,6 +23,7 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
+    "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
 }
 
 

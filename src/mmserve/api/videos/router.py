@@ -1,0 +1,90 @@
+"""OpenAI Videos API (/v1/videos...) and DO's /v1/video/generations: durable asynchronous jobs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from mmserve.api.state import AppState, get_state
+from mmserve.api.videos.protocol import read_create_request
+from mmserve.api.videos.service import Variant, VideoService
+from mmserve.api.videos.views import POLL_HEADER, generation_object, poll_after_ms, video_list, video_object
+from mmserve.jobs.store import VideoJob
+from mmserve.storage.signing import public_base_url
+
+router = APIRouter(tags=["videos"])
+
+
+def get_owner(request: Request) -> str | None:
+    """Whose jobs these are: set on ``request.state.owner`` by API-key auth once it exists (None: no keys)."""
+    owner = getattr(request.state, "owner", None)
+    return owner if isinstance(owner, str) else None
+
+
+def _job_response(service: VideoService, job: VideoJob, body: dict[str, Any]) -> JSONResponse:
+    poll = poll_after_ms(job, service.state.settings.jobs, starts_now=service.starts_now(job))
+    return JSONResponse(body, headers={POLL_HEADER: str(poll)})
+
+
+@router.post("/v1/videos")
+@router.post("/v1/video/generations", include_in_schema=False)  # DO-style clients
+async def create_video(
+    request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+) -> JSONResponse:
+    inp = await read_create_request(request, max_file_bytes=state.settings.limits.max_data_uri_bytes)
+    service = VideoService(state)
+    job = await service.create(inp, owner=owner)
+    body = video_object(job) if request.url.path == "/v1/videos" else generation_object(job, None)
+    return _job_response(service, job, body)
+
+
+@router.get("/v1/videos")
+async def list_videos(
+    after: str | None = Query(default=None, description="Cursor: the last id of the previous page."),
+    limit: int = Query(default=20, ge=1, le=100),
+    order: Literal["asc", "desc"] = Query(default="desc"),
+    state: AppState = Depends(get_state),
+    owner: str | None = Depends(get_owner),
+) -> dict[str, Any]:
+    jobs, has_more = await VideoService(state).page(owner=owner, after=after, limit=limit, order=order)
+    return video_list(jobs, has_more)
+
+
+@router.get("/v1/videos/{video_id}")
+async def retrieve_video(
+    video_id: str, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+) -> JSONResponse:
+    service = VideoService(state)
+    job = await service.get(video_id, owner=owner)
+    return _job_response(service, job, video_object(job))
+
+
+@router.delete("/v1/videos/{video_id}")
+async def delete_video(
+    video_id: str, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+) -> dict[str, Any]:
+    deleted = await VideoService(state).delete(video_id, owner=owner)
+    return {"id": deleted, "object": "video.deleted", "deleted": True}
+
+
+@router.get("/v1/videos/{video_id}/content")
+async def video_content(
+    video_id: str,
+    variant: Variant = Query(default="video"),
+    state: AppState = Depends(get_state),
+    owner: str | None = Depends(get_owner),
+) -> FileResponse:
+    path, content_type, filename = await VideoService(state).content(video_id, variant, owner=owner)
+    return FileResponse(path, media_type=content_type, filename=filename)  # Range requests: 206
+
+
+@router.get("/v1/video/generations/{video_id}")
+async def do_generation(
+    video_id: str, request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+) -> JSONResponse:
+    service = VideoService(state)
+    job = await service.get(video_id, owner=owner)
+    urls = service.signed_urls(job, public_base_url(request, state.settings))
+    return _job_response(service, job, generation_object(job, urls))
