@@ -68,6 +68,9 @@ class JobSettings(BaseModel):
         default=None, gt=0, description="How long finished jobs and their files are kept (None: artifact_ttl_s)."
     )
     cleanup_interval_s: float = Field(default=60.0, gt=0, description="How often expired jobs are removed.")
+    max_queued_s: float = Field(
+        default=24 * 3600, gt=0, description="A job still queued after this long fails (no server runs its model)."
+    )
     poll_after_ms_min: int = Field(default=200, ge=0, description="Lowest openai-poll-after-ms hint.")
     poll_after_ms_max: int = Field(default=5000, ge=0, description="Highest openai-poll-after-ms hint.")
     shutdown_grace_s: float = Field(

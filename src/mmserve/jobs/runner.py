@@ -135,7 +135,7 @@ class JobRunner:
     # ------------------------------------------------------------------ recovery
 
     async def recover(self) -> None:
-        """Take over jobs whose runner died; fail queued jobs for models this server no longer has."""
+        """Take over jobs whose runner died (requeue them, or fail them after ``max_attempts`` starts)."""
         now = time.time()
         for job in await self.store.running_elsewhere(str(self.worker)):
             stale = job.heartbeat_at is None or now - job.heartbeat_at > self.cfg.stale_after_s
@@ -154,17 +154,6 @@ class JobRunner:
                     await self._delete_files([job.reference_artifact] if job.reference_artifact else [])
             elif await self.store.requeue(job.id, job.worker_id, count_attempt=True):
                 log.warning("job %s was interrupted (runner %s gone); queued to run again", job.id, job.worker_id)
-        for model in await self.store.queued_models():
-            if model in self.catalog.cards:
-                continue
-            for job_id in await self.store.next_queued(model, 10_000):
-                await self.store.fail(
-                    job_id,
-                    None,
-                    code="model_unavailable",
-                    message=f"The model '{model}' is no longer served by this server.",
-                    expires_at=now + self.ttl_s,
-                )
 
     # ------------------------------------------------------------------ dispatch
 
@@ -332,11 +321,31 @@ class JobRunner:
 
     # ------------------------------------------------------------------ expiry
 
+    async def cleanup_expired(self, now: float | None = None) -> int:
+        """Remove finished jobs past their expiry and their files; fail jobs queued too long. Returns removals.
+
+        A job stays queued while no server of this database serves its model (several servers
+        with different catalogs may share one database, so no single one may fail it sooner).
+        """
+        now = time.time() if now is None else now
+        stuck = await self.store.fail_queued_before(
+            now - self.cfg.max_queued_s,
+            code="queue_timeout",
+            message=f"No server ran this job within {self.cfg.max_queued_s:g} seconds "
+            "(is its model still served?). Submit it again.",
+            expires_at=now + self.ttl_s,
+        )
+        await self._delete_files([j.reference_artifact for j in stuck if j.reference_artifact])
+        expired = await self.store.pop_expired(now)
+        for job in expired:
+            await self._delete_files(job.artifacts)
+        return len(expired)
+
     async def _cleanup_loop(self) -> None:
         while True:
             try:
-                for job in await self.store.pop_expired():
-                    await self._delete_files(job.artifacts)
+                if removed := await self.cleanup_expired():
+                    log.info("removed %d expired video job(s)", removed)
             except Exception:
                 log.exception("expired job cleanup failed")
             await asyncio.sleep(self.cfg.cleanup_interval_s)

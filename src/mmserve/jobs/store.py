@@ -177,11 +177,6 @@ class VideoJobStore:
         async with self.db.session() as s:
             return list(await s.scalars(q))
 
-    async def queued_models(self) -> list[str]:
-        async with self.db.session() as s:
-            q = select(VideoJobRow.model).where(VideoJobRow.status == "queued").distinct()
-            return list(await s.scalars(q))
-
     async def claim(self, job_id: str, worker_id: str) -> VideoJob | None:
         """queued -> in_progress for this worker; None if someone else got it first (or it was deleted)."""
         now = time.time()
@@ -275,10 +270,22 @@ class VideoJobStore:
         async with self.db.session() as s, s.begin():
             return [_job(r) for r in (await s.execute(stmt)).scalars()]
 
-    async def _update(self, job_id: str, worker_id: str | None, *, expect_status: str, **values: Any) -> bool:
+    async def fail_queued_before(self, cutoff: float, *, code: str, message: str, expires_at: float) -> list[VideoJob]:
+        """Fail every job queued since before ``cutoff``; returns them (their reference files are to remove)."""
+        stmt = (
+            update(VideoJobRow)
+            .where(VideoJobRow.status == "queued", VideoJobRow.created_at < cutoff)
+            .values(status="failed", error_code=code, error_message=message, completed_at=time.time())
+            .values(expires_at=expires_at)
+            .returning(VideoJobRow)
+        )
+        async with self.db.session() as s, s.begin():
+            return [_job(r) for r in (await s.execute(stmt)).scalars()]
+
+    async def _update(self, job_id: str, expect_worker: str | None, /, *, expect_status: str, **values: Any) -> bool:
         cond = [VideoJobRow.id == job_id, VideoJobRow.status == expect_status]
-        if worker_id is not None:
-            cond.append(VideoJobRow.worker_id == worker_id)
+        if expect_worker is not None:
+            cond.append(VideoJobRow.worker_id == expect_worker)
         async with self.db.session() as s, s.begin():
             result = await s.execute(update(VideoJobRow).where(*cond).values(**values))
             return bool(getattr(result, "rowcount", 0))
