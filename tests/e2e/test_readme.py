@@ -69,3 +69,17 @@ def test_readme_python_example(cli_server: str) -> None:
     code = _snippet("python").replace("http://127.0.0.1:8000", cli_server)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "usage: CompletionUsage(completion_tokens=" in out.stdout
+
+
+def test_readme_video_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("video").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert "completed 4 256x256" in out.stdout and "frames: 32" in out.stdout
+    assert (tmp_path / "video.mp4").stat().st_size > 0

@@ -63,6 +63,7 @@ class _Run:
     fraction: float = 0.0
     phase: str = "starting"  # starting | generating | encoding
     shutdown: bool = False  # stopped by the server's shutdown: requeue, don't fail
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # ends the monitor
 
     def on_progress(self, fraction: float) -> None:  # called from the engine's thread
         self.fraction = fraction
@@ -97,6 +98,7 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -105,8 +107,14 @@ class JobRunner:
         self._loops = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self._cleanup_loop())]
 
     async def stop(self) -> None:
-        for task in self._loops:
-            task.cancel()
+        # Loops and monitors end at their next wait, never inside a database call: a task
+        # cancelled mid-query leaves SQLAlchemy a connection to tear down while the pool closes.
+        self._closing.set()
+        self._wake.set()
+        if self._loops:
+            _, stuck = await asyncio.wait(self._loops, timeout=10)
+            for task in stuck:
+                task.cancel()
         for run in self._runs.values():
             run.shutdown = True
             run.cancel.set()
@@ -159,7 +167,7 @@ class JobRunner:
 
     async def _dispatch_loop(self) -> None:
         last_recovery = time.monotonic()
-        while True:
+        while not self._closing.is_set():
             self._wake.clear()
             try:
                 if time.monotonic() - last_recovery >= self.cfg.stale_after_s / 2:
@@ -193,7 +201,7 @@ class JobRunner:
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
-        monitor = asyncio.create_task(self._monitor(run))
+        monitor = asyncio.create_task(self._monitor(run), name=f"monitor-{job.id}")
         try:
             await self._run(run)
         except asyncio.CancelledError:
@@ -203,7 +211,9 @@ class JobRunner:
         except BaseException as exc:
             await self._settle(run, exc)
         finally:
-            monitor.cancel()
+            run.finished.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(monitor), timeout=15)
             self._runs.pop(job.id, None)
             self._active[job.model] -= 1
             self._wake.set()
@@ -276,8 +286,10 @@ class JobRunner:
 
     async def _monitor(self, run: _Run) -> None:
         """Write progress + heartbeat; cancel the run when its row is gone or no longer ours."""
-        while True:
-            await asyncio.sleep(self.cfg.progress_interval_s)
+        while not run.finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.finished.wait(), self.cfg.progress_interval_s)
+                return
             try:
                 ours = await self.store.heartbeat(run.job.id, str(self.worker), run.percent)
             except Exception:
@@ -342,10 +354,11 @@ class JobRunner:
         return len(expired)
 
     async def _cleanup_loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
                 if removed := await self.cleanup_expired():
                     log.info("removed %d expired video job(s)", removed)
             except Exception:
                 log.exception("expired job cleanup failed")
-            await asyncio.sleep(self.cfg.cleanup_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.cfg.cleanup_interval_s)
