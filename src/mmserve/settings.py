@@ -71,6 +71,7 @@ class JobSettings(BaseModel):
     max_queued_s: float = Field(
         default=24 * 3600, gt=0, description="A job still queued after this long fails (no server runs its model)."
     )
+    poll_after_ms_default: int = Field(default=1000, ge=0, description="Poll hint before progress allows an estimate.")
     poll_after_ms_min: int = Field(default=200, ge=0, description="Lowest openai-poll-after-ms hint.")
     poll_after_ms_max: int = Field(default=5000, ge=0, description="Highest openai-poll-after-ms hint.")
     shutdown_grace_s: float = Field(

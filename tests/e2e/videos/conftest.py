@@ -25,7 +25,7 @@ def video_server(data_dir: Path) -> Iterator[LiveServer]:
         config=catalog_file,
         database_url=f"sqlite:///{data_dir / 'video-e2e.db'}",
         fetch=FetchSettings(allow_networks=["127.0.0.1/32"]),
-        jobs=JobSettings(progress_interval_s=0.2, poll_after_ms_min=100),
+        jobs=JobSettings(progress_interval_s=0.2, poll_after_ms_min=100, poll_after_ms_default=250),
     )
     server = LiveServer(create_app(settings, load_catalog(catalog_file))).start()
     yield server

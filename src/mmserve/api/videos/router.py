@@ -23,21 +23,29 @@ def get_owner(request: Request) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
-def _job_response(service: VideoService, job: VideoJob, body: dict[str, Any]) -> JSONResponse:
-    poll = poll_after_ms(job, service.state.settings.jobs, starts_now=service.starts_now(job))
-    return JSONResponse(body, headers={POLL_HEADER: str(poll)})
+def _job_response(state: AppState, job: VideoJob, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers={POLL_HEADER: str(poll_after_ms(job, state.settings.jobs))})
+
+
+async def _create(request: Request, state: AppState, owner: str | None) -> VideoJob:
+    inp = await read_create_request(request, max_file_bytes=state.settings.limits.max_data_uri_bytes)
+    return await VideoService(state).create(inp, owner=owner)
 
 
 @router.post("/v1/videos")
-@router.post("/v1/video/generations", include_in_schema=False)  # DO-style clients
 async def create_video(
     request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
-    inp = await read_create_request(request, max_file_bytes=state.settings.limits.max_data_uri_bytes)
-    service = VideoService(state)
-    job = await service.create(inp, owner=owner)
-    body = video_object(job) if request.url.path == "/v1/videos" else generation_object(job, None)
-    return _job_response(service, job, body)
+    job = await _create(request, state, owner)
+    return _job_response(state, job, video_object(job))
+
+
+@router.post("/v1/video/generations", include_in_schema=False)  # DO-style clients
+async def create_generation(
+    request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+) -> JSONResponse:
+    job = await _create(request, state, owner)
+    return _job_response(state, job, generation_object(job, None))
 
 
 @router.get("/v1/videos")
@@ -56,9 +64,8 @@ async def list_videos(
 async def retrieve_video(
     video_id: str, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
-    service = VideoService(state)
-    job = await service.get(video_id, owner=owner)
-    return _job_response(service, job, video_object(job))
+    job = await VideoService(state).get(video_id, owner=owner)
+    return _job_response(state, job, video_object(job))
 
 
 @router.delete("/v1/videos/{video_id}")
@@ -87,4 +94,4 @@ async def do_generation(
     service = VideoService(state)
     job = await service.get(video_id, owner=owner)
     urls = service.signed_urls(job, public_base_url(request, state.settings))
-    return _job_response(service, job, generation_object(job, urls))
+    return _job_response(state, job, generation_object(job, urls))

@@ -143,10 +143,6 @@ class VideoService:
             raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
         return job
 
-    def starts_now(self, job: VideoJob) -> bool:
-        card = self.state.catalog.cards.get(job.model)
-        return card is not None and self.state.jobs.running(card.id) < card.deployment.max_concurrency
-
     async def page(
         self, *, owner: str | None, after: str | None, limit: int, order: Literal["asc", "desc"]
     ) -> tuple[list[VideoJob], bool]:

@@ -53,13 +53,17 @@ def generation_object(job: VideoJob, urls: dict[str, str] | None) -> dict[str, A
     return {**video_object(job), "job_id": job.id, "output": urls, "x_request_id": None}
 
 
-def poll_after_ms(job: VideoJob, cfg: JobSettings, *, starts_now: bool) -> int:
-    """When to look again: soon for a job about to start, else about half the estimated time left."""
+def poll_after_ms(job: VideoJob, cfg: JobSettings) -> int:
+    """When to look again: about half the estimated time left, within the configured bounds.
+
+    The openai SDK reads this once, on its first poll, and keeps that interval for the whole
+    job; without an estimate yet (queued, no progress) it is ``poll_after_ms_default``.
+    """
     lo, hi = cfg.poll_after_ms_min, max(cfg.poll_after_ms_min, cfg.poll_after_ms_max)
-    if job.terminal or (job.status == "queued" and starts_now):
+    if job.terminal:
         return lo
     if job.status == "queued" or job.started_at is None or job.progress <= 0:
-        return min(hi, max(lo, 1000))
+        return min(hi, max(lo, cfg.poll_after_ms_default))
     elapsed = max(0.0, time.time() - job.started_at)
     done = job.progress / 100
     remaining_ms = elapsed * (1 - done) / done * 1000
