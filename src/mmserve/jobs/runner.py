@@ -17,7 +17,8 @@
   stored atomically and the job is completed in one compare-and-set; it is right because a
   video pipeline cannot resume mid-denoising and the same seed gives the same video. The
   bound stops a job that itself kills the server (out of memory) from crash-looping it.
-  Queued jobs simply run. A graceful shutdown requeues running jobs without counting it.
+  Queued jobs simply run. A graceful shutdown stops generations at their next step and
+  requeues them without counting the attempt (a job already encoding finishes first).
 - **Expiry**: finished jobs and their files are removed after ``jobs.result_ttl_s``.
 """
 
@@ -70,8 +71,9 @@ class _Run:
         if self.cancel.is_set():
             raise JobCancelled()
 
-    def check(self) -> None:
-        if self.cancel.is_set():
+    def check_deleted(self) -> None:
+        """After generation, only a deletion stops the job: a shutdown lets it finish (encoding is short)."""
+        if self.cancel.is_set() and not self.shutdown:
             raise JobCancelled()
 
     @property
@@ -209,7 +211,10 @@ class JobRunner:
                 await asyncio.shield(self.store.requeue(job.id, str(self.worker), count_attempt=False))
             raise
         except BaseException as exc:
-            await self._settle(run, exc)
+            try:
+                await self._settle(run, exc)
+            except Exception:  # the database is unreachable: the job stays ours until recovery re-runs it
+                log.exception("could not record the end of job %s", job.id)
         finally:
             run.finished.set()
             with contextlib.suppress(Exception):
@@ -240,7 +245,7 @@ class JobRunner:
             run.phase = "generating"
             started = time.perf_counter()
             output = await engine.generate(request, progress=run.on_progress)
-        run.check()
+        run.check_deleted()
         run.phase = "encoding"
         encoded = time.perf_counter()
         stored: StoredOutputs = await asyncio.to_thread(
@@ -252,7 +257,10 @@ class JobRunner:
             "engine_s": encoded - started,
             "encode_s": time.perf_counter() - encoded,
         }
-        completed = not run.cancel.is_set() and await self.store.complete(
+        if run.cancel.is_set() and not run.shutdown:
+            await self._delete_files(stored.ids)
+            raise JobCancelled()
+        completed = await self.store.complete(
             job.id,
             str(self.worker),
             video=stored.video,

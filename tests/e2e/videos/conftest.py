@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def video_server(data_dir: Path) -> Iterator[LiveServer]:
     settings = Settings(
         data_dir=data_dir,
         config=catalog_file,
-        database_url=f"sqlite:///{data_dir / 'video-e2e.db'}",
+        # PostgreSQL when the developer names a scratch database, else SQLite in the data dir
+        database_url=os.environ.get("MMSERVE_TEST_DATABASE_URL") or f"sqlite:///{data_dir / 'video-e2e.db'}",
         fetch=FetchSettings(allow_networks=["127.0.0.1/32"]),
         jobs=JobSettings(progress_interval_s=0.2, poll_after_ms_min=100, poll_after_ms_default=250),
     )
