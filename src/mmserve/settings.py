@@ -64,6 +64,36 @@ class AudioSettings(BaseModel):
     max_form_fields: int = 32
 
 
+class JobSettings(BaseModel):
+    """Durable asynchronous jobs (video): dispatch, leases, retries and retention."""
+
+    dispatch_interval_s: float = Field(
+        default=2.0, gt=0, description="How often the runner looks for queued work it was not told about."
+    )
+    progress_interval_s: float = Field(
+        default=0.5, gt=0, description="How often a running job's progress and heartbeat are written."
+    )
+    stale_after_s: float = Field(
+        default=60.0, gt=0, description="A running job whose heartbeat is older is taken over (its server died)."
+    )
+    max_attempts: int = Field(
+        default=2, ge=1, description="Starts of one job: interrupted by a crash, a job re-runs until this many."
+    )
+    result_ttl_s: float | None = Field(
+        default=None, gt=0, description="How long finished jobs and their files are kept (None: artifact_ttl_s)."
+    )
+    cleanup_interval_s: float = Field(default=60.0, gt=0, description="How often expired jobs are removed.")
+    max_queued_s: float = Field(
+        default=24 * 3600, gt=0, description="A job still queued after this long fails (no server runs its model)."
+    )
+    poll_after_ms_default: int = Field(default=1000, ge=0, description="Poll hint before progress allows an estimate.")
+    poll_after_ms_min: int = Field(default=200, ge=0, description="Lowest openai-poll-after-ms hint.")
+    poll_after_ms_max: int = Field(default=5000, ge=0, description="Highest openai-poll-after-ms hint.")
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="On shutdown, how long running jobs get to stop and be requeued."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MMSERVE_", env_nested_delimiter="__", extra="ignore")
 
@@ -105,6 +135,7 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @property
     def models_dir(self) -> Path:

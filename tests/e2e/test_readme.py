@@ -89,3 +89,17 @@ def test_readme_images_example(cli_server: str, tmp_path: Path) -> None:
     subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     with Image.open(tmp_path / "sunset.png") as img:
         assert img.format == "PNG" and img.size == (512, 512)
+
+
+def test_readme_video_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("video").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert "completed 4 256x256" in out.stdout and "frames: 32" in out.stdout
+    assert (tmp_path / "video.mp4").stat().st_size > 0

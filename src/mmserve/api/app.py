@@ -22,6 +22,7 @@ from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
 from mmserve.api.usage.router import router as usage_router
+from mmserve.api.videos.router import router as videos_router
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
 from mmserve.control.auth import Authenticator
@@ -32,6 +33,8 @@ from mmserve.control.ratelimit import RateLimiter
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.jobs.runner import JobRunner
+from mmserve.jobs.store import VideoJob, VideoJobStore
 from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
@@ -62,12 +65,13 @@ def create_app(
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     limiter = RateLimiter()
     recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
+    artifacts = ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s)
     state = AppState(
         settings=settings,
         catalog=catalog,
         runtime=runtime,
         media=MediaIngestor(settings, fetcher),
-        artifacts=ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s),
+        artifacts=artifacts,
         signer=UrlSigner.from_settings(settings),
         metrics=metrics,
         db=db,
@@ -76,19 +80,23 @@ def create_app(
         meter=Meter(recorder, metrics, limiter),
         router=ModelRouter(catalog, runtime),
         audio=AudioIngestor(settings),
+        jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
     authenticate = Authenticator(settings, keys, limiter)
+    state.jobs.on_completed.append(lambda job: _meter_video(state, job))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.create_all()
         await recorder.start()
         await runtime.start()
+        await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches
         janitor = asyncio.create_task(_cleanup_loop(state))
         try:
             yield
         finally:
             janitor.cancel()
+            await state.jobs.stop()  # running jobs stop at their next step and are requeued
             await runtime.stop()
             await recorder.stop()  # flush: no accepted request's usage is lost
             await db.dispose()
@@ -113,6 +121,7 @@ def create_app(
         artifacts_router,
         audio_router,
         images_router,
+        videos_router,
     ):
         app.include_router(router)
     return app
@@ -133,3 +142,11 @@ async def _cleanup_loop(state: AppState) -> None:
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     return str(getattr(route, "path", "unmatched"))
+
+
+def _meter_video(state: AppState, job: VideoJob) -> None:
+    """A finished video job is billed to its owner for the seconds of video it produced."""
+    card = state.catalog.cards.get(job.model)
+    if card is not None:
+        engine_s = sum((job.timings or {}).values())
+        state.meter.record(card, "videos", key_id=job.owner, video_seconds=job.video_seconds or 0.0, latency_s=engine_s)

@@ -12,6 +12,7 @@ from mmserve.control.metering import Meter
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.jobs.runner import JobRunner
 from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.ingest import MediaIngestor
 from mmserve.metrics import Metrics
@@ -35,6 +36,7 @@ class AppState:
     usage: UsageRecorder
     meter: Meter
     router: ModelRouter
+    jobs: JobRunner  # durable video jobs; .store is the SQL store
     audio: AudioIngestor | None = None  # uploaded audio (transcription); made by create_app
 
 

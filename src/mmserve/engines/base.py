@@ -115,6 +115,18 @@ class TranscriptionEngine(Engine):
 
 class VideoEngine(Engine):
     task = "video-generation"
+    #: Used when neither the request nor the card's ``capabilities.fps`` / ``sizes`` say.
+    default_fps: ClassVar[int] = 16
+    default_size: ClassVar[tuple[int, int]] = (832, 480)
 
     @abstractmethod
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput: ...
+    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+        """Return exactly ``request.num_frames`` frames at ``request.width`` x ``request.height``.
+
+        ``progress`` is called with the fraction done; an exception it raises aborts the
+        generation and propagates unchanged (the job runner cancels jobs this way).
+        """
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, *, width: int, height: int, num_frames: int) -> None:
+        """Refuse, before a job is queued, what this engine cannot make (raise InvalidRequestError)."""

@@ -31,6 +31,7 @@ ENGINES: dict[str, EngineSpec] = {
     "diffusers-image": EngineSpec(
         "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
     ),
+    "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
 }
 
 

@@ -21,6 +21,7 @@ BUILDERS: dict[str, str] = {
     "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
     "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
     "image": "mmserve.catalog.builders.image:build_tiny_image_pipeline",
+    "video": "mmserve.catalog.builders.video:build_tiny_wan",
 }
 
 _MARK = ".mmserve-built"

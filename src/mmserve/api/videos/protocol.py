@@ -1,0 +1,111 @@
+"""The create-video request (OpenAI Videos API plus DO's ``fps``), read from JSON or multipart.
+
+The official SDK always posts multipart/form-data: scalar fields as form fields, an
+``input_reference`` upload as a file part, and ``input_reference={"image_url": ...}`` as the
+field ``input_reference[image_url]``. Plain JSON bodies (curl, DO's example) carry the same
+fields, with ``input_reference`` as ``{"image_url": "..."}``.
+
+Dialects accepted here:
+- DO: ``fps`` (frames per second of the clip) on create.
+- ``seconds`` as a number as well as OpenAI's string (``4`` or ``"4"``).
+- ``input_reference`` as a bare URL / data-URI string (same as ``{"image_url": ...}``).
+- mmserve extensions: ``seed`` (reproducible clips), ``negative_prompt``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+
+from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, validation_error
+
+MAX_PROMPT_CHARS = 10_000
+FORM_LIMITS = {"max_files": 2, "max_fields": 64}
+
+
+class ImageReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_url: str | None = None
+    file_id: str | None = None
+
+
+class VideoCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(default=None, min_length=1)
+    seconds: str | float | None = None
+    size: str | None = None
+    fps: int | None = Field(default=None, ge=1, le=240)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    input_reference: ImageReference | None = None
+
+    @field_validator("input_reference", mode="before")
+    @classmethod
+    def _bare_url(cls, v: Any) -> Any:
+        return {"image_url": v} if isinstance(v, str) else v
+
+
+@dataclass
+class CreateInput:
+    body: VideoCreateRequest
+    upload: bytes | None = None  # input_reference sent as a file
+
+
+async def read_create_request(request: Request, *, max_file_bytes: int) -> CreateInput:
+    content_type = request.headers.get("content-type", "").lower()
+    upload: bytes | None = None
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raw, upload = await _read_form(request, max_file_bytes)
+    else:
+        raw = _json_object(await request.body())
+    try:
+        body = VideoCreateRequest.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(e.errors()) from None
+    if upload is not None and body.input_reference is not None:
+        raise InvalidRequestError(
+            "Send input_reference either as a file or as {image_url}, not both.", param="input_reference"
+        )
+    return CreateInput(body, upload)
+
+
+async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, Any], bytes | None]:
+    form = await request.form(**FORM_LIMITS)
+    raw: dict[str, Any] = {}
+    upload: bytes | None = None
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key != "input_reference":
+                raise InvalidRequestError(f"Unexpected file field '{key}'.", param=key)
+            if value.size is not None and value.size > max_file_bytes:
+                raise PayloadTooLargeError(
+                    f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"
+                )
+            upload = await value.read()
+        elif key.startswith("input_reference[") and key.endswith("]"):
+            raw.setdefault("input_reference", {})
+            if not isinstance(raw["input_reference"], dict):
+                raise InvalidRequestError("input_reference is given twice.", param="input_reference")
+            raw["input_reference"][key[len("input_reference[") : -1]] = value
+        else:
+            raw[key] = value
+    return raw, upload
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        raw = json.loads(data or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(
+            "The request body is not valid JSON (or send multipart/form-data).", code="invalid_json"
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("The request body must be a JSON object with at least 'prompt'.", param="prompt")
+    return raw

@@ -1,0 +1,254 @@
+"""Video jobs: validate a request against the card at submit time, queue it, read, list, delete, serve files.
+
+Everything a model cannot do is refused here with a 4xx naming the field (unknown model,
+size, seconds, fps, a reference image for a text-only model or one that does not decode),
+so a queued job only fails for reasons nobody could see in advance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from mmserve.api.errors import (
+    InvalidRequestError,
+    ModelCapabilityError,
+    NotFoundError,
+    OverloadedError,
+)
+from mmserve.api.state import AppState
+from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
+from mmserve.catalog.schema import ModelCard
+from mmserve.control.routing import AUTO, Needs
+from mmserve.engines.base import VideoEngine
+from mmserve.engines.registry import engine_class
+from mmserve.jobs.store import VideoJob, new_job_id
+from mmserve.media.ingest import ImageRef
+from mmserve.storage.artifacts import ArtifactMeta
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+REFERENCE_TTL_S = 7 * 24 * 3600  # kept while the job waits; removed as soon as it finishes
+Variant = Literal["video", "thumbnail", "spritesheet"]
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    width: int
+    height: int
+    seconds: float
+    fps: int
+
+    @property
+    def num_frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))
+
+
+class VideoService:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.store = state.jobs.store
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, inp: CreateInput, *, owner: str | None) -> VideoJob:
+        body = inp.body
+        card = self._card(body.model)
+        spec = clip_spec(card, body)
+        image = await self._reference(card, inp, spec)
+        queued = await self.store.count_queued(card.id)
+        if queued >= card.deployment.max_queue:
+            raise OverloadedError(
+                f"The model '{card.id}' has {queued} video jobs waiting (its limit). Retry later.",
+                headers={"Retry-After": "30"},
+            )
+        job_id = new_job_id()
+        reference = None
+        if image is not None:
+            reference = await asyncio.to_thread(self._save_reference, job_id, image, owner)
+        job = VideoJob(
+            id=job_id,
+            owner=owner,
+            model=card.id,
+            prompt=body.prompt,
+            width=spec.width,
+            height=spec.height,
+            seconds=spec.seconds,
+            fps=spec.fps,
+            num_frames=spec.num_frames,
+            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+            params={"negative_prompt": body.negative_prompt} if body.negative_prompt else {},
+            reference_artifact=reference,
+            created_at=time.time(),
+        )
+        job = await self.store.create(job)
+        self.state.jobs.notify()
+        return job
+
+    def _card(self, model: str | None) -> ModelCard:
+        """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
+        return self.state.router.route(model or AUTO, Needs("video-generation")).cards[0]
+
+    async def _reference(self, card: ModelCard, inp: CreateInput, spec: ClipSpec) -> Image | None:
+        ref = inp.body.input_reference
+        if inp.upload is None and ref is None:
+            return None
+        if not card.capabilities.image_to_video:
+            raise ModelCapabilityError(
+                f"The model '{card.id}' makes videos from text only and takes no input_reference image. "
+                "GET /v1/models?task=video-generation&capability=image_to_video lists models that do.",
+                param="input_reference",
+            )
+        side = max(spec.width, spec.height)
+        media = self.state.media
+        if inp.upload is not None:
+            return await media.decode(inp.upload, media.limits_for(card), param="input_reference", target_side=side)
+        assert ref is not None
+        if ref.file_id is not None:
+            raise InvalidRequestError(
+                'input_reference.file_id is not supported: upload the image as a file, or send {"image_url": ...}.',
+                param="input_reference.file_id",
+            )
+        if not ref.image_url:
+            raise InvalidRequestError("input_reference needs 'image_url'.", param="input_reference.image_url")
+        return await media.load_image(
+            ImageRef(ref.image_url, param="input_reference.image_url"), card, target_side=side
+        )
+
+    def _save_reference(self, job_id: str, image: Image, owner: str | None) -> str:
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        meta = ArtifactMeta(
+            "image/png", filename=f"{job_id}-reference.png", ttl_s=REFERENCE_TTL_S, owner=owner, kind="video-reference"
+        )
+        return self.state.artifacts.put_bytes(buf.getvalue(), meta).id
+
+    # ------------------------------------------------------------------ read / list / delete
+
+    async def get(self, video_id: str, *, owner: str | None) -> VideoJob:
+        job = await self.store.get(video_id, owner=owner)
+        if job is None:
+            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+        return job
+
+    async def page(
+        self, *, owner: str | None, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> tuple[list[VideoJob], bool]:
+        page = await self.store.page(owner=owner, after=after, limit=limit, order=order)
+        if page is None:
+            raise InvalidRequestError(f"'after' names no video of yours: '{after}'.", param="after")
+        return page
+
+    async def delete(self, video_id: str, *, owner: str | None) -> str:
+        job = await self.store.delete(video_id, owner=owner)
+        if job is None:
+            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+        self.state.jobs.cancel(job.id)  # a running job stops at its next step and drops what it made
+        artifacts = self.state.artifacts
+        await asyncio.to_thread(lambda: [artifacts.delete(a) for a in job.artifacts])
+        return job.id
+
+    # ------------------------------------------------------------------ files
+
+    async def content(self, video_id: str, variant: Variant, *, owner: str | None) -> tuple[Path, str, str]:
+        """The file of a completed job: ``(path, content type, download name)``."""
+        job = await self.get(video_id, owner=owner)
+        if job.status != "completed":
+            detail = f": {job.error_message}" if job.status == "failed" else f" ({job.progress}% done); poll it"
+            raise InvalidRequestError(
+                f"The video '{video_id}' is {job.status}{detail}.",
+                param="video_id",
+                code="video_failed" if job.status == "failed" else "video_not_ready",
+            )
+        aid = {"video": job.video_artifact, "thumbnail": job.thumbnail_artifact}.get(variant, job.spritesheet_artifact)
+        if aid is None:
+            raise NotFoundError(f"The video '{video_id}' has no {variant}.", param="variant")
+        art, path = await asyncio.to_thread(self.state.artifacts.get, aid)
+        return path, art.content_type, art.filename
+
+    def signed_urls(self, job: VideoJob, base_url: str) -> dict[str, str] | None:
+        """Signed links to a completed job's files (DO's ``output``), valid until the files expire."""
+        if job.status != "completed" or not job.video_artifact:
+            return None
+        ttl = self.state.settings.url_ttl_s
+        if job.expires_at is not None:
+            ttl = max(1.0, min(ttl, job.expires_at - time.time()))
+        signer = self.state.signer
+        links = {"url": job.video_artifact, "thumbnail_url": job.thumbnail_artifact}
+        return {k: f"{base_url}/v1/artifacts/{aid}?{signer.query(aid, ttl)}" for k, aid in links.items() if aid}
+
+
+def clip_spec(card: ModelCard, body: VideoCreateRequest) -> ClipSpec:
+    """Size, seconds and fps for this card, refused with a 400 naming the field when it can't make them."""
+    caps, limits = card.capabilities, card.limits
+    engine = engine_class(card.engine)
+    assert issubclass(engine, VideoEngine)
+    default_size = f"{engine.default_size[0]}x{engine.default_size[1]}"
+    size = body.size if body.size is not None else (caps.sizes[0] if caps.sizes else default_size)
+    match = _SIZE.match(size)
+    if not match:
+        raise InvalidRequestError(f"size must look like '1280x720', not '{size}'.", param="size", code="invalid_size")
+    width, height = int(match[1]), int(match[2])
+    if caps.sizes and f"{width}x{height}" not in caps.sizes:
+        raise InvalidRequestError(
+            f"The model '{card.id}' cannot make {width}x{height} videos. Sizes it makes: {', '.join(caps.sizes)}.",
+            param="size",
+            code="invalid_size",
+        )
+    if width < 2 or height < 2 or width % 2 or height % 2:
+        raise InvalidRequestError(
+            f"size {width}x{height}: width and height must be even numbers (H.264 4:2:0).", param="size"
+        )
+    if limits.max_image_pixels and width * height > limits.max_image_pixels:
+        raise InvalidRequestError(
+            f"size {width}x{height} is more than the model's {limits.max_image_pixels} pixels per frame.", param="size"
+        )
+    seconds = _seconds(card, body.seconds)
+    fps = body.fps if body.fps is not None else (engine.default_fps if not caps.fps else caps.fps[0])
+    if caps.fps and fps not in caps.fps:
+        allowed = ", ".join(str(f) for f in caps.fps)
+        raise InvalidRequestError(
+            f"The model '{card.id}' makes videos at {allowed} fps, not {fps}.", param="fps", code="invalid_fps"
+        )
+    spec = ClipSpec(width, height, seconds, fps)
+    engine.check_request(
+        engine.Options.model_validate(card.options), width=width, height=height, num_frames=spec.num_frames
+    )
+    return spec
+
+
+def _seconds(card: ModelCard, raw: str | float | None) -> float:
+    caps, limits = card.capabilities, card.limits
+    if raw is None:
+        return caps.durations[0] if caps.durations else min(4.0, limits.max_video_seconds)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidRequestError(
+            f"seconds must be a positive number like \"4\", not '{raw}'.", param="seconds", code="invalid_duration"
+        )
+    if caps.durations and not any(math.isclose(seconds, d) for d in caps.durations):
+        allowed = ", ".join(f'"{d:g}"' for d in caps.durations)
+        raise InvalidRequestError(
+            f"The model '{card.id}' makes clips of {allowed} seconds, not {seconds:g}.",
+            param="seconds",
+            code="invalid_duration",
+        )
+    if seconds > limits.max_video_seconds:
+        raise InvalidRequestError(
+            f"{seconds:g} seconds is longer than the model's limit of {limits.max_video_seconds:g} seconds.",
+            param="seconds",
+            code="invalid_duration",
+        )
+    return seconds

@@ -1,0 +1,63 @@
+"""`mmserve serve` as a real subprocess (for restart and crash tests), on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.server import free_port
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, config: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.env = {**os.environ, "MMSERVE_PROGRESS": "false", **(env or {})}
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_for: list[str], timeout: float = 240.0) -> ServerProcess:
+        self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(self.port)]
+        cmd += ["--data-dir", str(self.data_dir), "--config", str(self.config)]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mmserve exited during start-up:\n{self.log.read_text()[-3000:]}")
+            try:
+                states = httpx.get(f"{self.url}/health", timeout=2).json()["models"]
+                if all(states.get(m) == "loaded" for m in wait_for):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError("mmserve did not become healthy")
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hooks run, exactly like a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
