@@ -39,7 +39,7 @@ def test_decode_bounds_and_formats() -> None:
     assert img.size == (80, 60) and img.mode == "RGB"
     with pytest.raises(PayloadTooLargeError):
         decode_image(image_bytes((120, 10)), limits, param="p")
-    with pytest.raises(UnsupportedMediaError, match="gif"):
+    with pytest.raises(UnsupportedMediaError, match="GIF"):
         decode_image(image_bytes(fmt="GIF"), limits, param="p")
 
 

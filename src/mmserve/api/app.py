@@ -59,6 +59,7 @@ def create_app(
         finally:
             janitor.cancel()
             await runtime.stop()
+            await state.media.aclose()
 
     # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
     app = FastAPI(

@@ -22,9 +22,10 @@ from pydantic import Field
 
 from mmserve.api.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.engines.base import ChatEngine, EngineOptions
+from mmserve.engines.image_input import processor_input_size
 from mmserve.engines.registry import require
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat")
 
@@ -125,6 +126,12 @@ class TransformersChatEngine(ChatEngine):
 
     def context_length(self) -> int | None:
         return self._context
+
+    def image_input_size(self) -> ImageInputSize | None:
+        declared = super().image_input_size()
+        if declared is not None or not self.vision or self.processor is None:
+            return declared
+        return processor_input_size(getattr(self.processor, "image_processor", None))
 
     # ------------------------------------------------------------------ generation
 
