@@ -73,7 +73,7 @@ class SafeFetcher:
     ) -> None:
         self.settings = settings
         self.resolver = resolver or system_resolver
-        self._transport = transport
+        self._transport = _Borrowed(transport) if transport is not None else None
         self.policy = NetworkPolicy(settings.allow_networks, settings.allow_hosts, settings.deny_hosts)
         self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
@@ -187,6 +187,16 @@ class SafeFetcher:
         return client.build_request(
             "GET", f"{t.scheme}://{ip_host}:{t.port}{t.path}", headers=headers, extensions=extensions
         )
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """An injected transport, used by each fetch's client but closed by its owner, not by the client."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
 
 
 def parse_target(url: str, param: str, *, hop: int = 0) -> _Target:

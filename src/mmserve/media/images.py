@@ -148,7 +148,14 @@ def decode_image(
         return img
     except MMServeError:
         raise
-    except (MemoryError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own guard, for sizes far beyond ours
+        raise PayloadTooLargeError(
+            f"The {label(fmt)} image declares a size far beyond the limit of {limits.max_side}x{limits.max_side} "
+            f"({limits.max_pixels} pixels); refused before decoding.",
+            param=param,
+            code="image_too_large",
+        ) from None
+    except MemoryError:
         raise PayloadTooLargeError(
             f"The {label(fmt)} image needs too much memory to decode.", param=param, code="image_too_large"
         ) from None
