@@ -61,13 +61,8 @@ def create_app(
             await runtime.stop()
             await state.media.aclose()
 
-    # FastAPI/Starlette enforce the body cap (Content-Length and streamed bodies) and raise a 413.
-    app = FastAPI(
-        title="mmserve",
-        version=__version__,
-        lifespan=lifespan,
-        max_body_size=settings.limits.max_request_bytes,
-    )
+    # The body cap (declared and streamed) is ContentLengthLimit's, so a 413 keeps the error envelope.
+    app = FastAPI(title="mmserve", version=__version__, lifespan=lifespan)
     app.state.mm = state
     install_handlers(app)
     app.add_middleware(ContentLengthLimit, max_bytes=settings.limits.max_request_bytes)

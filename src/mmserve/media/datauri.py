@@ -55,21 +55,23 @@ def split_data_uri(uri: str, *, param: str, max_bytes: int) -> EncodedDataURI:
 
 def decode_base64(payload: str | bytes, *, param: str) -> bytes:
     """Standard base64 with padding; no whitespace, no URL-safe alphabet."""
-    if len(payload) % 4 != 0:
-        raise InvalidRequestError(
-            "The data URI's base64 payload has a length that is not a multiple of 4: check its '=' padding.",
-            param=param,
-            code="invalid_base64",
-        )
+
+    def invalid(why: str) -> InvalidRequestError:
+        return InvalidRequestError(f"The data URI's base64 payload {why}.", param=param, code="invalid_base64")
+
     try:
         raw = payload.encode("ascii") if isinstance(payload, str) else payload
+    except UnicodeEncodeError:
+        raise invalid("contains characters that are not base64") from None
+    if any(blank in raw for blank in (b" ", b"\n", b"\r", b"\t")):
+        raise invalid("contains spaces or line breaks; send it on one line, unwrapped")
+    if len(raw) % 4 != 0:
+        raise invalid("has a length that is not a multiple of 4: check its '=' padding")
+    try:
         return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
-        raise InvalidRequestError(
-            "The data URI's payload is not valid base64: only A-Z, a-z, 0-9, '+', '/' and '=' padding "
-            "at the end are allowed (no spaces or line breaks).",
-            param=param,
-            code="invalid_base64",
+    except (binascii.Error, ValueError):
+        raise invalid(
+            "is not valid base64: only A-Z, a-z, 0-9, '+', '/' and '=' padding at the end are allowed"
         ) from None
 
 
