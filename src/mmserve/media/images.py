@@ -202,7 +202,7 @@ def normalize(img: Image.Image) -> Image.Image:
     img = ImageOps.exif_transpose(img) or img
     if img.mode in _SIXTEEN_BIT:
         # 16-bit greyscale: scale 0..65535 to 0..255 (Pillow's convert("L") would clip)
-        img = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+        img = img.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

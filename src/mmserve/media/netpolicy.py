@@ -96,6 +96,8 @@ def normalize_host(host: str) -> str | None:
     """A URL's host as an ASCII DNS name or IP literal (no brackets), or None if it is neither."""
     host = host.strip("[]").lower()
     if ":" in host:  # IPv6 literal; a zone id (%eth0) is refused with it
+        if "%" in host:
+            return None
         try:
             return str(ipaddress.IPv6Address(host))
         except ValueError:
