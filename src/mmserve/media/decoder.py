@@ -34,7 +34,7 @@ from typing import Protocol
 
 from PIL.Image import Image
 
-from mmserve.api.errors import InvalidRequestError, OverloadedError
+from mmserve.api.errors import InvalidRequestError, MMServeError, OverloadedError
 from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, job_header, result_from_wire, run_job
 from mmserve.media.worker import READY, frame
 
@@ -175,6 +175,9 @@ class ProcessDecoder:
             worker = await self._take()
             try:
                 image = await asyncio.wait_for(worker.run(job), self.timeout_s)
+            except MMServeError:  # a well-formed refusal: the worker is fine
+                self._idle.append(worker)
+                raise
             except TimeoutError:
                 worker.kill()
                 raise _timeout_error(job, self.timeout_s) from None
