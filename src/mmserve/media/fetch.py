@@ -256,6 +256,10 @@ async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large()
+    if resp.is_stream_consumed:  # an in-memory response (httpx.MockTransport) arrives read already
+        if len(resp.content) > limit:
+            raise too_large()
+        return resp.content
     buf = bytearray()
     async for chunk in resp.aiter_raw():
         buf += chunk
