@@ -1,4 +1,5 @@
-"""Read how a transformers image processor resizes images, as an :class:`ImageInputSize`.
+"""What a transformers processor does with images: its resize (:func:`processor_input_size`)
+and its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`).
 
 Processors describe their resize with a ``size`` dict (``SizeDict`` in transformers 5) whose
 keys mean different things per family, so only the shapes known here are translated; an
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.engines.types import ImageInputSize
+from mmserve.api.errors import InvalidRequestError
+from mmserve.engines.types import ChatMessage, ImageInputSize
 
 
 def processor_input_size(image_processor: Any) -> ImageInputSize | None:
@@ -41,3 +43,31 @@ def processor_input_size(image_processor: Any) -> ImageInputSize | None:
     if pixels:
         return ImageInputSize(max_pixels=pixels)
     return None
+
+
+def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any) -> None:
+    """User text must not contain the processor's media placeholders (``<image>``, ...).
+
+    The processor expands every placeholder in the prompt into an image's tokens; one typed
+    by a user would claim an image slot (the processor then fails, or shifts the images).
+    """
+    tokens = [t for t in (getattr(processor, a, None) for a in _PLACEHOLDERS) if isinstance(t, str) and t]
+    if not tokens:
+        return
+    for i, m in enumerate(messages):
+        if isinstance(m.content, str):
+            texts = [(f"messages[{i}].content", m.content)]
+        else:
+            texts = [(f"messages[{i}].content[{j}].text", p.text) for j, p in enumerate(m.content) if p.type == "text"]
+        for param, text in texts:
+            for token in tokens:
+                if token in text:
+                    raise InvalidRequestError(
+                        f"The text contains '{token}', which this model reserves for the media it is sent; "
+                        "remove it (send images as image_url parts).",
+                        param=param,
+                        code="reserved_token",
+                    )
+
+
+_PLACEHOLDERS = ("image_token", "video_token", "audio_token")

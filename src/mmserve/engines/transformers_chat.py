@@ -22,7 +22,7 @@ from pydantic import Field
 
 from mmserve.api.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.engines.base import ChatEngine, EngineOptions
-from mmserve.engines.image_input import processor_input_size
+from mmserve.engines.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.registry import require
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
@@ -162,6 +162,8 @@ class TransformersChatEngine(ChatEngine):
         messages, images = self._template_messages(request.messages)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
+        if self.vision:
+            refuse_placeholder_tokens(request.messages, self.processor)
         try:
             prompt = self.processor.apply_chat_template(
                 messages,
@@ -291,7 +293,7 @@ class _Sampler:
         self.prompt_len = prompt_len
         self.gen = torch.Generator(device=device)
         if params.seed is not None:
-            self.gen.manual_seed(params.seed)
+            self.gen.manual_seed(params.seed % 2**64)  # torch takes 64 bits; the API allows any int64 (+n)
         else:
             self.gen.seed()
 
@@ -303,7 +305,7 @@ class _Sampler:
             generated = input_ids[:, self.prompt_len :]
             counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
             scores = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
-        if self.t <= 0:
+        if self.t < 1e-5:  # greedy, as in vLLM: dividing by a tinier temperature overflows to inf/NaN
             return scores
         scores = scores / self.t
         if self.top_p < 1.0:
