@@ -10,11 +10,12 @@ Every image a model sees went through :func:`decode_image`, in this order:
    aspect ratio) *before* any pixel is decoded, so a decompression bomb costs nothing;
    animated images (GIF, APNG, WEBP) are refused;
 3. the decode itself, with JPEG DCT scaling (``draft``) straight to the needed size;
-4. normalisation: EXIF orientation applied, transparency flattened onto white (alpha
-   compositing, so semi-transparent edges blend correctly), 16-bit greyscale scaled (not
-   clipped) to 8 bit, CMYK and palette images converted: always 8-bit RGB;
-5. a downscale (never an upscale) to what the model's processor keeps, keeping the aspect
-   ratio, with Pillow's ``reducing_gap`` (integer box reduction, then a Lanczos resample).
+4. a downscale (never an upscale) to what the model's processor keeps, keeping the aspect
+   ratio, with Pillow's ``reducing_gap`` (integer box reduction, then a Lanczos resample;
+   RGBA is resized premultiplied, so transparent pixels do not bleed dark fringes);
+5. normalisation: 16-bit greyscale scaled (not clipped) to 8 bit, CMYK and palette images
+   converted, transparency flattened onto white by alpha compositing, and the EXIF
+   orientation applied last (turning the small image is cheap): always 8-bit RGB.
 
 Anything a hostile file makes Pillow raise becomes a 400 that names the format, never the
 library's message.
@@ -27,7 +28,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mmserve.api.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.engines.types import ImageInputSize
@@ -38,6 +39,16 @@ log = logging.getLogger("mmserve.media")
 _ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# EXIF orientation -> the turn that shows the image upright (as PIL.ImageOps.exif_transpose)
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -135,16 +146,23 @@ def decode_image(
                 param=param,
                 code="animated_image",
             )
-        swapped = img.getexif().get(_ORIENTATION) in _TRANSPOSED
+        orientation = img.getexif().get(_ORIENTATION)
+        swapped = orientation in _TRANSPOSED
         shown = (h, w) if swapped else (w, h)
         final = plan_size(*shown, target_side=target_side, input_size=input_size)
-        if final is not None and fmt == "jpeg":
-            raw = (final[1], final[0]) if swapped else final
+        raw = (final[1], final[0]) if final is not None and swapped else final
+        if raw is not None and fmt == "jpeg":
             img.draft(img.mode, raw)  # DCT scaling: decode at 1/2, 1/4 or 1/8 directly
         img.load()
-        img = normalize(img)
-        if final is not None and img.size != final:
-            img = img.resize(final, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        img = to_rgb_or_rgba(img)
+        if raw is not None and img.size != raw:
+            # premultiplied alpha (Pillow resizes RGBA as RGBa), box reduction, then Lanczos
+            img = img.resize(raw, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        img = flatten_alpha(img)
+        # orientation last: turning the small image is cheaper than turning the full one
+        turn = _EXIF_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+        if turn is not None:
+            img = img.transpose(turn)
         return img
     except MMServeError:
         raise
@@ -197,16 +215,19 @@ def keep_scale(w: int, h: int, size: ImageInputSize) -> float:
     return max(needs) if needs else 1.0
 
 
-def normalize(img: Image.Image) -> Image.Image:
-    """EXIF orientation applied, alpha flattened onto white, 8-bit RGB."""
-    img = ImageOps.exif_transpose(img) or img
+def to_rgb_or_rgba(img: Image.Image) -> Image.Image:
+    """Any decoded mode -> 8-bit RGB, or RGBA when it has transparency."""
     if img.mode in _SIXTEEN_BIT:
         # 16-bit greyscale: scale 0..65535 to 0..255 (Pillow's convert("L") would clip)
         img = img.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode != "RGB":
-        return img.convert("RGB")
-    return img
+        return img if img.mode == "RGBA" else img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def flatten_alpha(img: Image.Image) -> Image.Image:
+    """RGBA -> RGB composited onto white (semi-transparent pixels blend, as a viewer shows them)."""
+    if img.mode != "RGBA":
+        return img
+    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, img).convert("RGB")
