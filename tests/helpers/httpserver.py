@@ -2,12 +2,14 @@
 
 It stands in for the web servers that image URLs point at (friendly or hostile). It binds
 an IPv4 or IPv6 loopback address (``"::1"``), on a free port or a given one, so that tests
-can run targets on 127.0.0.1 and 127.0.0.2 at the same port (DNS-rebinding proofs).
+can run targets on 127.0.0.1 and 127.0.0.2 at the same port (DNS-rebinding proofs), over
+plain HTTP or TLS (``tls``: a server-side SSL context).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ class TargetServer:
     Content-Length (streamed until the connection closes).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route | Callable[[], Route]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -73,13 +75,16 @@ class TargetServer:
 
         server_cls = _Server6 if ":" in host else _Server
         self.httpd = server_cls((host, port), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
         self.host = host
+        self.scheme = "https" if tls is not None else "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def paths(self) -> list[str]:
         with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import BinaryIO
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Ctrl+C reaches the whole process group: the server decides when workers stop (it kills
+    # them, or closes their stdin), so a worker does not die mid-job with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from PIL import Image
 
