@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from PIL import Image
 
 from mmserve.api.errors import InvalidRequestError, MediaFetchError
 from mmserve.catalog.schema import ModelCard
@@ -73,6 +75,21 @@ async def test_decode_entry_point_for_uploads(ingestor: MediaIngestor) -> None:
     with pytest.raises(InvalidRequestError) as e:
         await ingestor.decode(b"", limits, param="image[]", target_side=None)
     assert e.value.param == "image[]"
+
+
+async def test_masks_keep_their_alpha(ingestor: MediaIngestor) -> None:
+    limits = ingestor.limits_for(card())
+    mask = Image.new("RGBA", (400, 200), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 200, 200))  # left half transparent: "edit here"
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    out = await ingestor.decode(buf.getvalue(), limits, param="mask", target_side=100, keep_alpha=True)
+    assert out.mode == "RGBA" and out.size == (100, 50)
+    assert out.getpixel((10, 25))[3] == 0 and out.getpixel((90, 25))[3] == 255  # type: ignore[index]
+    opaque = await ingestor.decode(image_bytes(fmt="JPEG"), limits, param="image", target_side=None, keep_alpha=True)
+    assert opaque.mode == "RGBA" and opaque.getpixel((1, 1))[3] == 255  # type: ignore[index]
+    flat = await ingestor.decode(buf.getvalue(), limits, param="image", target_side=None)
+    assert flat.mode == "RGB" and flat.getpixel((10, 25)) == (255, 255, 255)
 
 
 async def test_links_forbidden_by_the_card_fetch_nothing() -> None:

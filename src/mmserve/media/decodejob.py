@@ -20,7 +20,7 @@ from mmserve.media.datauri import decode_base64
 from mmserve.media.images import ImageLimits, decode_image
 
 MAX_HEADER_BYTES = 64 * 1024
-_MODES = {"RGB": 3, "L": 1}
+_MODES = {"RGB": 3, "RGBA": 4}
 _ERRORS: dict[int, type[MMServeError]] = {
     400: InvalidRequestError,
     413: PayloadTooLargeError,
@@ -36,11 +36,19 @@ class DecodeJob:
     base64: bool = False
     target_side: int | None = None
     input_size: ImageInputSize | None = None
+    keep_alpha: bool = False
 
 
 def run_job(job: DecodeJob) -> Image.Image:
     data = decode_base64(job.payload, param=job.param) if job.base64 else job.payload
-    return decode_image(data, job.limits, param=job.param, target_side=job.target_side, input_size=job.input_size)
+    return decode_image(
+        data,
+        job.limits,
+        param=job.param,
+        target_side=job.target_side,
+        input_size=job.input_size,
+        keep_alpha=job.keep_alpha,
+    )
 
 
 # ------------------------------------------------------------------ wire format
@@ -54,6 +62,7 @@ def job_header(job: DecodeJob) -> bytes:
             "base64": job.base64,
             "target_side": job.target_side,
             "input_size": asdict(job.input_size) if job.input_size else None,
+            "keep_alpha": job.keep_alpha,
         }
     ).encode()
 
@@ -70,6 +79,7 @@ def job_from_wire(header: bytes, payload: bytes) -> DecodeJob:
         base64=bool(h["base64"]),
         target_side=h.get("target_side"),
         input_size=ImageInputSize(**size) if size else None,
+        keep_alpha=bool(h.get("keep_alpha")),
     )
 
 

@@ -129,8 +129,9 @@ def decode_image(
     param: str,
     target_side: int | None = None,
     input_size: ImageInputSize | None = None,
+    keep_alpha: bool = False,
 ) -> Image.Image:
-    """Bytes -> 8-bit RGB image within ``limits``.
+    """Bytes -> 8-bit RGB image within ``limits`` (RGBA with ``keep_alpha``, e.g. edit masks).
 
     It is downscaled (never upscaled, aspect kept) so that its long side is at most
     ``target_side`` and it keeps no more than the model's processor uses (``input_size``).
@@ -158,7 +159,7 @@ def decode_image(
         if raw is not None and img.size != raw:
             # premultiplied alpha (Pillow resizes RGBA as RGBa), box reduction, then Lanczos
             img = img.resize(raw, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        img = flatten_alpha(img)
+        img = img.convert("RGBA") if keep_alpha else flatten_alpha(img)
         # orientation last: turning the small image is cheaper than turning the full one
         turn = _EXIF_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
         if turn is not None:

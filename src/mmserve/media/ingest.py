@@ -139,10 +139,15 @@ class MediaIngestor:
         param: str,
         target_side: int | None,
         input_size: ImageInputSize | None = None,
+        keep_alpha: bool = False,
     ) -> Image:
-        """Raw image bytes (an upload, a fetched URL) -> an 8-bit RGB image within ``limits``."""
+        """Raw image bytes (an upload, a fetched URL) -> an 8-bit RGB image within ``limits``.
+
+        ``keep_alpha``: RGBA instead, transparency kept (an edit mask is its alpha channel).
+        """
         check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
-        return await self.decoder.decode(DecodeJob(data, limits, param, target_side=target_side, input_size=input_size))
+        job = DecodeJob(data, limits, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
+        return await self.decoder.decode(job)
 
     async def aclose(self) -> None:
         """Stop the decode workers (the app's lifespan calls this on shutdown)."""
