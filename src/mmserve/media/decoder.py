@@ -30,16 +30,19 @@ import os
 import signal
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 from PIL.Image import Image
 
+import mmserve
 from mmserve.api.errors import InvalidRequestError, MMServeError, OverloadedError
 from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, job_header, result_from_wire, run_job
 from mmserve.media.worker import READY, frame
 
 log = logging.getLogger("mmserve.media")
 SPAWN_TIMEOUT_S = 60.0
+_PACKAGE_ROOT = str(Path(mmserve.__file__).resolve().parent.parent)
 
 
 class Decoder(Protocol):
@@ -113,6 +116,8 @@ class _Worker:
     @classmethod
     async def spawn(cls, memory_mb: int) -> _Worker:
         env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        # the worker imports the same mmserve as this server, however the server found it
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-W",
