@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -76,6 +77,7 @@ class SafeFetcher:
         self._transport = _Borrowed(transport) if transport is not None else None
         self.policy = NetworkPolicy(settings.allow_networks, settings.allow_hosts, settings.deny_hosts)
         self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def check_address(self, ip: IPAddress) -> str | None:
         """The reason an address is refused, or None if it may be fetched."""
@@ -115,8 +117,10 @@ class SafeFetcher:
     async def _fetch(self, url: str, param: str, limit: int) -> Fetched:
         s = self.settings
         timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
+        if self._ssl is None:  # loading the CA bundle takes ~20 ms: once, not per fetch
+            self._ssl = httpx.create_ssl_context()
         async with httpx.AsyncClient(
-            transport=self._transport, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=self._transport, verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
         ) as client:
             for hop in range(s.max_redirects + 1):
                 request = await self._pinned_request(client, url, param, hop)
