@@ -43,6 +43,16 @@ from mmserve.media.worker import READY, frame
 log = logging.getLogger("mmserve.media")
 SPAWN_TIMEOUT_S = 60.0
 _PACKAGE_ROOT = str(Path(mmserve.__file__).resolve().parent.parent)
+# glibc malloc in a worker: keep freed image buffers for the next image instead of returning
+# them to the kernel and page-faulting them in again (a 3000x2000 WEBP: 145 ms -> 96 ms here).
+# The address-space cap still bounds what a worker holds.
+_WORKER_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": str(256 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(256 * 1024 * 1024),
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
 
 
 class Decoder(Protocol):
@@ -115,7 +125,7 @@ class _Worker:
 
     @classmethod
     async def spawn(cls, memory_mb: int) -> _Worker:
-        env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, **_WORKER_ENV}
         # the worker imports the same mmserve as this server, however the server found it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
