@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
+from functools import cache
 
 from PIL import Image
 
@@ -97,6 +99,23 @@ def progressive_jpeg_with_scans(side: int, extra_scans: int) -> bytes:
     end = data.rindex(b"\xff\xd9")
     scan = data[last_sos:end]
     return data[:end] + scan * extra_scans + data[end:]
+
+
+@cache
+def slow_jpeg() -> bytes:
+    """Within every limit (4000x4000, 99 scans) yet slow: about 2 s of decoding on a 2-core box."""
+    return progressive_jpeg_with_scans(4000, 89)
+
+
+@cache
+def decode_time_limit() -> float:
+    """A decode time limit that :func:`slow_jpeg` surely exceeds on this machine, and small test
+    images surely meet: a quarter of its measured decode time, at most 0.5 s."""
+    from mmserve.media.images import ImageLimits, decode_image
+
+    start = time.perf_counter()
+    decode_image(slow_jpeg(), ImageLimits(), param="calibration")
+    return round(min(0.5, (time.perf_counter() - start) / 4), 3)
 
 
 def transparent_palette_png(size: tuple[int, int] = (16, 16)) -> bytes:

@@ -23,6 +23,7 @@ from mmserve.api.app import create_app
 from mmserve.catalog.loader import load_catalog
 from mmserve.media.fetch import SafeFetcher
 from mmserve.settings import FetchSettings, LimitSettings, Settings
+from tests.helpers.hostile import decode_time_limit
 from tests.helpers.httpserver import TargetServer
 from tests.helpers.server import LiveServer
 
@@ -176,7 +177,7 @@ def security_server(data_dir: Path) -> Iterator[SecurityServer]:
         limits=LimitSettings(
             max_request_bytes=3 * MiB,
             max_data_uri_bytes=1 * MiB,
-            decode_timeout_s=0.5,
+            decode_timeout_s=decode_time_limit(),
             max_decode_concurrency=2,
         ),
     )
