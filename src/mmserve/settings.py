@@ -7,6 +7,7 @@ Read from the environment with the prefix ``MMSERVE_`` (nested groups with ``__`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +39,7 @@ class LimitSettings(BaseModel):
 
     max_request_bytes: int = 128 * MiB
     max_image_side: int = 4000
-    min_image_side: int = 1
+    min_image_side: int = 8
     max_image_pixels: int = 4000 * 4000
     max_images_per_request: int = 32
     max_data_uri_bytes: int = 64 * MiB
@@ -51,6 +52,16 @@ class LimitSettings(BaseModel):
     # generated images: the default cap on pixels per image when the card sets none, and the smallest side
     max_generated_image_pixels: int = 1024 * 1024
     min_generated_image_side: int = 64
+    # Media ingestion (see docs/api.md "Images"): longest side for detail "low", the most
+    # elongated image accepted, and how decoding is isolated from the server.
+    low_detail_side: int = Field(default=512, gt=0)
+    max_aspect_ratio: float = Field(default=200.0, ge=1.0)
+    decode_isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="process: worker processes, killed on timeout or crash (safe default); "
+        "thread: in-process threads (faster for small images, no isolation).",
+    )
+    decode_memory_mb: int = Field(default=2048, ge=0, description="Address-space cap per decode process (0: none).")
 
 
 class AudioSettings(BaseModel):

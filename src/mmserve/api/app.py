@@ -100,6 +100,7 @@ def create_app(
             await runtime.stop()
             await recorder.stop()  # flush: no accepted request's usage is lost
             await db.dispose()
+            await state.media.aclose()
 
     app = FastAPI(
         title="mmserve",

@@ -15,7 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation"]
 TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation")
-ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff"]
+ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff", "avif"]
 DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
 # Output formats of chat models, parsed by mmserve.chatformat (engine independent).
 ReasoningFormat = Literal["think-tags"]
@@ -94,6 +94,15 @@ class Limits(_Strict):
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_video_seconds: float = Field(default=12.0, gt=0)
     max_n: int = Field(default=4, ge=1)
+    min_image_side: int | None = Field(
+        default=None, gt=0, description="Smallest accepted image side (raises the server's minimum)."
+    )
+    image_input_side: int | None = Field(
+        default=None,
+        gt=0,
+        description="Images are downscaled (aspect kept, never upscaled) until their short side is this. "
+        "Unset: read from the loaded model's image processor.",
+    )
 
 
 class Pricing(_Strict):

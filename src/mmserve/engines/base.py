@@ -22,6 +22,7 @@ from mmserve.engines.types import (
     ChatInput,
     ImageGenInput,
     ImageGenOutput,
+    ImageInputSize,
     Segment,
     SpeechInput,
     Transcript,
@@ -74,6 +75,16 @@ class ChatEngine(Engine):
 
     def context_length(self) -> int | None:
         return self.card.capabilities.context_length
+
+    def image_input_size(self) -> ImageInputSize | None:
+        """How the model's processor resizes images; the media layer downscales to it first."""
+        return card_image_input_size(self.card)
+
+
+def card_image_input_size(card: ModelCard) -> ImageInputSize | None:
+    """The card's declared image input size (``limits.image_input_side``), known before loading."""
+    side = card.limits.image_input_side
+    return ImageInputSize(shortest_edge=side) if side else None
 
 
 class ImageEngine(Engine):

@@ -25,9 +25,10 @@ from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.constrained import GrammarCompiler
 from mmserve.engines.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
+from mmserve.engines.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.registry import require
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat")
 
@@ -141,6 +142,12 @@ class TransformersChatEngine(ChatEngine):
     def context_length(self) -> int | None:
         return self._context
 
+    def image_input_size(self) -> ImageInputSize | None:
+        declared = super().image_input_size()
+        if declared is not None or not self.vision or self.processor is None:
+            return declared
+        return processor_input_size(getattr(self.processor, "image_processor", None))
+
     # ------------------------------------------------------------------ generation
 
     async def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:
@@ -171,6 +178,8 @@ class TransformersChatEngine(ChatEngine):
         messages, images = self._template_messages(request.messages)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
+        if self.vision:
+            refuse_placeholder_tokens(request.messages, self.processor)
         try:
             prompt = self.processor.apply_chat_template(
                 messages,
@@ -309,7 +318,7 @@ class _Sampler:
         self.prompt_len = prompt_len
         self.gen = torch.Generator(device=device)
         if params.seed is not None:
-            self.gen.manual_seed(params.seed)
+            self.gen.manual_seed(params.seed % 2**64)  # torch takes 64 bits; the API allows any int64 (+n)
         else:
             self.gen.seed()
 
@@ -321,7 +330,7 @@ class _Sampler:
             generated = input_ids[:, self.prompt_len :]
             counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
             scores = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
-        if self.t <= 0:
+        if self.t < 1e-5:  # greedy, as in vLLM: dividing by a tinier temperature overflows to inf/NaN
             return scores
         scores = scores / self.t
         if self.top_p < 1.0:

@@ -1,66 +1,45 @@
 """SSRF-safe fetching of user-supplied http(s) URLs.
 
-Safe by default: the host is resolved once by an injectable resolver, every address is
-checked (loopback, private, link-local, CGNAT, multicast, reserved, unspecified and
-IPv4-mapped/embedded forms are refused unless ``allow_networks`` admits them), and the
-connection goes to the checked address (the URL is rewritten to the IP; ``Host`` and TLS
-SNI keep the name), so a second DNS answer can never redirect it (no DNS rebinding).
-Redirects are followed by hand, each hop checked again. Bytes are capped from
-Content-Length and while streaming, with connect/read/total timeouts and a concurrency cap.
+Safe by default:
+
+- URLs that parsers disagree on are refused: userinfo (``user@host``), backslashes, spaces
+  and control characters, percent-encoded or otherwise odd host names, non-http(s) schemes.
+- The host is resolved once, by an injectable resolver, and *every* answer is checked
+  (:class:`~mmserve.media.netpolicy.NetworkPolicy`); IP literals in any spelling are
+  checked without a lookup.
+- The connection goes to the checked address: the URL is rewritten to the IP, and the
+  ``Host`` header and TLS SNI (httpx's ``sni_hostname`` extension; the certificate is
+  verified against the name) keep the name. A second DNS answer can never be used (no DNS
+  rebinding), and environment proxies are ignored (``trust_env=False``).
+- Redirects are followed by hand, at most ``max_redirects`` hops, each hop validated and
+  resolved and checked again.
+- Bytes are capped from Content-Length and while streaming (raw bytes: compressed bodies
+  are refused, so a small gzip body cannot expand past the cap); connect, read and total
+  timeouts apply, and at most ``max_concurrency`` fetches run at once.
+
+Every refusal is a 422 (``MediaFetchError``) that gives the reason (refused address,
+timeout, too many redirects, status code) without echoing resolved addresses or library
+messages: naming the address an internal host name resolves to would leak the network.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
-from mmserve.api.errors import InvalidRequestError, MediaFetchError, PayloadTooLargeError
+from mmserve.api.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
+from mmserve.media.netpolicy import IPAddress, NetworkPolicy, normalize_host, parse_ip
 from mmserve.settings import FetchSettings
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Networks never fetched unless explicitly allowed (in addition to the ipaddress flags).
-_BLOCKED = [
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "255.255.255.255/32",
-        "::/128",
-        "::1/128",
-        "::ffff:0:0/96",
-        "64:ff9b::/96",
-        "64:ff9b:1::/48",
-        "100::/64",
-        "2001::/23",
-        "2001:db8::/32",
-        "2002::/16",
-        "fc00::/7",
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
-    )
-]
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_URL = 8192
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -76,6 +55,15 @@ class Fetched:
     url: str
 
 
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str  # normalised ASCII name, or the IP literal's text
+    port: int
+    path: str  # path and query (the fragment is never sent)
+    ip: IPAddress | None  # set when the host is an IP literal
+
+
 class SafeFetcher:
     def __init__(
         self,
@@ -86,83 +74,67 @@ class SafeFetcher:
     ) -> None:
         self.settings = settings
         self.resolver = resolver or system_resolver
-        self._transport = transport
-        self._allowed = [ipaddress.ip_network(n, strict=False) for n in settings.allow_networks]
-        self._sem = asyncio.Semaphore(settings.max_concurrency)
-
-    # -------------------------------------------------------------- checks
+        self._transport = _Borrowed(transport) if transport is not None else None
+        self.policy = NetworkPolicy(settings.allow_networks, settings.allow_hosts, settings.deny_hosts)
+        self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def check_address(self, ip: IPAddress) -> str | None:
         """The reason an address is refused, or None if it may be fetched."""
-        if any(ip in net for net in self._allowed):
-            return None
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            if any(embedded in net for net in self._allowed):
-                return None
-            return "it points at an IPv4-mapped or embedded address"
-        if any(ip.version == net.version and ip in net for net in _BLOCKED):
-            return "it points at a private, loopback or reserved address"
-        if not ip.is_global or ip.is_multicast:
-            return "it points at a non-public address"
-        return None
-
-    def check_host(self, host: str) -> str | None:
-        host = host.lower().rstrip(".")
-        s = self.settings
-        if any(_host_matches(host, d) for d in s.deny_hosts):
-            return "its host is on the server's deny list"
-        if s.allow_hosts and not any(_host_matches(host, a) for a in s.allow_hosts):
-            return "its host is not on the server's allow list"
-        return None
-
-    # -------------------------------------------------------------- fetch
+        return self.policy.check_address(ip)
 
     async def fetch(self, url: str, *, param: str, max_bytes: int | None = None) -> Fetched:
-        if not self.settings.enabled:
+        s = self.settings
+        if not s.enabled:
             raise MediaFetchError(
                 "This server does not fetch media URLs; send the image as a base64 data URI.",
                 param=param,
                 code="url_fetch_disabled",
             )
-        limit = min(max_bytes or self.settings.max_bytes, self.settings.max_bytes)
+        limit = min(max_bytes or s.max_bytes, s.max_bytes)
+        sem = self._semaphore()
         try:
-            async with self._sem:
-                return await asyncio.wait_for(self._fetch(url, param, limit), self.settings.total_timeout_s)
+            await asyncio.wait_for(sem.acquire(), s.total_timeout_s)
+        except TimeoutError:
+            raise OverloadedError(
+                "Too many media URLs are being fetched right now; retry shortly.", headers={"Retry-After": "1"}
+            ) from None
+        try:
+            return await asyncio.wait_for(self._fetch(url, param, limit), s.total_timeout_s)
         except TimeoutError:
             raise MediaFetchError(
-                f"Fetching the URL timed out after {self.settings.total_timeout_s:g} s.",
-                param=param,
-                code="url_timeout",
+                f"Fetching the URL took longer than {s.total_timeout_s:g} s.", param=param, code="url_timeout"
             ) from None
+        finally:
+            sem.release()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        for old in [lp for lp in self._sems if lp.is_closed()]:
+            del self._sems[old]
+        return self._sems.setdefault(loop, asyncio.Semaphore(self.settings.max_concurrency))
 
     async def _fetch(self, url: str, param: str, limit: int) -> Fetched:
         s = self.settings
         timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
+        if self._ssl is None:  # loading the CA bundle takes ~20 ms: once, not per fetch
+            self._ssl = httpx.create_ssl_context()
         async with httpx.AsyncClient(
-            transport=self._transport, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=self._transport, verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
         ) as client:
-            for _hop in range(s.max_redirects + 1):
-                target, host_header, sni = await self._pin(url, param)
-                headers = {
-                    "Host": host_header,
-                    "User-Agent": s.user_agent,
-                    "Accept": "image/*,*/*;q=0.5",
-                    "Accept-Encoding": "identity",
-                }
-                ext = {"sni_hostname": sni} if sni else {}
+            for hop in range(s.max_redirects + 1):
+                request = await self._pinned_request(client, url, param, hop)
                 try:
-                    req = client.build_request("GET", target, headers=headers, extensions=ext)
-                    resp = await client.send(req, stream=True)
+                    resp = await client.send(request, stream=True)
                 except httpx.TimeoutException:
                     raise MediaFetchError("Fetching the URL timed out.", param=param, code="url_timeout") from None
                 except httpx.HTTPError:
                     raise MediaFetchError(
-                        "The URL could not be reached.", param=param, code="url_unreachable"
+                        "The URL could not be reached (connection failed).", param=param, code="url_unreachable"
                     ) from None
                 try:
-                    if resp.status_code in (301, 302, 303, 307, 308):
-                        location = resp.headers.get("location")
+                    if resp.status_code in _REDIRECTS:
+                        location = resp.headers.get("location", "").strip()
                         if not location:
                             raise MediaFetchError(
                                 "The URL redirected without a Location.", param=param, code="url_bad_redirect"
@@ -171,121 +143,130 @@ class SafeFetcher:
                         continue
                     if resp.status_code != 200:
                         raise MediaFetchError(
-                            f"The URL answered HTTP {resp.status_code}.", param=param, code="url_bad_status"
+                            f"The URL answered HTTP {resp.status_code}; it must answer 200 with the image.",
+                            param=param,
+                            code="url_bad_status",
                         )
                     data = await _read_capped(resp, limit, param)
                     return Fetched(data, resp.headers.get("content-type"), url)
                 finally:
                     await resp.aclose()
         raise MediaFetchError(
-            f"The URL redirected more than {s.max_redirects} times.",
-            param=param,
-            code="url_too_many_redirects",
+            f"The URL redirected more than {s.max_redirects} times.", param=param, code="url_too_many_redirects"
         )
 
-    async def _pin(self, url: str, param: str) -> tuple[str, str, str | None]:
-        """Validate ``url`` and return (url with the checked IP, Host header, TLS SNI name)."""
-        parts = validate_url(url, param)
-        host = parts.hostname or ""
-        reason = self.check_host(host)
+    async def _pinned_request(self, client: httpx.AsyncClient, url: str, param: str, hop: int) -> httpx.Request:
+        """A request to the checked IP of ``url``, with the name in Host and TLS SNI."""
+        t = parse_target(url, param, hop=hop)
+        reason = self.policy.check_host(t.host)
         if reason:
-            raise MediaFetchError(f"The URL was refused: {reason}.", param=param, code="url_refused")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        literal = _parse_ip(host)
-        if literal is not None:
-            addresses: list[IPAddress] = [literal]
+            raise _refused(reason, param, hop)
+        if t.ip is not None:
+            addresses = [t.ip]
         else:
             try:
-                answers = await self.resolver(host, port)
+                answers = await self.resolver(t.host, t.port)
             except (OSError, UnicodeError):
+                answers = []
+            addresses = [a for a in (parse_ip(x) for x in answers) if a is not None]
+            if not addresses:
                 raise MediaFetchError(
                     "The URL's host name does not resolve.", param=param, code="url_unresolvable"
                 ) from None
-            addresses = [a for a in (_parse_ip(x) for x in answers) if a is not None]
-            if not addresses:
-                raise MediaFetchError("The URL's host name does not resolve.", param=param, code="url_unresolvable")
-        for ip in addresses:  # every answer must be acceptable, not just the first
-            reason = self.check_address(ip)
+        for ip in addresses:  # every answer must be acceptable, not just the one used
+            reason = self.policy.check_address(ip)
             if reason:
-                raise MediaFetchError(f"The URL was refused: {reason}.", param=param, code="url_refused")
+                raise _refused(reason, param, hop)
         ip = addresses[0]
         ip_host = f"[{ip}]" if ip.version == 6 else str(ip)
-        netloc = f"{ip_host}:{port}"
-        path = parts.path or "/"
-        target = f"{parts.scheme}://{netloc}{path}" + (f"?{parts.query}" if parts.query else "")
-        default_port = port == (443 if parts.scheme == "https" else 80)
-        host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
-        return target, host_header, (host if parts.scheme == "https" and literal is None else None)
+        default_port = t.port == (443 if t.scheme == "https" else 80)
+        name = f"[{t.host}]" if ":" in t.host else t.host
+        headers = {
+            "Host": name if default_port else f"{name}:{t.port}",
+            "User-Agent": self.settings.user_agent,
+            "Accept": "image/*,*/*;q=0.5",
+            "Accept-Encoding": "identity",
+        }
+        extensions = {"sni_hostname": t.host} if t.scheme == "https" and t.ip is None else {}
+        return client.build_request(
+            "GET", f"{t.scheme}://{ip_host}:{t.port}{t.path}", headers=headers, extensions=extensions
+        )
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """An injected transport, used by each fetch's client but closed by its owner, not by the client."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+
+def parse_target(url: str, param: str, *, hop: int = 0) -> _Target:
+    """Refuse URLs that parsers disagree on; return the parts that will be used."""
+
+    def malformed(why: str) -> MMServeError:
+        if hop:
+            return MediaFetchError(f"The URL redirected to {why}.", param=param, code="url_bad_redirect")
+        return InvalidRequestError(f"The image URL is {why}.", param=param, code="invalid_image_url")
+
+    if len(url) > _MAX_URL:
+        raise malformed(f"a URL longer than {_MAX_URL} characters" if hop else f"longer than {_MAX_URL} characters")
+    if any(c in url for c in "\\ ") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise _refused("it contains backslashes, spaces or control characters", param, hop)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise malformed("a malformed URL" if hop else "malformed") from None
+    if parts.scheme not in ("http", "https"):
+        raise malformed("a URL that is not http(s)" if hop else "not an http(s) URL")
+    if "@" in parts.netloc or parts.username is not None:
+        raise _refused("credentials (user@host) are not allowed in media URLs", param, hop)
+    raw_host = parts.hostname or ""
+    host = normalize_host(raw_host)
+    if not raw_host or host is None:
+        raise _refused("its host is not a plain DNS name or IP address", param, hop)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return _Target(parts.scheme, host, port, path, parse_ip(host))
 
 
 def validate_url(url: str, param: str) -> SplitResult:
-    """Refuse URLs that parsers disagree on: userinfo, backslashes, control characters, odd schemes."""
-    if len(url) > 8192:
-        raise InvalidRequestError("The URL is longer than 8192 characters.", param=param)
-    if any(c in url for c in "\\\t\r\n\x00 ") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise MediaFetchError(
-            "The URL was refused: it contains backslashes, spaces or control characters.",
-            param=param,
-            code="url_refused",
-        )
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        raise InvalidRequestError("The URL is malformed.", param=param) from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidRequestError("Image URLs must be http(s) URLs or data: URIs.", param=param)
-    if "@" in parts.netloc or parts.username is not None:
-        raise MediaFetchError(
-            "The URL was refused: credentials (user@host) are not allowed in media URLs.",
-            param=param,
-            code="url_refused",
-        )
-    if not parts.hostname:
-        raise InvalidRequestError("The URL has no host.", param=param)
-    return parts
+    """Refuse URLs that parsers disagree on (see :func:`parse_target`); the parsed URL."""
+    parse_target(url, param)
+    return urlsplit(url)
 
 
-def _parse_ip(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0])
-    except ValueError:
-        pass
-    # Legacy IPv4 notations that resolvers accept: 2130706433, 0x7f.1, 017700000001, 127.1
-    try:
-        packed = socket.inet_aton(host)
-    except OSError:
-        return None
-    return ipaddress.IPv4Address(packed)
-
-
-def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if ip.teredo is not None:
-            return ip.teredo[1]
-        if ip.packed[:12] == bytes(12) and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
-            return ipaddress.IPv4Address(ip.packed[12:])
-    return None
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    pattern = pattern.lower().rstrip(".")
-    if pattern.startswith("."):
-        return host.endswith(pattern) or host == pattern[1:]
-    return host == pattern
+def _refused(reason: str, param: str, hop: int) -> MediaFetchError:
+    prefix = "The URL redirected to a URL that was refused" if hop else "The URL was refused"
+    return MediaFetchError(f"{prefix}: {reason}.", param=param, code="url_refused")
 
 
 async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The URL's content is larger than the {limit} byte limit.", param=param)
+    def too_large() -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"The URL's content is larger than the {limit} byte limit.", param=param, code="url_content_too_large"
+        )
+
+    if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+        raise MediaFetchError(
+            "The URL answered with compressed (Content-Encoding) content; serve the image uncompressed.",
+            param=param,
+            code="url_bad_content",
+        )
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large()
+    if resp.is_stream_consumed:  # an in-memory response (httpx.MockTransport) arrives read already
+        if len(resp.content) > limit:
+            raise too_large()
+        return resp.content
     buf = bytearray()
-    async for chunk in resp.aiter_bytes():
+    async for chunk in resp.aiter_raw():
         buf += chunk
         if len(buf) > limit:
-            raise PayloadTooLargeError(f"The URL's content is larger than the {limit} byte limit.", param=param)
+            raise too_large()
     return bytes(buf)

@@ -1,103 +1,107 @@
 """Decode, validate and bound user images with Pillow; the real format comes from the bytes.
 
-Every image a model sees went through :func:`decode_image`: format sniffed from magic bytes
-and checked against the allowed list, size checked from the header before pixels are
-decoded (decompression bombs), first frame only, EXIF orientation applied, alpha flattened
-onto white, converted to 8-bit RGB, and downscaled to ``max_side`` with Pillow's fast
-``draft``/``reduce`` paths.
+Every image a model sees went through :func:`decode_image`, in this order:
+
+1. cheap checks on the raw bytes: not empty, under the byte cap, format sniffed from the
+   magic bytes and allowed for the model (415 naming what was received otherwise), and for
+   JPEG a bounded number of progressive scans (a 150 KB JPEG of 4000x4000 with 2000 repeated
+   scans takes ~40 s to decode: libjpeg has no scan limit);
+2. the header only: width and height within the limits (min side, max side, max pixels,
+   aspect ratio) *before* any pixel is decoded, so a decompression bomb costs nothing;
+   animated images (GIF, APNG, WEBP) are refused;
+3. the decode itself, with JPEG DCT scaling (``draft``) straight to the needed size;
+4. a downscale (never an upscale) to what the model's processor keeps, keeping the aspect
+   ratio, with Pillow's ``reducing_gap`` (integer box reduction, then a Lanczos resample;
+   RGBA is resized premultiplied, so transparent pixels do not bleed dark fringes);
+5. normalisation: 16-bit greyscale scaled (not clipped) to 8 bit, CMYK and palette images
+   converted, transparency flattened onto white by alpha compositing, and the EXIF
+   orientation applied last (turning the small image is cheap): always 8-bit RGB.
+
+Anything a hostile file makes Pillow raise becomes a 400 that names the format, never the
+library's message.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+import logging
+import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.api.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.engines.types import ImageInputSize
+from mmserve.media.sniff import DECODABLE, jpeg_scan_count, label, sniff
 
-# Pillow format name -> our name
-_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
-_MAGIC = [
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-]
+log = logging.getLogger("mmserve.media")
+
+_ORIENTATION = 0x0112
+_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# EXIF orientation -> the turn that shows the image upright (as PIL.ImageOps.exif_transpose)
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
 class ImageLimits:
     formats: tuple[str, ...] = ("png", "jpeg", "webp")
     max_side: int = 4000
-    min_side: int = 1
+    min_side: int = 8
     max_pixels: int = 4000 * 4000
     max_bytes: int = 64 * 1024 * 1024
+    max_aspect_ratio: float = 200.0
+    max_jpeg_scans: int = 100
 
 
 def sniff_format(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return None
+    """The format read from the magic bytes (see :mod:`mmserve.media.sniff`)."""
+    return sniff(data)
 
 
-def decode_image(data: bytes, limits: ImageLimits, *, param: str, target_side: int | None = None) -> Image.Image:
-    """Bytes -> RGB PIL image within ``limits`` (and downscaled to ``target_side`` if given)."""
+def check_bytes(data: bytes, limits: ImageLimits, *, param: str) -> str:
+    """The checks that need no decoding; returns the sniffed format."""
     if not data:
         raise InvalidRequestError("The image is empty (0 bytes).", param=param, code="invalid_image")
     if len(data) > limits.max_bytes:
-        raise PayloadTooLargeError(f"The image is larger than the {limits.max_bytes} byte limit.", param=param)
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise UnsupportedMediaError(
-            f"The data is not a recognised image. Supported formats: {', '.join(limits.formats)}.",
-            param=param,
-        )
-    if fmt not in limits.formats:
-        raise UnsupportedMediaError(
-            f"Image format '{fmt}' is not supported by this model. Supported: {', '.join(limits.formats)}.",
-            param=param,
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img: Image.Image = Image.open(io.BytesIO(data), formats=[k for k, v in _FORMATS.items() if v == fmt])
-            w, h = img.size
-            _check_size(w, h, limits, param)
-            if target_side and img.format == "JPEG" and max(w, h) > 2 * target_side:
-                # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 directly (much faster than full decode)
-                scale = max(w, h) / target_side
-                img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
-            img.seek(0)
-            img.load()
-    except (InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError):
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PayloadTooLargeError(
-            "The image declares too many pixels (decompression bomb refused).",
+            f"The image is {len(data)} bytes, more than the {limits.max_bytes} byte limit.",
             param=param,
             code="image_too_large",
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-        raise InvalidRequestError(
-            f"The {fmt.upper()} image is corrupt or truncated and cannot be decoded.",
+        )
+    supported = ", ".join(limits.formats)
+    fmt = sniff(data)
+    if fmt is None:
+        raise UnsupportedMediaError(
+            f"The data is not an image in a format this server recognises. Supported formats: {supported}.",
             param=param,
-            code="invalid_image",
-        ) from None
-    img = _normalize(img)
-    if target_side and max(img.size) > target_side:
-        img = _downscale(img, target_side)
-    return img
+        )
+    if fmt not in limits.formats or fmt not in DECODABLE:
+        raise UnsupportedMediaError(
+            f"Received {label(fmt)}, which this model does not accept. Supported image formats: {supported}.",
+            param=param,
+        )
+    if fmt == "jpeg":
+        scans = jpeg_scan_count(data)
+        if scans > limits.max_jpeg_scans:
+            raise InvalidRequestError(
+                f"The JPEG has {scans} progressive scans; at most {limits.max_jpeg_scans} are accepted. "
+                "Re-encode the image.",
+                param=param,
+                code="image_too_complex",
+            )
+    return fmt
 
 
-def _check_size(w: int, h: int, limits: ImageLimits, param: str) -> None:
+def check_dimensions(w: int, h: int, limits: ImageLimits, *, param: str) -> None:
     if w < limits.min_side or h < limits.min_side:
         raise InvalidRequestError(
             f"The image is {w}x{h}; each side must be at least {limits.min_side} pixels.",
@@ -110,31 +114,121 @@ def _check_size(w: int, h: int, limits: ImageLimits, param: str) -> None:
             param=param,
             code="image_too_large",
         )
+    if max(w, h) > limits.max_aspect_ratio * min(w, h):
+        raise InvalidRequestError(
+            f"The image is {w}x{h}; its long side may be at most {limits.max_aspect_ratio:g} times its short side.",
+            param=param,
+            code="image_aspect_ratio",
+        )
 
 
-def _normalize(img: Image.Image) -> Image.Image:
-    img = ImageOps.exif_transpose(img) or img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bit instead of clipping
-        import numpy as np
+def decode_image(
+    data: bytes,
+    limits: ImageLimits,
+    *,
+    param: str,
+    target_side: int | None = None,
+    input_size: ImageInputSize | None = None,
+    keep_alpha: bool = False,
+) -> Image.Image:
+    """Bytes -> 8-bit RGB image within ``limits`` (RGBA with ``keep_alpha``, e.g. edit masks).
 
-        arr = np.asarray(img, dtype=np.float64)
-        peak = arr.max() or 1.0
-        return Image.fromarray((arr * (255.0 / peak)).astype("uint8"), "L").convert("RGB")
-    if img.mode != "RGB":
-        return img.convert("RGB")
-    return img
+    It is downscaled (never upscaled, aspect kept) so that its long side is at most
+    ``target_side`` and it keeps no more than the model's processor uses (``input_size``).
+    """
+    fmt = check_bytes(data, limits, param=param)
+    try:
+        img: Image.Image = Image.open(io.BytesIO(data), formats=[DECODABLE[fmt]])
+        w, h = img.size
+        check_dimensions(w, h, limits, param=param)
+        if getattr(img, "is_animated", False):
+            raise UnsupportedMediaError(
+                f"Received an animated {label(fmt)}; send a still image (one frame).",
+                param=param,
+                code="animated_image",
+            )
+        orientation = img.getexif().get(_ORIENTATION)
+        swapped = orientation in _TRANSPOSED
+        shown = (h, w) if swapped else (w, h)
+        final = plan_size(*shown, target_side=target_side, input_size=input_size)
+        raw = (final[1], final[0]) if final is not None and swapped else final
+        if raw is not None and fmt == "jpeg":
+            img.draft(img.mode, raw)  # DCT scaling: decode at 1/2, 1/4 or 1/8 directly
+        img.load()
+        img = to_rgb_or_rgba(img)
+        if raw is not None and img.size != raw:
+            # premultiplied alpha (Pillow resizes RGBA as RGBa), box reduction, then Lanczos
+            img = img.resize(raw, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        img = img.convert("RGBA") if keep_alpha else flatten_alpha(img)
+        # orientation last: turning the small image is cheaper than turning the full one
+        turn = _EXIF_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+        if turn is not None:
+            img = img.transpose(turn)
+        return img
+    except MMServeError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own guard, for sizes far beyond ours
+        raise PayloadTooLargeError(
+            f"The {label(fmt)} image declares a size far beyond the limit of {limits.max_side}x{limits.max_side} "
+            f"({limits.max_pixels} pixels); refused before decoding.",
+            param=param,
+            code="image_too_large",
+        ) from None
+    except MemoryError:
+        raise PayloadTooLargeError(
+            f"The {label(fmt)} image needs too much memory to decode.", param=param, code="image_too_large"
+        ) from None
+    except Exception as e:  # a hostile file can make a decoder raise anything; never echo it
+        log.debug("refused %s image for %s: %s: %s", fmt, param, type(e).__name__, e)
+        raise InvalidRequestError(
+            f"The {label(fmt)} image is corrupt or truncated and cannot be decoded.",
+            param=param,
+            code="invalid_image",
+        ) from None
 
 
-def _downscale(img: Image.Image, side: int) -> Image.Image:
-    w, h = img.size
-    scale = side / max(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    factor = int(1 / scale)
-    if factor >= 2:
-        img = img.reduce(min(factor, 8))  # integer box reduction first: cheap
-    return img.resize(size, Image.Resampling.LANCZOS)
+def plan_size(
+    w: int, h: int, *, target_side: int | None = None, input_size: ImageInputSize | None = None
+) -> tuple[int, int] | None:
+    """The size to downscale a ``w`` x ``h`` image to, or None to keep it."""
+    scale = 1.0
+    if input_size is not None:
+        scale = min(scale, keep_scale(w, h, input_size))
+    if target_side:
+        scale = min(scale, target_side / max(w, h))
+    if scale >= 1.0:
+        return None
+    # round up: never fewer pixels than the processor keeps
+    return max(1, math.ceil(w * scale - 1e-6)), max(1, math.ceil(h * scale - 1e-6))
+
+
+def keep_scale(w: int, h: int, size: ImageInputSize) -> float:
+    """The smallest scale at which the processor's output would be unchanged."""
+    needs = []
+    if size.shortest_edge:
+        needs.append(size.shortest_edge / min(w, h))
+    if size.longest_edge:
+        needs.append(size.longest_edge / max(w, h))
+    if size.height and size.width:
+        needs.append(max(size.width / w, size.height / h))
+    if size.max_pixels:
+        needs.append(math.sqrt(size.max_pixels / (w * h)))
+    return max(needs) if needs else 1.0
+
+
+def to_rgb_or_rgba(img: Image.Image) -> Image.Image:
+    """Any decoded mode -> 8-bit RGB, or RGBA when it has transparency."""
+    if img.mode in _SIXTEEN_BIT:
+        # 16-bit greyscale: scale 0..65535 to 0..255 (Pillow's convert("L") would clip)
+        img = img.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        return img if img.mode == "RGBA" else img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def flatten_alpha(img: Image.Image) -> Image.Image:
+    """RGBA -> RGB composited onto white (semi-transparent pixels blend, as a viewer shows them)."""
+    if img.mode != "RGBA":
+        return img
+    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, img).convert("RGB")

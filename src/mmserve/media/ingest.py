@@ -1,25 +1,37 @@
 """The one entry point endpoints use for user-supplied images: URL or data URI -> bounded RGB image.
 
-Decoding runs in worker threads (never on the event loop), at most
-``limits.max_decode_concurrency`` at once, each bounded by ``limits.decode_timeout_s``.
+On the event loop only the cheap checks run (the data URI's shape and length, the card's
+URL policy); fetching is async and SSRF-safe (:mod:`mmserve.media.fetch`); base64 decoding
+and image decoding run in a decode worker (:mod:`mmserve.media.decoder`) with a time limit.
+
+``detail`` (OpenAI's image_url.detail): ``low`` caps the long side at
+``Settings.limits.low_detail_side`` (512); ``high`` keeps what the model's processor uses
+(its input size, see :class:`~mmserve.engines.types.ImageInputSize`); ``auto`` decides from
+the size: an image already within the low-detail side is kept as it is, a larger one is
+treated as ``high``. Nothing is ever upscaled, and the aspect ratio is always kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL.Image import Image
 
 from mmserve.api.errors import InvalidRequestError, MediaFetchError
 from mmserve.catalog.schema import ModelCard
-from mmserve.media.datauri import parse_data_uri
+from mmserve.engines.types import ImageInputSize
+from mmserve.media.datauri import split_data_uri
+from mmserve.media.decodejob import DecodeJob
+from mmserve.media.decoder import Decoder, make_decoder
 from mmserve.media.fetch import SafeFetcher
-from mmserve.media.images import ImageLimits, decode_image, sniff_format
+from mmserve.media.images import ImageLimits, check_bytes
 from mmserve.settings import Settings
 
-# detail -> the longest side the model gets (None: keep up to the card's maximum)
+#: the default longest side for detail "low" (Settings.limits.low_detail_side)
 LOW_DETAIL_SIDE = 512
+_GENERIC_MIMES = {"application/octet-stream", "binary/octet-stream"}
 
 
 @dataclass
@@ -30,73 +42,113 @@ class ImageRef:
 
 
 class MediaIngestor:
-    def __init__(self, settings: Settings, fetcher: SafeFetcher | None = None) -> None:
+    def __init__(self, settings: Settings, fetcher: SafeFetcher | None = None, decoder: Decoder | None = None) -> None:
         self.settings = settings
         self.fetcher = fetcher or SafeFetcher(settings.fetch)
-        self._decode_sem = asyncio.Semaphore(settings.limits.max_decode_concurrency)
+        lim = settings.limits
+        self.decoder = decoder or make_decoder(
+            lim.decode_isolation,
+            concurrency=lim.max_decode_concurrency,
+            timeout_s=lim.decode_timeout_s,
+            memory_mb=lim.decode_memory_mb,
+        )
 
     def limits_for(self, card: ModelCard) -> ImageLimits:
+        """The server's limits tightened by the card's."""
         lim = self.settings.limits
         side = min(card.limits.max_image_side or lim.max_image_side, lim.max_image_side)
         pixels = min(card.limits.max_image_pixels or lim.max_image_pixels, lim.max_image_pixels)
         return ImageLimits(
             formats=tuple(card.limits.image_formats),
             max_side=side,
-            min_side=lim.min_image_side,
+            min_side=max(card.limits.min_image_side or 1, lim.min_image_side),
             max_pixels=pixels,
             max_bytes=lim.max_data_uri_bytes,
+            max_aspect_ratio=lim.max_aspect_ratio,
         )
 
-    async def load_image(self, ref: ImageRef, card: ModelCard, *, target_side: int | None = None) -> Image:
+    def side_for_detail(self, detail: str, target_side: int | None = None) -> int | None:
+        """The longest side allowed for ``detail`` (None: only the model's input size bounds it)."""
+        if detail == "low":
+            low = self.settings.limits.low_detail_side
+            return min(low, target_side) if target_side else low
+        return target_side
+
+    async def load_image(
+        self,
+        ref: ImageRef,
+        card: ModelCard,
+        *,
+        target_side: int | None = None,
+        input_size: ImageInputSize | None = None,
+    ) -> Image:
+        """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image fit for ``card``."""
         url = ref.url.strip()
-        if not url:
-            raise InvalidRequestError(
-                "The image URL is empty. Send an http(s) URL or a data URI like 'data:image/png;base64,...'.",
-                param=ref.param,
-                code="invalid_image_url",
-            )
+        param = ref.param
         limits = self.limits_for(card)
-        if url[:5].lower() == "data:":
-            uri = parse_data_uri(url, param=ref.param, max_bytes=limits.max_bytes)
-            if uri.mime is not None and not uri.mime.startswith("image/"):
+        side = self.side_for_detail(ref.detail, target_side)
+        lowered = url[:8].lower()
+        if lowered.startswith("data:"):
+            encoded = split_data_uri(url, param=param, max_bytes=limits.max_bytes)
+            mime = encoded.mime
+            if mime is not None and not mime.startswith("image/") and mime not in _GENERIC_MIMES:
                 raise InvalidRequestError(
-                    f"The data URI has type '{uri.mime}', not an image. Send data:image/png, jpeg or webp.",
-                    param=ref.param,
+                    f"The data URI has type '{mime[:64]}', not an image. Send data:image/png, jpeg or webp.",
+                    param=param,
                     code="invalid_image_url",
                 )
-            data = uri.data
-        elif url[:7].lower() in ("http://", "https:/"):
+            payload = encoded.payload.encode("ascii", "replace")  # non-ASCII -> '?' -> invalid base64
+            job = DecodeJob(payload, limits, param, base64=True, target_side=side, input_size=input_size)
+            return await self.decoder.decode(job)
+        if lowered.startswith(("http://", "https://")):
             if not card.limits.allow_image_urls:
                 raise MediaFetchError(
-                    f"The model '{card.id}' does not accept image links; send the image base64-encoded as a data URI.",
-                    param=ref.param,
+                    f"The model '{card.id}' does not accept image links; send the image base64-encoded "
+                    "as a data URI ('data:image/png;base64,...').",
+                    param=param,
                     code="image_urls_disabled",
                 )
-            data = (await self.fetcher.fetch(url, param=ref.param, max_bytes=limits.max_bytes)).data
-        else:
-            raise InvalidRequestError(
-                "The image URL must be an http(s) URL or a data URI like 'data:image/png;base64,...'.",
-                param=ref.param,
-                code="invalid_image_url",
-            )
-        side = LOW_DETAIL_SIDE if ref.detail == "low" else None
-        if target_side:
-            side = min(side or target_side, target_side)
-        return await self.decode(data, limits, param=ref.param, target_side=side)
+            fetched = await self.fetcher.fetch(url, param=param, max_bytes=limits.max_bytes)
+            return await self.decode(fetched.data, limits, param=param, target_side=side, input_size=input_size)
+        message = "The image URL must be an http(s) URL or a data URI." if url else "The image URL is empty."
+        raise InvalidRequestError(
+            f"{message} Send an http(s) URL or a data URI like 'data:image/png;base64,...'.",
+            param=param,
+            code="invalid_image_url",
+        )
 
-    async def decode(self, data: bytes, limits: ImageLimits, *, param: str, target_side: int | None) -> Image:
-        # cheap checks on the loop first so bad input never occupies a decode slot
-        if not data:
-            raise InvalidRequestError("The image is empty (0 bytes).", param=param, code="invalid_image")
-        if sniff_format(data) is None:
-            decode_image(data, limits, param=param)  # raises the proper 415
-        async with self._decode_sem:
-            try:
-                return await asyncio.wait_for(
-                    asyncio.to_thread(decode_image, data, limits, param=param, target_side=target_side),
-                    self.settings.limits.decode_timeout_s,
-                )
-            except TimeoutError:
-                raise InvalidRequestError(
-                    "The image took too long to decode.", param=param, code="image_decode_timeout"
-                ) from None
+    async def load_images(
+        self, refs: Sequence[ImageRef], card: ModelCard, *, input_size: ImageInputSize | None = None
+    ) -> list[Image]:
+        """Several images at once; the first failure cancels the others' fetches and decodes."""
+        tasks = [asyncio.ensure_future(self.load_image(r, card, input_size=input_size)) for r in refs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            pending = [t for t in tasks if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def decode(
+        self,
+        data: bytes,
+        limits: ImageLimits,
+        *,
+        param: str,
+        target_side: int | None,
+        input_size: ImageInputSize | None = None,
+        keep_alpha: bool = False,
+    ) -> Image:
+        """Raw image bytes (an upload, a fetched URL) -> an 8-bit RGB image within ``limits``.
+
+        ``keep_alpha``: RGBA instead, transparency kept (an edit mask is its alpha channel).
+        """
+        check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
+        job = DecodeJob(data, limits, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
+        return await self.decoder.decode(job)
+
+    async def aclose(self) -> None:
+        """Stop the decode workers (the app's lifespan calls this on shutdown)."""
+        await self.decoder.aclose()

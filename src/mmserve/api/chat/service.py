@@ -25,8 +25,8 @@ from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.routing import Needs
-from mmserve.engines.base import ChatEngine
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, SamplingParams
+from mmserve.engines.base import ChatEngine, card_image_input_size
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, ImageInputSize, SamplingParams
 from mmserve.media.ingest import ImageRef
 
 log = logging.getLogger("mmserve.chat")
@@ -186,11 +186,10 @@ class ChatService:
                 param="messages",
                 code="too_many_images",
             )
-        images = await asyncio.gather(
-            *(
-                self.state.media.load_image(ImageRef(p.image_url.url, p.image_url.detail, param), card)
-                for p, param in image_refs
-            )
+        images = await self.state.media.load_images(
+            [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in image_refs],
+            card,
+            input_size=self._image_input_size(card) if image_refs else None,
         )
         messages = _to_engine_messages(req.messages, iter(images))
         base = SamplingParams(
@@ -218,6 +217,18 @@ class ChatService:
                 )
             )
         return card, inputs, features
+
+    def _image_input_size(self, card: ModelCard) -> ImageInputSize | None:
+        """How the model's processor sizes images, so they are downscaled once, before it.
+
+        Images are ingested before an engine slot is taken (a slow URL must not hold one), so
+        this asks the engine only if it is already loaded; a cold model uses its card's
+        ``limits.image_input_side`` (or, unset, just the limits: its processor then resizes).
+        """
+        engine = self.state.runtime.deployment(card).engine
+        if isinstance(engine, ChatEngine):
+            return engine.image_input_size()
+        return card_image_input_size(card)
 
     def _check_params(self, req: ChatCompletionRequest, card: ModelCard) -> None:
         limits = self.state.settings.limits

@@ -1,0 +1,73 @@
+"""What a transformers processor does with images: its resize (:func:`processor_input_size`)
+and its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`).
+
+Processors describe their resize with a ``size`` dict (``SizeDict`` in transformers 5) whose
+keys mean different things per family, so only the shapes known here are translated; an
+unknown one gives ``None`` (images are then only bounded, and the processor resizes them).
+When in doubt the answer keeps more pixels, never fewer, than the processor uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmserve.api.errors import InvalidRequestError
+from mmserve.engines.types import ChatMessage, ImageInputSize
+
+
+def processor_input_size(image_processor: Any) -> ImageInputSize | None:
+    if image_processor is None or getattr(image_processor, "do_resize", True) is False:
+        return None
+    size = getattr(image_processor, "size", None)
+    if size is None:
+        return None
+
+    def get(key: str) -> int | None:
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        return int(value) if isinstance(value, int | float) and value > 0 else None
+
+    if getattr(image_processor, "merge_size", None) is not None:
+        # Qwen2-VL family: size = {shortest_edge: min_pixels, longest_edge: max_pixels}
+        pixels = get("max_pixels") or get("longest_edge")
+        return ImageInputSize(max_pixels=pixels) if pixels else None
+    height, width = get("height"), get("width")
+    if height and width:
+        return ImageInputSize(height=height, width=width)
+    shortest, longest, pixels = get("shortest_edge"), get("longest_edge"), get("max_pixels")
+    if shortest:
+        # shortest_edge (+ optional longest_edge cap): keeping the short side at `shortest`
+        # keeps at least what the processor keeps.
+        return ImageInputSize(shortest_edge=shortest)
+    if longest:
+        return ImageInputSize(longest_edge=longest)
+    if pixels:
+        return ImageInputSize(max_pixels=pixels)
+    return None
+
+
+def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any) -> None:
+    """User text must not contain the processor's media placeholders (``<image>``, ...).
+
+    The processor expands every placeholder in the prompt into an image's tokens; one typed
+    by a user would claim an image slot (the processor then fails, or shifts the images).
+    """
+    tokens = [t for t in (getattr(processor, a, None) for a in _PLACEHOLDERS) if isinstance(t, str) and t]
+    if not tokens:
+        return
+    for i, m in enumerate(messages):
+        if isinstance(m.content, str):
+            texts = [(f"messages[{i}].content", m.content)]
+        else:
+            texts = [(f"messages[{i}].content[{j}].text", p.text) for j, p in enumerate(m.content) if p.type == "text"]
+        for param, text in texts:
+            for token in tokens:
+                if token in text:
+                    raise InvalidRequestError(
+                        f"The text contains '{token}', which this model reserves for the media it is sent; "
+                        "remove it (send images as image_url parts).",
+                        param=param,
+                        code="reserved_token",
+                    )
+
+
+_PLACEHOLDERS = ("image_token", "video_token", "audio_token")

@@ -1,0 +1,120 @@
+"""What a blob really is, read from its first bytes (never from a MIME type or file name).
+
+:func:`sniff` names the decodable image formats (the ones Pillow opens here) and also the
+common things that are not: other image formats (HEIC, SVG, ICO, ...), and the documents a
+URL hands back by mistake (an HTML page, JSON, a PDF), so a 415 can say what was received.
+"""
+
+from __future__ import annotations
+
+#: format -> Pillow's plugin name, for the formats mmserve can decode
+DECODABLE = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "avif": "AVIF",
+}
+
+_LABELS = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "avif": "AVIF",
+    "heic": "HEIC/HEIF",
+    "jxl": "JPEG XL",
+    "jp2": "JPEG 2000",
+    "ico": "ICO",
+    "psd": "Photoshop PSD",
+    "svg": "SVG",
+    "pdf": "PDF",
+    "html": "an HTML page",
+    "xml": "XML",
+    "json": "JSON",
+    "zip": "a ZIP archive",
+    "gzip": "gzip-compressed data",
+}
+
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"\xff\x0a", "jxl"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "jxl"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jp2"),
+    (b"\x00\x00\x01\x00", "ico"),
+    (b"8BPS", "psd"),
+    (b"%PDF-", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x1f\x8b", "gzip"),
+]
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def sniff(data: bytes) -> str | None:
+    """The format name of ``data`` (a key of :data:`DECODABLE` or another known kind), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        box = data[: min(len(data), int.from_bytes(data[:4], "big"), 256)]
+        if brand in (b"avif", b"avis") or b"avif" in box[16:]:
+            return "avif"
+        if brand in _HEIF_BRANDS:
+            return "heic"
+        return None
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return _sniff_text(data[:512])
+
+
+def label(fmt: str) -> str:
+    """A human name for a sniffed format: 'WEBP', 'an HTML page'."""
+    return _LABELS.get(fmt, fmt.upper())
+
+
+def _sniff_text(head: bytes) -> str | None:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "svg"
+    if text.startswith(b"<?xml"):
+        return "xml"
+    if text[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """The number of scans (SOS segments) of a JPEG, counted without decoding it.
+
+    Walks the marker segments up to the first scan (so that metadata such as an EXIF
+    thumbnail is skipped), then counts SOS markers in the entropy-coded rest: there a 0xFF
+    byte is always stuffed (FF 00) or starts a marker, so FF DA appears only as a real SOS.
+    """
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return 0  # not a well-formed header: the decoder will say so
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:
+            return 1 + data.count(b"\xff\xda", i + 2)
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return 0

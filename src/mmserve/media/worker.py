@@ -1,0 +1,101 @@
+"""A decode worker process: ``python -m mmserve.media.worker [--memory-mb N]``.
+
+It reads jobs from stdin and writes results to stdout, one at a time, until stdin closes
+(the server exited or dropped it). Frames: a 4-byte big-endian length and a JSON header,
+then an 8-byte length and raw bytes. On start it writes one ``READY`` byte string, once the
+decoders are imported, so that start-up time never counts against a decode's time limit.
+
+The address space is capped (``RLIMIT_AS``) so that a decoder that runs away with memory
+fails here with a MemoryError (a 413) instead of making the kernel kill the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import BinaryIO
+
+READY = b"mmserve-decode-ready\n"
+
+
+def read_frame(stream: BinaryIO) -> tuple[bytes, bytes] | None:
+    head_len = stream.read(4)
+    if len(head_len) < 4:
+        return None
+    header = _read_exactly(stream, int.from_bytes(head_len, "big"))
+    payload = _read_exactly(stream, int.from_bytes(_read_exactly(stream, 8), "big"))
+    return header, payload
+
+
+def frame(header: bytes, payload: bytes) -> bytes:
+    return len(header).to_bytes(4, "big") + header + len(payload).to_bytes(8, "big")
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _limit_memory(megabytes: int) -> None:
+    if megabytes <= 0:
+        return
+    import resource
+
+    cap = megabytes * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmserve.media.worker")
+    parser.add_argument("--memory-mb", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Ctrl+C reaches the whole process group: the server decides when workers stop (it kills
+    # them, or closes their stdin), so a worker does not die mid-job with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from PIL import Image
+
+    from mmserve.api.errors import MMServeError, PayloadTooLargeError
+    from mmserve.media.decodejob import job_from_wire, result_to_wire, run_job
+
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames may reach the server's pipe
+    _limit_memory(args.memory_mb)
+    out.write(READY)
+    out.flush()
+    stdin = sys.stdin.buffer
+    while True:
+        try:
+            got = read_frame(stdin)
+        except EOFError:
+            return 0
+        if got is None:
+            return 0
+        job = job_from_wire(*got)
+        result: Image.Image | MMServeError
+        try:
+            result = run_job(job)
+        except MMServeError as e:
+            result = e
+        except MemoryError:
+            result = PayloadTooLargeError("The image needs too much memory to decode.", code="image_too_large")
+        del got, job
+        header, pixels = result_to_wire(result)
+        out.write(frame(header, pixels))
+        out.write(pixels)
+        out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""MediaIngestor: per-card limits, detail, the processor's input size, several images at once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from mmserve.api.errors import InvalidRequestError, MediaFetchError
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.types import ImageInputSize
+from mmserve.media.fetch import SafeFetcher
+from mmserve.media.ingest import ImageRef, MediaIngestor
+from mmserve.settings import LimitSettings, Settings
+from tests.helpers.images import image_bytes
+
+
+def card(**limits: object) -> ModelCard:
+    return ModelCard.model_validate(
+        {"id": "m", "task": "chat", "engine": "transformers-chat", "capabilities": {"vision": True}, "limits": limits}
+    )
+
+
+def uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+@pytest.fixture
+async def ingestor() -> AsyncIterator[MediaIngestor]:
+    media = MediaIngestor(Settings(limits=LimitSettings(min_image_side=4)))
+    yield media
+    await media.aclose()
+
+
+def test_card_limits_tighten_the_servers() -> None:
+    media = MediaIngestor(Settings())
+    lim = media.limits_for(
+        card(max_image_side=1000, max_image_pixels=500_000, min_image_side=20, image_formats=["png"])
+    )
+    assert (lim.max_side, lim.max_pixels, lim.min_side, lim.formats) == (1000, 500_000, 20, ("png",))
+    loose = media.limits_for(card(max_image_side=9000, min_image_side=2))
+    assert (loose.max_side, loose.min_side, loose.formats) == (4000, 8, ("png", "jpeg", "webp"))
+
+
+@pytest.mark.parametrize(
+    ("detail", "input_size", "expected"),
+    [
+        ("low", None, (512, 256)),
+        ("high", None, (2000, 1000)),  # no processor size known: only the limits apply
+        ("auto", None, (2000, 1000)),
+        ("high", ImageInputSize(shortest_edge=56), (112, 56)),
+        ("auto", ImageInputSize(shortest_edge=56), (112, 56)),
+        ("low", ImageInputSize(shortest_edge=336), (512, 256)),  # low caps below the processor's size
+        ("low", ImageInputSize(shortest_edge=56), (112, 56)),
+    ],
+)
+async def test_detail(
+    ingestor: MediaIngestor, detail: str, input_size: ImageInputSize | None, expected: tuple[int, int]
+) -> None:
+    ref = ImageRef(uri(image_bytes((2000, 1000), fmt="JPEG"), "image/jpeg"), detail, "messages[0].content[0].image_url")
+    img = await ingestor.load_image(ref, card(), input_size=input_size)
+    assert img.size == expected and img.mode == "RGB"
+
+
+async def test_decode_entry_point_for_uploads(ingestor: MediaIngestor) -> None:
+    """The call shape the image-edit endpoint uses."""
+    limits = ingestor.limits_for(card())
+    img = await ingestor.decode(image_bytes((800, 400), fmt="WEBP"), limits, param="image", target_side=256)
+    assert img.size == (256, 128)
+    with pytest.raises(InvalidRequestError) as e:
+        await ingestor.decode(b"", limits, param="image[]", target_side=None)
+    assert e.value.param == "image[]"
+
+
+async def test_masks_keep_their_alpha(ingestor: MediaIngestor) -> None:
+    limits = ingestor.limits_for(card())
+    mask = Image.new("RGBA", (400, 200), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 200, 200))  # left half transparent: "edit here"
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    out = await ingestor.decode(buf.getvalue(), limits, param="mask", target_side=100, keep_alpha=True)
+    assert out.mode == "RGBA" and out.size == (100, 50)
+    assert out.getpixel((10, 25))[3] == 0 and out.getpixel((90, 25))[3] == 255  # type: ignore[index]
+    opaque = await ingestor.decode(image_bytes(fmt="JPEG"), limits, param="image", target_side=None, keep_alpha=True)
+    assert opaque.mode == "RGBA" and opaque.getpixel((1, 1))[3] == 255  # type: ignore[index]
+    flat = await ingestor.decode(buf.getvalue(), limits, param="image", target_side=None)
+    assert flat.mode == "RGB" and flat.getpixel((10, 25)) == (255, 255, 255)
+
+
+async def test_links_forbidden_by_the_card_fetch_nothing() -> None:
+    calls: list[httpx.Request] = []
+    fetcher = SafeFetcher(
+        Settings().fetch, transport=httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(200))
+    )
+    media = MediaIngestor(Settings(), fetcher)
+    with pytest.raises(MediaFetchError) as e:
+        await media.load_image(ImageRef("http://93.184.216.34/a.png"), card(allow_image_urls=False))
+    assert e.value.code == "image_urls_disabled" and calls == []
+    await media.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("data:text/plain;base64,aGk=", "invalid_image_url"),
+        ("ftp://x/y.png", "invalid_image_url"),
+        ("  ", "invalid_image_url"),
+    ],
+)
+async def test_not_image_urls(ingestor: MediaIngestor, url: str, code: str) -> None:
+    with pytest.raises(InvalidRequestError) as e:
+        await ingestor.load_image(ImageRef(url, param="p"), card())
+    assert e.value.code == code and e.value.param == "p"
+
+
+async def test_the_first_failure_cancels_the_other_images() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return httpx.Response(200)
+
+    media = MediaIngestor(Settings(), SafeFetcher(Settings().fetch, transport=httpx.MockTransport(slow)))
+    refs = [ImageRef("http://93.184.216.34/slow.png", param="a"), ImageRef("data:image/png;base64,!!!!", param="b")]
+    try:
+        with pytest.raises(InvalidRequestError) as e:
+            await asyncio.wait_for(media.load_images(refs, card()), 10)
+        assert e.value.param == "b"
+        assert cancelled.is_set()  # the slow fetch did not go on in the background
+    finally:
+        await media.aclose()

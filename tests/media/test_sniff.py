@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from mmserve.media.sniff import jpeg_scan_count, label, sniff
+from tests.helpers import hostile as h
+from tests.helpers.images import image_bytes
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_decodable_formats_are_read_from_the_bytes(fmt: str) -> None:
+    assert sniff(image_bytes(fmt=fmt)) == fmt.lower()
+
+
+def test_avif_and_heic_by_brand() -> None:
+    assert sniff(h.encode(Image.new("RGB", (16, 16)), "AVIF")) == "avif"
+    assert sniff(h.heic_header()) == "heic"
+    assert sniff(b"\x00\x00\x00\x18ftypmp42" + bytes(16)) is None  # an MP4 is not an image
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "words"),
+    [
+        (h.HTML_PAGE, "html", "an HTML page"),
+        (b"\xef\xbb\xbf  \n<html><body>x</body></html>", "html", "an HTML page"),
+        (h.SVG, "svg", "SVG"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "svg", "SVG"),
+        (b"<?xml version='1.0'?><feed/>", "xml", "XML"),
+        (b'{"error": "not found"}', "json", "JSON"),
+        (h.PDF, "pdf", "PDF"),
+        (b"PK\x03\x04rest", "zip", "a ZIP archive"),
+        (b"\x1f\x8b\x08\x00", "gzip", "gzip-compressed data"),
+        (b"8BPS\x00\x01", "psd", "Photoshop PSD"),
+        (b"\x00\x00\x01\x00\x01\x00", "ico", "ICO"),
+        (b"\xff\x0a\xfa\x7f", "jxl", "JPEG XL"),
+    ],
+)
+def test_non_images_are_named(data: bytes, kind: str, words: str) -> None:
+    assert sniff(data) == kind
+    assert label(kind) == words
+
+
+def test_unknown_bytes() -> None:
+    assert sniff(b"") is None
+    assert sniff(b"hello world") is None
+    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
+
+
+def test_jpeg_scan_count() -> None:
+    assert jpeg_scan_count(image_bytes(fmt="JPEG")) == 1
+    progressive = h.encode(Image.new("RGB", (32, 32)), "JPEG", progressive=True)
+    assert 2 < jpeg_scan_count(progressive) < 20
+    assert jpeg_scan_count(h.progressive_jpeg_with_scans(16, 300)) > 300
+    # FF DA inside a metadata segment before the first scan is not a scan
+    base = image_bytes(fmt="JPEG")
+    payload = b"\xff\xda" * 50
+    app2 = b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload
+    assert jpeg_scan_count(base[:2] + app2 + base[2:]) == 1
+    assert jpeg_scan_count(b"\xff\xd8garbage") == 0

@@ -1,0 +1,52 @@
+"""Values at the edges that once reached the engine and failed there (500s); now 200 or 400."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.helpers.images import data_uri
+from tests.security.conftest import SecurityServer, error_of
+
+IMAGE = {"type": "image_url", "image_url": {"url": data_uri()}}
+
+
+def _post(sec: SecurityServer, **body: object) -> httpx.Response:
+    payload = {"model": "demo-vlm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **body}
+    return httpx.post(f"{sec.url}/v1/chat/completions", json=payload, timeout=60)
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -(2**63), 0, -1])
+def test_int64_seeds_work(security_server: SecurityServer, seed: int) -> None:
+    assert _post(security_server, seed=seed, n=2).status_code == 200
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 2**70])
+def test_seeds_beyond_int64_are_400(security_server: SecurityServer, seed: int) -> None:
+    assert error_of(_post(security_server, seed=seed), 400)["param"] == "seed"
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324, 1e-6])
+def test_tiny_temperatures_are_greedy(security_server: SecurityServer, temperature: float) -> None:
+    a = _post(security_server, temperature=temperature, max_tokens=4)
+    b = _post(security_server, temperature=0, max_tokens=4)
+    assert a.status_code == 200, a.text
+    assert a.json()["choices"][0]["message"] == b.json()["choices"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        ([{"role": "user", "content": "<image>"}], "messages[0].content"),
+        (
+            [
+                {"role": "system", "content": "x"},
+                {"role": "user", "content": [IMAGE, {"type": "text", "text": "a<image>"}]},
+            ],
+            "messages[1].content[1].text",
+        ),
+    ],
+)
+def test_typed_image_placeholders_are_refused(security_server: SecurityServer, messages: list, param: str) -> None:
+    err = error_of(_post(security_server, messages=messages), 400)
+    assert err["code"] == "reserved_token" and err["param"] == param and "<image>" in err["message"]
