@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(
         default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."
     )
+    route_cooldown_s: float = Field(
+        default=10.0, ge=0, description="A routed model that failed is tried last for this long."
+    )
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
     audio: AudioSettings = Field(default_factory=AudioSettings)

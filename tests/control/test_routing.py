@@ -16,7 +16,7 @@ models:
      capabilities: {vision: true, max_images: 4, context_length: 8000},
      pricing: {input_per_1m_tokens: 2.0, output_per_1m_tokens: 6.0}}
   - {id: small-vlm, task: chat, engine: transformers-chat,
-     capabilities: {vision: true, max_images: 1, context_length: 2000},
+     capabilities: {vision: true, max_images: 1, context_length: 2000}, limits: {max_output_tokens: 100},
      pricing: {input_per_1m_tokens: 0.5, output_per_1m_tokens: 1.0}}
   - {id: text-cheap, task: chat, engine: transformers-chat, capabilities: {context_length: 4000, tools: true},
      pricing: {input_per_1m_tokens: 0.1, output_per_1m_tokens: 0.2}}
@@ -75,7 +75,22 @@ def test_plain_model_id_and_unknown(router: ModelRouter) -> None:
 
 def test_failed_deployments_are_tried_last(router: ModelRouter) -> None:
     router.runtime.deployments["text-cheap"].error = "boom"
-    assert [c.id for c in router.route("quick", Needs("chat")).cards] == ["text-pricey"]
+    assert [c.id for c in router.route("quick", Needs("chat")).cards] == ["text-pricey", "text-cheap"]
+
+
+def test_reported_failures_cool_down(router: ModelRouter) -> None:
+    router.cooldown_s = 0.2
+    router.report_failure("text-cheap")
+    assert router.route("auto", Needs("chat")).cards[0].id == "small-vlm"
+    import time
+
+    time.sleep(0.25)
+    assert router.route("auto", Needs("chat")).cards[0].id == "text-cheap"
+
+
+def test_output_limit_is_a_fit_criterion(router: ModelRouter) -> None:
+    route = router.route("auto", Needs("chat", images=1, output_tokens=200))
+    assert [c.id for c in route.cards] == ["big-vlm"] and "100 output tokens" in route.skipped["small-vlm"]
 
 
 def test_router_specs_are_validated(tmp_path: Path) -> None:

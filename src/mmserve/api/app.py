@@ -78,11 +78,12 @@ def create_app(
         keys=keys,
         usage=recorder,
         meter=Meter(recorder, metrics, limiter),
-        router=ModelRouter(catalog, runtime),
+        router=ModelRouter(catalog, runtime, cooldown_s=settings.route_cooldown_s),
         audio=AudioIngestor(settings),
         jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
     authenticate = Authenticator(settings, keys, limiter)
+    state.meter.on_latency.append(state.router.observe)
     state.jobs.on_completed.append(lambda job: _meter_video(state, job))
 
     @asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.context import current
@@ -16,6 +17,8 @@ class Meter:
         self.recorder = recorder
         self.metrics = metrics
         self.limiter = limiter
+        #: called with (model, latency seconds) for every request (routing's "fastest" policy)
+        self.on_latency: list[Callable[[str, float], None]] = []
 
     def record(
         self,
@@ -56,4 +59,6 @@ class Meter:
             self.metrics.tokens.labels(card.id, "output").inc(output_tokens)
         if key is not None:
             self.limiter.charge(key, input_tokens + output_tokens)
+        for observe in self.on_latency:
+            observe(card.id, event.latency_s)
         return event

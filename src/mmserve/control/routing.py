@@ -15,16 +15,31 @@ output was sent. A plain model id routes to that model alone.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from mmserve.api.errors import InvalidRequestError, PermissionDeniedError
+from mmserve.api.errors import (
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    OverloadedError,
+    PermissionDeniedError,
+)
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard, RouterSpec
-from mmserve.control.context import principal
+from mmserve.control.context import current, principal
 from mmserve.runtime.runtime import Runtime
+
+log = logging.getLogger("mmserve.routing")
+T = TypeVar("T")
 
 AUTO = "auto"
 EWMA_ALPHA = 0.3
+# Failures that say "this model cannot serve now" (not "this request is wrong"): try the next.
+FALLBACK_ERRORS = (EngineError, EngineUnavailableError, OverloadedError)
 
 
 @dataclass
@@ -61,10 +76,16 @@ class Route:
 
 
 class ModelRouter:
-    def __init__(self, catalog: Catalog, runtime: Runtime) -> None:
+    def __init__(self, catalog: Catalog, runtime: Runtime, *, cooldown_s: float = 10.0) -> None:
         self.catalog = catalog
         self.runtime = runtime
+        self.cooldown_s = cooldown_s
         self.latency: dict[str, float] = {}
+        self._failed_until: dict[str, float] = {}
+
+    def report_failure(self, model: str) -> None:
+        """A candidate failed to serve: routers try it last for ``cooldown_s``."""
+        self._failed_until[model] = time.monotonic() + self.cooldown_s
 
     def observe(self, model: str, seconds: float) -> None:
         old = self.latency.get(model)
@@ -114,7 +135,9 @@ class ModelRouter:
                 code="no_model_fits",
             )
         healthy = [c for c in fitting if self._healthy(c)]
-        ordered = self._order(healthy or fitting, spec, needs)
+        unhealthy = [c for c in fitting if c not in healthy]
+        # unhealthy candidates stay at the end: a last resort rather than no answer
+        ordered = self._order(healthy, spec, needs) + self._order(unhealthy, spec, needs)
         reason = f"{name}: {spec.policy} of {len(fitting)} fitting {needs.task} model(s)"
         if skipped:
             reason += f"; skipped {', '.join(sorted(skipped))}"
@@ -129,6 +152,8 @@ class ModelRouter:
             return "no vision"
         if needs.images > caps.max_images:
             return f"at most {caps.max_images} images"
+        if needs.task == "chat" and needs.output_tokens > card.limits.max_output_tokens:
+            return f"at most {card.limits.max_output_tokens} output tokens"
         if caps.context_length and needs.prompt_tokens + needs.output_tokens > caps.context_length:
             return f"context {caps.context_length} tokens"
         if needs.tools and not caps.tools:
@@ -138,6 +163,8 @@ class ModelRouter:
         return None
 
     def _healthy(self, card: ModelCard) -> bool:
+        if self._failed_until.get(card.id, 0.0) > time.monotonic():
+            return False
         dep = self.runtime.deployments.get(card.id)
         return dep is None or (dep.state != "failed" and not dep.saturated)
 
@@ -162,3 +189,28 @@ def estimated_cost(card: ModelCard, needs: Needs) -> float:
     if card.task in ("speech", "transcription"):
         return p.per_audio_second * needs.units
     return p.per_video_second * needs.units
+
+
+async def with_fallback(router: ModelRouter, route: Route, attempt: Callable[[ModelCard], Awaitable[T]]) -> T:
+    """Run ``attempt`` on the route's cards in order until one succeeds.
+
+    Only a routed request moves on, and only for failures of the model (not of the request);
+    the response headers say which model served and why.
+    """
+    failed: list[str] = []
+    for i, card in enumerate(route.cards):
+        try:
+            result = await attempt(card)
+        except FALLBACK_ERRORS as e:
+            router.report_failure(card.id)
+            if not route.routed or i == len(route.cards) - 1:
+                raise
+            log.warning("'%s' failed (%s); falling back to '%s'", card.id, e.code, route.cards[i + 1].id)
+            failed.append(f"{card.id} ({e.code})")
+            continue
+        headers = current().headers
+        headers["x-mmserve-model"] = card.id
+        reason = route.reason + (f"; fell back from {', '.join(failed)}" if failed else "")
+        headers["x-mmserve-route"] = reason
+        return result
+    raise AssertionError("a route always has at least one card")

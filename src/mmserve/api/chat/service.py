@@ -1,4 +1,9 @@
-"""Chat completions: validate against the card, ingest images, run the engine, shape the answer."""
+"""Chat completions: route to a card, prepare for it, run the engine, shape the answer.
+
+A routed request (``auto`` or a router alias) falls back to the next candidate when one
+fails before any output was sent: for a plain response, anywhere before it is returned;
+for a stream, before its first event.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.chat import shaping
-from mmserve.api.chat.features import ChatFeatures, resolve_features
-from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
-from mmserve.api.errors import (
-    InvalidRequestError,
-    MMServeError,
-    ModelCapabilityError,
-    error_body,
-)
+from mmserve.api.chat.prepare import Prepared, needs_of, prepare
+from mmserve.api.chat.protocol import ChatCompletionRequest
+from mmserve.api.errors import MMServeError, error_body
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
-from mmserve.control.routing import Needs
-from mmserve.engines.base import ChatEngine, card_image_input_size
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, ImageInputSize, SamplingParams
-from mmserve.media.ingest import ImageRef
+from mmserve.control.context import current
+from mmserve.control.routing import with_fallback
+from mmserve.engines.base import ChatEngine
+from mmserve.engines.types import ChatDelta, ChatInput
 
 log = logging.getLogger("mmserve.chat")
+ENDPOINT = "chat.completions"
 
 
 @dataclass
@@ -40,6 +41,17 @@ class _Choice:
     completion_tokens: int = 0
 
 
+@dataclass
+class _Started:
+    """A stream whose generations have begun (prompt processed): from here on, no fallback."""
+
+    card: ModelCard
+    gens: list[AsyncGenerator[ChatDelta, None]]
+    firsts: list[ChatDelta]
+    prepared: Prepared
+    stack: AsyncExitStack
+
+
 class ChatService:
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -47,17 +59,29 @@ class ChatService:
     # ------------------------------------------------------------------ entry points
 
     async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        card, inputs, features = await self._prepare(req)
+        route = self.state.router.route(req.model, needs_of(req))
+        return await with_fallback(self.state.router, route, lambda card: self._complete(req, card))
+
+    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
+        """Start the generation(s) now, so that early failures are HTTP errors, then stream SSE data."""
+        route = self.state.router.route(req.model, needs_of(req))
+        started = await with_fallback(self.state.router, route, lambda card: self._start(req, card))
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return self._sse(started, include_usage)
+
+    async def _complete(self, req: ChatCompletionRequest, card: ModelCard) -> dict[str, Any]:
+        prepared = await prepare(self.state, req, card)
         dep = self.state.runtime.deployment(card)
+        fmt = prepared.features.output
         async with dep.acquire() as engine:
             assert isinstance(engine, ChatEngine)
             results = await asyncio.gather(
-                *(self._collect(engine, inp, i, features.output) for i, inp in enumerate(inputs))
+                *(self._collect(engine, inp, i, fmt) for i, inp in enumerate(prepared.inputs))
             )
         prompt_tokens = results[0][1]
         choices = [c for c, _ in results]
         completion = sum(c.completion_tokens for c in choices)
-        self.state.meter.record(card, "chat.completions", input_tokens=prompt_tokens, output_tokens=completion)
+        self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=completion)
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -76,35 +100,29 @@ class ChatService:
             "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices)),
         }
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Start the generation(s) now, so that early failures are HTTP errors, then stream SSE data."""
-        card, inputs, features = await self._prepare(req)
+    async def _start(self, req: ChatCompletionRequest, card: ModelCard) -> _Started:
+        prepared = await prepare(self.state, req, card)
         dep = self.state.runtime.deployment(card)
         stack = AsyncExitStack()
         try:
             engine = await stack.enter_async_context(dep.acquire())
             assert isinstance(engine, ChatEngine)
-            gens = [engine.generate(inp) for inp in inputs]
+            gens = [engine.generate(inp) for inp in prepared.inputs]
             for g in gens:
                 stack.push_async_callback(g.aclose)
             firsts = [await anext(g) for g in gens]  # prompt processed: errors so far are 4xx/5xx
         except BaseException:
             await stack.aclose()
             raise
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        outputs = [features.output.parser(f.prompt_text) for f in firsts]
-        return self._sse(card, gens, outputs, firsts[0].prompt_tokens or 0, include_usage, stack)
+        return _Started(card, gens, firsts, prepared, stack)
 
-    async def _sse(
-        self,
-        card: ModelCard,
-        gens: list[AsyncGenerator[ChatDelta, None]],
-        outputs: list[ChoiceOutput],
-        prompt_tokens: int,
-        include_usage: bool,
-        stack: AsyncExitStack,
-    ) -> AsyncIterator[str]:
+    async def _sse(self, started: _Started, include_usage: bool) -> AsyncIterator[str]:
+        card, gens = started.card, started.gens
+        outputs = [started.prepared.features.output.parser(f.prompt_text) for f in started.firsts]
+        prompt_tokens = started.firsts[0].prompt_tokens or 0
         cid, created = _completion_id(), int(time.time())
+        ctx = current()
+        metered = False
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
             body: dict[str, Any] = {
@@ -120,23 +138,15 @@ class ChatService:
             return json.dumps(body, ensure_ascii=False)
 
         completion = [0] * len(gens)
+        first_content = True
 
         def choice(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
             return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
 
-        async with stack:
+        async with started.stack:
             try:
                 for i in range(len(gens)):
-                    yield chunk(
-                        [
-                            {
-                                "index": i,
-                                "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ]
-                    )
+                    yield choice(i, {"role": "assistant", "content": ""})
                 async for i, delta in _merge(gens):
                     completion[i] = delta.completion_tokens
                     if delta.prompt_tokens is not None:  # engines may also report it late
@@ -146,12 +156,14 @@ class ChatService:
                         events += outputs[i].finish(delta.completion_tokens)
                     for event in events:
                         for d in shaping.deltas(event):
+                            if first_content:
+                                first_content = False
+                                self.state.metrics.ttft.labels(card.id).observe(time.perf_counter() - ctx.started)
                             yield choice(i, d)
                     if delta.finish_reason:
                         yield choice(i, {}, outputs[i].finish_reason(delta.finish_reason))
-                self.state.meter.record(
-                    card, "chat.completions", input_tokens=prompt_tokens, output_tokens=sum(completion)
-                )
+                metered = True
+                self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion))
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
                     yield chunk([], shaping.usage(prompt_tokens, sum(completion), reasoning))
@@ -162,92 +174,10 @@ class ChatService:
             except Exception as e:  # never a traceback to the client; the log has it
                 log.exception("stream for '%s' failed", card.id, exc_info=e)
                 yield json.dumps(error_body(e))
+            finally:
+                if not metered:  # failed or the client left: what was generated is still used
+                    self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion))
             yield "[DONE]"
-
-    # ------------------------------------------------------------------ preparation
-
-    async def _prepare(self, req: ChatCompletionRequest) -> tuple[ModelCard, list[ChatInput], ChatFeatures]:
-        image_refs = _image_refs(req.messages)
-        needs = Needs("chat", images=len(image_refs), output_tokens=req.output_limit or 0, tools=bool(req.tools))
-        card = self.state.router.route(req.model, needs).cards[0]
-        limits = self.state.settings.limits
-        self._check_params(req, card)
-        features = resolve_features(req, card, max_tools=limits.max_tools)
-        if image_refs and not card.capabilities.vision:
-            raise ModelCapabilityError(
-                f"The model '{card.id}' does not accept images (its card has capabilities.vision / "
-                "multimodal_enabled set to false). Remove the image parts or use a vision model.",
-                param=image_refs[0][1],
-            )
-        max_images = min(card.capabilities.max_images, limits.max_images_per_request)
-        if len(image_refs) > max_images:
-            raise InvalidRequestError(
-                f"The request has {len(image_refs)} images; the model '{card.id}' accepts at most {max_images}.",
-                param="messages",
-                code="too_many_images",
-            )
-        images = await self.state.media.load_images(
-            [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in image_refs],
-            card,
-            input_size=self._image_input_size(card) if image_refs else None,
-        )
-        messages = _to_engine_messages(req.messages, iter(images))
-        base = SamplingParams(
-            max_tokens=req.output_limit,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            stop=req.stop_list,
-            seed=req.seed,
-            presence_penalty=req.presence_penalty,
-            frequency_penalty=req.frequency_penalty,
-        )
-        inputs = []
-        for i in range(req.n):
-            params = SamplingParams(**{**base.__dict__, "seed": None if req.seed is None else req.seed + i})
-            inputs.append(
-                ChatInput(
-                    messages=messages,
-                    params=params,
-                    tools=features.tools,
-                    tool_choice=features.tool_choice,
-                    response_format=req.response_format,
-                    reasoning=features.reasoning,
-                    extra={"chat_template_kwargs": features.template_kwargs},
-                    constraint=features.constraint,
-                )
-            )
-        return card, inputs, features
-
-    def _image_input_size(self, card: ModelCard) -> ImageInputSize | None:
-        """How the model's processor sizes images, so they are downscaled once, before it.
-
-        Images are ingested before an engine slot is taken (a slow URL must not hold one), so
-        this asks the engine only if it is already loaded; a cold model uses its card's
-        ``limits.image_input_side`` (or, unset, just the limits: its processor then resizes).
-        """
-        engine = self.state.runtime.deployment(card).engine
-        if isinstance(engine, ChatEngine):
-            return engine.image_input_size()
-        return card_image_input_size(card)
-
-    def _check_params(self, req: ChatCompletionRequest, card: ModelCard) -> None:
-        limits = self.state.settings.limits
-        out = req.output_limit
-        if out is not None and out > card.limits.max_output_tokens:
-            raise InvalidRequestError(
-                f"max_tokens is {out}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
-                param="max_completion_tokens" if req.max_completion_tokens else "max_tokens",
-            )
-        max_n = min(card.limits.max_n, limits.max_n)
-        if req.n > max_n:
-            raise InvalidRequestError(f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n")
-        stops = req.stop_list
-        if len(stops) > limits.max_stop_sequences:
-            raise InvalidRequestError(f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop")
-        if any(not s for s in stops):
-            raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
-        if len(req.messages) > limits.max_messages:
-            raise InvalidRequestError(f"At most {limits.max_messages} messages are allowed.", param="messages")
 
     @staticmethod
     async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat) -> tuple[_Choice, int]:
@@ -265,42 +195,6 @@ class ChatService:
         choice = choice or _Choice(index, fmt.parser())
         choice.output.finish(choice.completion_tokens)
         return choice, prompt_tokens
-
-
-def _image_refs(messages: list[Message]) -> list[tuple[ImagePart, str]]:
-    refs = []
-    for mi, m in enumerate(messages):
-        if isinstance(m.content, list):
-            for pi, part in enumerate(m.content):
-                if isinstance(part, ImagePart):
-                    refs.append((part, f"messages[{mi}].content[{pi}].image_url"))
-    return refs
-
-
-def _to_engine_messages(messages: list[Message], images: Any) -> list[ChatMessage]:
-    out = []
-    for m in messages:
-        content: str | list[ChatPart]
-        if m.content is None:
-            content = ""
-        elif isinstance(m.content, str):
-            content = m.content
-        else:
-            content = [
-                ChatPart("image", image=next(images)) if isinstance(p, ImagePart) else ChatPart("text", text=p.text)
-                for p in m.content
-            ]
-        out.append(
-            ChatMessage(
-                role="system" if m.role == "developer" else m.role,
-                content=content,
-                name=m.name,
-                tool_calls=[tc.model_dump() for tc in m.tool_calls] if m.tool_calls else None,
-                tool_call_id=m.tool_call_id,
-                reasoning_content=m.reasoning_content,
-            )
-        )
-    return out
 
 
 async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[tuple[int, ChatDelta]]:
