@@ -33,6 +33,13 @@ models:
     engine: transformers-chat
     source: "demo:text-lm"
     pricing: {input_per_1m_tokens: 10, output_per_1m_tokens: 20}
+  - id: paid-video
+    task: video-generation
+    engine: diffusers-video
+    source: "demo:video"
+    options: {steps: 2, guidance_scale: 1.0}
+    capabilities: {sizes: ["64x48"], fps: [8], durations: [0.5]}
+    pricing: {per_video_second: 0.5}
 """
 
 
@@ -141,6 +148,8 @@ def test_usage_totals_and_costs_match_the_requests(env: tuple[str, Path]) -> Non
     expected["paid-text"][2] += u.completion_tokens
     usage = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
     rows = {r["model"]: r for r in usage["data"]}
+    assert rows["paid-vlm"]["image_tokens"] == 16  # one image, expanded into 16 tokens, inside input_tokens
+    assert rows["paid-text"]["image_tokens"] == 0
     prices = {"paid-vlm": (1000, 3000), "paid-text": (10, 20)}
     for model, (n, tin, tout) in expected.items():
         assert rows[model]["requests"] == n
@@ -170,3 +179,28 @@ def test_revoked_key_is_refused(env: tuple[str, Path]) -> None:
     time.sleep(0.3)  # the server's key cache lives key_cache_ttl_s
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_one_key_never_sees_another_keys_jobs_and_is_billed_for_its_own(env: tuple[str, Path]) -> None:
+    url, data = env
+    alice_key, bob_key = _key(data, "--name", "alice"), _key(data, "--name", "bob")
+    alice = OpenAI(base_url=url + "/v1", api_key=alice_key, max_retries=0)
+    bob = OpenAI(base_url=url + "/v1", api_key=bob_key, max_retries=0)
+    video = alice.videos.create_and_poll(
+        model="paid-video", prompt="a fox", seconds="0.5", size="64x48", extra_body={"fps": 8}
+    )
+    assert video.status == "completed"
+    assert alice.videos.download_content(video.id).read()[4:8] == b"ftyp"
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.retrieve(video.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.download_content(video.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.delete(video.id)
+    assert [v.id for v in bob.videos.list()] == []
+    assert [v.id for v in alice.videos.list()] == [video.id]
+    time.sleep(0.3)  # usage is written in batches
+    rows = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {alice_key}"}).json()["data"]
+    billed = {r["model"]: r for r in rows}["paid-video"]
+    assert billed["video_seconds"] == pytest.approx(0.5) and billed["cost"] == pytest.approx(0.25)
+    assert httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {bob_key}"}).json()["data"] == []

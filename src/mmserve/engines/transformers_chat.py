@@ -59,6 +59,7 @@ class _Prepared:
     max_new_tokens: int
     prompt: str = ""
     processors: list[Any] = field(default_factory=list)  # before the sampler: card hooks, then the grammar
+    image_tokens: int = 0
 
 
 class TransformersChatEngine(ChatEngine):
@@ -159,7 +160,9 @@ class TransformersChatEngine(ChatEngine):
         stream = _Stream(self, request, prepared, loop, queue)
         loop.run_in_executor(self._pool, self._run, prepared, stream)
         try:
-            yield ChatDelta(prompt_tokens=prepared.prompt_tokens, prompt_text=prepared.prompt)
+            yield ChatDelta(
+                prompt_tokens=prepared.prompt_tokens, prompt_text=prepared.prompt, image_tokens=prepared.image_tokens
+            )
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
@@ -209,7 +212,11 @@ class TransformersChatEngine(ChatEngine):
             processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
         if request.constraint is not None and self._grammars is not None:
             processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
-        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors)
+        image_tokens = 0
+        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
+        if image_token_id is not None:
+            image_tokens = int((inputs["input_ids"] == image_token_id).sum())
+        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens)
 
     def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
         ctx = self._context

@@ -70,6 +70,7 @@ class ChatDelta:
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
+    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into
 
 
 # ---------------------------------------------------------------- images

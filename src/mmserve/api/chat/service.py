@@ -78,10 +78,12 @@ class ChatService:
             results = await asyncio.gather(
                 *(self._collect(engine, inp, i, fmt) for i, inp in enumerate(prepared.inputs))
             )
-        prompt_tokens = results[0][1]
-        choices = [c for c, _ in results]
+        prompt_tokens, image_tokens = results[0][1], results[0][2]
+        choices = [c for c, _, _ in results]
         completion = sum(c.completion_tokens for c in choices)
-        self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=completion)
+        self.state.meter.record(
+            card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=completion, image_tokens=image_tokens
+        )
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -120,6 +122,7 @@ class ChatService:
         card, gens = started.card, started.gens
         outputs = [started.prepared.features.output.parser(f.prompt_text) for f in started.firsts]
         prompt_tokens = started.firsts[0].prompt_tokens or 0
+        image_tokens = started.firsts[0].image_tokens
         cid, created = _completion_id(), int(time.time())
         ctx = current()
         metered = False
@@ -163,7 +166,9 @@ class ChatService:
                     if delta.finish_reason:
                         yield choice(i, {}, outputs[i].finish_reason(delta.finish_reason))
                 metered = True
-                self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion))
+                self.state.meter.record(
+                    card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion), image_tokens=image_tokens
+                )
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
                     yield chunk([], shaping.usage(prompt_tokens, sum(completion), reasoning))
@@ -176,16 +181,24 @@ class ChatService:
                 yield json.dumps(error_body(e))
             finally:
                 if not metered:  # failed or the client left: what was generated is still used
-                    self.state.meter.record(card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion))
+                    self.state.meter.record(
+                        card,
+                        ENDPOINT,
+                        input_tokens=prompt_tokens,
+                        output_tokens=sum(completion),
+                        image_tokens=image_tokens,
+                    )
             yield "[DONE]"
 
     @staticmethod
-    async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat) -> tuple[_Choice, int]:
+    async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat) -> tuple[_Choice, int, int]:
+        """One choice's output, prompt tokens and image tokens."""
         choice: _Choice | None = None
-        prompt_tokens = 0
+        prompt_tokens = image_tokens = 0
         async for delta in engine.generate(inp):
             if choice is None:  # the first delta carries the prompt
                 choice = _Choice(index, fmt.parser(delta.prompt_text))
+                image_tokens = delta.image_tokens
             if delta.prompt_tokens is not None:
                 prompt_tokens = delta.prompt_tokens
             choice.output.feed(delta.text, delta.completion_tokens)
@@ -194,7 +207,7 @@ class ChatService:
                 choice.finish_reason = delta.finish_reason
         choice = choice or _Choice(index, fmt.parser())
         choice.output.finish(choice.completion_tokens)
-        return choice, prompt_tokens
+        return choice, prompt_tokens, image_tokens
 
 
 async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[tuple[int, ChatDelta]]:
