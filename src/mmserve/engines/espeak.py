@@ -141,11 +141,10 @@ class EspeakEngine(SpeechEngine):
         cancelled: threading.Event,
     ) -> None:
         from mmserve.engines.espeak_lib import MIN_RATE
+        from mmserve.engines.torch_utils import loop_sender
         from mmserve.media.audio_dsp import Tempo
 
-        def send(item: Any) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+        send = loop_sender(loop, queue)
 
         tempo = Tempo(self._lib.sample_rate, rate / MIN_RATE) if rate < MIN_RATE else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import Any
 
 
@@ -40,3 +41,19 @@ def module_bytes(module: Any) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
         b.numel() * b.element_size() for b in module.buffers()
     )
+
+
+def from_pretrained(cls: Any, source: Any, *, device: str, dtype: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(source)`` in the resolved dtype, moved to ``device``, in eval mode."""
+    model = cls.from_pretrained(source, dtype=resolve_dtype(dtype, device), **kwargs)
+    return model.to(device).eval()
+
+
+def loop_sender(loop: Any, queue: Any) -> Callable[[Any], None]:
+    """A function a worker thread calls to hand an item to an asyncio queue on ``loop``."""
+
+    def send(item: Any) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    return send

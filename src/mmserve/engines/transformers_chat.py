@@ -88,13 +88,12 @@ class TransformersChatEngine(ChatEngine):
             AutoTokenizer,
         )
 
-        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+        from mmserve.engines.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
         opts = self.options
         self.device = resolve_device(self.device)
-        dtype = resolve_dtype(opts.dtype, self.device)
         trc = opts.trust_remote_code
         config = AutoConfig.from_pretrained(self.source, trust_remote_code=trc)
         kind = opts.model_class
@@ -102,15 +101,18 @@ class TransformersChatEngine(ChatEngine):
             kind = "image-text-to-text" if hasattr(config, "vision_config") else "causal-lm"
         self.vision = kind == "image-text-to-text"
         if self.vision:
-            self.model = AutoModelForImageTextToText.from_pretrained(self.source, dtype=dtype, trust_remote_code=trc)
+            self.model = from_pretrained(
+                AutoModelForImageTextToText, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc
+            )
             self.processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=trc)
             self.tokenizer = self.processor.tokenizer
         else:
-            self.model = AutoModelForCausalLM.from_pretrained(self.source, dtype=dtype, trust_remote_code=trc)
+            self.model = from_pretrained(
+                AutoModelForCausalLM, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc
+            )
             self.processor = self.tokenizer = AutoTokenizer.from_pretrained(self.source, trust_remote_code=trc)
         if opts.chat_template:
             self.processor.chat_template = opts.chat_template
-        self.model.to(self.device).eval()
         text_config = getattr(config, "text_config", config)
         self._context = self.card.capabilities.context_length or getattr(text_config, "max_position_embeddings", None)
         eos = self.model.generation_config.eos_token_id

@@ -50,14 +50,12 @@ class TransformersTTSEngine(SpeechEngine):
         import torch
         from transformers import AutoTokenizer, VitsModel
 
-        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+        from mmserve.engines.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
         self.device = resolve_device(self.device)
-        dtype = resolve_dtype(self.options.dtype, self.device)
-        self.model = VitsModel.from_pretrained(self.source, dtype=dtype)
-        self.model.to(self.device).eval()
+        self.model = from_pretrained(VitsModel, self.source, device=self.device, dtype=self.options.dtype)
         if self.options.noise_scale is not None:
             self.model.noise_scale = self.options.noise_scale
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
@@ -137,9 +135,9 @@ class TransformersTTSEngine(SpeechEngine):
     ) -> None:
         import torch
 
-        def send(item: Any) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+        from mmserve.engines.torch_utils import loop_sender
+
+        send = loop_sender(loop, queue)
 
         try:
             if self.options.seed is not None:

