@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,18 @@ def _serve(settings: Settings) -> int:
     from mmserve.api.app import create_app
     from mmserve.progress import StartupProgress
 
+    # mmserve shows its own start-up progress; the model libraries' bars and advisories are noise here
+    for var, value in (
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(var, value)
+    with contextlib.suppress(ImportError):  # diffusers reads no environment variable for its loading bar
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(name)s: %(message)s",
