@@ -1,4 +1,4 @@
-"""The ``mmserve`` command: serve | models | demo."""
+"""The ``mmserve`` command: serve | models | keys | demo."""
 
 from __future__ import annotations
 
