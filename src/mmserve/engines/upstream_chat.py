@@ -71,7 +71,9 @@ class UpstreamChatEngine(ChatEngine):
     async def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:
         if self.client is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
-        body = await asyncio.to_thread(self._body, request)  # images are re-encoded: not on the loop
+        has_images = any(m.images for m in request.messages)
+        # images are re-encoded (PNG): not on the loop; text-only bodies are too cheap for a thread hop
+        body = await asyncio.to_thread(self._body, request) if has_images else self._body(request)
         try:
             async with self.client.stream("POST", "/chat/completions", json=body) as resp:
                 if resp.status_code != 200:
@@ -86,7 +88,9 @@ class UpstreamChatEngine(ChatEngine):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        # read on to the end of the body rather than break: a response left
+                        # half-read cannot go back to the connection pool (a new TCP connect each time)
+                        continue
                     chunk = json.loads(data)
                     if "error" in chunk:
                         raise EngineError(f"provider error in '{self.card.id}': {chunk['error']}")

@@ -121,6 +121,8 @@ class MediaIngestor:
         self, refs: Sequence[ImageRef], card: ModelCard, *, input_size: ImageInputSize | None = None
     ) -> list[Image]:
         """Several images at once; the first failure cancels the others' fetches and decodes."""
+        if not refs:
+            return []
         tasks = [asyncio.ensure_future(self.load_image(r, card, input_size=input_size)) for r in refs]
         try:
             return list(await asyncio.gather(*tasks))
