@@ -22,7 +22,7 @@ from mmserve.api.images.sizes import SizeRules, parse_size
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.context import principal
-from mmserve.control.routing import AUTO, Needs
+from mmserve.control.routing import AUTO, Needs, Route, with_fallback
 from mmserve.engines.base import ImageEngine
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -57,7 +57,10 @@ class ImagesService:
     # ------------------------------------------------------------------ entry points
 
     async def generate(self, req: ImageGenerationRequest, base_url: str) -> ImagesResult:
-        card = self._card(req.model, req.n)
+        route = self._route(req.model, req.n)
+        return await with_fallback(self.state.router, route, lambda card: self._generate(req, card, base_url))
+
+    async def _generate(self, req: ImageGenerationRequest, card: ModelCard, base_url: str) -> ImagesResult:
         out = self._check_common(req, card)
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
@@ -71,7 +74,10 @@ class ImagesService:
             req = ImageEditRequest.model_validate(form.fields)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
-        card = self._card(req.model, req.n)
+        route = self._route(req.model, req.n)
+        return await with_fallback(self.state.router, route, lambda card: self._edit(req, form, card, base_url))
+
+    async def _edit(self, req: ImageEditRequest, form: EditForm, card: ModelCard, base_url: str) -> ImagesResult:
         if not card.capabilities.edits:
             raise ModelCapabilityError(
                 f"The model '{card.id}' does not edit images (its card has capabilities.edits: false). "
@@ -116,9 +122,9 @@ class ImagesService:
 
     # ------------------------------------------------------------------ steps
 
-    def _card(self, model: str | None, n: int | None) -> ModelCard:
-        """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
-        return self.state.router.route(model or AUTO, Needs(TASK, units=n or 1)).cards[0]
+    def _route(self, model: str | None, n: int | None) -> Route:
+        """The cards for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
+        return self.state.router.route(model or AUTO, Needs(TASK, units=n or 1))
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
         if req.stream:
