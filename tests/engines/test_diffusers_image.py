@@ -125,6 +125,17 @@ def test_image_to_image_resizes_to_the_requested_size(engine: DiffusersImageEngi
     assert out.steps == 4  # strength 0.3 of 2 steps would run none: raised to ceil(1 / 0.3)
 
 
+@pytest.mark.parametrize("strength", [1e-300, 5e-324, 1e-9, 0.005])
+def test_a_strength_too_small_for_one_step_is_refused(engine: DiffusersImageEngine, strength: float) -> None:
+    # ceil(1 / strength) steps would be needed: a scheduler table of 10^300 entries (a 500), or of 10^9
+    src = Image.new("RGB", (64, 64))
+    with pytest.raises(InvalidRequestError) as e:
+        asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[src], strength=strength)))
+    assert e.value.param == "strength" and "0.00667" in e.value.message  # 1 / max_steps (150)
+    out = asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[src], strength=0.01)))
+    assert out.steps == 100
+
+
 def test_inpainting_keeps_pixels_outside_the_mask(engine: DiffusersImageEngine) -> None:
     src = Image.new("RGB", (128, 128), (10, 200, 40))
     mask = Image.new("L", (128, 128), 0)

@@ -211,7 +211,20 @@ class DiffusersImageEngine(ImageEngine):
                 f"{request.images[0].size[0]}x{request.images[0].size[1]}; they must be the same size.",
                 param="mask",
             )
-        return "inpaint" if request.mask is not None else "image"
+        kind: Kind = "inpaint" if request.mask is not None else "image"
+        # an edit runs int(steps * strength) steps; _run raises steps to at least ceil(1 / strength)
+        if self._strength(kind, request) * self.options.max_steps < 1:
+            raise InvalidRequestError(
+                f"strength {request.strength:g} is too small: no denoising step would run within the model's "
+                f"{self.options.max_steps} steps. Use a strength of at least {1 / self.options.max_steps:.3g}.",
+                param="strength",
+            )
+        return kind
+
+    def _strength(self, kind: Kind, request: ImageGenInput) -> float:
+        if request.strength is not None:
+            return request.strength
+        return self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
 
     def _run(
         self,
@@ -254,8 +267,7 @@ class DiffusersImageEngine(ImageEngine):
         if kind != "text":
             init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in request.images]
             kwargs["image"] = init if len(init) > 1 else init[0]
-            default = self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
-            strength = request.strength if request.strength is not None else default
+            strength = self._strength(kind, request)
             kwargs["strength"] = strength
             steps = max(steps, math.ceil(1 / strength))  # at least one denoising step runs
             if request.mask is not None:
