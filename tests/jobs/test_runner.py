@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -244,6 +245,19 @@ async def test_expired_jobs_and_their_files_are_removed(make_harness: Callable) 
     assert await h.runner.cleanup_expired(now=time.time()) == 0
     assert await h.runner.cleanup_expired(now=done.expires_at + 1) == 1
     assert await h.job(job.id) is None and h.files() == []
+
+
+async def test_encodes_left_behind_by_a_dead_server_are_removed(make_harness: Callable) -> None:
+    h: Harness = await make_harness()
+    tmp = h.runner.tmp_dir
+    tmp.mkdir(parents=True, exist_ok=True)
+    left, fresh = tmp / "video_0123-ab12.mp4", tmp / "video_4567-cd34.mp4"
+    left.write_bytes(b"half an mp4")
+    fresh.write_bytes(b"being encoded now")
+    old = time.time() - 2 * 3600
+    os.utime(left, (old, old))
+    await h.runner.cleanup_expired()
+    assert not left.exists() and fresh.exists()
 
 
 async def test_jobs_nobody_runs_fail_after_max_queued_s(make_harness: Callable) -> None:

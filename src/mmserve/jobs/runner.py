@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmserve.jobs")
 
 CompletedHook = Callable[[VideoJob], Awaitable[None] | None]
+STALE_TMP_S = 3600  # an encode's temporary file older than this was left behind by a dead server
 
 
 class JobCancelled(Exception):
@@ -359,7 +360,17 @@ class JobRunner:
         expired = await self.store.pop_expired(now)
         for job in expired:
             await self._delete_files(job.artifacts)
+        await asyncio.to_thread(self._remove_stale_tmp, now)
         return len(expired)
+
+    def _remove_stale_tmp(self, now: float) -> None:
+        """Encodes that a crash (or kill) cut short leave ``<job id>-*.mp4`` in the tmp folder: remove them."""
+        for path in self.tmp_dir.glob("video_*"):
+            if path.name.split("-", 1)[0] in self._runs:
+                continue  # still encoding here
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                if now - path.stat().st_mtime > STALE_TMP_S:
+                    path.unlink()
 
     async def _cleanup_loop(self) -> None:
         while not self._closing.is_set():
