@@ -53,6 +53,17 @@ class VideoCreateRequest(BaseModel):
         return {"image_url": v} if isinstance(v, str) else v
 
 
+def openapi_body() -> dict[str, Any]:
+    """The create body for the OpenAPI document: JSON, or multipart with ``input_reference`` as a file."""
+    schema = VideoCreateRequest.model_json_schema()
+    reference = schema.pop("$defs")["ImageReference"]
+    props = schema["properties"]
+    json_body = {**schema, "properties": {**props, "input_reference": {"anyOf": [{"type": "string"}, reference]}}}
+    form = {**schema, "properties": {**props, "input_reference": {"type": "string", "format": "binary"}}}
+    content = {"application/json": {"schema": json_body}, "multipart/form-data": {"schema": form}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 @dataclass
 class CreateInput:
     body: VideoCreateRequest
