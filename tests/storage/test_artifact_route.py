@@ -109,3 +109,14 @@ def test_malformed_signed_queries_are_403(server: LiveServer, query: str) -> Non
     r = httpx.get(f"{server.url}/v1/artifacts/{art.id}?{query}")
     assert r.status_code == 403, r.text
     assert r.json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("header", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes="])
+def test_malformed_or_foreign_ranges_get_the_whole_file(server: LiveServer, header: str) -> None:
+    # RFC 9110: unknown units MUST be ignored, invalid ranges MAY be; Starlette sent a plain-text 400
+    state = _state(server)
+    art = state.artifacts.put_bytes(b"0123456789", ArtifactMeta("image/png"))
+    r = httpx.get(f"{server.url}/v1/artifacts/{art.id}?{state.signer.query(art.id, 60)}", headers={"Range": header})
+    assert r.status_code == 200 and r.content == b"0123456789" and r.headers["content-type"] == "image/png"
+    unsatisfiable = httpx.get(r.url, headers={"Range": "bytes=100-200"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == "bytes */10"
