@@ -181,6 +181,30 @@ async def test_a_job_interrupted_too_often_fails_with_a_reason(make_harness: Cal
     assert "stopped while generating" in (failed.error_message or "")
 
 
+async def test_a_run_whose_end_could_not_be_recorded_runs_again(
+    make_harness: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the database is unreachable as the job completes: the job must not stay in_progress for good
+    h: Harness = await make_harness(stale_after_s=1)
+    complete, calls = h.store.complete, []
+
+    async def flaky_complete(*args: object, **kwargs: object) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("database unreachable")
+        return await complete(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def unreachable(*args: object, **kwargs: object) -> bool:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(h.store, "complete", flaky_complete)
+    monkeypatch.setattr(h.store, "fail", unreachable)
+    job = await h.submit()
+    done = await h.finished(job.id)
+    assert done.status == "completed" and done.attempts == 2 and len(calls) == 2
+    assert len(h.files()) == 3  # the first run's files were removed, not left behind
+
+
 async def test_a_stale_heartbeat_from_another_host_is_taken_over(make_harness: Callable) -> None:
     h: Harness = await make_harness(start=False, stale_after_s=5)
     job = await h.store.create(make_job(model="tiny"))
