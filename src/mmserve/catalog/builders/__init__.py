@@ -27,15 +27,16 @@ BUILDERS: dict[str, str] = {
 }
 
 _MARK = ".mmserve-built"
-_LOCKS: dict[Path, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+# One build at a time in a process: builders seed torch's global RNG (torch.manual_seed), so two
+# interleaved builds would not be deterministic for their seeds. Builds take about a second.
+_BUILD_LOCK = threading.Lock()
 
 
 def build_demo_model(name: str, models_dir: Path, *, progress: Callable[[str], None] | None = None) -> Path:
     """Build ``demo:<name>`` into ``models_dir/<name>`` unless already built; return its path.
 
     Safe when several deployments (threads) or servers (processes) ask for the same model at
-    once: one thread per process builds, each build goes to its own temporary folder, and the
+    once: one build runs at a time in a process, each build goes to its own temporary folder, and the
     first finished build is the one kept (a folder is renamed into place, never overwritten).
     """
     if name not in BUILDERS:
@@ -43,9 +44,7 @@ def build_demo_model(name: str, models_dir: Path, *, progress: Callable[[str], N
     out = models_dir / name
     if (out / _MARK).exists():
         return out
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(out.resolve(), threading.Lock())
-    with lock:
+    with _BUILD_LOCK:
         if (out / _MARK).exists():  # built by another thread while this one waited
             return out
         if progress:
