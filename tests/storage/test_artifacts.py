@@ -36,14 +36,14 @@ def test_ids_cannot_escape(tmp_path: Path, aid: str) -> None:
         ArtifactStore(tmp_path).get(aid)
 
 
-@pytest.mark.parametrize("aid", ["../../../victim", "art_../../victim", "xx/../../victim"])
+@pytest.mark.parametrize("aid", ["ABSOLUTE", "../../../victim", "art_../../victim", "xx/../../victim"])
 def test_delete_cannot_escape(tmp_path: Path, aid: str) -> None:
     root = tmp_path / "store" / "artifacts"
     victim = tmp_path / "victim"
     victim.write_text("not an artifact")
     (tmp_path / "victim.json").write_text("{}")
     store = ArtifactStore(root)
-    assert store.delete(aid) is False
+    assert store.delete(str(victim) if aid == "ABSOLUTE" else aid) is False  # an absolute id replaced the root
     assert victim.exists() and (tmp_path / "victim.json").exists()
 
 
