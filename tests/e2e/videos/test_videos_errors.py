@@ -88,6 +88,9 @@ def test_multipart_errors_name_the_field(client: OpenAI, video_url: str) -> None
 def test_malformed_bodies(video_url: str) -> None:
     r = httpx.post(f"{video_url}/v1/videos", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    for deep in (b"[" * 100_000, b'{"a":' * 100_000, b"\xff\xfe{}"):  # too deep for the parser (a 500), bad UTF-8
+        r = httpx.post(f"{video_url}/v1/videos", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
     _error(httpx.post(f"{video_url}/v1/videos", content=json.dumps([1, 2])), 400, "prompt")
 
 

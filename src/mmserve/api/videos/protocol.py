@@ -137,7 +137,7 @@ def _form_error(detail: str) -> InvalidRequestError:
 def _json_object(data: bytes) -> dict[str, Any]:
     try:
         raw = json.loads(data or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         raise InvalidRequestError(
             "The request body is not valid JSON (or send multipart/form-data).", code="invalid_json"
         ) from None
