@@ -77,6 +77,32 @@ def test_concurrent_seeded_requests_are_reproducible(engine: DiffusersImageEngin
     assert unseeded.seed is not None
 
 
+def test_parallel_generations_do_not_share_a_tokenizer(
+    engine: DiffusersImageEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tokenizer keeps its padding settings on the object, and a pipeline encodes with two of them:
+    # two threads sharing one got each other's padding (another image, or a failed concatenation)
+    both_running = threading.Barrier(2, timeout=30)
+    used: dict[int, object] = {}
+    count_tokens = DiffusersImageEngine._prompt_tokens
+
+    def spy(pipe: object, prompt: str) -> int:
+        both_running.wait()  # the two calls run at the same time, in two worker threads
+        used[threading.get_ident()] = pipe.tokenizer  # type: ignore[attr-defined]
+        return count_tokens(pipe, prompt)
+
+    monkeypatch.setattr(DiffusersImageEngine, "_prompt_tokens", staticmethod(spy))
+
+    async def main() -> None:
+        reqs = [ImageGenInput(prompt="a cat", width=64, height=64, steps=1, seed=s) for s in (1, 2)]
+        await asyncio.gather(*(engine.generate(r) for r in reqs))
+
+    asyncio.run(main())
+    shared = engine._pipes["text"].tokenizer
+    a, b = used.values()
+    assert a is not b and a is not shared and b is not shared
+
+
 def test_progress_is_reported_on_the_event_loop(engine: DiffusersImageEngine) -> None:
     seen: list[tuple[float, bool]] = []
 

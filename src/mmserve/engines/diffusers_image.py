@@ -8,7 +8,9 @@ pipelines are derived from it with ``from_pipe`` (``AutoPipelineForImage2Image``
 Each request:
 - runs in a worker thread (``parallel_generations`` of them), never on the event loop;
 - uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
-  schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object;
+  schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object; with
+  ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
+  padding settings on the object, see :mod:`mmserve.engines.thread_tokenizers`);
 - makes its ``n`` images in one batch with one seeded ``torch.Generator`` per image
   (image i from seed + i), so results are reproducible under any concurrency and no global
   seed is ever touched;
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
 from mmserve.engines.registry import require
+from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 
 log = logging.getLogger("mmserve.engines.diffusers_image")
@@ -84,6 +87,7 @@ class DiffusersImageEngine(ImageEngine):
     _pipes: dict[str, Any]
     _pool: ThreadPoolExecutor | None = None
     _size_multiple: int = 8
+    _tokenizers: ThreadTokenizers | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,6 +117,8 @@ class DiffusersImageEngine(ImageEngine):
             self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i)
             self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint)
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        # parallel calls must not share a tokenizer (see thread_tokenizers); one worker can
+        self._tokenizers = ThreadTokenizers(pipe.components) if opts.parallel_generations > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=opts.parallel_generations, thread_name_prefix=f"img-{self.card.id}")
 
     def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
@@ -237,8 +243,11 @@ class DiffusersImageEngine(ImageEngine):
         from PIL import Image
 
         base = self._pipes[kind]
-        pipe = copy.copy(base)  # per-call state lives on the pipeline and its scheduler
+        pipe = copy.copy(base)  # per-call state lives on the pipeline, its scheduler and its tokenizers
         pipe.scheduler = copy.deepcopy(base.scheduler)
+        if self._tokenizers is not None:
+            for name, tokenizer in self._tokenizers.for_this_thread().items():
+                setattr(pipe, name, tokenizer)
         accepted = set(inspect.signature(pipe.__call__).parameters)
         steps, quality = self._steps(request)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 64)
