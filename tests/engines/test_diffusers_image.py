@@ -77,6 +77,32 @@ def test_concurrent_seeded_requests_are_reproducible(engine: DiffusersImageEngin
     assert unseeded.seed is not None
 
 
+def test_parallel_generations_do_not_share_a_tokenizer(
+    engine: DiffusersImageEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tokenizer keeps its padding settings on the object, and a pipeline encodes with two of them:
+    # two threads sharing one got each other's padding (another image, or a failed concatenation)
+    both_running = threading.Barrier(2, timeout=30)
+    used: dict[int, object] = {}
+    count_tokens = DiffusersImageEngine._prompt_tokens
+
+    def spy(pipe: object, prompt: str) -> int:
+        both_running.wait()  # the two calls run at the same time, in two worker threads
+        used[threading.get_ident()] = pipe.tokenizer  # type: ignore[attr-defined]
+        return count_tokens(pipe, prompt)
+
+    monkeypatch.setattr(DiffusersImageEngine, "_prompt_tokens", staticmethod(spy))
+
+    async def main() -> None:
+        reqs = [ImageGenInput(prompt="a cat", width=64, height=64, steps=1, seed=s) for s in (1, 2)]
+        await asyncio.gather(*(engine.generate(r) for r in reqs))
+
+    asyncio.run(main())
+    shared = engine._pipes["text"].tokenizer
+    a, b = used.values()
+    assert a is not b and a is not shared and b is not shared
+
+
 def test_progress_is_reported_on_the_event_loop(engine: DiffusersImageEngine) -> None:
     seen: list[tuple[float, bool]] = []
 
@@ -123,6 +149,17 @@ def test_image_to_image_resizes_to_the_requested_size(engine: DiffusersImageEngi
     )
     assert out.images[0].size == (192, 128)
     assert out.steps == 4  # strength 0.3 of 2 steps would run none: raised to ceil(1 / 0.3)
+
+
+@pytest.mark.parametrize("strength", [1e-300, 5e-324, 1e-9, 0.005])
+def test_a_strength_too_small_for_one_step_is_refused(engine: DiffusersImageEngine, strength: float) -> None:
+    # ceil(1 / strength) steps would be needed: a scheduler table of 10^300 entries (a 500), or of 10^9
+    src = Image.new("RGB", (64, 64))
+    with pytest.raises(InvalidRequestError) as e:
+        asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[src], strength=strength)))
+    assert e.value.param == "strength" and "0.00667" in e.value.message  # 1 / max_steps (150)
+    out = asyncio.run(engine.generate(ImageGenInput(prompt="x", width=64, height=64, images=[src], strength=0.01)))
+    assert out.steps == 100
 
 
 def test_inpainting_keeps_pixels_outside_the_mask(engine: DiffusersImageEngine) -> None:

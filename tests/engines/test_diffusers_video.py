@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,26 @@ async def test_seeded_and_reproducible_under_concurrency(engine: DiffusersVideoE
         engine.generate(_req(seed=3)), engine.generate(_req(seed=4, prompt="a dog"))
     )
     assert np.array_equal(a.frames, again_a.frames) and np.array_equal(b.frames, again_b.frames)
+
+
+async def test_parallel_calls_do_not_share_a_tokenizer(
+    engine: DiffusersVideoEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tokenizer keeps its padding settings on the object: parallel calls each need their own
+    both_running = threading.Barrier(2, timeout=30)
+    used: dict[int, object] = {}
+    view = engine._view
+
+    def spy(cls: object, vae: object) -> object:
+        pipe = view(cls, vae)
+        both_running.wait()
+        used[threading.get_ident()] = pipe.tokenizer
+        return pipe
+
+    monkeypatch.setattr(engine, "_view", spy)
+    await asyncio.gather(engine.generate(_req(num_frames=1)), engine.generate(_req(num_frames=1, seed=4)))
+    a, b = used.values()
+    assert a is not b and a is not engine.pipe.tokenizer and b is not engine.pipe.tokenizer
 
 
 async def test_image_to_video_pins_the_first_frame(engine: DiffusersVideoEngine) -> None:

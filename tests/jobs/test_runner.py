@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -180,6 +181,30 @@ async def test_a_job_interrupted_too_often_fails_with_a_reason(make_harness: Cal
     assert "stopped while generating" in (failed.error_message or "")
 
 
+async def test_a_run_whose_end_could_not_be_recorded_runs_again(
+    make_harness: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the database is unreachable as the job completes: the job must not stay in_progress for good
+    h: Harness = await make_harness(stale_after_s=1)
+    complete, calls = h.store.complete, []
+
+    async def flaky_complete(*args: object, **kwargs: object) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("database unreachable")
+        return await complete(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def unreachable(*args: object, **kwargs: object) -> bool:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(h.store, "complete", flaky_complete)
+    monkeypatch.setattr(h.store, "fail", unreachable)
+    job = await h.submit()
+    done = await h.finished(job.id)
+    assert done.status == "completed" and done.attempts == 2 and len(calls) == 2
+    assert len(h.files()) == 3  # the first run's files were removed, not left behind
+
+
 async def test_a_stale_heartbeat_from_another_host_is_taken_over(make_harness: Callable) -> None:
     h: Harness = await make_harness(start=False, stale_after_s=5)
     job = await h.store.create(make_job(model="tiny"))
@@ -244,6 +269,19 @@ async def test_expired_jobs_and_their_files_are_removed(make_harness: Callable) 
     assert await h.runner.cleanup_expired(now=time.time()) == 0
     assert await h.runner.cleanup_expired(now=done.expires_at + 1) == 1
     assert await h.job(job.id) is None and h.files() == []
+
+
+async def test_encodes_left_behind_by_a_dead_server_are_removed(make_harness: Callable) -> None:
+    h: Harness = await make_harness()
+    tmp = h.runner.tmp_dir
+    tmp.mkdir(parents=True, exist_ok=True)
+    left, fresh = tmp / "video_0123-ab12.mp4", tmp / "video_4567-cd34.mp4"
+    left.write_bytes(b"half an mp4")
+    fresh.write_bytes(b"being encoded now")
+    old = time.time() - 2 * 3600
+    os.utime(left, (old, old))
+    await h.runner.cleanup_expired()
+    assert not left.exists() and fresh.exists()
 
 
 async def test_jobs_nobody_runs_fail_after_max_queued_s(make_harness: Callable) -> None:

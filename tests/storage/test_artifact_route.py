@@ -92,3 +92,31 @@ def test_artifact_url_shape(server: LiveServer) -> None:
     url = artifact_url(_request({"host": "h:1"}), state.settings, state.signer, "art_ab12", 30)
     assert url.startswith("http://h:1/v1/artifacts/art_ab12?expires=") and "&signature=" in url
     assert "/" not in url.split("?")[1] and str(state.settings.data_dir) not in url
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "expires=%C2%B2&signature=ab",  # "²" is a digit to str.isdigit(), not to int()
+        "expires=" + "9" * 5000 + "&signature=ab",  # beyond int()'s digit limit
+        "expires=9999999999&signature=%C3%A9",  # compare_digest refuses non-ASCII text
+        "expires=-5&signature=ab",
+    ],
+)
+def test_malformed_signed_queries_are_403(server: LiveServer, query: str) -> None:
+    state = _state(server)
+    art = state.artifacts.put_bytes(b"x", ArtifactMeta("text/plain"))
+    r = httpx.get(f"{server.url}/v1/artifacts/{art.id}?{query}")
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("header", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes="])
+def test_malformed_or_foreign_ranges_get_the_whole_file(server: LiveServer, header: str) -> None:
+    # RFC 9110: unknown units MUST be ignored, invalid ranges MAY be; Starlette sent a plain-text 400
+    state = _state(server)
+    art = state.artifacts.put_bytes(b"0123456789", ArtifactMeta("image/png"))
+    r = httpx.get(f"{server.url}/v1/artifacts/{art.id}?{state.signer.query(art.id, 60)}", headers={"Range": header})
+    assert r.status_code == 200 and r.content == b"0123456789" and r.headers["content-type"] == "image/png"
+    unsatisfiable = httpx.get(r.url, headers={"Range": "bytes=100-200"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == "bytes */10"

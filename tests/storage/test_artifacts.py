@@ -36,6 +36,39 @@ def test_ids_cannot_escape(tmp_path: Path, aid: str) -> None:
         ArtifactStore(tmp_path).get(aid)
 
 
+@pytest.mark.parametrize("aid", ["ABSOLUTE", "../../../victim", "art_../../victim", "xx/../../victim"])
+def test_delete_cannot_escape(tmp_path: Path, aid: str) -> None:
+    root = tmp_path / "store" / "artifacts"
+    victim = tmp_path / "victim"
+    victim.write_text("not an artifact")
+    (tmp_path / "victim.json").write_text("{}")
+    store = ArtifactStore(root)
+    assert store.delete(str(victim) if aid == "ABSOLUTE" else aid) is False  # an absolute id replaced the root
+    assert victim.exists() and (tmp_path / "victim.json").exists()
+
+
+@pytest.mark.parametrize("fail", ["data", "sidecar"])
+def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: str) -> None:
+    store = ArtifactStore(tmp_path, default_ttl_s=60)
+    full = OSError(28, "No space left on device")
+
+    def write_text(self: Path, *a: object, **k: object) -> int:
+        raise full
+
+    monkeypatch.setattr(Path, "write_text" if fail == "sidecar" else "write_bytes", write_text)
+    with pytest.raises(OSError, match="No space"):
+        store.put_bytes(b"an image", ArtifactMeta("image/png"))
+    src = tmp_path / "video.mp4"
+    monkeypatch.undo()
+    src.write_bytes(b"a video")
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(OSError, match="No space"):
+        store.put_file(src, ArtifactMeta("video/mp4"))
+    monkeypatch.undo()
+    # a data file without its sidecar would never be found, served or cleaned up
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p != src] == []
+
+
 def test_expiry_and_cleanup(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, default_ttl_s=60)
     old = store.put_bytes(b"1", ArtifactMeta("text/plain"))

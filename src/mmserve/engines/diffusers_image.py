@@ -8,7 +8,9 @@ pipelines are derived from it with ``from_pipe`` (``AutoPipelineForImage2Image``
 Each request:
 - runs in a worker thread (``parallel_generations`` of them), never on the event loop;
 - uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
-  schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object;
+  schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object; with
+  ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
+  padding settings on the object, see :mod:`mmserve.engines.thread_tokenizers`);
 - makes its ``n`` images in one batch with one seeded ``torch.Generator`` per image
   (image i from seed + i), so results are reproducible under any concurrency and no global
   seed is ever touched;
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
 from mmserve.engines.registry import require
+from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 
 log = logging.getLogger("mmserve.engines.diffusers_image")
@@ -84,6 +87,7 @@ class DiffusersImageEngine(ImageEngine):
     _pipes: dict[str, Any]
     _pool: ThreadPoolExecutor | None = None
     _size_multiple: int = 8
+    _tokenizers: ThreadTokenizers | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,6 +117,8 @@ class DiffusersImageEngine(ImageEngine):
             self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i)
             self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint)
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        # parallel calls must not share a tokenizer (see thread_tokenizers); one worker can
+        self._tokenizers = ThreadTokenizers(pipe.components) if opts.parallel_generations > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=opts.parallel_generations, thread_name_prefix=f"img-{self.card.id}")
 
     def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
@@ -211,7 +217,20 @@ class DiffusersImageEngine(ImageEngine):
                 f"{request.images[0].size[0]}x{request.images[0].size[1]}; they must be the same size.",
                 param="mask",
             )
-        return "inpaint" if request.mask is not None else "image"
+        kind: Kind = "inpaint" if request.mask is not None else "image"
+        # an edit runs int(steps * strength) steps; _run raises steps to at least ceil(1 / strength)
+        if self._strength(kind, request) * self.options.max_steps < 1:
+            raise InvalidRequestError(
+                f"strength {request.strength:g} is too small: no denoising step would run within the model's "
+                f"{self.options.max_steps} steps. Use a strength of at least {1 / self.options.max_steps:.3g}.",
+                param="strength",
+            )
+        return kind
+
+    def _strength(self, kind: Kind, request: ImageGenInput) -> float:
+        if request.strength is not None:
+            return request.strength
+        return self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
 
     def _run(
         self,
@@ -224,8 +243,11 @@ class DiffusersImageEngine(ImageEngine):
         from PIL import Image
 
         base = self._pipes[kind]
-        pipe = copy.copy(base)  # per-call state lives on the pipeline and its scheduler
+        pipe = copy.copy(base)  # per-call state lives on the pipeline, its scheduler and its tokenizers
         pipe.scheduler = copy.deepcopy(base.scheduler)
+        if self._tokenizers is not None:
+            for name, tokenizer in self._tokenizers.for_this_thread().items():
+                setattr(pipe, name, tokenizer)
         accepted = set(inspect.signature(pipe.__call__).parameters)
         steps, quality = self._steps(request)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 64)
@@ -254,8 +276,7 @@ class DiffusersImageEngine(ImageEngine):
         if kind != "text":
             init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in request.images]
             kwargs["image"] = init if len(init) > 1 else init[0]
-            default = self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
-            strength = request.strength if request.strength is not None else default
+            strength = self._strength(kind, request)
             kwargs["strength"] = strength
             steps = max(steps, math.ceil(1 / strength))  # at least one denoising step runs
             if request.mask is not None:

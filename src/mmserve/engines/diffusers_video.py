@@ -14,9 +14,11 @@ the requested number of frames (4 s at 16 fps: 65 generated, 64 kept) and lasts 
 Concurrency: a pipeline keeps per-call state in its scheduler, and Wan's causal VAE keeps
 its frame cache on the module itself (two overlapping decodes corrupt each other: measured,
 the outputs differ from serial runs). So each call runs on its own light pipeline object
-with the shared text encoder and transformer, a fresh scheduler and a VAE of its own (the
-loaded one, or a copy made once per extra concurrent call), in up to
-``deployment.max_concurrency`` worker threads; with ``cpu_offload`` calls run one at a time.
+with the shared text encoder and transformer, a fresh scheduler, its worker thread's own
+tokenizer (tokenizers keep padding settings on the object, see
+:mod:`mmserve.engines.thread_tokenizers`) and a VAE of its own (the loaded one, or a copy
+made once per extra concurrent call), in up to ``deployment.max_concurrency`` worker
+threads; with ``cpu_offload`` calls run one at a time.
 Every call is seeded by its own ``torch.Generator``; nothing touches the global RNG.
 """
 
@@ -36,6 +38,7 @@ from pydantic import Field
 from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, ProgressCallback, VideoEngine
 from mmserve.engines.registry import require
+from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
 
 log = logging.getLogger("mmserve.engines.diffusers_video")
@@ -81,6 +84,7 @@ class DiffusersVideoEngine(VideoEngine):
     _i2v: Any = None
     _pool: ThreadPoolExecutor | None = None
     _vaes: queue.SimpleQueue[Any] | None = None  # idle VAEs, one per concurrent call at most
+    _tokenizers: ThreadTokenizers | None = None
 
     # ------------------------------------------------------------------ validation (before queueing)
 
@@ -149,6 +153,7 @@ class DiffusersVideoEngine(VideoEngine):
         self._vaes = queue.SimpleQueue()
         self._vaes.put(pipe.vae)
         workers = 1 if o.cpu_offload else self.card.deployment.max_concurrency * self.card.deployment.replicas
+        self._tokenizers = ThreadTokenizers(pipe.components) if workers > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"video-{self.card.id}")
 
     def unload(self) -> None:
@@ -249,6 +254,8 @@ class DiffusersVideoEngine(VideoEngine):
         kwargs = {k: v for k, v in self.pipe.components.items() if k in params}
         kwargs["scheduler"] = self.pipe.scheduler.from_config(self.pipe.scheduler.config)
         kwargs["vae"] = vae
+        if self._tokenizers is not None:  # parallel calls must not share a tokenizer (see thread_tokenizers)
+            kwargs.update({k: t for k, t in self._tokenizers.for_this_thread().items() if k in params})
         for key, value in self.pipe.config.items():
             if key in params and key not in kwargs and not key.startswith("_"):
                 kwargs[key] = value

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import math
 import queue
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from mmserve.api.errors import EngineError, InvalidRequestError, ModelCapability
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput, Word
+from mmserve.engines.whisper_segments import compression_ratio
 
 RATE = 16000
 FRAME_S = 0.01  # the decoder's frame rate is 100/s
@@ -168,12 +168,7 @@ class PocketsphinxEngine(TranscriptionEngine):
                     avg_logprob=sum(math.log(max(p, 1e-10)) for *_, p in words) / len(words),
                     words=[Word(w, round(s, 2), round(e, 2)) for w, s, e, _ in words],
                     seek=round(offset * 100),
-                    compression_ratio=_compression_ratio(text),
+                    compression_ratio=compression_ratio(text),
                 )
             )
         return out
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0

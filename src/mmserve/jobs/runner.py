@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmserve.jobs")
 
 CompletedHook = Callable[[VideoJob], Awaitable[None] | None]
+STALE_TMP_S = 3600  # an encode's temporary file older than this was left behind by a dead server
 
 
 class JobCancelled(Exception):
@@ -145,12 +146,22 @@ class JobRunner:
     # ------------------------------------------------------------------ recovery
 
     async def recover(self) -> None:
-        """Take over jobs whose runner died (requeue them, or fail them after ``max_attempts`` starts)."""
+        """Take over jobs whose runner died (requeue them, or fail them after ``max_attempts`` starts).
+
+        Jobs this runner claimed but no longer runs are taken over too: a run whose end could not
+        be recorded (the database was briefly unreachable) would otherwise stay in_progress for
+        as long as this server lives.
+        """
         now = time.time()
-        for job in await self.store.running_elsewhere(str(self.worker)):
-            stale = job.heartbeat_at is None or now - job.heartbeat_at > self.cfg.stale_after_s
-            if not (stale or is_dead(job.worker_id, self.worker)):
-                continue
+        me = str(self.worker)
+        for job in await self.store.in_progress():
+            if job.worker_id == me:
+                if job.id in self._runs:
+                    continue
+            else:
+                stale = job.heartbeat_at is None or now - job.heartbeat_at > self.cfg.stale_after_s
+                if not (stale or is_dead(job.worker_id, self.worker)):
+                    continue
             assert job.worker_id is not None
             if job.attempts >= self.cfg.max_attempts:
                 message = (
@@ -260,16 +271,20 @@ class JobRunner:
         if run.cancel.is_set() and not run.shutdown:
             await self._delete_files(stored.ids)
             raise JobCancelled()
-        completed = await self.store.complete(
-            job.id,
-            str(self.worker),
-            video=stored.video,
-            thumbnail=stored.thumbnail,
-            spritesheet=stored.spritesheet,
-            video_seconds=stored.video_seconds,
-            timings=timings,
-            expires_at=stored.expires_at,
-        )
+        try:
+            completed = await self.store.complete(
+                job.id,
+                str(self.worker),
+                video=stored.video,
+                thumbnail=stored.thumbnail,
+                spritesheet=stored.spritesheet,
+                video_seconds=stored.video_seconds,
+                timings=timings,
+                expires_at=stored.expires_at,
+            )
+        except BaseException:  # not recorded: the job runs again (see recover), these files are nobody's
+            await asyncio.shield(self._delete_files(stored.ids))
+            raise
         if not completed:  # deleted (or taken over) while we worked: nobody will ever serve these
             await self._delete_files(stored.ids)
             return
@@ -359,7 +374,17 @@ class JobRunner:
         expired = await self.store.pop_expired(now)
         for job in expired:
             await self._delete_files(job.artifacts)
+        await asyncio.to_thread(self._remove_stale_tmp, now)
         return len(expired)
+
+    def _remove_stale_tmp(self, now: float) -> None:
+        """Encodes that a crash (or kill) cut short leave ``<job id>-*.mp4`` in the tmp folder: remove them."""
+        for path in self.tmp_dir.glob("video_*"):
+            if path.name.split("-", 1)[0] in self._runs:
+                continue  # still encoding here
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                if now - path.stat().st_mtime > STALE_TMP_S:
+                    path.unlink()
 
     async def _cleanup_loop(self) -> None:
         while not self._closing.is_set():

@@ -254,8 +254,8 @@ class VideoJobStore:
             values["attempts"] = VideoJobRow.attempts - 1
         return await self._update(job_id, worker_id, expect_status="in_progress", **values)
 
-    async def running_elsewhere(self, worker_id: str) -> list[VideoJob]:
-        q = select(VideoJobRow).where(VideoJobRow.status == "in_progress", VideoJobRow.worker_id != worker_id)
+    async def in_progress(self) -> list[VideoJob]:
+        q = select(VideoJobRow).where(VideoJobRow.status == "in_progress")
         async with self.db.session() as s:
             return [_job(r) for r in await s.scalars(q)]
 

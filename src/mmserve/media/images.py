@@ -62,11 +62,6 @@ class ImageLimits:
     max_jpeg_scans: int = 100
 
 
-def sniff_format(data: bytes) -> str | None:
-    """The format read from the magic bytes (see :mod:`mmserve.media.sniff`)."""
-    return sniff(data)
-
-
 def check_bytes(data: bytes, limits: ImageLimits, *, param: str) -> str:
     """The checks that need no decoding; returns the sniffed format."""
     if not data:

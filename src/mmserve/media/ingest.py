@@ -29,8 +29,6 @@ from mmserve.media.fetch import SafeFetcher
 from mmserve.media.images import ImageLimits, check_bytes
 from mmserve.settings import Settings
 
-#: the default longest side for detail "low" (Settings.limits.low_detail_side)
-LOW_DETAIL_SIDE = 512
 _GENERIC_MIMES = {"application/octet-stream", "binary/octet-stream"}
 
 

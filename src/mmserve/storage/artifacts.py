@@ -57,19 +57,27 @@ class ArtifactStore:
 
     def put_bytes(self, data: bytes, meta: ArtifactMeta) -> Artifact:
         aid, path = self._new_path()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        return self._commit(aid, tmp, path, meta)
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            return self._commit(aid, tmp, path, meta)
+        except BaseException:
+            self._discard(path)
+            raise
 
     def put_file(self, src: Path, meta: ArtifactMeta, *, move: bool = True) -> Artifact:
         """Adopt a finished file (e.g. an encoded video written elsewhere in the data dir)."""
         aid, path = self._new_path()
-        tmp = path.with_name(path.name + ".tmp")
-        if move:
-            shutil.move(src, tmp)
-        else:
-            shutil.copyfile(src, tmp)
-        return self._commit(aid, tmp, path, meta)
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            if move:
+                shutil.move(src, tmp)
+            else:
+                shutil.copyfile(src, tmp)
+            return self._commit(aid, tmp, path, meta)
+        except BaseException:
+            self._discard(path)
+            raise
 
     def _commit(self, aid: str, tmp: Path, path: Path, meta: ArtifactMeta) -> Artifact:
         ttl = self.default_ttl_s if meta.ttl_s is None else meta.ttl_s
@@ -90,19 +98,29 @@ class ArtifactStore:
         os.replace(meta_tmp, path.with_name(aid + ".json"))
         return art
 
+    @staticmethod
+    def _discard(path: Path) -> None:
+        """A write that failed (disk full...) leaves nothing: a file without its sidecar is never cleaned up."""
+        for leftover in (path.name + ".tmp", path.name, path.name + ".json.tmp", path.name + ".json"):
+            path.with_name(leftover).unlink(missing_ok=True)
+
     def _new_path(self) -> tuple[str, Path]:
         aid = "art_" + secrets.token_hex(12)
         folder = self.root / aid[4:6]
         folder.mkdir(parents=True, exist_ok=True)
         return aid, folder / aid
 
+    def _path(self, aid: str) -> Path:
+        """Where artifact ``aid`` lives; 404 for anything that is not an artifact id (no path escapes)."""
+        if not aid.startswith("art_") or not set(aid) <= _ID_CHARS or len(aid) > 64:
+            raise NotFoundError("No such file.")
+        return self.root / aid[4:6] / aid
+
     # -------------------------------------------------------------- read
 
     def get(self, aid: str) -> tuple[Artifact, Path]:
         """The artifact and its file; 404 if unknown, removed or expired."""
-        if not aid.startswith("art_") or not set(aid) <= _ID_CHARS or len(aid) > 64:
-            raise NotFoundError("No such file.")
-        path = self.root / aid[4:6] / aid
+        path = self._path(aid)
         meta = path.with_name(aid + ".json")
         try:
             art = Artifact(**json.loads(meta.read_text()))
@@ -114,9 +132,9 @@ class ArtifactStore:
 
     def delete(self, aid: str) -> bool:
         try:
-            _, path = self.get(aid)
+            path = self._path(aid)
         except NotFoundError:
-            path = self.root / aid[4:6] / aid
+            return False
         found = path.exists()
         path.unlink(missing_ok=True)
         path.with_name(aid + ".json").unlink(missing_ok=True)

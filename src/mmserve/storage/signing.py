@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from fastapi import Request
 
 from mmserve.api.errors import PermissionDeniedError
 from mmserve.settings import Settings
+
+_EXPIRES = re.compile(r"[0-9]{1,15}")  # a Unix time, as query() writes it
 
 
 class UrlSigner:
@@ -41,9 +44,11 @@ class UrlSigner:
         return f"expires={expires}&signature={self.signature(aid, expires)}"
 
     def verify(self, aid: str, expires: str | None, signature: str | None) -> None:
-        if not expires or not signature or not expires.isdigit():
+        # str.isdigit() admits "²" and int() has a digit limit: only what query() writes is read
+        if not expires or not signature or not _EXPIRES.fullmatch(expires):
             raise PermissionDeniedError("This link is not signed.", code="invalid_signature")
-        if not hmac.compare_digest(self.signature(aid, int(expires)), signature):
+        # compare_digest refuses non-ASCII str (TypeError): compare bytes
+        if not hmac.compare_digest(self.signature(aid, int(expires)).encode(), signature.encode()):
             raise PermissionDeniedError("This link's signature is invalid.", code="invalid_signature")
         if int(expires) < time.time():
             raise PermissionDeniedError("This link has expired; request a new one.", code="link_expired")

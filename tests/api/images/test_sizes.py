@@ -68,3 +68,12 @@ def test_auto_for_edits() -> None:
     assert free.for_input(640, 320) == (640, 320)
     assert free.for_input(4000, 3000) == (576, 384)  # scaled into 262144 pixels, rounded down to 64s
     assert free.for_input(100, 90) == (64, 64)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1000, 8), (8, 1000), (1600, 16), (3000, 40)])
+def test_auto_for_thin_edits_stays_within_the_pixel_cap(width: int, height: int) -> None:
+    # the short side is raised to 64: the long side must shrink, not overflow the cap (a 400 for 'auto')
+    free = _rules(max_pixels=128 * 128)
+    w, h = free.for_input(width, height)
+    assert free.check(w, h) == (w, h) and w * h <= 128 * 128
+    assert (w > h) == (width > height)

@@ -113,6 +113,7 @@ def test_neural_model_speaks_too(client: OpenAI) -> None:
     ("body", "status", "param"),
     [
         ({"input": ""}, 400, "input"),
+        ({"input": "\x00\x01 \u200b\n"}, 400, "input"),  # nothing to speak: was 200 with silence
         ({"input": "x " * 400}, 400, "input"),  # the card allows 600 characters
         ({"voice": "nobody"}, 400, "voice"),
         ({"voice": {"name": "alloy"}}, 400, "voice"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -96,11 +97,22 @@ def test_verbose_json_with_segments_and_words(client: OpenAI, speech_wav: bytes,
     assert t.usage is not None and t.usage.seconds == pytest.approx(t.duration)
 
 
-def test_verbose_json_default_granularity_is_segments(client: OpenAI, speech_wav: bytes) -> None:
+def test_verbose_json_default_granularity_is_segments(
+    client: OpenAI, speech_wav: bytes, audio_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the language's name comes from transformers' table: importing it takes ~1 s, never on the event loop
+    from mmserve.api.audio import transcripts
+
+    threads: list[threading.Thread] = []
+    name = transcripts.language_name
+    monkeypatch.setattr(
+        transcripts, "language_name", lambda code: threads.append(threading.current_thread()) or name(code)
+    )
     t = client.audio.transcriptions.create(
         model="demo-asr", file=("speech.wav", speech_wav), response_format="verbose_json"
     )
-    assert t.segments and t.words is None
+    assert t.segments and t.words is None and t.language == "english"
+    assert threads and audio_server.thread not in threads
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "ogg", "webm"])

@@ -88,7 +88,39 @@ def test_multipart_errors_name_the_field(client: OpenAI, video_url: str) -> None
 def test_malformed_bodies(video_url: str) -> None:
     r = httpx.post(f"{video_url}/v1/videos", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    for deep in (b"[" * 100_000, b'{"a":' * 100_000, b"\xff\xfe{}"):  # too deep for the parser (a 500), bad UTF-8
+        r = httpx.post(f"{video_url}/v1/videos", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
     _error(httpx.post(f"{video_url}/v1/videos", content=json.dumps([1, 2])), 400, "prompt")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"x"),  # no boundary
+        ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n"),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n' + b"x" * 100_000 + b"\r\n--b--\r\n",
+        ),
+    ],
+)
+def test_malformed_multipart_is_a_clear_400(video_url: str, content_type: str, body: bytes) -> None:
+    r = httpx.post(f"{video_url}/v1/videos", content=body, headers={"content-type": content_type})
+    err = _error(r, 400, None)
+    assert err["code"] == "invalid_multipart" and "multipart/form-data" in err["message"]  # not Starlette's words
+
+
+def test_input_reference_is_given_once(video_url: str) -> None:
+    before = _count(video_url)
+    png = ("a.png", image_bytes(), "image/png")
+    two_files = httpx.post(f"{video_url}/v1/videos", data=OK, files=[("input_reference", png)] * 2)
+    assert "at most one" in _error(two_files, 400, "input_reference")["message"]
+    # a field and a bracketed field, in either order
+    url, bracket = {"input_reference": data_uri()}, {"input_reference[image_url]": data_uri()}
+    for fields in ({**url, **bracket}, {**bracket, **url}):
+        _error(httpx.post(f"{video_url}/v1/videos", data={**OK, **fields}), 400, "input_reference")
+    assert _count(video_url) == before
 
 
 def test_a_full_queue_is_a_503_with_retry_after(video_url: str) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
+from mmserve.api.artifacts.files import file_response
 from mmserve.api.state import AppState, get_state
 
 router = APIRouter(tags=["artifacts"])
@@ -18,7 +21,7 @@ async def get_artifact(
     state: AppState = Depends(get_state),
 ) -> FileResponse:
     state.signer.verify(artifact_id, expires, signature)  # 403 on a forged or expired link
-    art, path = state.artifacts.get(artifact_id)  # 404 when gone
-    return FileResponse(
+    art, path = await asyncio.to_thread(state.artifacts.get, artifact_id)  # 404 when gone
+    return await file_response(
         path, media_type=art.content_type, filename=art.filename, headers={"Cache-Control": "private, max-age=300"}
     )

@@ -54,7 +54,7 @@ class SpeechService:
     async def start(self, req: SpeechRequest) -> SpeechStream:
         card = audio_card(self.state, req.model, "speech")
         limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
-        if not req.input.strip():
+        if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
             raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
         if len(req.input) > limit:
             raise InvalidRequestError(

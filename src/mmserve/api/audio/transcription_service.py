@@ -75,7 +75,8 @@ class TranscriptionService:
             return Rendered(transcripts.render_json(transcript, usage), transcripts.CONTENT_TYPES[fmt])
         if fmt == "verbose_json":
             grains = form.timestamp_granularities
-            body = transcripts.render_verbose(
+            body = await asyncio.to_thread(  # the language's name: transformers' table, slow to import once
+                transcripts.render_verbose,
                 transcript,
                 usage,
                 task="translate" if task == "translate" else "transcribe",

@@ -77,6 +77,11 @@ class SizeRules:
             )
         scale = min(1.0, math.sqrt(self.max_pixels / (width * height)), self.max_side / max(width, height))
         w, h = (max(self.min_side, _round_down(round(v * scale), AUTO_MULTIPLE)) for v in (width, height))
+        if w * h > self.max_pixels:  # a thin image: its short side was raised, so the long one must give
+            if w >= h:
+                w = max(self.min_side, _round_down(self.max_pixels // h, AUTO_MULTIPLE))
+            else:
+                h = max(self.min_side, _round_down(self.max_pixels // w, AUTO_MULTIPLE))
         return w, h
 
 

@@ -21,11 +21,12 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, validation_error
 
 MAX_PROMPT_CHARS = 10_000
-FORM_LIMITS = {"max_files": 2, "max_fields": 64}
+FORM_LIMITS = {"max_files": 1, "max_fields": 64, "max_part_size": 64 * 1024}  # the prompt: 10000 chars
 
 
 class ImageReference(BaseModel):
@@ -50,6 +51,17 @@ class VideoCreateRequest(BaseModel):
     @classmethod
     def _bare_url(cls, v: Any) -> Any:
         return {"image_url": v} if isinstance(v, str) else v
+
+
+def openapi_body() -> dict[str, Any]:
+    """The create body for the OpenAPI document: JSON, or multipart with ``input_reference`` as a file."""
+    schema = VideoCreateRequest.model_json_schema()
+    reference = schema.pop("$defs")["ImageReference"]
+    props = schema["properties"]
+    json_body = {**schema, "properties": {**props, "input_reference": {"anyOf": [{"type": "string"}, reference]}}}
+    form = {**schema, "properties": {**props, "input_reference": {"type": "string", "format": "binary"}}}
+    content = {"application/json": {"schema": json_body}, "multipart/form-data": {"schema": form}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 @dataclass
@@ -77,32 +89,55 @@ async def read_create_request(request: Request, *, max_file_bytes: int) -> Creat
 
 
 async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, Any], bytes | None]:
-    form = await request.form(**FORM_LIMITS)
+    try:
+        form = await request.form(**FORM_LIMITS)
+    except HTTPException as e:
+        if e.status_code != 400:  # the body cap (413): shaped by the app's handlers
+            raise
+        raise _form_error(str(e.detail)) from None  # Starlette's MultiPartException, in its own words
     raw: dict[str, Any] = {}
     upload: bytes | None = None
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if key != "input_reference":
-                raise InvalidRequestError(f"Unexpected file field '{key}'.", param=key)
-            if value.size is not None and value.size > max_file_bytes:
-                raise PayloadTooLargeError(
-                    f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"
-                )
-            upload = await value.read()
-        elif key.startswith("input_reference[") and key.endswith("]"):
-            raw.setdefault("input_reference", {})
-            if not isinstance(raw["input_reference"], dict):
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "input_reference":
+                    raise InvalidRequestError(f"Unexpected file field '{key}'.", param=key)
+                if value.size is not None and value.size > max_file_bytes:
+                    raise PayloadTooLargeError(
+                        f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"
+                    )
+                upload = await value.read(max_file_bytes + 1)
+                if len(upload) > max_file_bytes:
+                    raise PayloadTooLargeError(
+                        f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"
+                    )
+            elif key.startswith("input_reference[") and key.endswith("]"):
+                if not isinstance(raw.setdefault("input_reference", {}), dict):
+                    raise InvalidRequestError("input_reference is given twice.", param="input_reference")
+                raw["input_reference"][key[len("input_reference[") : -1]] = value
+            elif key == "input_reference" and "input_reference" in raw:
                 raise InvalidRequestError("input_reference is given twice.", param="input_reference")
-            raw["input_reference"][key[len("input_reference[") : -1]] = value
-        else:
-            raw[key] = value
+            else:
+                raw[key] = value
+    finally:
+        await form.close()
     return raw, upload
+
+
+def _form_error(detail: str) -> InvalidRequestError:
+    if detail.startswith("Too many files"):
+        return InvalidRequestError("Send at most one input_reference file.", param="input_reference")
+    return InvalidRequestError(
+        "The multipart/form-data body is malformed or exceeds its limits (one input_reference file, "
+        f"at most {FORM_LIMITS['max_fields']} fields of at most {FORM_LIMITS['max_part_size'] // 1024} KiB each).",
+        code="invalid_multipart",
+    )
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
     try:
         raw = json.loads(data or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         raise InvalidRequestError(
             "The request body is not valid JSON (or send multipart/form-data).", code="invalid_json"
         ) from None

@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
+from mmserve.api.artifacts.files import file_response
 from mmserve.api.state import AppState, get_state
-from mmserve.api.videos.protocol import read_create_request
+from mmserve.api.videos.protocol import openapi_body, read_create_request
 from mmserve.api.videos.service import Variant, VideoService
 from mmserve.api.videos.views import POLL_HEADER, generation_object, poll_after_ms, video_list, video_object
 from mmserve.control.context import principal
@@ -32,7 +33,7 @@ async def _create(request: Request, state: AppState, owner: str | None) -> Video
     return await VideoService(state).create(inp, owner=owner)
 
 
-@router.post("/v1/videos")
+@router.post("/v1/videos", openapi_extra=openapi_body())
 async def create_video(
     request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
@@ -84,7 +85,7 @@ async def video_content(
     owner: str | None = Depends(get_owner),
 ) -> FileResponse:
     path, content_type, filename = await VideoService(state).content(video_id, variant, owner=owner)
-    return FileResponse(path, media_type=content_type, filename=filename)  # Range requests: 206
+    return await file_response(path, media_type=content_type, filename=filename)  # Range requests: 206
 
 
 @router.get("/v1/video/generations/{video_id}")

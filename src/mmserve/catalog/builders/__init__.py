@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,24 +27,42 @@ BUILDERS: dict[str, str] = {
 }
 
 _MARK = ".mmserve-built"
+# One build at a time in a process: builders seed torch's global RNG (torch.manual_seed), so two
+# interleaved builds would not be deterministic for their seeds. Builds take about a second.
+_BUILD_LOCK = threading.Lock()
 
 
 def build_demo_model(name: str, models_dir: Path, *, progress: Callable[[str], None] | None = None) -> Path:
-    """Build ``demo:<name>`` into ``models_dir/<name>`` unless already built; return its path."""
+    """Build ``demo:<name>`` into ``models_dir/<name>`` unless already built; return its path.
+
+    Safe when several deployments (threads) or servers (processes) ask for the same model at
+    once: one build runs at a time in a process, each build goes to its own temporary folder, and the
+    first finished build is the one kept (a folder is renamed into place, never overwritten).
+    """
     if name not in BUILDERS:
         raise EngineUnavailableError(f"Unknown demo model 'demo:{name}'. Known: {', '.join(sorted(BUILDERS))}.")
     out = models_dir / name
     if (out / _MARK).exists():
         return out
-    if progress:
-        progress(f"building demo model '{name}'")
-    module, func = BUILDERS[name].split(":")
-    builder: Callable[[Path], None] = getattr(importlib.import_module(module), func)
-    tmp = models_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    builder(tmp)
-    (tmp / _MARK).write_text("ok\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # atomic: a half-built model is never used
+    with _BUILD_LOCK:
+        if (out / _MARK).exists():  # built by another thread while this one waited
+            return out
+        if progress:
+            progress(f"building demo model '{name}'")
+        module, func = BUILDERS[name].split(":")
+        builder: Callable[[Path], None] = getattr(importlib.import_module(module), func)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=models_dir))
+        try:
+            builder(tmp)
+            (tmp / _MARK).write_text("ok\n")
+            if not (out / _MARK).exists():
+                shutil.rmtree(out, ignore_errors=True)  # a leftover without the mark is not a model
+                try:
+                    tmp.rename(out)  # atomic: a half-built model is never used
+                except OSError:  # another process renamed its build into place first
+                    if not (out / _MARK).exists():
+                        raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out

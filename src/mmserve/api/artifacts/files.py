@@ -1,0 +1,37 @@
+"""Serving a stored file: Starlette's FileResponse (Range requests) with two corrections.
+
+- A Range header that is malformed or names another unit than ``bytes`` is ignored and the
+  whole file is sent (RFC 9110 14.2: a server MUST ignore unknown units and MAY ignore
+  invalid ranges); Starlette answers those with a plain-text 400 in its own words.
+- The file is stat'ed before the response starts, off the event loop: a file removed in the
+  meantime (expiry, DELETE) is a 404 in the error envelope, not Starlette's RuntimeError (a 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from starlette.responses import FileResponse, MalformedRangeHeader
+
+from mmserve.api.errors import NotFoundError
+
+
+class _FileResponse(FileResponse):
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []  # no ranges: the whole file (RangeNotSatisfiable is still a 416)
+
+
+async def file_response(
+    path: Path, *, media_type: str, filename: str, headers: dict[str, str] | None = None
+) -> FileResponse:
+    try:
+        stat = await asyncio.to_thread(os.stat, path)
+    except FileNotFoundError:
+        raise NotFoundError("The file has expired.", code="expired") from None
+    return _FileResponse(path, media_type=media_type, filename=filename, headers=headers, stat_result=stat)

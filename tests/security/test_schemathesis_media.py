@@ -1,0 +1,193 @@
+"""Property-based fuzzing of the images, audio and videos endpoints (JSON and multipart): no 5xx.
+
+Same approach as ``test_schemathesis.py`` (the app's own OpenAPI schema, valid and invalid
+requests, deterministic by default) against a live server whose catalog holds tiny media
+models: the demo image pipeline (64x64 only, one step), espeak-ng, PocketSphinx and a tiny
+video pipeline (one 64x48 frame size, short clips). Requests that pass validation run for
+real, so generated images, speech and queued video jobs are real too; to keep them cheap,
+half of the generated bodies are steered to those models with small counts.
+``MMSERVE_FUZZ_EXAMPLES=400 MMSERVE_FUZZ_RANDOM=1`` makes a longer, random local run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.transport.serialization import Binary, serialize_binary
+from urllib3.filepost import encode_multipart_formdata
+
+from mmserve.api.app import create_app
+from mmserve.catalog.loader import load_catalog
+from mmserve.settings import AudioSettings, JobSettings, LimitSettings, Settings
+from tests.helpers.audio import encode, tone
+from tests.helpers.hostile import decode_time_limit
+from tests.helpers.images import image_bytes
+from tests.helpers.server import LiveServer
+
+ENDPOINTS = r"^/v1/(images|audio|videos)"
+EXAMPLES = int(os.environ.get("MMSERVE_FUZZ_EXAMPLES", "150"))
+MiB = 1024 * 1024
+
+MEDIA_CATALOG = {
+    "models": [
+        {
+            "id": "fuzz-image",
+            "task": "image-generation",
+            "engine": "diffusers-image",
+            "source": "demo:image",
+            "options": {"quality_steps": {"low": 1, "medium": 1, "high": 1}, "max_steps": 2},
+            "capabilities": {"sizes": ["64x64"], "edits": True},
+            "limits": {"max_n": 2},
+            "deployment": {"mode": "dedicated", "max_concurrency": 2, "max_queue": 64},
+        },
+        {
+            "id": "fuzz-tts",
+            "task": "speech",
+            "engine": "espeak-ng",
+            "limits": {"max_input_chars": 200},
+            "deployment": {"mode": "dedicated", "max_concurrency": 2, "max_queue": 64},
+        },
+        {
+            "id": "fuzz-asr",
+            "task": "transcription",
+            "engine": "pocketsphinx",
+            "capabilities": {"languages": ["en"]},
+            "limits": {"max_audio_seconds": 5},
+            "deployment": {"mode": "dedicated", "max_concurrency": 2, "max_queue": 64},
+        },
+        {
+            "id": "fuzz-video",
+            "task": "video-generation",
+            "engine": "diffusers-video",
+            "source": "demo:video",
+            "options": {"steps": 1, "guidance_scale": 1.0},
+            "capabilities": {"image_to_video": True, "sizes": ["64x48"], "fps": [8], "durations": [0.25, 0.5]},
+            "limits": {"max_video_seconds": 0.5},
+            "deployment": {"mode": "dedicated", "max_concurrency": 1, "max_queue": 1000},
+        },
+    ]
+}
+MODELS = {"images": "fuzz-image", "speech": "fuzz-tts", "transcriptions": "fuzz-asr", "translations": "fuzz-asr"}
+_SMALL: dict[str, Any] = {"n": 1, "steps": 1, "num_inference_steps": 1}
+IMAGE = image_bytes((64, 64))
+AUDIO = encode(tone(0.5, rate=16000), 16000, "wav", channels=1)
+
+
+@pytest.fixture(scope="module")
+def media_server(data_dir: Path) -> Iterator[LiveServer]:
+    catalog_file = data_dir / "fuzz-media-catalog.yaml"
+    catalog_file.write_text(yaml.safe_dump(MEDIA_CATALOG))
+    settings = Settings(
+        data_dir=data_dir,
+        config=catalog_file,
+        database_url=f"sqlite:///{data_dir / 'fuzz-media.db'}",
+        limits=LimitSettings(
+            max_request_bytes=4 * MiB,
+            max_data_uri_bytes=1 * MiB,
+            decode_timeout_s=decode_time_limit(),
+            max_decode_concurrency=2,
+        ),
+        audio=AudioSettings(max_upload_bytes=1 * MiB),
+        jobs=JobSettings(progress_interval_s=1.0),
+    )
+    server = LiveServer(create_app(settings, load_catalog(catalog_file))).start(timeout=300)
+    yield server
+    server.stop()
+
+
+def _steer(case: schemathesis.Case) -> None:
+    """Point the body at the fuzz model of its endpoint, with small counts and real media files."""
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    family = case.path.rsplit("/", 1)[-1]
+    body["model"] = MODELS.get(family, "fuzz-image" if "/images/" in case.path else "fuzz-video")
+    for key, cap in _SMALL.items():
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            body[key] = cap
+    if case.path == "/v1/images/edits":
+        body["image"] = Binary(IMAGE)
+    elif case.path.startswith("/v1/audio/") and case.path != "/v1/audio/speech":
+        body["file"] = Binary(AUDIO)
+    elif case.path == "/v1/videos":
+        body["size"], body["seconds"] = "64x48", "0.25"
+        if isinstance(body.get("input_reference"), Binary):
+            body["input_reference"] = Binary(IMAGE)
+
+
+def _call(case: schemathesis.Case, base_url: str) -> tuple[int, str]:
+    """Send the case; multipart file parts go out as files (with a filename), as every HTTP client sends them.
+
+    (schemathesis sends binary parts without a filename, which servers read as text fields.)
+    """
+    body = case.body
+    if case.media_type != "multipart/form-data" or not isinstance(body, dict):
+        resp = case.call(base_url=base_url, timeout=60)
+        return resp.status_code, resp.text
+    parts: list[tuple[str, Any]] = []
+    for name, value in body.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Binary | bytes):
+                parts.append((name, ("upload.bin", serialize_binary(item), "application/octet-stream")))
+            else:
+                parts.append((name, item if isinstance(item, str) else json.dumps(item)))
+    content, content_type = encode_multipart_formdata(parts)
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "content-type"}
+    resp = httpx.request(
+        case.method,
+        base_url + case.formatted_path,
+        params=case.query,
+        headers={**headers, "Content-Type": content_type},
+        content=content,
+        timeout=60,
+    )
+    return resp.status_code, resp.text
+
+
+def test_fuzzed_media_requests_never_get_a_server_error(media_server: LiveServer) -> None:
+    openapi = media_server.app.openapi()
+    for path, media_types in (("/v1/videos", {"application/json", "multipart/form-data"}),):
+        assert set(openapi["paths"][path]["post"]["requestBody"]["content"]) == media_types  # fuzzed, not skipped
+    schema = schemathesis.openapi.from_dict(openapi).include(path_regex=ENDPOINTS)
+    cases = st.one_of(
+        schema.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        schema.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
+    seen: dict[int, int] = {}
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=not os.environ.get("MMSERVE_FUZZ_RANDOM"),
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=cases, steer=st.booleans())
+    def check(case: schemathesis.Case, steer: bool) -> None:
+        if steer:
+            _steer(case)
+        status, text = _call(case, media_server.url)
+        seen[status] = seen.get(status, 0) + 1
+        shown = f"{case.method} {case.path} {case.media_type} {case.body!r:.1500} -> {text[:1500]}"
+        assert status < 500, shown
+        if status >= 400:
+            err = json.loads(text)["error"]  # every error is the OpenAI envelope
+            assert set(err) == {"message", "type", "param", "code"}, shown
+            assert "Traceback" not in err["message"]
+
+    check()
+    assert seen.get(200, 0) > 0 and sum(n for s, n in seen.items() if 400 <= s < 500) > 0, seen
+    assert media_server.health()["status"] == "ok"
