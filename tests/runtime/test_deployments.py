@@ -117,3 +117,31 @@ async def test_budget_refuses_when_nothing_can_be_evicted(data_dir: Path) -> Non
     with pytest.raises(OverloadedError, match="memory"):
         await _ask(rt, "y")
     await rt.stop()
+
+
+async def test_unload_never_takes_a_replica_that_is_serving(data_dir: Path) -> None:
+    """An idle check saw no request, then one arrived on the second replica while the first unloaded."""
+    rt = _runtime(data_dir, _card("u", replicas=2, max_concurrency=1))
+    dep = rt.deployments["u"]
+    await dep.load_all()
+    first = dep.replicas[0].engine
+    assert first is not None
+    closing = asyncio.Event()
+    real_aclose = first.aclose
+
+    async def slow_aclose() -> None:  # unloading takes a while (a real engine frees memory)
+        closing.set()
+        await asyncio.sleep(0.05)
+        await real_aclose()
+
+    first.aclose = slow_aclose  # type: ignore[method-assign]
+    unloading = asyncio.create_task(dep.unload("idle"))
+    await closing.wait()
+    async with dep.acquire() as engine:  # picks replica 1, the only one loaded now
+        await asyncio.sleep(0.1)  # the unload goes on to replica 1 meanwhile
+        assert dep.replicas[1].engine is engine, "a replica was unloaded while it served a request"
+        req = ChatInput([ChatMessage("user", "Hello")], SamplingParams(max_tokens=3, temperature=0))
+        assert [d async for d in engine.generate(req)]  # type: ignore[attr-defined]
+    await unloading
+    await rt.stop()
+    assert dep.loaded_replicas == 0

@@ -169,10 +169,16 @@ class Deployment:
         return 0
 
     async def unload(self, reason: str = "shutdown") -> bool:
-        """Unload every replica that is not serving; returns whether anything was unloaded."""
+        """Unload every replica that is not serving (at shutdown: every one); returns whether any was.
+
+        Callers check that the deployment is idle first, but unloading awaits: a request that
+        arrives meanwhile takes a replica still loaded, which must then be left alone.
+        """
         unloaded = False
         for replica in self.replicas:
             async with replica.lock:
+                if replica.active and reason != "shutdown":
+                    continue
                 engine, replica.engine = replica.engine, None
                 if engine is not None:
                     unloaded = True
