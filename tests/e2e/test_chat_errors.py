@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 
 import httpx
 import openai
@@ -218,3 +220,49 @@ def test_context_length_exceeded(base_url: str) -> None:
 def test_unknown_route_and_method(base_url: str) -> None:
     assert _error(httpx.get(f"{base_url}/nope", timeout=10), 404)["type"] == "not_found_error"
     assert httpx.get(f"{base_url}/chat/completions", timeout=10).status_code == 405
+
+
+def test_a_failed_choice_stops_the_other_choices(base_url: str) -> None:
+    """n: 2 where one choice fails: the answer is a 500 and the other choice stops generating with it."""
+    from tests.helpers import faulty
+
+    faulty.steps.clear()
+    body = {
+        "model": "faulty-choices",
+        "messages": [{"role": "user", "content": "One of two choices fails."}],
+        "n": 2,
+        "max_tokens": 60,
+        "temperature": 0,
+    }
+    assert _error(_post(base_url, body), 500)["code"] == "engine_error"
+    answered = time.monotonic()
+    time.sleep(20 * faulty.STEP_S)
+    late = [t for t in faulty.steps if t > answered + 3 * faulty.STEP_S]
+    assert not late, f"{len(late)} generation steps ran after the request had failed"
+    entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
+    assert entry["deployment"]["active"] == 0
+
+
+def test_client_leaving_a_stream_of_several_choices_is_clean(
+    base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    body = {
+        "model": "demo-vlm",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "n": 2,
+        "max_tokens": 64,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=60) as resp:
+        assert resp.status_code == 200
+        for i, _ in enumerate(resp.iter_lines()):
+            if i == 6:
+                break  # the client goes away mid-stream
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{base_url}/models/demo-vlm", timeout=10).json()["deployment"]["active"]:
+        assert time.monotonic() < deadline, "the stream's slot was never released"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors

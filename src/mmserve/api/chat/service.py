@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +73,19 @@ class ChatService:
         prepared = await prepare(self.state, req, card)
         dep = self.state.runtime.deployment(card)
         fmt = prepared.features.output
+        failure: BaseException | None = None
         async with dep.acquire() as engine:
             assert isinstance(engine, ChatEngine)
-            results = await asyncio.gather(
-                *(self._collect(engine, inp, i, fmt) for i, inp in enumerate(prepared.inputs))
-            )
+            try:  # a failed choice cancels the others: none may run on once the slot is released
+                async with asyncio.TaskGroup() as group:
+                    tasks = [
+                        group.create_task(self._collect(engine, inp, i, fmt)) for i, inp in enumerate(prepared.inputs)
+                    ]
+            except BaseExceptionGroup as failed:
+                failure = failed.exceptions[0]
+        if failure is not None:
+            raise failure
+        results = [t.result() for t in tasks]
         prompt_tokens, image_tokens = results[0][1], results[0][2]
         choices = [c for c, _, _ in results]
         completion = sum(c.completion_tokens for c in choices)
@@ -195,16 +203,17 @@ class ChatService:
         """One choice's output, prompt tokens and image tokens."""
         choice: _Choice | None = None
         prompt_tokens = image_tokens = 0
-        async for delta in engine.generate(inp):
-            if choice is None:  # the first delta carries the prompt
-                choice = _Choice(index, fmt.parser(delta.prompt_text))
-                image_tokens = delta.image_tokens
-            if delta.prompt_tokens is not None:
-                prompt_tokens = delta.prompt_tokens
-            choice.output.feed(delta.text, delta.completion_tokens)
-            choice.completion_tokens = delta.completion_tokens
-            if delta.finish_reason:
-                choice.finish_reason = delta.finish_reason
+        async with aclosing(engine.generate(inp)) as deltas:
+            async for delta in deltas:
+                if choice is None:      # the first delta carries the prompt
+                    choice = _Choice(index, fmt.parser(delta.prompt_text))
+                    image_tokens = delta.image_tokens
+                if delta.prompt_tokens is not None:
+                    prompt_tokens = delta.prompt_tokens
+                choice.output.feed(delta.text, delta.completion_tokens)
+                choice.completion_tokens = delta.completion_tokens
+                if delta.finish_reason:
+                    choice.finish_reason = delta.finish_reason
         choice = choice or _Choice(index, fmt.parser())
         choice.output.finish(choice.completion_tokens)
         return choice, prompt_tokens, image_tokens
@@ -240,6 +249,8 @@ async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[t
     finally:
         for t in tasks:
             t.cancel()
+        # wait until every pump has left its generator: closing a generator still running raises
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _completion_id() -> str:

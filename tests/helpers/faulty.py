@@ -1,0 +1,31 @@
+"""A logits-processor factory (the engine's ``options.logits_processors`` hook) for n > 1 failures.
+
+For each prompt, the factory's first instance generates slowly and records when each step
+ran; the second (the request's second choice) fails while its prompt is prepared. So a
+request with ``n: 2`` fails for real in one choice while the other is still generating.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+STEP_S = 0.02
+steps: list[float] = []  # time.monotonic() of every step the slow choices ran
+_made: dict[tuple[int, ...], int] = {}
+_lock = threading.Lock()
+
+
+class FailingSecondChoice:
+    def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
+        with _lock:
+            n = _made.get(tuple(prompt_ids), 0)
+            _made[tuple(prompt_ids)] = n + 1
+        if n % 2 == 1:
+            raise RuntimeError("this choice fails on purpose")
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        time.sleep(STEP_S)
+        steps.append(time.monotonic())
+        return scores
