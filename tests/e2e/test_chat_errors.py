@@ -243,9 +243,7 @@ def test_a_failed_choice_stops_the_other_choices(base_url: str) -> None:
     assert entry["deployment"]["active"] == 0
 
 
-def test_client_leaving_a_stream_of_several_choices_is_clean(
-    base_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_client_leaving_a_stream_of_several_choices_is_clean(base_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
     body = {
         "model": "demo-vlm",
@@ -266,3 +264,28 @@ def test_client_leaving_a_stream_of_several_choices_is_clean(
     time.sleep(0.2)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "bad \ud800 text"}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]},
+            "messages[0].content[0].text",
+        ),
+        ({"stop": ["\ud800"]}, "stop[0]"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "description": "\ud800"}}]},
+            "tools[0].function.description",
+        ),
+    ],
+)
+def test_lone_surrogates_are_400_naming_the_field(base_url: str, patch: dict, param: str) -> None:
+    body = {"model": "demo-vlm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **patch}
+    raw = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape "\ud800", as JSON allows
+    resp = httpx.post(
+        f"{base_url}/chat/completions", content=raw, headers={"content-type": "application/json"}, timeout=30
+    )
+    err = _error(resp, 400)
+    assert err["param"] == param and err["code"] == "invalid_unicode"

@@ -205,7 +205,7 @@ class ChatService:
         prompt_tokens = image_tokens = 0
         async with aclosing(engine.generate(inp)) as deltas:
             async for delta in deltas:
-                if choice is None:      # the first delta carries the prompt
+                if choice is None:  # the first delta carries the prompt
                     choice = _Choice(index, fmt.parser(delta.prompt_text))
                     image_tokens = delta.image_tokens
                 if delta.prompt_tokens is not None:
