@@ -289,3 +289,23 @@ def test_lone_surrogates_are_400_naming_the_field(base_url: str, patch: dict, pa
     )
     err = _error(resp, 400)
     assert err["param"] == param and err["code"] == "invalid_unicode"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "code"),
+    [
+        (b"", "application/json", "invalid_body"),
+        (b"[1, 2]", "application/json", "invalid_body"),
+        (b"null", "application/json", "invalid_body"),
+        (b'{"model": "demo-vlm"}', "text/plain", "invalid_body"),
+        (b'{"model": "\xff"}', "application/json", "invalid_json"),  # not UTF-8
+        (b'{"user": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", "invalid_json"),  # too deep
+    ],
+)
+def test_bodies_that_are_not_a_json_object(base_url: str, content: bytes, content_type: str, code: str) -> None:
+    resp = httpx.post(
+        f"{base_url}/chat/completions", content=content, headers={"content-type": content_type}, timeout=30
+    )
+    err = _error(resp, 400)
+    assert err["code"] == code and err["param"] is None
+    assert "''" not in err["message"] and "There was an error" not in err["message"]
