@@ -204,3 +204,11 @@ def test_one_key_never_sees_another_keys_jobs_and_is_billed_for_its_own(env: tup
     billed = {r["model"]: r for r in rows}["paid-video"]
     assert billed["video_seconds"] == pytest.approx(0.5) and billed["cost"] == pytest.approx(0.25)
     assert httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {bob_key}"}).json()["data"] == []
+
+
+@pytest.mark.parametrize("query", ["start=nan", "end=inf", "start=-inf", "start=1e400", "end=NaN", "start=yesterday"])
+def test_usage_times_must_be_finite_numbers(env: tuple[str, Path], query: str) -> None:
+    url, _ = env
+    r = httpx.get(url + f"/v1/usage?{query}", headers={"Authorization": "Bearer admin-secret"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == query.split("=")[0]
