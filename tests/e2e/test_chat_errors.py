@@ -309,3 +309,23 @@ def test_bodies_that_are_not_a_json_object(base_url: str, content: bytes, conten
     err = _error(resp, 400)
     assert err["code"] == code and err["param"] is None
     assert "''" not in err["message"] and "There was an error" not in err["message"]
+
+
+def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: str) -> None:
+    """Without streaming, a client that gives up frees its slot at once (no answer would reach it)."""
+    from tests.helpers import faulty
+
+    faulty.steps.clear()
+    body = {
+        "model": "faulty-choices",
+        "messages": [{"role": "user", "content": "A slow answer nobody waits for."}],
+        "max_tokens": 60,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base_url}/chat/completions", json=body, timeout=httpx.Timeout(30, read=0.3))
+    left = time.monotonic()
+    time.sleep(40 * faulty.STEP_S)
+    late = [t for t in faulty.steps if t > left + 5 * faulty.STEP_S]
+    assert faulty.steps and not late, f"{len(late)} generation steps ran after the client had left"
+    entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
+    assert entry["deployment"]["active"] == 0
