@@ -329,3 +329,9 @@ def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: s
     assert faulty.steps and not late, f"{len(late)} generation steps ran after the client had left"
     entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
     assert entry["deployment"]["active"] == 0
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "maximum_tokens"])
+def test_too_many_output_tokens_names_the_field_sent(base_url: str, field: str) -> None:
+    body = {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], field: 100_000}
+    assert _error(_post(base_url, body), 400)["param"] == field

@@ -116,7 +116,7 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
     if out is not None and out > card.limits.max_output_tokens:
         raise InvalidRequestError(
             f"max_tokens is {out}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
-            param="max_completion_tokens" if req.max_completion_tokens else "max_tokens",
+            param=next(f for f in ("max_completion_tokens", "max_tokens", "maximum_tokens") if getattr(req, f)),
         )
     max_n = min(card.limits.max_n, limits.max_n)
     if req.n > max_n:
