@@ -315,6 +315,10 @@ def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: s
     """Without streaming, a client that gives up frees its slot at once (no answer would reach it)."""
     from tests.helpers import faulty
 
+    def usage() -> dict:
+        return httpx.get(f"{base_url}/usage?model=faulty-choices", timeout=10).json()["total"]
+
+    before = usage()
     faulty.steps.clear()
     body = {
         "model": "faulty-choices",
@@ -329,6 +333,11 @@ def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: s
     assert faulty.steps and not late, f"{len(late)} generation steps ran after the client had left"
     entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
     assert entry["deployment"]["active"] == 0
+    # what was generated before the client left is metered, as for an interrupted stream
+    after = usage()
+    assert after["requests"] == before["requests"] + 1
+    assert after["input_tokens"] > before["input_tokens"]
+    assert 0 < after["output_tokens"] - before["output_tokens"] < 60
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "maximum_tokens"])
