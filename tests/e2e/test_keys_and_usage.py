@@ -243,3 +243,13 @@ def test_keys_and_limits_are_checked_before_the_body_is_read(env: tuple[str, Pat
     client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
     client.models.list()  # the one request of this minute
     assert _status_before_the_body(url, {"Authorization": f"Bearer {key}"}) == 429
+
+
+def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(tmp_path), "create", "--rpm", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "negative" in done.stderr
