@@ -54,6 +54,14 @@ CHAT_CATALOG = {
             "options": {"logits_processors": ["tests.helpers.faulty:FailingSecondChoice"]},
             "limits": {"max_output_tokens": 64},
         },
+        {
+            "id": "slow-text",  # every decoding step takes faulty.STEP_S
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "options": {"logits_processors": ["tests.helpers.faulty:SlowSteps"]},
+            "limits": {"max_output_tokens": 64},
+        },
     ]
 }
 

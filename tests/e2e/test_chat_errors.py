@@ -222,17 +222,19 @@ def test_unknown_route_and_method(base_url: str) -> None:
     assert httpx.get(f"{base_url}/chat/completions", timeout=10).status_code == 405
 
 
-def test_a_failed_choice_stops_the_other_choices(base_url: str) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_choice_stops_the_other_choices(base_url: str, stream: bool) -> None:
     """n: 2 where one choice fails: the answer is a 500 and the other choice stops generating with it."""
     from tests.helpers import faulty
 
     faulty.steps.clear()
     body = {
         "model": "faulty-choices",
-        "messages": [{"role": "user", "content": "One of two choices fails."}],
+        "messages": [{"role": "user", "content": f"One of two choices fails ({stream})."}],
         "n": 2,
         "max_tokens": 60,
         "temperature": 0,
+        "stream": stream,
     }
     assert _error(_post(base_url, body), 500)["code"] == "engine_error"
     answered = time.monotonic()

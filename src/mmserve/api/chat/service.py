@@ -131,11 +131,20 @@ class ChatService:
             gens = [engine.generate(inp) for inp in prepared.inputs]
             for g in gens:
                 stack.push_async_callback(g.aclose)
-            firsts = [await anext(g) for g in gens]  # prompt processed: errors so far are 4xx/5xx
+            # prompts processed (errors so far are 4xx/5xx), all at once: one after the other, a
+            # choice's prompt would queue behind the whole generation of the one before it
+            failure: BaseException | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    firsts = [group.create_task(_first(g)) for g in gens]
+            except BaseExceptionGroup as failed:
+                failure = failed.exceptions[0]
+            if failure is not None:
+                raise failure
         except BaseException:
             await stack.aclose()
             raise
-        return _Started(card, gens, firsts, prepared, stack)
+        return _Started(card, gens, [f.result() for f in firsts], prepared, stack)
 
     async def _sse(self, started: _Started, include_usage: bool) -> AsyncIterator[str]:
         card, gens = started.card, started.gens
@@ -232,6 +241,10 @@ class ChatService:
                 into.choice.completion_tokens = delta.completion_tokens
                 if delta.finish_reason:
                     into.choice.finish_reason = delta.finish_reason
+
+
+async def _first(gen: AsyncGenerator[ChatDelta, None]) -> ChatDelta:
+    return await anext(gen)
 
 
 async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[tuple[int, ChatDelta]]:
