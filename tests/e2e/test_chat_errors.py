@@ -346,3 +346,40 @@ def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: s
 def test_too_many_output_tokens_names_the_field_sent(base_url: str, field: str) -> None:
     body = {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], field: 100_000}
     assert _error(_post(base_url, body), 400)["param"] == field
+
+
+def test_checking_a_large_schema_does_not_block_other_requests(base_url: str, chat_server: LiveServer) -> None:
+    """JSON Schemas are checked off the event loop: the server answers others meanwhile."""
+    import threading
+
+    from mmserve.api.chat.schemas import check_schema
+
+    props = {f"p{i}": {"type": "string", "description": "x" * 50, "enum": ["a", "b", "c"]} for i in range(4000)}
+    schema = {"type": "object", "properties": props}
+    started = time.monotonic()
+    check_schema(schema, param="p")
+    check_s = time.monotonic() - started  # how long the check takes on this machine
+    body = {
+        "model": "tiny-text",  # no tool calling: refused right after the tools are checked
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+    }
+    done = threading.Event()
+    waits: list[float] = []
+
+    def poll() -> None:
+        with httpx.Client(base_url=chat_server.url, timeout=30) as client:
+            while not done.is_set():
+                t = time.monotonic()
+                client.get("/health")
+                waits.append(time.monotonic() - t)
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        _error(_post(base_url, body), 400)
+    finally:
+        done.set()
+        poller.join()
+    assert max(waits) < check_s / 2, f"/health waited {max(waits):.2f} s while a {check_s:.2f} s check ran"

@@ -7,6 +7,7 @@ and image input size).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,10 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
     refs = image_refs(req.messages)
     limits = state.settings.limits
     check_params(state, req, card)
-    features = resolve_features(req, card, max_tools=limits.max_tools)
+    if req.tools or req.response_format:  # their JSON Schemas are checked: CPU work as large as the body
+        features = await asyncio.to_thread(resolve_features, req, card, max_tools=limits.max_tools)
+    else:
+        features = resolve_features(req, card, max_tools=limits.max_tools)
     if refs and not card.capabilities.vision:
         raise ModelCapabilityError(
             f"The model '{card.id}' does not accept images (its card has capabilities.vision / "
