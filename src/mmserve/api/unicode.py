@@ -7,6 +7,7 @@ model library. Request models find it first so that the client gets a 400 naming
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -20,6 +21,11 @@ def lone_surrogate_at(value: Any) -> list[str | int] | None:
 
     Iterative, since a body can nest as deep as the JSON decoder allows.
     """
+    try:  # the common case, at C speed (about twice as fast as the walk below)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return None
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+        pass  # a surrogate somewhere (or not JSON data): find where
     stack: list[tuple[list[str | int], Any]] = [([], value)]
     while stack:
         loc, v = stack.pop()
