@@ -106,3 +106,11 @@ def test_a_schema_whose_draft_is_not_a_string_is_a_400(where: str, declared: Any
     with pytest.raises(InvalidRequestError) as e:
         resolve_features(req, CARD)
     assert e.value.param == param and "$schema" in e.value.message
+
+
+@pytest.mark.parametrize("strict", ["no", 1, [1]])
+def test_json_schema_strict_must_be_a_boolean(strict: Any) -> None:
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "strict": strict, "schema": {"type": "object"}}}
+    with pytest.raises(InvalidRequestError) as e:
+        resolve_features(request(response_format=rf), CARD)
+    assert e.value.param == "response_format.json_schema.strict"
