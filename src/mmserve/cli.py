@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     create = keys_sub.add_parser("create", help="make a key; its secret is printed once")
     create.add_argument("--name", default="")
     create.add_argument("--models", help="comma-separated model ids the key may use (default: all)")
-    create.add_argument("--rpm", type=int, help="requests per minute")
-    create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--rpm", type=_per_minute, help="requests per minute (0: none)")
+    create.add_argument("--tpm", type=_per_minute, help="tokens per minute (0: none)")
     create.add_argument("--admin", action="store_true", help="may read every key's usage")
     listing = keys_sub.add_parser("list", help="list active keys (never their secrets)")
     listing.add_argument("--json", action="store_true")
@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[red]catalog error:[/red] {e}", highlight=False)
         return 2
     return 1
+
+
+def _per_minute(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative: give a count per minute (0 switches the key off)")
+    return n
 
 
 def _serve(settings: Settings) -> int:

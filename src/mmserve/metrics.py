@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from mmserve.runtime.runtime import Runtime
 
+METHODS = frozenset(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -113,7 +114,8 @@ class MetricsMiddleware:
         finally:
             route = self.route_of(scope)
             m = self.metrics
-            m.requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"  # any token is a method to h11
+            m.requests.labels(method, route, str(status)).inc()
             if status >= 400:
                 m.errors.labels(route, str(status)).inc()
             m.latency.labels(route).observe(time.perf_counter() - start)

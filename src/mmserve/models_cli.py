@@ -17,11 +17,19 @@ from mmserve.settings import Settings
 def models_command(settings: Settings, *, as_json: bool, url: str | None, key: str | None) -> int:
     if url:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        resp = httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=30)
+        try:
+            resp = httpx.get(url.rstrip("/") + "/v1/models", headers=headers, timeout=30)
+        except httpx.HTTPError as e:
+            Console(stderr=True).print(f"{url} could not be reached: {e}", highlight=False)
+            return 1
         if resp.status_code != 200:
             Console(stderr=True).print(f"{url} answered {resp.status_code}: {resp.text[:300]}", highlight=False)
             return 1
-        entries, title = resp.json()["data"], url
+        try:
+            entries, title = list(resp.json()["data"]), url
+        except (ValueError, KeyError, TypeError):
+            Console(stderr=True).print(f"{url} is not an mmserve server (no model list at /v1/models).")
+            return 1
     else:
         catalog = load_catalog(settings.config)  # raises CatalogError naming file, model and field
         entries, title = [model_entry(c, None) for c in catalog], f"{catalog.file} (valid)"

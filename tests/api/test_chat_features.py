@@ -91,3 +91,26 @@ def test_deeply_nested_schema_is_a_400_not_a_crash() -> None:
     with pytest.raises(InvalidRequestError) as e:
         resolve_features(request(response_format={"type": "json_schema", "json_schema": {"schema": schema}}), CARD)
     assert e.value.param == "response_format.json_schema.schema"
+
+
+@pytest.mark.parametrize("declared", [[], {}, 5, None, True])
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+def test_a_schema_whose_draft_is_not_a_string_is_a_400(where: str, declared: Any) -> None:
+    schema = {"$schema": declared, "type": "object"}
+    if where == "tools":
+        req = request(tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}])
+        param = "tools[0].function.parameters"
+    else:
+        req = request(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        param = "response_format.json_schema.schema"
+    with pytest.raises(InvalidRequestError) as e:
+        resolve_features(req, CARD)
+    assert e.value.param == param and "$schema" in e.value.message
+
+
+@pytest.mark.parametrize("strict", ["no", 1, [1]])
+def test_json_schema_strict_must_be_a_boolean(strict: Any) -> None:
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "strict": strict, "schema": {"type": "object"}}}
+    with pytest.raises(InvalidRequestError) as e:
+        resolve_features(request(response_format=rf), CARD)
+    assert e.value.param == "response_format.json_schema.strict"

@@ -56,3 +56,12 @@ def test_no_limits_no_headers(limiter: tuple[RateLimiter, Clock]) -> None:
     rl, _ = limiter
     for _ in range(100):
         assert rl.admit("k", Limits()) == {}
+
+
+def test_a_zero_limit_refuses_every_request(limiter: tuple[RateLimiter, Clock]) -> None:
+    """A key with 0 requests (or tokens) per minute is switched off: always a 429, never a crash."""
+    rl, _ = limiter
+    for lim in (Limits(requests_per_min=0), Limits(tokens_per_min=0)):
+        with pytest.raises(RateLimitError) as e:
+            rl.admit("k", lim)
+        assert e.value.headers["Retry-After"] == "60"

@@ -45,6 +45,23 @@ CHAT_CATALOG = {
             "capabilities": {"context_length": 512},
             "limits": {"max_output_tokens": 64},
         },
+        {
+            # With n: 2, the second choice fails while the first is still generating (slowly).
+            "id": "faulty-choices",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "options": {"logits_processors": ["tests.helpers.faulty:FailingSecondChoice"]},
+            "limits": {"max_output_tokens": 64},
+        },
+        {
+            "id": "slow-text",  # every decoding step takes faulty.STEP_S
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "options": {"logits_processors": ["tests.helpers.faulty:SlowSteps"]},
+            "limits": {"max_output_tokens": 64},
+        },
     ]
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 
 import httpx
 import openai
@@ -218,3 +220,166 @@ def test_context_length_exceeded(base_url: str) -> None:
 def test_unknown_route_and_method(base_url: str) -> None:
     assert _error(httpx.get(f"{base_url}/nope", timeout=10), 404)["type"] == "not_found_error"
     assert httpx.get(f"{base_url}/chat/completions", timeout=10).status_code == 405
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_choice_stops_the_other_choices(base_url: str, stream: bool) -> None:
+    """n: 2 where one choice fails: the answer is a 500 and the other choice stops generating with it."""
+    from tests.helpers import faulty
+
+    faulty.steps.clear()
+    body = {
+        "model": "faulty-choices",
+        "messages": [{"role": "user", "content": f"One of two choices fails ({stream})."}],
+        "n": 2,
+        "max_tokens": 60,
+        "temperature": 0,
+        "stream": stream,
+    }
+    assert _error(_post(base_url, body), 500)["code"] == "engine_error"
+    answered = time.monotonic()
+    time.sleep(20 * faulty.STEP_S)
+    late = [t for t in faulty.steps if t > answered + 3 * faulty.STEP_S]
+    assert not late, f"{len(late)} generation steps ran after the request had failed"
+    entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
+    assert entry["deployment"]["active"] == 0
+
+
+def test_client_leaving_a_stream_of_several_choices_is_clean(base_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+    body = {
+        "model": "demo-vlm",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "n": 2,
+        "max_tokens": 64,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=60) as resp:
+        assert resp.status_code == 200
+        for i, _ in enumerate(resp.iter_lines()):
+            if i == 6:
+                break  # the client goes away mid-stream
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{base_url}/models/demo-vlm", timeout=10).json()["deployment"]["active"]:
+        assert time.monotonic() < deadline, "the stream's slot was never released"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "bad \ud800 text"}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]},
+            "messages[0].content[0].text",
+        ),
+        ({"stop": ["\ud800"]}, "stop[0]"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "description": "\ud800"}}]},
+            "tools[0].function.description",
+        ),
+    ],
+)
+def test_lone_surrogates_are_400_naming_the_field(base_url: str, patch: dict, param: str) -> None:
+    body = {"model": "demo-vlm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **patch}
+    raw = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape "\ud800", as JSON allows
+    resp = httpx.post(
+        f"{base_url}/chat/completions", content=raw, headers={"content-type": "application/json"}, timeout=30
+    )
+    err = _error(resp, 400)
+    assert err["param"] == param and err["code"] == "invalid_unicode"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "code"),
+    [
+        (b"", "application/json", "invalid_body"),
+        (b"[1, 2]", "application/json", "invalid_body"),
+        (b"null", "application/json", "invalid_body"),
+        (b'{"model": "demo-vlm"}', "text/plain", "invalid_body"),
+        (b'{"model": "\xff"}', "application/json", "invalid_json"),  # not UTF-8
+        (b'{"user": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", "invalid_json"),  # too deep
+    ],
+)
+def test_bodies_that_are_not_a_json_object(base_url: str, content: bytes, content_type: str, code: str) -> None:
+    resp = httpx.post(
+        f"{base_url}/chat/completions", content=content, headers={"content-type": content_type}, timeout=30
+    )
+    err = _error(resp, 400)
+    assert err["code"] == code and err["param"] is None
+    assert "''" not in err["message"] and "There was an error" not in err["message"]
+
+
+def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: str) -> None:
+    """Without streaming, a client that gives up frees its slot at once (no answer would reach it)."""
+    from tests.helpers import faulty
+
+    def usage() -> dict:
+        return httpx.get(f"{base_url}/usage?model=faulty-choices", timeout=10).json()["total"]
+
+    before = usage()
+    faulty.steps.clear()
+    body = {
+        "model": "faulty-choices",
+        "messages": [{"role": "user", "content": "A slow answer nobody waits for."}],
+        "max_tokens": 60,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base_url}/chat/completions", json=body, timeout=httpx.Timeout(30, read=0.3))
+    left = time.monotonic()
+    time.sleep(40 * faulty.STEP_S)
+    late = [t for t in faulty.steps if t > left + 5 * faulty.STEP_S]
+    assert faulty.steps and not late, f"{len(late)} generation steps ran after the client had left"
+    entry = httpx.get(f"{base_url}/models/faulty-choices", timeout=10).json()
+    assert entry["deployment"]["active"] == 0
+    # what was generated before the client left is metered, as for an interrupted stream
+    after = usage()
+    assert after["requests"] == before["requests"] + 1
+    assert after["input_tokens"] > before["input_tokens"]
+    assert 0 < after["output_tokens"] - before["output_tokens"] < 60
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "maximum_tokens"])
+def test_too_many_output_tokens_names_the_field_sent(base_url: str, field: str) -> None:
+    body = {"model": "demo-vlm", "messages": [{"role": "user", "content": "x"}], field: 100_000}
+    assert _error(_post(base_url, body), 400)["param"] == field
+
+
+def test_checking_a_large_schema_does_not_block_other_requests(base_url: str, chat_server: LiveServer) -> None:
+    """JSON Schemas are checked off the event loop: the server answers others meanwhile."""
+    import threading
+
+    from mmserve.api.chat.schemas import check_schema
+
+    props = {f"p{i}": {"type": "string", "description": "x" * 50, "enum": ["a", "b", "c"]} for i in range(4000)}
+    schema = {"type": "object", "properties": props}
+    started = time.monotonic()
+    check_schema(schema, param="p")
+    check_s = time.monotonic() - started  # how long the check takes on this machine
+    body = {
+        "model": "tiny-text",  # no tool calling: refused right after the tools are checked
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+    }
+    done = threading.Event()
+    waits: list[float] = []
+
+    def poll() -> None:
+        with httpx.Client(base_url=chat_server.url, timeout=30) as client:
+            while not done.is_set():
+                t = time.monotonic()
+                client.get("/health")
+                waits.append(time.monotonic() - t)
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        _error(_post(base_url, body), 400)
+    finally:
+        done.set()
+        poller.join()
+    assert max(waits) < check_s / 2, f"/health waited {max(waits):.2f} s while a {check_s:.2f} s check ran"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -199,7 +200,7 @@ def test_system_and_developer_roles(client: OpenAI) -> None:
 
 def test_models_list_and_get(client: OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == ["demo-vlm", "tiny-text", "broken-gpt2"]
+    assert ids == ["demo-vlm", "tiny-text", "broken-gpt2", "faulty-choices", "slow-text"]
     m = client.models.retrieve("demo-vlm")
     extra = m.model_extra or {}
     assert extra["task"] == "chat"
@@ -207,3 +208,23 @@ def test_models_list_and_get(client: OpenAI) -> None:
     assert extra["deployment"]["mode"] == "dedicated" and extra["deployment"]["state"] == "loaded"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_several_choices_stream_as_they_are_generated(base_url: str) -> None:
+    """n: 2 streams from the start: the first choice's tokens are not held back until it has finished."""
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    start = time.monotonic()
+    arrivals = [
+        time.monotonic() - start
+        for chunk in client.chat.completions.create(
+            model="slow-text",
+            messages=[{"role": "user", "content": "Two answers, please."}],
+            n=2,
+            max_tokens=30,
+            temperature=0,
+            stream=True,
+        )
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+    total = time.monotonic() - start
+    assert arrivals and arrivals[0] < total / 4, f"first content after {arrivals[0]:.2f} s of {total:.2f} s"

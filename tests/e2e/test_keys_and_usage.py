@@ -204,3 +204,52 @@ def test_one_key_never_sees_another_keys_jobs_and_is_billed_for_its_own(env: tup
     billed = {r["model"]: r for r in rows}["paid-video"]
     assert billed["video_seconds"] == pytest.approx(0.5) and billed["cost"] == pytest.approx(0.25)
     assert httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {bob_key}"}).json()["data"] == []
+
+
+@pytest.mark.parametrize("query", ["start=nan", "end=inf", "start=-inf", "start=1e400", "end=NaN", "start=yesterday"])
+def test_usage_times_must_be_finite_numbers(env: tuple[str, Path], query: str) -> None:
+    url, _ = env
+    r = httpx.get(url + f"/v1/usage?{query}", headers={"Authorization": "Bearer admin-secret"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == query.split("=")[0]
+
+
+def _status_before_the_body(url: str, headers: dict[str, str]) -> int:
+    """Send a request's headers announcing a large body, and read the answer without sending the body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}"
+            f"Content-Length: {50_000_000}\r\n\r\n{{".encode()
+        )
+        s.settimeout(5)
+        try:
+            status_line = s.recv(4096).split(b"\r\n", 1)[0]
+        except TimeoutError:
+            return 0  # no answer: the server is waiting for the body
+    return int(status_line.split()[1])
+
+
+def test_keys_and_limits_are_checked_before_the_body_is_read(env: tuple[str, Path]) -> None:
+    """No key (or a key past its limit) costs the server no upload, JSON parsing or validation."""
+    url, data = env
+    assert _status_before_the_body(url, {}) == 401
+    assert _status_before_the_body(url, {"Authorization": "Bearer not-a-key"}) == 401
+    key = _key(data, "--rpm", "1")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    client.models.list()  # the one request of this minute
+    assert _status_before_the_body(url, {"Authorization": f"Bearer {key}"}) == 429
+
+
+def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(tmp_path), "create", "--rpm", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "negative" in done.stderr

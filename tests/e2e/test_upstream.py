@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,11 @@ models:
     engine: upstream-chat
     options: {{base_url: "{provider.base_url}", model: "their-vlm-large", api_key_env: FAKE_PROVIDER_KEY}}
     capabilities: {{vision: true}}
+  - id: remote-tools
+    task: chat
+    engine: upstream-chat
+    options: {{base_url: "{provider.base_url}", api_key_env: FAKE_PROVIDER_KEY}}
+    capabilities: {{tool_call_format: hermes}}
   - id: remote-nokey
     task: chat
     engine: upstream-chat
@@ -92,3 +98,41 @@ def test_missing_key_env_is_503_naming_the_variable(client: OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as e:
         client.chat.completions.create(model="remote-nokey", messages=[{"role": "user", "content": "x"}])
     assert e.value.status_code == 503 and "MMSERVE_TEST_UNSET_KEY" in str(e.value)
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_tool_calls_reach_the_client(client: OpenAI, provider: FakeProvider, stream: bool) -> None:
+    kwargs = {
+        "model": "remote-tools",
+        "messages": [{"role": "user", "content": "find the tower"}],
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+    }
+    if stream:
+        chunks = list(client.chat.completions.create(**kwargs, stream=True))  # type: ignore[call-overload]
+        deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+        name = "".join(d.function.name or "" for d in deltas if d.function)
+        arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        r = client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+        calls = r.choices[0].message.tool_calls
+        assert calls and len(calls) == 1
+        name, arguments, finish = calls[0].function.name, calls[0].function.arguments, [r.choices[0].finish_reason]
+    assert name == "lookup" and json.loads(arguments) == {"text": "find the tower"}
+    assert finish == ["tool_calls"]
+    sent = provider.requests[-1]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}  # OpenAI's shape
+    assert [t["function"]["name"] for t in sent["tools"]] == ["search", "lookup"]

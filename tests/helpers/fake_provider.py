@@ -1,7 +1,9 @@
 """A fake third-party OpenAI-compatible provider on loopback (simulates something outside mmserve).
 
 It answers chat completions by echoing the last user text word by word, counts requests,
-checks the bearer key, and can be told to fail with a status code.
+checks the bearer key, and can be told to fail with a status code. Given tools (and a
+tool_choice other than "none"), it streams one call, as OpenAI does: the name first, then the
+arguments in fragments: ``{"text": <the last user text>}`` to the named (else the first) tool.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class FakeProvider:
                 return JSONResponse(
                     {"error": {"message": "provider down", "type": "server"}}, status_code=self.fail_status
                 )
+            call = _tool_call(body)
+            if call is not None:
+                return StreamingResponse(_tool_call_events(body, call), media_type="text/event-stream")
             words = _last_text(body).split() or ["ok"]
             words = words[: body.get("max_tokens") or len(words)]
             prompt = sum(len(_text(m).split()) for m in body["messages"])
@@ -90,3 +95,26 @@ def _text(m: dict[str, Any]) -> str:
 def _last_text(body: dict[str, Any]) -> str:
     users = [m for m in body["messages"] if m["role"] == "user"]
     return _text(users[-1]) if users else ""
+
+
+def _tool_call(body: dict[str, Any]) -> str | None:
+    """The function the fake calls, or None (no tools, or tool_choice "none")."""
+    tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        return str(choice["function"]["name"])
+    return str(tools[0]["function"]["name"])
+
+
+def _tool_call_events(body: dict[str, Any], name: str) -> Any:
+    base = {"id": "fake-2", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+    args = json.dumps({"text": _last_text(body)})
+    head = {"index": 0, "id": "call_fake", "type": "function", "function": {"name": name, "arguments": ""}}
+    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [head]}}]})
+    for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
+        yield _sse({**base, "choices": [{"index": 0, "delta": delta}]})
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    yield _sse({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+    yield "data: [DONE]\n\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from mmserve.api.errors import OverloadedError
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard
+from mmserve.engines.base import Engine
 from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
@@ -117,3 +120,91 @@ async def test_budget_refuses_when_nothing_can_be_evicted(data_dir: Path) -> Non
     with pytest.raises(OverloadedError, match="memory"):
         await _ask(rt, "y")
     await rt.stop()
+
+
+async def test_unload_never_takes_a_replica_that_is_serving(data_dir: Path) -> None:
+    """An idle check saw no request, then one arrived on the second replica while the first unloaded."""
+    rt = _runtime(data_dir, _card("u", replicas=2, max_concurrency=1))
+    dep = rt.deployments["u"]
+    await dep.load_all()
+    first = dep.replicas[0].engine
+    assert first is not None
+    closing = asyncio.Event()
+    real_aclose = first.aclose
+
+    async def slow_aclose() -> None:  # unloading takes a while (a real engine frees memory)
+        closing.set()
+        await asyncio.sleep(0.05)
+        await real_aclose()
+
+    first.aclose = slow_aclose  # type: ignore[method-assign]
+    unloading = asyncio.create_task(dep.unload("idle"))
+    await closing.wait()
+    async with dep.acquire() as engine:  # picks replica 1, the only one loaded now
+        await asyncio.sleep(0.1)  # the unload goes on to replica 1 meanwhile
+        assert dep.replicas[1].engine is engine, "a replica was unloaded while it served a request"
+        req = ChatInput([ChatMessage("user", "Hello")], SamplingParams(max_tokens=3, temperature=0))
+        assert [d async for d in engine.generate(req)]  # type: ignore[attr-defined]
+    await unloading
+    await rt.stop()
+    assert dep.loaded_replicas == 0
+
+
+async def test_a_load_whose_requester_gave_up_still_completes(data_dir: Path) -> None:
+    """A client that leaves during a cold start must not throw the load away (its retry would start over)."""
+    rt = _runtime(data_dir, _card("c"))
+    dep = rt.deployments["c"]
+    loads: list[int] = []
+    load = dep._load_blocking
+
+    def counted() -> Engine:
+        loads.append(1)
+        return load()
+
+    dep._load_blocking = counted  # type: ignore[method-assign]
+    first = asyncio.create_task(_ask(rt, "c"))
+    while not loads:  # the model is being loaded
+        await asyncio.sleep(0.001)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(_ask(rt, "c"))  # arrives while the first load is still running
+    assert await second
+    assert dep.state == "loaded"
+    assert len(loads) == 1, "the model was loaded twice"
+    await rt.stop()
+
+
+FIRST_START = """
+import asyncio, sys
+from pathlib import Path
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.schema import ModelCard
+from mmserve.engines.base import Engine
+from mmserve.runtime.runtime import Runtime
+from mmserve.settings import Settings
+
+async def main(data_dir: Path) -> None:
+    sources = {"a": "demo:text-lm", "b": "demo:vlm", "c": "demo:tool-lm"}
+    cards = [ModelCard.model_validate({"id": m, "task": "chat", "engine": "transformers-chat", "source": s})
+             for m, s in sources.items()]
+    rt = Runtime(Catalog(cards, base_dir=data_dir), Settings(data_dir=data_dir))
+    async def first_request(mid: str) -> str:
+        async with rt.deployments[mid].acquire():
+            return mid
+    print(await asyncio.gather(*(first_request(m) for m in sources), return_exceptions=True))
+    await rt.stop()
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_models_built_and_loaded_at_once_on_a_first_start(tmp_path: Path) -> None:
+    """First requests for several models on a fresh server: each is built and loaded, none fails.
+
+    In a fresh process, since the race is in the model libraries' lazy imports.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_START, str(tmp_path)], capture_output=True, text=True, timeout=240, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "['a', 'b', 'c']", done.stdout + done.stderr[-3000:]

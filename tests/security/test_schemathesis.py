@@ -19,7 +19,7 @@ from schemathesis import GenerationMode
 
 from tests.security.conftest import SecurityServer
 
-ENDPOINTS = r"^/(health|v1/models|v1/chat/completions|v1/artifacts)"
+ENDPOINTS = r"^/(health|v1/models|v1/chat/completions|v1/artifacts|v1/usage)"
 EXAMPLES = int(os.environ.get("MMSERVE_FUZZ_EXAMPLES", "120"))
 _SMALL = {"max_tokens": 3, "max_completion_tokens": 3, "maximum_tokens": 3, "n": 2}
 
@@ -56,6 +56,9 @@ def test_fuzzed_requests_never_get_a_server_error(security_server: SecurityServe
         resp = case.call(base_url=security_server.url, timeout=60)
         seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
         assert resp.status_code < 500, f"{case.method} {case.path} {case.body!r:.2000} -> {resp.text[:2000]}"
+        if resp.status_code == 200 and case.path == "/v1/usage":  # the period asked for, as numbers
+            body = json.loads(resp.text)
+            assert isinstance(body["start"], float) and isinstance(body["end"], float), resp.text[:500]
         if resp.status_code >= 400:
             err = json.loads(resp.text)["error"]  # every error is the OpenAI envelope
             assert set(err) == {"message", "type", "param", "code"}

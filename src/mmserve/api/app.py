@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from starlette.types import Scope
 
 from mmserve import __version__
@@ -25,7 +25,7 @@ from mmserve.api.usage.router import router as usage_router
 from mmserve.api.videos.router import router as videos_router
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
-from mmserve.control.auth import Authenticator
+from mmserve.control.auth import Authenticator, AuthMiddleware
 from mmserve.control.context import RequestContextMiddleware
 from mmserve.control.keys import KeyStore
 from mmserve.control.metering import Meter
@@ -82,7 +82,6 @@ def create_app(
         audio=AudioIngestor(settings),
         jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
-    authenticate = Authenticator(settings, keys, limiter)
     state.meter.on_latency.append(state.router.observe)
     state.jobs.on_completed.append(lambda job: _meter_video(state, job))
 
@@ -103,15 +102,13 @@ def create_app(
             await db.dispose()
             await state.media.aclose()
 
-    app = FastAPI(
-        title="mmserve",
-        version=__version__,
-        lifespan=lifespan,
-        dependencies=[Depends(authenticate)],
-    )
+    app = FastAPI(title="mmserve", version=__version__, lifespan=lifespan)
     app.state.mm = state
     install_handlers(app)
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    authenticator = Authenticator(settings, keys, limiter, open_paths=[p for p in docs if p])
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
     for router in (

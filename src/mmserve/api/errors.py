@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from fastapi.responses import JSONResponse, Response
 
 log = logging.getLogger("mmserve.errors")
+#: FastAPI's HTTPException detail for a body its JSON decoder failed on for a reason other than syntax.
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class MMServeError(Exception):
@@ -178,6 +180,11 @@ def install_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             err = InvalidRequestError("Method not allowed on this route.", code="method_not_allowed")
             err.status_code = 405
+        elif exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:  # not JSON FastAPI could decode
+            err = InvalidRequestError(
+                "The request body is not valid JSON (it must be UTF-8 text nested less than ~1000 levels deep).",
+                code="invalid_json",
+            )
         elif exc.status_code == 413:
             err = PayloadTooLargeError(
                 "The request body is larger than the server's limit (MMSERVE_LIMITS__MAX_REQUEST_BYTES)."
@@ -220,7 +227,15 @@ def validation_error(errors: Any) -> InvalidRequestError:
     kind = first.get("type", "")
     if kind == "json_invalid":
         return InvalidRequestError("The request body is not valid JSON.", param=None, code="invalid_json")
-    if kind == "missing":
+    if not param and kind == "missing":
+        return InvalidRequestError("The request needs a JSON body.", code="invalid_body")
+    if not param and kind in ("model_attributes_type", "model_type", "dict_type"):
+        return InvalidRequestError(
+            "The request body must be a JSON object, sent with 'Content-Type: application/json'.", code="invalid_body"
+        )
+    if not param:  # a check of the request as a whole
+        msg = f"{_clean_msg(first.get('msg', 'invalid request'))}."
+    elif kind == "missing":
         msg = f"'{param}' is required."
     elif kind == "extra_forbidden":
         msg = f"'{param}' is not a recognised field."

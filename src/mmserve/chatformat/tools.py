@@ -102,6 +102,13 @@ class HermesToolParser:
             self._buf = space + self._buf[len(self._buf) - hold :]
             return out
 
+    @classmethod
+    def render(cls, name: str, arguments: str) -> str:
+        """A call as the model writes it (engines that receive structured calls, e.g. upstream, emit this)."""
+        args: Any = _load_object(arguments) if arguments.strip() else {}
+        body = json.dumps({"name": name, "arguments": arguments if args is None else args}, ensure_ascii=False)
+        return f"{cls.start_tag}\n{body}\n{cls.end_tag}"
+
     def parse_call(self, body: str) -> ParsedCall | None:
         obj = _load_object(body.strip())
         if obj is None:

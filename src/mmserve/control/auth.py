@@ -1,17 +1,23 @@
-"""Bearer-key authentication and per-key rate limiting, as one app-wide FastAPI dependency.
+"""Bearer-key authentication and per-key rate limiting, as an ASGI middleware.
 
 With ``Settings.auth`` off every request is the anonymous principal (all models, no
-limits). With it on, every route but ``/health`` and signed artifact links (the signature
-is the authorization, as with presigned URLs) needs ``Authorization: Bearer <key>``.
+limits). With it on, every route but ``/health``, the API docs and signed artifact links
+(the signature is the authorization, as with presigned URLs) needs
+``Authorization: Bearer <key>``. Keys and limits are checked from the headers alone,
+before the body is read: a caller without a valid key, or past its limits, costs the
+server no upload, JSON parsing or validation.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
-from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mmserve.api.errors import AuthenticationError
+from mmserve.api.errors import AuthenticationError, MMServeError
 from mmserve.control.context import ANONYMOUS, Principal, current
 from mmserve.control.keys import KeyStore
 from mmserve.control.ratelimit import Limits, RateLimiter
@@ -22,18 +28,21 @@ OPEN_PREFIXES = ("/v1/artifacts/",)
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, keys: KeyStore, limiter: RateLimiter) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeyStore, limiter: RateLimiter, *, open_paths: Iterable[str] = ()
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
+        self.open_paths = frozenset([*OPEN_PATHS, *open_paths])
 
-    async def __call__(self, request: Request) -> Principal:
+    async def authenticate(self, path: str, authorization: str) -> Principal:
+        """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        path = request.url.path
-        if not self.settings.auth or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if not self.settings.auth or path in self.open_paths or path.startswith(OPEN_PREFIXES):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
-        secret = _bearer(request)
+        secret = _bearer(authorization)
         found = await self._principal(secret)
         if found is None:
             raise AuthenticationError(
@@ -61,8 +70,33 @@ class Authenticator:
         )
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+class AuthMiddleware:
+    """Runs the :class:`Authenticator` on every HTTP request before the app (and its body parsing) sees it."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.authenticator.authenticate(_route_path(scope), Headers(scope=scope).get("authorization", ""))
+        except MMServeError as e:
+            await JSONResponse(e.to_dict(), status_code=e.status_code, headers=e.headers)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes match (without the ASGI ``root_path`` a proxy setup may add)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _bearer(header: str) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError(

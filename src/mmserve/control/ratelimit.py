@@ -50,7 +50,7 @@ class RateLimiter:
         w.trim(now)
         rpm, tpm = limits.requests_per_min, limits.tokens_per_min
         if rpm is not None and len(w.requests) >= rpm:
-            retry = w.requests[0] + WINDOW_S - now
+            retry = (w.requests[0] + WINDOW_S - now) if w.requests else WINDOW_S  # a limit of 0: never
             raise self._refuse(f"This key is limited to {rpm} requests per minute.", retry, limits, w, now)
         if tpm is not None and w.token_sum >= tpm:
             retry = self._token_reset(w, tpm, now)

@@ -89,7 +89,11 @@ class UsageRecorder:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # not in the middle of a write: cancelled there, its batch would be lost (or written twice)
+            async with self._lock:
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         await self.flush()
 
     async def flush(self) -> int:

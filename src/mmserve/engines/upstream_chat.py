@@ -4,7 +4,9 @@ routing and metering with local ones.
 The card names the provider (``options.base_url``), the remote model (``options.model``,
 default: the card id) and the environment variable holding the key
 (``options.api_key_env``). Images, already fetched and bounded by the media layer, are sent
-as data URIs. Requests stream from the provider and are re-emitted as engine deltas.
+as data URIs. Requests stream from the provider and are re-emitted as engine deltas; tool
+calls it streams are written in the card's ``capabilities.tool_call_format`` (which a card
+must set to take tools), so the chat service reads them back like a local model's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 from pydantic import Field
 
 from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError
+from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
 
@@ -83,6 +86,7 @@ class UpstreamChatEngine(ChatEngine):
                 completion = 0
                 finish: str | None = None
                 first = True
+                calls: dict[int, list[str]] = {}  # tool calls by index: [name, arguments], streamed in pieces
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -99,7 +103,13 @@ class UpstreamChatEngine(ChatEngine):
                         prompt_tokens = usage.get("prompt_tokens", prompt_tokens)
                         completion = usage.get("completion_tokens", completion)
                     for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or ""
+                        for call in delta.get("tool_calls") or []:
+                            name_args = calls.setdefault(call.get("index", len(calls)), ["", ""])
+                            function = call.get("function") or {}
+                            name_args[0] += function.get("name") or ""
+                            name_args[1] += function.get("arguments") or ""
                         finish = choice.get("finish_reason") or finish
                         if first:
                             first = False
@@ -108,13 +118,20 @@ class UpstreamChatEngine(ChatEngine):
                             yield ChatDelta(text=text, completion_tokens=completion)
                 if first:
                     yield ChatDelta(prompt_tokens=prompt_tokens)
+                if calls:
+                    yield ChatDelta(text=self._calls_text(calls), completion_tokens=completion)
                 yield ChatDelta(
                     finish_reason=finish or "stop", completion_tokens=completion, prompt_tokens=prompt_tokens
                 )
         except httpx.HTTPError as e:
             raise EngineUnavailableError(f"The provider of '{self.card.id}' could not be reached.") from e
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # not the JSON objects OpenAI streams
             raise EngineError(f"The provider of '{self.card.id}' sent an unreadable stream.") from e
+
+    def _calls_text(self, calls: dict[int, list[str]]) -> str:
+        """The provider's tool calls written in the card's format, for the chat service's parser to read back."""
+        fmt = TOOL_PARSERS[self.card.capabilities.tool_call_format or "hermes"]
+        return "\n".join(fmt.render(name, arguments) for _, (name, arguments) in sorted(calls.items()))
 
     def _provider_error(self, resp: httpx.Response) -> Exception:
         if 400 <= resp.status_code < 500 and resp.status_code not in (401, 403, 408, 429):
@@ -149,7 +166,10 @@ class UpstreamChatEngine(ChatEngine):
             body["frequency_penalty"] = p.frequency_penalty
         if request.tools:
             body["tools"] = request.tools
-            if request.tool_choice is not None:
+            if isinstance(request.tool_choice, str) and request.tool_choice.startswith("function:"):
+                name = request.tool_choice.removeprefix("function:")
+                body["tool_choice"] = {"type": "function", "function": {"name": name}}
+            elif request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
         if request.response_format:
             body["response_format"] = request.response_format

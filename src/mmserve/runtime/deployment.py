@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,10 @@ from mmserve.engines.registry import engine_class
 log = logging.getLogger("mmserve.runtime")
 
 State = Literal["idle", "loading", "loaded", "failed"]
+# Model libraries resolve their lazy imports without a lock (transformers' _LazyModule): two
+# models built or loaded at once in two threads fail with "cannot import name ... from
+# 'transformers'". So builds and loads run one at a time; they compete for the same cores anyway.
+LOADING = threading.Lock()
 # Called before a replica loads, with the bytes it is expected to need (the runtime makes room).
 BeforeLoad = Callable[["Deployment", int], Awaitable[None]]
 # Called after a load (seconds, cold) and after an unload (reason).
@@ -40,6 +45,7 @@ class Replica:
         self.engine: Engine | None = None
         self.active = 0
         self.loading = False
+        self.loader: asyncio.Task[Engine] | None = None  # the load in progress, awaited by every request for it
         self.lock = asyncio.Lock()
 
 
@@ -107,9 +113,27 @@ class Deployment:
     # -------------------------------------------------------------- loading
 
     async def ensure_loaded(self, replica: Replica | None = None) -> Engine:
+        """The replica's engine, loading it first if needed.
+
+        The load runs as its own task, shared by every request that waits for it: a request
+        that is cancelled meanwhile (its client left) stops waiting, but the load goes on, so
+        that the next request finds the model loaded instead of starting over.
+        """
         replica = replica or self.replicas[0]
         if replica.engine is not None:
             return replica.engine
+        if replica.loader is None:
+            replica.loader = asyncio.create_task(self._load(replica))
+            replica.loader.add_done_callback(_retrieved)
+        return await asyncio.shield(replica.loader)
+
+    async def _load(self, replica: Replica) -> Engine:
+        try:
+            return await self._load_locked(replica)
+        finally:
+            replica.loader = None
+
+    async def _load_locked(self, replica: Replica) -> Engine:
         async with replica.lock:
             if replica.engine is not None:
                 return replica.engine
@@ -145,14 +169,16 @@ class Deployment:
             return replica.engine
 
     def _resolve_source(self) -> Path | None:
-        return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
+        with LOADING:
+            return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        if self.progress:
-            self.progress(f"loading model '{self.card.id}'")
-        engine: Engine = engine_class(self.card.engine)(self.card, source=self.source, device=self.device)
-        engine.load()
-        return engine
+        with LOADING:
+            if self.progress:
+                self.progress(f"loading model '{self.card.id}'")
+            engine: Engine = engine_class(self.card.engine)(self.card, source=self.source, device=self.device)
+            engine.load()
+            return engine
 
     async def load_all(self) -> None:
         for replica in self.replicas:
@@ -169,10 +195,16 @@ class Deployment:
         return 0
 
     async def unload(self, reason: str = "shutdown") -> bool:
-        """Unload every replica that is not serving; returns whether anything was unloaded."""
+        """Unload every replica that is not serving (at shutdown: every one); returns whether any was.
+
+        Callers check that the deployment is idle first, but unloading awaits: a request that
+        arrives meanwhile takes a replica still loaded, which must then be left alone.
+        """
         unloaded = False
         for replica in self.replicas:
             async with replica.lock:
+                if replica.active and reason != "shutdown":
+                    continue
                 engine, replica.engine = replica.engine, None
                 if engine is not None:
                     unloaded = True
@@ -221,3 +253,9 @@ class Deployment:
         if unloaded:  # scale up: nothing loaded yet, or every loaded replica is busy
             return min(unloaded, key=lambda r: r.active)
         return min(loaded, key=lambda r: r.active)
+
+
+def _retrieved(task: asyncio.Task[Engine]) -> None:
+    """A load nobody waits for any more still has its failure read (it is logged and kept in ``error``)."""
+    if not task.cancelled():
+        task.exception()

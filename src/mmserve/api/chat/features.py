@@ -200,7 +200,12 @@ def _response_format(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None,
     if not isinstance(schema, dict):
         raise InvalidRequestError("The schema must be a JSON object (a JSON Schema).", param=param)
     check_schema(schema, param=param)
-    return schema, bool(spec.get("strict", False))
+    strict = spec.get("strict") or False  # null: the default
+    if not isinstance(strict, bool):  # "no" would read as true
+        raise InvalidRequestError(
+            "response_format.json_schema.strict must be true or false.", param="response_format.json_schema.strict"
+        )
+    return schema, strict
 
 
 def _reasoning_switch(req: ChatCompletionRequest) -> bool | None:

@@ -7,6 +7,7 @@ and image input size).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,10 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
     refs = image_refs(req.messages)
     limits = state.settings.limits
     check_params(state, req, card)
-    features = resolve_features(req, card, max_tools=limits.max_tools)
+    if req.tools or req.response_format:  # their JSON Schemas are checked: CPU work as large as the body
+        features = await asyncio.to_thread(resolve_features, req, card, max_tools=limits.max_tools)
+    else:
+        features = resolve_features(req, card, max_tools=limits.max_tools)
     if refs and not card.capabilities.vision:
         raise ModelCapabilityError(
             f"The model '{card.id}' does not accept images (its card has capabilities.vision / "
@@ -116,7 +120,7 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
     if out is not None and out > card.limits.max_output_tokens:
         raise InvalidRequestError(
             f"max_tokens is {out}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
-            param="max_completion_tokens" if req.max_completion_tokens else "max_tokens",
+            param=next(f for f in ("max_completion_tokens", "max_tokens", "maximum_tokens") if getattr(req, f)),
         )
     max_n = min(card.limits.max_n, limits.max_n)
     if req.n > max_n:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mmserve.api.unicode import refuse_lone_surrogates
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -96,6 +98,12 @@ class ChatCompletionRequest(_Model):
     chat_template_kwargs: dict[str, Any] | None = Field(
         default=None, description="vLLM / SGLang: variables for the chat template, e.g. {'enable_thinking': false}."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        refuse_lone_surrogates(data)  # raised as is (not a ValueError): a 400 naming the exact field
+        return data
 
     @property
     def output_limit(self) -> int | None:

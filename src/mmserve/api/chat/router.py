@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse
 
 from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.chat.service import ChatService
+from mmserve.api.disconnect import cancel_on_disconnect
 from mmserve.api.state import AppState, get_state
 
 router = APIRouter(tags=["chat"])
@@ -16,8 +17,8 @@ router = APIRouter(tags=["chat"])
 
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions", include_in_schema=False)
-async def chat_completions(req: ChatCompletionRequest, state: AppState = Depends(get_state)) -> Any:
+async def chat_completions(req: ChatCompletionRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
     service = ChatService(state)
-    if req.stream:
-        return EventSourceResponse(await service.stream(req), sep="\n", ping=15)
-    return await service.complete(req)
+    if req.stream:  # until the stream's first event (queue, load, prompt), then sse-starlette watches the client
+        return EventSourceResponse(await cancel_on_disconnect(request, service.stream(req)), sep="\n", ping=15)
+    return await cancel_on_disconnect(request, service.complete(req))

@@ -17,6 +17,12 @@ def check_schema(schema: dict[str, Any], *, param: str) -> None:
     """
     from jsonschema import Draft202012Validator, SchemaError, validators
 
+    if not isinstance(schema.get("$schema", ""), str):  # jsonschema looks the draft up by it and crashes
+        raise InvalidRequestError(
+            f"'{param}' has a '$schema' that is not a string: give the draft's URI, or leave it out for 2020-12.",
+            param=param,
+            code="invalid_schema",
+        )
     try:
         validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as e:

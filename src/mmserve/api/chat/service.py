@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,15 @@ class _Choice:
     output: ChoiceOutput
     finish_reason: str | None = None
     completion_tokens: int = 0
+
+
+@dataclass
+class _Collected:
+    """What one choice has produced so far: read for metering even when the request is cancelled midway."""
+
+    choice: _Choice | None = None  # made from the first delta, which carries the prompt
+    prompt_tokens: int = 0
+    image_tokens: int = 0
 
 
 @dataclass
@@ -73,17 +82,27 @@ class ChatService:
         prepared = await prepare(self.state, req, card)
         dep = self.state.runtime.deployment(card)
         fmt = prepared.features.output
-        async with dep.acquire() as engine:
-            assert isinstance(engine, ChatEngine)
-            results = await asyncio.gather(
-                *(self._collect(engine, inp, i, fmt) for i, inp in enumerate(prepared.inputs))
-            )
-        prompt_tokens, image_tokens = results[0][1], results[0][2]
-        choices = [c for c, _, _ in results]
-        completion = sum(c.completion_tokens for c in choices)
-        self.state.meter.record(
-            card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=completion, image_tokens=image_tokens
-        )
+        collected = [_Collected() for _ in prepared.inputs]
+        failure: BaseException | None = None
+        try:
+            async with dep.acquire() as engine:
+                assert isinstance(engine, ChatEngine)
+                try:  # a failed choice cancels the others: none may run on once the slot is released
+                    async with asyncio.TaskGroup() as group:
+                        for i, inp in enumerate(prepared.inputs):
+                            group.create_task(self._collect(engine, inp, i, fmt, collected[i]))
+                except BaseExceptionGroup as failed:
+                    failure = failed.exceptions[0]
+        except asyncio.CancelledError:  # the client left: what was generated is still used
+            if any(c.choice is not None for c in collected):
+                self._meter(card, collected)
+            raise
+        if failure is not None:
+            raise failure
+        choices = [c.choice or _Choice(i, fmt.parser()) for i, c in enumerate(collected)]
+        for c in choices:
+            c.output.finish(c.completion_tokens)
+        prompt_tokens, completion = self._meter(card, collected)
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -112,11 +131,20 @@ class ChatService:
             gens = [engine.generate(inp) for inp in prepared.inputs]
             for g in gens:
                 stack.push_async_callback(g.aclose)
-            firsts = [await anext(g) for g in gens]  # prompt processed: errors so far are 4xx/5xx
+            # prompts processed (errors so far are 4xx/5xx), all at once: one after the other, a
+            # choice's prompt would queue behind the whole generation of the one before it
+            failure: BaseException | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    firsts = [group.create_task(_first(g)) for g in gens]
+            except BaseExceptionGroup as failed:
+                failure = failed.exceptions[0]
+            if failure is not None:
+                raise failure
         except BaseException:
             await stack.aclose()
             raise
-        return _Started(card, gens, firsts, prepared, stack)
+        return _Started(card, gens, [f.result() for f in firsts], prepared, stack)
 
     async def _sse(self, started: _Started, include_usage: bool) -> AsyncIterator[str]:
         card, gens = started.card, started.gens
@@ -190,24 +218,33 @@ class ChatService:
                     )
             yield "[DONE]"
 
+    def _meter(self, card: ModelCard, collected: list[_Collected]) -> tuple[int, int]:
+        """Record the request's usage; returns its prompt and completion tokens."""
+        first = next((c for c in collected if c.choice is not None), _Collected())
+        completion = sum(c.choice.completion_tokens for c in collected if c.choice is not None)
+        self.state.meter.record(
+            card, ENDPOINT, input_tokens=first.prompt_tokens, output_tokens=completion, image_tokens=first.image_tokens
+        )
+        return first.prompt_tokens, completion
+
     @staticmethod
-    async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat) -> tuple[_Choice, int, int]:
-        """One choice's output, prompt tokens and image tokens."""
-        choice: _Choice | None = None
-        prompt_tokens = image_tokens = 0
-        async for delta in engine.generate(inp):
-            if choice is None:  # the first delta carries the prompt
-                choice = _Choice(index, fmt.parser(delta.prompt_text))
-                image_tokens = delta.image_tokens
-            if delta.prompt_tokens is not None:
-                prompt_tokens = delta.prompt_tokens
-            choice.output.feed(delta.text, delta.completion_tokens)
-            choice.completion_tokens = delta.completion_tokens
-            if delta.finish_reason:
-                choice.finish_reason = delta.finish_reason
-        choice = choice or _Choice(index, fmt.parser())
-        choice.output.finish(choice.completion_tokens)
-        return choice, prompt_tokens, image_tokens
+    async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat, into: _Collected) -> None:
+        """Run one choice, keeping its output, prompt tokens and image tokens in ``into`` as they come."""
+        async with aclosing(engine.generate(inp)) as deltas:
+            async for delta in deltas:
+                if into.choice is None:  # the first delta carries the prompt
+                    into.choice = _Choice(index, fmt.parser(delta.prompt_text))
+                    into.image_tokens = delta.image_tokens
+                if delta.prompt_tokens is not None:
+                    into.prompt_tokens = delta.prompt_tokens
+                into.choice.output.feed(delta.text, delta.completion_tokens)
+                into.choice.completion_tokens = delta.completion_tokens
+                if delta.finish_reason:
+                    into.choice.finish_reason = delta.finish_reason
+
+
+async def _first(gen: AsyncGenerator[ChatDelta, None]) -> ChatDelta:
+    return await anext(gen)
 
 
 async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[tuple[int, ChatDelta]]:
@@ -240,6 +277,8 @@ async def _merge(gens: list[AsyncGenerator[ChatDelta, None]]) -> AsyncIterator[t
     finally:
         for t in tasks:
             t.cancel()
+        # wait until every pump has left its generator: closing a generator still running raises
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _completion_id() -> str:

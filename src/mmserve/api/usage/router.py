@@ -17,8 +17,10 @@ router = APIRouter(tags=["usage"])
 
 @router.get("/v1/usage")
 async def usage(
-    start: float | None = Query(default=None, description="Unix time, inclusive (default: 30 days ago)."),
-    end: float | None = Query(default=None, description="Unix time, exclusive (default: now)."),
+    start: float | None = Query(
+        default=None, allow_inf_nan=False, description="Unix time, inclusive (default: 30 days ago)."
+    ),
+    end: float | None = Query(default=None, allow_inf_nan=False, description="Unix time, exclusive (default: now)."),
     model: str | None = Query(default=None),
     key_id: str | None = Query(default=None, description="Admins only: another key's usage, or 'all'."),
     state: AppState = Depends(get_state),

@@ -1,0 +1,41 @@
+"""Stop a request's work when its client goes away before the response starts.
+
+A plain (non-streaming) response is only sent when the work is done, and nothing tells
+the handler that the client left meanwhile: a model would go on generating, holding its
+slot, for an answer nobody reads (clients that time out and retry make it worse). So the
+handler's work runs beside a watcher of the ASGI ``http.disconnect`` message, as vLLM's
+``with_cancellation`` does; the first to finish wins. Once a streaming response is
+running, sse-starlette watches the client itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.requests import ClientDisconnect, Request
+
+T = TypeVar("T")
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """``await work``, unless the client disconnects first: then it is cancelled and ClientDisconnect raised."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():  # the client left (or this handler was cancelled): stop the work
+            task.cancel()
+        watcher.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+    if task.cancelled():
+        raise ClientDisconnect()
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next message is the disconnect, whenever it comes.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
