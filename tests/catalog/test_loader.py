@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.loader import CatalogError, load_catalog, parse_catalog
 from mmserve.catalog.schema import TASKS
 
@@ -31,6 +32,20 @@ def test_good_catalog_parses_and_flag_alias_works() -> None:
     assert card.capabilities.vision is True and card.capabilities.max_images == 2
     assert card.deployment.idle_unload_s == 300
     assert cat.filter(task="chat", capability="vision") == [card]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "listed"),
+    [
+        ({"task": "chatt"}, "task", "video-generation"),
+        ({"capability": "__class__"}, "capability", "vision"),
+        ({"capability": "max_images"}, "capability", "vision"),
+    ],
+)
+def test_filter_refuses_unknown_task_or_capability(kwargs: dict[str, str], param: str, listed: str) -> None:
+    with pytest.raises(InvalidRequestError) as err:
+        _parse(GOOD).filter(**kwargs)
+    assert err.value.param == param and listed in err.value.message
 
 
 def test_demo_catalog_is_valid() -> None:

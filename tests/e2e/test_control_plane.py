@@ -192,3 +192,9 @@ def test_models_filter_by_task_and_capability(client: OpenAI, server: LiveServer
     entry = vision[0]
     assert entry["pricing"]["input_per_1m_tokens"] == 5.0
     assert set(entry["deployment"]) >= {"mode", "replicas", "state", "replicas_loaded", "queue_depth", "active"}
+
+
+def test_models_filter_unknown_capability_is_400(server: LiveServer) -> None:
+    r = httpx.get(server.url + "/v1/models?capability=__class__")
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "capability" and "vision" in r.json()["error"]["message"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mmserve.api.errors import ModelNotFoundError
-from mmserve.catalog.schema import ModelCard, RouterSpec
+from mmserve.api.errors import InvalidRequestError, ModelNotFoundError
+from mmserve.catalog.schema import TASKS, Capabilities, ModelCard, RouterSpec
+
+# The capabilities that are yes/no flags, the ones `?capability=` filters on.
+BOOLEAN_CAPABILITIES = tuple(n for n, f in Capabilities.model_fields.items() if f.annotation is bool)
 
 
 class Catalog:
@@ -45,8 +48,6 @@ class Catalog:
             raise ModelNotFoundError(name, param=param)
         card = self.cards[cid]
         if task is not None and card.task != task:
-            from mmserve.api.errors import InvalidRequestError
-
             raise InvalidRequestError(
                 f"The model '{name}' is a {card.task} model and cannot serve {task} requests. "
                 f"GET /v1/models?task={task} lists the models that can.",
@@ -56,6 +57,14 @@ class Catalog:
         return card
 
     def filter(self, *, task: str | None = None, capability: str | None = None) -> list[ModelCard]:
+        """Cards of ``task`` having the boolean ``capability``; unknown names are a 400 listing the known ones."""
+        if task is not None and task not in TASKS:
+            raise InvalidRequestError(f"Unknown task '{task}'. Tasks: {', '.join(TASKS)}.", param="task")
+        if capability is not None and capability not in BOOLEAN_CAPABILITIES:
+            raise InvalidRequestError(
+                f"Unknown capability '{capability}'. Capabilities: {', '.join(BOOLEAN_CAPABILITIES)}.",
+                param="capability",
+            )
         out = []
         for card in self.cards.values():
             if task and card.task != task:
