@@ -138,3 +138,24 @@ def test_sdk_raises_with_the_message(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.audio.speech.create(model="demo-tts", input=TEXT, voice="nobody")
     assert "Unknown voice 'nobody'" in str(e.value)
+
+
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_a_stream_whose_client_leaves_before_its_first_chunk_is_metered(
+    audio_server: LiveServer, stream_format: str
+) -> None:
+    from tests.helpers.asgi import stalled_post
+
+    def usage() -> dict:
+        return httpx.get(f"{audio_server.url}/v1/usage?model=demo-tts", timeout=10).json()["total"]
+
+    before = usage()
+    body = {"model": "demo-tts", "input": TEXT, "voice": "alloy", "response_format": "pcm"}
+    sent = stalled_post(audio_server, "/v1/audio/speech", {**body, "stream_format": stream_format})
+    assert sent[0]["status"] == 200 and not any(m.get("body") for m in sent)
+    after = usage()
+    assert after["requests"] == before["requests"] + 1
+    assert after["audio_seconds"] > before["audio_seconds"]  # the audio made before the client left
+    # the dedicated model's one slot is free again
+    again = httpx.post(f"{audio_server.url}/v1/audio/speech", json=body, timeout=30)
+    assert again.status_code == 200 and len(again.content) > 1000

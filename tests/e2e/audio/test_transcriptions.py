@@ -245,3 +245,20 @@ def test_too_large_upload_is_413_while_it_arrives(audio_server: LiveServer) -> N
 def test_json_body_is_415(audio_server: LiveServer) -> None:
     r = _post(audio_server, json={"model": "demo-asr", "file": "aGVsbG8="})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]["message"]
+
+
+def test_a_stream_whose_client_leaves_before_its_first_event_is_metered(
+    audio_server: LiveServer, speech_wav: bytes
+) -> None:
+    from tests.helpers.asgi import stalled_post
+
+    def usage() -> dict:
+        return httpx.get(f"{audio_server.url}/v1/usage?model=demo-asr", timeout=10).json()["total"]
+
+    before = usage()
+    form = {"model": "demo-asr", "stream": "true"}
+    sent = stalled_post(audio_server, "/v1/audio/transcriptions", form, files={"file": ("s.wav", speech_wav)})
+    assert sent[0]["status"] == 200 and not any(m.get("body") for m in sent)
+    after = usage()
+    assert after["requests"] == before["requests"] + 1
+    assert after["audio_seconds"] > before["audio_seconds"]  # the audio heard up to the first segment

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sse_starlette import EventSourceResponse
+from fastapi.responses import JSONResponse, Response
 
 from mmserve.api.audio.speech_protocol import SpeechRequest, wants_json
 from mmserve.api.audio.speech_service import SpeechService
 from mmserve.api.audio.transcription_protocol import openapi_form, read_upload
 from mmserve.api.audio.transcription_service import Task, TranscriptionService
 from mmserve.api.state import AppState, get_state
+from mmserve.api.streaming import ReleasingEventSourceResponse, ReleasingStreamingResponse
 from mmserve.media.audio_encode import CONTENT_TYPES
 
 router = APIRouter(tags=["audio"])
@@ -23,10 +23,11 @@ async def speech(req: SpeechRequest, request: Request, state: AppState = Depends
     service = SpeechService(state)
     stream = await service.start(req)
     if req.stream_format == "sse":
-        return EventSourceResponse(service.sse(stream), sep="\n", ping=15)
+        return ReleasingEventSourceResponse(service.stream(stream, service.sse(stream)), sep="\n", ping=15)
     if wants_json(request.headers.get("accept")):
         return await service.envelope(stream)
-    return StreamingResponse(service.audio(stream), media_type=CONTENT_TYPES[req.response_format])
+    audio = service.stream(stream, service.audio(stream))
+    return ReleasingStreamingResponse(audio, media_type=CONTENT_TYPES[req.response_format])
 
 
 @router.post("/v1/audio/transcriptions", openapi_extra=openapi_form())
@@ -44,7 +45,7 @@ async def _transcribe(request: Request, state: AppState, task: Task) -> Response
     upload = await read_upload(request, state.settings.audio)
     service = TranscriptionService(state)
     if upload.form.stream:
-        return EventSourceResponse(await service.stream(upload, task), sep="\n", ping=15)
+        return ReleasingEventSourceResponse(await service.stream(upload, task), sep="\n", ping=15)
     out = await service.complete(upload, task)
     if isinstance(out.body, dict):
         return JSONResponse(out.body)

@@ -23,6 +23,7 @@ from mmserve.api.audio.speech_protocol import SpeechRequest
 from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, error_body
 from mmserve.api.state import AppState
+from mmserve.api.streaming import Stream
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
@@ -39,11 +40,14 @@ class SpeechStream:
     first: AudioChunk | None
     rest: AsyncIterator[AudioChunk]
     stack: AsyncExitStack
+    produced: float = 0.0  # seconds of audio the engine has made so far
+    recorded: bool = False
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         if self.first is not None:
             yield self.first
         async for chunk in self.rest:
+            self.produced += _seconds(chunk)
             yield chunk
 
 
@@ -79,11 +83,21 @@ class SpeechService:
         except BaseException:
             await stack.aclose()
             raise
-        return SpeechStream(card, req.response_format, len(req.input), first, gen, stack)
+        produced = _seconds(first) if first is not None else 0.0
+        return SpeechStream(card, req.response_format, len(req.input), first, gen, stack, produced)
+
+    def stream(self, s: SpeechStream, chunks: AsyncGenerator[Any, None]) -> Stream:
+        """``chunks`` (from :meth:`audio` or :meth:`sse`) as a response stream, released even if never read."""
+
+        async def release() -> None:
+            self._record(s)
+            await s.stack.aclose()
+
+        return Stream(chunks, release)
 
     # ------------------------------------------------------------------ response shapes
 
-    async def audio(self, s: SpeechStream) -> AsyncIterator[bytes]:
+    async def audio(self, s: SpeechStream) -> AsyncGenerator[bytes, None]:
         """Raw audio bytes as they are encoded. A failure mid-stream aborts the connection (logged)."""
         enc = AudioEncoder(s.fmt, streaming=True)
         async with s.stack:
@@ -97,12 +111,11 @@ class SpeechService:
                 log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
                 raise
             finally:  # also when the client leaves early: the audio made so far
-                self._record(s, enc)
+                self._record(s)
 
-    async def sse(self, s: SpeechStream) -> AsyncIterator[str]:
+    async def sse(self, s: SpeechStream) -> AsyncGenerator[str, None]:
         """``speech.audio.delta`` events with base64 audio, then ``speech.audio.done`` with usage."""
         enc = AudioEncoder(s.fmt, streaming=True)
-        recorded = False
         async with s.stack:
             try:
                 async for chunk in s.chunks():
@@ -112,7 +125,7 @@ class SpeechService:
                 tail = await asyncio.to_thread(enc.finish)
                 if tail:
                     yield _delta(tail)
-                usage, recorded = self._record(s, enc), True
+                usage = self._record(s)
                 yield json.dumps({"type": "speech.audio.done", "usage": usage.api()})
             except MMServeError as e:
                 log.error("speech stream for '%s' failed: %s", s.card.id, e.message, exc_info=e.__cause__ or e)
@@ -121,16 +134,17 @@ class SpeechService:
                 log.exception("speech stream for '%s' failed", s.card.id, exc_info=e)
                 yield json.dumps(error_body(e))
             finally:
-                if not recorded:
-                    self._record(s, enc)
+                self._record(s)
 
     async def envelope(self, s: SpeechStream) -> dict[str, Any]:
         """The whole clip, encoded with exact headers, base64 in ``{"data": [{"b64_json"}]}``."""
         enc = AudioEncoder(s.fmt, streaming=False)
-        async with s.stack:
-            parts = [await asyncio.to_thread(enc.push, c.samples, c.sample_rate) async for c in s.chunks()]
-            parts.append(await asyncio.to_thread(enc.finish))
-        usage = self._record(s, enc)
+        try:
+            async with s.stack:
+                parts = [await asyncio.to_thread(enc.push, c.samples, c.sample_rate) async for c in s.chunks()]
+                parts.append(await asyncio.to_thread(enc.finish))
+        finally:  # also when cancelled midway: the audio made so far
+            usage = self._record(s)
         return {
             "data": [{"b64_json": base64.b64encode(b"".join(parts)).decode()}],
             "model": s.card.id,
@@ -139,10 +153,17 @@ class SpeechService:
             "usage": usage.api(),
         }
 
-    def _record(self, s: SpeechStream, enc: AudioEncoder) -> AudioUsage:
-        usage = AudioUsage(s.card.id, "speech", enc.seconds, s.chars)
-        record_usage(self.state, s.card, usage)
+    def _record(self, s: SpeechStream) -> AudioUsage:
+        """The request's usage: the audio made so far, recorded the first time only."""
+        usage = AudioUsage(s.card.id, "speech", s.produced, s.chars)
+        if not s.recorded:
+            s.recorded = True
+            record_usage(self.state, s.card, usage)
         return usage
+
+
+def _seconds(chunk: AudioChunk) -> float:
+    return len(chunk.samples) / chunk.sample_rate
 
 
 def _delta(data: bytes) -> str:

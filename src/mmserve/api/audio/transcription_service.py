@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
-from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
+from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_card, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, ModelCapabilityError, error_body
 from mmserve.api.state import AppState
+from mmserve.api.streaming import Stream
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.base import TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
@@ -27,6 +28,20 @@ from mmserve.media.audio_ingest import AudioIngestor
 
 log = logging.getLogger("mmserve.transcription")
 Task = Literal["transcribe", "translate"]
+
+
+@dataclass
+class _Heard:
+    """How far a streamed transcription got: what is metered if the client leaves before its end."""
+
+    card: ModelCard
+    task: Task
+    seconds: float  # end of the last segment the engine made
+    recorded: bool = False
+
+
+def _usage_task(task: Task) -> AudioTask:
+    return "translation" if task == "translate" else "transcription"
 
 
 @dataclass
@@ -43,7 +58,7 @@ class TranscriptionService:
         self.audio: AudioIngestor = state.audio
 
     def _record(self, card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
-        usage = AudioUsage(card.id, "translation" if task == "translate" else "transcription", transcript.duration)
+        usage = AudioUsage(card.id, _usage_task(task), transcript.duration)
         record_usage(self.state, card, usage)
         return usage
 
@@ -87,7 +102,7 @@ class TranscriptionService:
         render = {"text": transcripts.render_text, "srt": transcripts.render_srt, "vtt": transcripts.render_vtt}[fmt]
         return Rendered(render(transcript), transcripts.CONTENT_TYPES[fmt])
 
-    async def stream(self, upload: TranscriptionUpload, task: Task) -> AsyncIterator[str]:
+    async def stream(self, upload: TranscriptionUpload, task: Task) -> Stream:
         card, inp = await self.prepare(upload, task)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Segment | Transcript | BaseException] = asyncio.Queue()
@@ -109,16 +124,24 @@ class TranscriptionService:
         first = await events.get()
         if isinstance(first, BaseException):
             raise first
-        return self._sse(card, task, first, events, job)
+        progress = _Heard(card, task, first.end if isinstance(first, Segment) else first.duration)
+
+        async def release() -> None:  # the client left (maybe before the first event): the audio heard so far
+            job.cancel()
+            if not progress.recorded:
+                progress.recorded = True
+                record_usage(self.state, card, AudioUsage(card.id, _usage_task(task), progress.seconds))
+
+        return Stream(self._sse(progress, first, events, job), release)
 
     async def _sse(
         self,
-        card: ModelCard,
-        task: Task,
+        progress: _Heard,
         first: Segment | Transcript,
         events: asyncio.Queue[Segment | Transcript | BaseException],
         job: asyncio.Task[None],
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
+        card, task = progress.card, progress.task
         sent = 0
         item: Segment | Transcript | BaseException = first
         try:
@@ -126,6 +149,7 @@ class TranscriptionService:
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, Transcript):
+                    progress.recorded = True
                     usage = self._record(card, task, item)
                     yield json.dumps(
                         {"type": "transcript.text.done", "text": item.text, "usage": usage.api()}, ensure_ascii=False
@@ -133,6 +157,7 @@ class TranscriptionService:
                     return
                 delta = item.text if sent == 0 else " " + item.text
                 sent += 1
+                progress.seconds = max(progress.seconds, item.end)
                 yield json.dumps({"type": "transcript.text.delta", "delta": delta}, ensure_ascii=False)
                 item = await events.get()
         except MMServeError as e:

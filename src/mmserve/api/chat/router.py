@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sse_starlette import EventSourceResponse
 
 from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.chat.service import ChatService
 from mmserve.api.disconnect import cancel_on_disconnect
 from mmserve.api.state import AppState, get_state
+from mmserve.api.streaming import ReleasingEventSourceResponse
 
 router = APIRouter(tags=["chat"])
 
@@ -20,5 +20,6 @@ router = APIRouter(tags=["chat"])
 async def chat_completions(req: ChatCompletionRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
     service = ChatService(state)
     if req.stream:  # until the stream's first event (queue, load, prompt), then sse-starlette watches the client
-        return EventSourceResponse(await cancel_on_disconnect(request, service.stream(req)), sep="\n", ping=15)
+        stream = await cancel_on_disconnect(request, service.stream(req))
+        return ReleasingEventSourceResponse(stream, sep="\n", ping=15)
     return await cancel_on_disconnect(request, service.complete(req))

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmserve.api.chat import shaping
@@ -22,6 +22,7 @@ from mmserve.api.chat.prepare import Prepared, needs_of, prepare
 from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.errors import MMServeError, error_body
 from mmserve.api.state import AppState
+from mmserve.api.streaming import Stream
 from mmserve.catalog.schema import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.context import current
@@ -59,6 +60,9 @@ class _Started:
     firsts: list[ChatDelta]
     prepared: Prepared
     stack: AsyncExitStack
+    completion: list[int] = field(default_factory=list)  # tokens per choice so far
+    prompt_tokens: int = 0
+    metered: bool = False
 
 
 class ChatService:
@@ -71,12 +75,29 @@ class ChatService:
         route = self.state.router.route(req.model, needs_of(req))
         return await with_fallback(self.state.router, route, lambda card: self._complete(req, card))
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
+    async def stream(self, req: ChatCompletionRequest) -> Stream:
         """Start the generation(s) now, so that early failures are HTTP errors, then stream SSE data."""
         route = self.state.router.route(req.model, needs_of(req))
         started = await with_fallback(self.state.router, route, lambda card: self._start(req, card))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return self._sse(started, include_usage)
+        return Stream(self._sse(started, include_usage), lambda: self._release(started))
+
+    async def _release(self, started: _Started) -> None:
+        """Meter the stream and free its slot: after its end, or when it never ran (the client left first)."""
+        self._meter_stream(started)
+        await started.stack.aclose()
+
+    def _meter_stream(self, started: _Started) -> None:
+        """Record what the stream generated so far, once."""
+        if not started.metered:
+            started.metered = True
+            self.state.meter.record(
+                started.card,
+                ENDPOINT,
+                input_tokens=started.prompt_tokens,
+                output_tokens=sum(started.completion),
+                image_tokens=started.firsts[0].image_tokens,
+            )
 
     async def _complete(self, req: ChatCompletionRequest, card: ModelCard) -> dict[str, Any]:
         prepared = await prepare(self.state, req, card)
@@ -144,16 +165,15 @@ class ChatService:
         except BaseException:
             await stack.aclose()
             raise
-        return _Started(card, gens, [f.result() for f in firsts], prepared, stack)
+        done = [f.result() for f in firsts]
+        completion = [f.completion_tokens for f in done]
+        return _Started(card, gens, done, prepared, stack, completion, done[0].prompt_tokens or 0)
 
-    async def _sse(self, started: _Started, include_usage: bool) -> AsyncIterator[str]:
-        card, gens = started.card, started.gens
+    async def _sse(self, started: _Started, include_usage: bool) -> AsyncGenerator[str, None]:
+        card, gens, completion = started.card, started.gens, started.completion
         outputs = [started.prepared.features.output.parser(f.prompt_text) for f in started.firsts]
-        prompt_tokens = started.firsts[0].prompt_tokens or 0
-        image_tokens = started.firsts[0].image_tokens
         cid, created = _completion_id(), int(time.time())
         ctx = current()
-        metered = False
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
             body: dict[str, Any] = {
@@ -168,7 +188,6 @@ class ChatService:
                 body["usage"] = usage
             return json.dumps(body, ensure_ascii=False)
 
-        completion = [0] * len(gens)
         first_content = True
 
         def choice(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
@@ -181,7 +200,7 @@ class ChatService:
                 async for i, delta in _merge(gens):
                     completion[i] = delta.completion_tokens
                     if delta.prompt_tokens is not None:  # engines may also report it late
-                        prompt_tokens = delta.prompt_tokens
+                        started.prompt_tokens = delta.prompt_tokens
                     events = outputs[i].feed(delta.text, delta.completion_tokens)
                     if delta.finish_reason:
                         events += outputs[i].finish(delta.completion_tokens)
@@ -193,13 +212,10 @@ class ChatService:
                             yield choice(i, d)
                     if delta.finish_reason:
                         yield choice(i, {}, outputs[i].finish_reason(delta.finish_reason))
-                metered = True
-                self.state.meter.record(
-                    card, ENDPOINT, input_tokens=prompt_tokens, output_tokens=sum(completion), image_tokens=image_tokens
-                )
+                self._meter_stream(started)
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
-                    yield chunk([], shaping.usage(prompt_tokens, sum(completion), reasoning))
+                    yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning))
             except MMServeError as e:
                 if e.status_code >= 500:
                     log.error("stream for '%s' failed: %s", card.id, e.message, exc_info=e.__cause__ or e)
@@ -207,15 +223,8 @@ class ChatService:
             except Exception as e:  # never a traceback to the client; the log has it
                 log.exception("stream for '%s' failed", card.id, exc_info=e)
                 yield json.dumps(error_body(e))
-            finally:
-                if not metered:  # failed or the client left: what was generated is still used
-                    self.state.meter.record(
-                        card,
-                        ENDPOINT,
-                        input_tokens=prompt_tokens,
-                        output_tokens=sum(completion),
-                        image_tokens=image_tokens,
-                    )
+            finally:  # failed or the client left: what was generated is still used
+                self._meter_stream(started)
             yield "[DONE]"
 
     def _meter(self, card: ModelCard, collected: list[_Collected]) -> tuple[int, int]:
