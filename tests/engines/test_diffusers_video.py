@@ -62,6 +62,11 @@ def test_check_request_names_the_field() -> None:
     with pytest.raises(InvalidRequestError) as e:
         DiffusersVideoEngine.check_request(opts, width=64, height=48, num_frames=34)
     assert e.value.param == "seconds"
+    # the default bound: 12 s at 30 fps passes, 12 s at 240 fps (the largest fps a request may name) does not
+    DiffusersVideoEngine.check_request(DiffusersVideoOptions(), width=64, height=48, num_frames=360)
+    with pytest.raises(InvalidRequestError) as e:
+        DiffusersVideoEngine.check_request(DiffusersVideoOptions(), width=64, height=48, num_frames=12 * 240)
+    assert e.value.param == "seconds" and "361" in e.value.message
 
 
 async def test_exact_frames_size_and_dtype(engine: DiffusersVideoEngine) -> None:

@@ -39,7 +39,9 @@ def resolve_source(
         return path
     if _REPO_ID.match(src):
         return _from_hf_cache(src, card.revision)
-    raise EngineUnavailableError(f"Model '{card.id}': source '{src}' does not exist.")
+    # the path is for the operator (the log), not for clients: it would show the server's file layout
+    log.error("model '%s': source '%s' does not exist (resolved to %s)", card.id, src, path)
+    raise EngineUnavailableError(f"The model '{card.id}' is unavailable: its weights are not on this server.")
 
 
 def _from_hf_cache(repo_id: str, revision: str | None) -> Path:

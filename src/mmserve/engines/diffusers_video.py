@@ -63,7 +63,11 @@ class DiffusersVideoOptions(EngineOptions):
     negative_prompt: str | None = None
     size_multiple: int = Field(default=16, ge=1, description="Width and height must be multiples of this.")
     frame_multiple: int = Field(default=4, ge=1, description="The pipeline makes k * frame_multiple + 1 frames.")
-    max_frames: int | None = Field(default=None, ge=1, description="Most frames one call may generate.")
+    max_frames: int = Field(
+        default=361,  # a bound for cards that list no fps: 12 s at 30 fps; raise it for longer clips
+        ge=1,
+        description="Most frames one call may generate (default 361: 12 s at 30 fps).",
+    )
     max_pixels: int | None = Field(default=None, ge=1, description="Largest width * height.")
     max_sequence_length: int | None = Field(default=None, ge=1, description="Prompt tokens (pipeline default).")
     cpu_offload: bool = Field(default=False, description="CUDA: keep idle components in CPU memory.")
@@ -105,7 +109,7 @@ class DiffusersVideoEngine(VideoEngine):
                 param="size",
                 code="invalid_size",
             )
-        if options.max_frames and pipeline_frames(num_frames, options.frame_multiple) > options.max_frames:
+        if pipeline_frames(num_frames, options.frame_multiple) > options.max_frames:
             raise InvalidRequestError(
                 f"{num_frames} frames is more than this model makes in one clip ({options.max_frames}); "
                 "ask for fewer seconds or a lower fps.",

@@ -50,7 +50,42 @@ AUDIO_CATALOG = {
             "options": {"seed": 0},
             "deployment": {"mode": "dedicated"},
         },
-    ]
+        # Serverless cards whose weights are missing: they fail when first used, so the
+        # router aliases below fall back to the demo models (after that, a failed deployment
+        # is tried last: one broken card per fallback test).
+        {
+            "id": "broken-tts",
+            "task": "speech",
+            "engine": "transformers-tts",
+            "source": "./missing-tts-weights",
+            "pricing": {"per_audio_second": 1.0},
+        },
+        *(
+            {
+                "id": broken,
+                "task": "transcription",
+                "engine": "whisper",
+                "source": "./missing-whisper-weights",
+                "pricing": {"per_audio_second": 1.0},
+            }
+            for broken in ("broken-asr", "broken-asr-2")
+        ),
+    ],
+    "routers": [
+        {"id": "resilient-tts", "task": "speech", "policy": "priority", "candidates": ["broken-tts", "demo-tts"]},
+        {
+            "id": "resilient-asr",
+            "task": "transcription",
+            "policy": "priority",
+            "candidates": ["broken-asr", "demo-asr"],
+        },
+        {
+            "id": "resilient-asr-2",
+            "task": "transcription",
+            "policy": "priority",
+            "candidates": ["broken-asr-2", "demo-asr"],
+        },
+    ],
 }
 UPLOAD_LIMIT = 2 * 1024 * 1024
 

@@ -159,3 +159,14 @@ def test_a_stream_whose_client_leaves_before_its_first_chunk_is_metered(
     # the dedicated model's one slot is free again
     again = httpx.post(f"{audio_server.url}/v1/audio/speech", json=body, timeout=30)
     assert again.status_code == 200 and len(again.content) > 1000
+
+
+def test_an_alias_falls_back_when_its_first_speech_model_fails(client: OpenAI) -> None:
+    raw = client.audio.speech.with_raw_response.create(model="resilient-tts", input=TEXT, voice="alloy")
+    assert raw.headers["x-mmserve-model"] == "demo-tts"
+    assert "fell back from broken-tts" in raw.headers["x-mmserve-route"]
+    assert _seconds(raw.content, "mp3") > 1.0
+    with pytest.raises(openai.APIStatusError) as err:  # asked for by name, the failure is the answer
+        client.audio.speech.create(model="broken-tts", input=TEXT, voice="alloy")
+    assert err.value.status_code == 503 and "'broken-tts' is unavailable" in err.value.message
+    assert "missing-tts-weights" not in err.value.message  # the server's paths are not the client's business

@@ -262,3 +262,17 @@ def test_a_stream_whose_client_leaves_before_its_first_event_is_metered(
     after = usage()
     assert after["requests"] == before["requests"] + 1
     assert after["audio_seconds"] > before["audio_seconds"]  # the audio heard up to the first segment
+
+
+def test_an_alias_falls_back_when_its_first_transcription_model_fails(client: OpenAI, speech_wav: bytes) -> None:
+    raw = client.audio.transcriptions.with_raw_response.create(model="resilient-asr", file=("s.wav", speech_wav))
+    assert raw.headers["x-mmserve-model"] == "demo-asr"
+    assert "fell back from broken-asr" in raw.headers["x-mmserve-route"]
+    assert _shares_words(raw.parse().text)
+    # streamed: the fallback happens before the first event
+    stream = client.audio.transcriptions.with_raw_response.create(
+        model="resilient-asr-2", file=("s.wav", speech_wav), stream=True
+    )
+    assert "fell back from broken-asr-2" in stream.headers["x-mmserve-route"]
+    events = list(stream.parse())
+    assert events[-1].type == "transcript.text.done" and _shares_words(events[-1].text)

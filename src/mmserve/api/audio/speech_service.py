@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio.speech_protocol import SpeechRequest
-from mmserve.api.audio.usage import AudioUsage, audio_card, record_usage
+from mmserve.api.audio.usage import AudioUsage, audio_route, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, error_body
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream
 from mmserve.catalog.schema import ModelCard
+from mmserve.control.routing import with_fallback
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.media.audio_encode import AudioEncoder
@@ -56,7 +57,11 @@ class SpeechService:
         self.state = state
 
     async def start(self, req: SpeechRequest) -> SpeechStream:
-        card = audio_card(self.state, req.model, "speech")
+        """Start the synthesis on the routed card (falling back along the route), its first chunk made."""
+        route = audio_route(self.state, req.model, "speech")
+        return await with_fallback(self.state.router, route, lambda card: self._start(req, card))
+
+    async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
         limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
         if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
             raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
-from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_card, record_usage
+from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_route, record_usage
 from mmserve.api.errors import InvalidRequestError, MMServeError, ModelCapabilityError, error_body
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream
 from mmserve.catalog.schema import ModelCard
+from mmserve.control.routing import with_fallback
 from mmserve.engines.base import TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.media.audio_ingest import AudioIngestor
@@ -62,9 +63,8 @@ class TranscriptionService:
         record_usage(self.state, card, usage)
         return usage
 
-    async def prepare(self, upload: TranscriptionUpload, task: Task) -> tuple[ModelCard, TranscriptionInput]:
+    async def prepare(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> TranscriptionInput:
         form = upload.form
-        card = audio_card(self.state, form.model, "transcription")
         _check_form(form, card, task)
         decoded = await self.audio.decode(upload.data, card, param="file")
         inp = TranscriptionInput(
@@ -76,13 +76,13 @@ class TranscriptionService:
             task=task,
             word_timestamps="word" in form.timestamp_granularities,
         )
-        return card, inp
+        return inp
 
     async def complete(self, upload: TranscriptionUpload, task: Task) -> Rendered:
-        card, inp = await self.prepare(upload, task)
-        async with self.state.runtime.deployment(card).acquire() as engine:
-            assert isinstance(engine, TranscriptionEngine)
-            transcript = await engine.transcribe(inp)
+        route = audio_route(self.state, upload.form.model, "transcription")
+        card, transcript = await with_fallback(
+            self.state.router, route, lambda card: self._transcribe(upload, task, card)
+        )
         usage = self._record(card, task, transcript)
         form = upload.form
         fmt = form.response_format
@@ -102,8 +102,21 @@ class TranscriptionService:
         render = {"text": transcripts.render_text, "srt": transcripts.render_srt, "vtt": transcripts.render_vtt}[fmt]
         return Rendered(render(transcript), transcripts.CONTENT_TYPES[fmt])
 
+    async def _transcribe(
+        self, upload: TranscriptionUpload, task: Task, card: ModelCard
+    ) -> tuple[ModelCard, Transcript]:
+        inp = await self.prepare(upload, task, card)
+        async with self.state.runtime.deployment(card).acquire() as engine:
+            assert isinstance(engine, TranscriptionEngine)
+            return card, await engine.transcribe(inp)
+
     async def stream(self, upload: TranscriptionUpload, task: Task) -> Stream:
-        card, inp = await self.prepare(upload, task)
+        """Start the transcription on the routed card (falling back along the route until its first event)."""
+        route = audio_route(self.state, upload.form.model, "transcription")
+        return await with_fallback(self.state.router, route, lambda card: self._start_stream(upload, task, card))
+
+    async def _start_stream(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> Stream:
+        inp = await self.prepare(upload, task, card)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Segment | Transcript | BaseException] = asyncio.Queue()
 
