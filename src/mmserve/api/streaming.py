@@ -12,6 +12,8 @@ slot would be held and the usage lost. These responses close the stream and call
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 from sse_starlette import EventSourceResponse
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from mmserve.api.errors import MMServeError, error_body
 
 
 @dataclass
@@ -34,30 +38,33 @@ class Stream:
         await self.release()
 
 
-async def _closed(stream: Stream) -> None:
-    # shielded: a response cancelled by a shutdown still frees its slot and records its usage
-    await asyncio.shield(stream.close())
+def error_event(e: Exception, logger: logging.Logger, what: str) -> str:
+    """The last data of a stream that failed midway: the error envelope, never a traceback (the log has it)."""
+    if not isinstance(e, MMServeError):
+        logger.exception("%s failed", what, exc_info=e)
+    elif e.status_code >= 500:
+        logger.error("%s failed: %s", what, e.message, exc_info=e.__cause__ or e)
+    return json.dumps(error_body(e))
 
 
-class ReleasingEventSourceResponse(EventSourceResponse):
+class _ClosesStream:
+    """Mixin for a streaming response over a :class:`Stream`: once the response is over, close it."""
+
     def __init__(self, stream: Stream, **kwargs: Any) -> None:
-        super().__init__(stream.chunks, **kwargs)
+        super().__init__(stream.chunks, **kwargs)  # type: ignore[call-arg]
         self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
         finally:
-            await _closed(self._stream)
+            # shielded: a response cancelled by a shutdown still frees its slot and records its usage
+            await asyncio.shield(self._stream.close())
 
 
-class ReleasingStreamingResponse(StreamingResponse):
-    def __init__(self, stream: Stream, **kwargs: Any) -> None:
-        super().__init__(stream.chunks, **kwargs)
-        self._stream = stream
+class ReleasingEventSourceResponse(_ClosesStream, EventSourceResponse):
+    """Server-sent events from a :class:`Stream`."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await _closed(self._stream)
+
+class ReleasingStreamingResponse(_ClosesStream, StreamingResponse):
+    """Raw bytes from a :class:`Stream`."""

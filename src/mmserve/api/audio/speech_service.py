@@ -21,9 +21,9 @@ from typing import Any
 
 from mmserve.api.audio.speech_protocol import SpeechRequest
 from mmserve.api.audio.usage import AudioUsage, audio_route, record_usage
-from mmserve.api.errors import InvalidRequestError, MMServeError, error_body
+from mmserve.api.errors import InvalidRequestError
 from mmserve.api.state import AppState
-from mmserve.api.streaming import Stream
+from mmserve.api.streaming import Stream, error_event
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import with_fallback
 from mmserve.engines.base import SpeechEngine
@@ -50,6 +50,16 @@ class SpeechStream:
         async for chunk in self.rest:
             self.produced += _seconds(chunk)
             yield chunk
+
+    async def encoded(self, enc: AudioEncoder) -> AsyncIterator[bytes]:
+        """The audio as ``enc`` encodes it (in worker threads), in the pieces it has ready."""
+        async for chunk in self.chunks():
+            data = await asyncio.to_thread(enc.push, chunk.samples, chunk.sample_rate)
+            if data:
+                yield data
+        tail = await asyncio.to_thread(enc.finish)
+        if tail:
+            yield tail
 
 
 class SpeechService:
@@ -107,11 +117,8 @@ class SpeechService:
         enc = AudioEncoder(s.fmt, streaming=True)
         async with s.stack:
             try:
-                async for chunk in s.chunks():
-                    data = await asyncio.to_thread(enc.push, chunk.samples, chunk.sample_rate)
-                    if data:
-                        yield data
-                yield await asyncio.to_thread(enc.finish)
+                async for data in s.encoded(enc):
+                    yield data
             except Exception as e:
                 log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
                 raise
@@ -123,21 +130,12 @@ class SpeechService:
         enc = AudioEncoder(s.fmt, streaming=True)
         async with s.stack:
             try:
-                async for chunk in s.chunks():
-                    data = await asyncio.to_thread(enc.push, chunk.samples, chunk.sample_rate)
-                    if data:
-                        yield _delta(data)
-                tail = await asyncio.to_thread(enc.finish)
-                if tail:
-                    yield _delta(tail)
+                async for data in s.encoded(enc):
+                    yield _delta(data)
                 usage = self._record(s)
                 yield json.dumps({"type": "speech.audio.done", "usage": usage.api()})
-            except MMServeError as e:
-                log.error("speech stream for '%s' failed: %s", s.card.id, e.message, exc_info=e.__cause__ or e)
-                yield json.dumps(error_body(e))
-            except Exception as e:  # never a traceback to the client; the log has it
-                log.exception("speech stream for '%s' failed", s.card.id, exc_info=e)
-                yield json.dumps(error_body(e))
+            except Exception as e:
+                yield error_event(e, log, f"speech stream for '{s.card.id}'")
             finally:
                 self._record(s)
 
@@ -146,8 +144,7 @@ class SpeechService:
         enc = AudioEncoder(s.fmt, streaming=False)
         try:
             async with s.stack:
-                parts = [await asyncio.to_thread(enc.push, c.samples, c.sample_rate) async for c in s.chunks()]
-                parts.append(await asyncio.to_thread(enc.finish))
+                parts = [data async for data in s.encoded(enc)]
         finally:  # also when cancelled midway: the audio made so far
             usage = self._record(s)
         return {

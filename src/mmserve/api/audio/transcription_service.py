@@ -18,9 +18,9 @@ from typing import Any, Literal
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
 from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_route, record_usage
-from mmserve.api.errors import InvalidRequestError, MMServeError, ModelCapabilityError, error_body
+from mmserve.api.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.api.state import AppState
-from mmserve.api.streaming import Stream
+from mmserve.api.streaming import Stream, error_event
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import with_fallback
 from mmserve.engines.base import TranscriptionEngine
@@ -173,13 +173,8 @@ class TranscriptionService:
                 progress.seconds = max(progress.seconds, item.end)
                 yield json.dumps({"type": "transcript.text.delta", "delta": delta}, ensure_ascii=False)
                 item = await events.get()
-        except MMServeError as e:
-            if e.status_code >= 500:
-                log.error("transcription stream for '%s' failed: %s", card.id, e.message, exc_info=e.__cause__ or e)
-            yield json.dumps(error_body(e))
-        except Exception as e:  # never a traceback to the client; the log has it
-            log.exception("transcription stream for '%s' failed", card.id, exc_info=e)
-            yield json.dumps(error_body(e))
+        except Exception as e:
+            yield error_event(e, log, f"transcription stream for '{card.id}'")
         finally:
             job.cancel()
 

@@ -20,9 +20,8 @@ from typing import Any
 from mmserve.api.chat import shaping
 from mmserve.api.chat.prepare import Prepared, needs_of, prepare
 from mmserve.api.chat.protocol import ChatCompletionRequest
-from mmserve.api.errors import MMServeError, error_body
 from mmserve.api.state import AppState
-from mmserve.api.streaming import Stream
+from mmserve.api.streaming import Stream, error_event
 from mmserve.catalog.schema import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.context import current
@@ -216,13 +215,8 @@ class ChatService:
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
                     yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning))
-            except MMServeError as e:
-                if e.status_code >= 500:
-                    log.error("stream for '%s' failed: %s", card.id, e.message, exc_info=e.__cause__ or e)
-                yield json.dumps(error_body(e))
-            except Exception as e:  # never a traceback to the client; the log has it
-                log.exception("stream for '%s' failed", card.id, exc_info=e)
-                yield json.dumps(error_body(e))
+            except Exception as e:
+                yield error_event(e, log, f"stream for '{card.id}'")
             finally:  # failed or the client left: what was generated is still used
                 self._meter_stream(started)
             yield "[DONE]"
