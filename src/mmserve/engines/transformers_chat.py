@@ -3,7 +3,7 @@
 The prompt is built with the model's own chat template and processor, so
 ``prompt_tokens`` counts exactly the image tokens the processor expands images into.
 Generation runs in a worker thread per request and streams token by token through an
-asyncio queue. Sampling is done by a per-request seeded sampler (see :class:`_Sampler`),
+asyncio queue. Sampling is done by a per-request seeded sampler (:mod:`mmserve.engines.sampling`),
 so concurrent requests with a ``seed`` are reproducible without a global torch seed.
 """
 
@@ -27,6 +27,7 @@ from mmserve.engines.constrained import GrammarCompiler
 from mmserve.engines.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.registry import require
+from mmserve.engines.sampling import SeededSampler
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
 
@@ -278,7 +279,7 @@ class TransformersChatEngine(ChatEngine):
         try:
             params = stream.request.params
             # The model's own generation config (suppressed tokens, ...) minus its sampling
-            # defaults: the request's parameters rule, and _Sampler does the sampling.
+            # defaults: the request's parameters rule, and SeededSampler does the sampling.
             config = copy.deepcopy(self.model.generation_config)
             config.update(
                 max_new_tokens=prepared.max_new_tokens,
@@ -295,7 +296,7 @@ class TransformersChatEngine(ChatEngine):
                 eos_token_id=self._eos,
                 pad_token_id=self._pad,
             )
-            sampler = _Sampler(params, prepared.prompt_tokens, self.model.device)
+            sampler = SeededSampler(params, prepared.prompt_tokens, self.model.device)
             with torch.inference_mode():
                 self.model.generate(
                     **prepared.inputs,
@@ -307,49 +308,6 @@ class TransformersChatEngine(ChatEngine):
             stream.finish()
         except BaseException as e:
             stream.fail(e)
-
-
-class _Sampler:
-    """A LogitsProcessor that samples the next token itself with a per-request torch.Generator.
-
-    It returns scores that are -inf everywhere except the chosen token, so greedy decoding
-    in ``generate`` picks it. temperature 0 means greedy. Presence/frequency penalties
-    follow OpenAI's definition over the tokens generated so far.
-    """
-
-    def __init__(self, params: Any, prompt_len: int, device: Any) -> None:
-        import torch
-
-        self.t = params.temperature
-        self.top_p = params.top_p
-        self.presence = params.presence_penalty
-        self.frequency = params.frequency_penalty
-        self.prompt_len = prompt_len
-        self.gen = torch.Generator(device=device)
-        if params.seed is not None:
-            self.gen.manual_seed(params.seed % 2**64)  # torch takes 64 bits; the API allows any int64 (+n)
-        else:
-            self.gen.seed()
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        scores = scores.float()
-        if self.presence or self.frequency:
-            generated = input_ids[:, self.prompt_len :]
-            counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-            scores = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
-        if self.t < 1e-5:  # greedy, as in vLLM: dividing by a tinier temperature overflows to inf/NaN
-            return scores
-        scores = scores / self.t
-        if self.top_p < 1.0:
-            sorted_scores, idx = torch.sort(scores, descending=True)
-            cum = sorted_scores.softmax(-1).cumsum(-1)
-            drop = cum - sorted_scores.softmax(-1) > self.top_p  # keep at least the top token
-            sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-            scores = torch.full_like(scores, float("-inf")).scatter(1, idx, sorted_scores)
-        token = torch.multinomial(scores.softmax(-1), 1, generator=self.gen)
-        return torch.full_like(scores, float("-inf")).scatter(1, token, 0.0)
 
 
 class _Stream:

@@ -19,13 +19,7 @@ DECODABLE = {
 }
 
 _LABELS = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "webp": "WEBP",
-    "gif": "GIF",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-    "avif": "AVIF",
+    **DECODABLE,  # Pillow's plugin names are also the names people know these formats by
     "heic": "HEIC/HEIF",
     "jxl": "JPEG XL",
     "jp2": "JPEG 2000",

@@ -8,7 +8,7 @@ and image input size).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmserve.api.chat.features import ChatFeatures, resolve_features
@@ -85,7 +85,7 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
     )
     inputs = []
     for i in range(req.n):
-        params = SamplingParams(**{**base.__dict__, "seed": None if req.seed is None else req.seed + i})
+        params = replace(base, seed=None if req.seed is None else req.seed + i)
         inputs.append(
             ChatInput(
                 messages=messages,
