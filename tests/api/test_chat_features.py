@@ -8,8 +8,8 @@ import pytest
 
 from mmserve.api.chat.features import resolve_features
 from mmserve.api.chat.protocol import ChatCompletionRequest
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.schema import ModelCard
+from mmserve.errors import InvalidRequestError
 
 CARD = ModelCard(
     id="m",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.api.unicode import lone_surrogate_at, refuse_lone_surrogates
+from mmserve.errors import InvalidRequestError
 
 
 @pytest.mark.parametrize(

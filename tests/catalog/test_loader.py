@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.loader import CatalogError, load_catalog, parse_catalog
 from mmserve.catalog.schema import TASKS
+from mmserve.errors import InvalidRequestError
 
 GOOD = """
 models:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.builders.tokenizer import train_bpe_tokenizer
 from mmserve.catalog.builders.toollm import tool_tokenizer
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
 from mmserve.engines.constrained import GrammarCompiler
+from mmserve.errors import InvalidRequestError
 
 SCHEMA = {
     "type": "object",

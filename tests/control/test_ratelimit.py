@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmserve.api.errors import RateLimitError
 from mmserve.control.ratelimit import Limits, RateLimiter
+from mmserve.errors import RateLimitError
 
 
 class Clock:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mmserve.api.errors import InvalidRequestError, ModelNotFoundError
 from mmserve.catalog.loader import CatalogError, parse_catalog
 from mmserve.control.routing import ModelRouter, Needs
+from mmserve.errors import InvalidRequestError, ModelNotFoundError
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 

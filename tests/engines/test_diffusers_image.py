@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmserve.api.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.diffusers_image import DiffusersImageEngine
 from mmserve.engines.types import ImageGenInput
+from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
 OPTIONS = {"quality_steps": {"low": 1, "medium": 2, "high": 4}, "guidance_scale": 5.0, "parallel_generations": 2}
 

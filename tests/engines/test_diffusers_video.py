@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmserve.api.errors import EngineError, InvalidRequestError
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.video import build_tiny_wan
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.diffusers_video import DiffusersVideoEngine, DiffusersVideoOptions, pipeline_frames
 from mmserve.engines.types import VideoGenInput
+from mmserve.errors import EngineError, InvalidRequestError
 
 
 def _card(**options: object) -> ModelCard:

@@ -5,12 +5,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.espeak import ESPEAK_VOICES, EspeakEngine
 from mmserve.engines.espeak_lib import LOCK, library
 from mmserve.engines.types import SpeechInput
 from mmserve.engines.voices import OPENAI_VOICES
+from mmserve.errors import InvalidRequestError
 
 TEXT = "The weather is nice today and the sun is shining."
 

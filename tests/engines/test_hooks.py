@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmserve.api.errors import EngineUnavailableError
 from mmserve.engines.hooks import load_processor_factories
+from mmserve.errors import EngineUnavailableError
 from tests.helpers.scripted import ScriptedReplies
 
 

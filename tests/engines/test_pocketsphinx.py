@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmserve.api.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.pocketsphinx_asr import PocketsphinxEngine
 from mmserve.engines.types import Segment, TranscriptionInput
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from tests.helpers.speech import speak
 
 SENTENCES = ["hello world how are you today", "the weather is nice today and the sun is shining"]

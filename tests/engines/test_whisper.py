@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.types import Segment, TranscriptionInput
 from mmserve.engines.whisper import WhisperEngine
+from mmserve.errors import InvalidRequestError
 from tests.helpers.speech import speak
 from tests.helpers.whisper import force_script
 

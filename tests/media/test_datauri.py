@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 from mmserve.media.datauri import decode_base64, parse_data_uri, split_data_uri
 
 

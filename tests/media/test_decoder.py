@@ -11,8 +11,8 @@ import time
 import pytest
 from PIL import Image
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError
 from mmserve.engines.types import ImageInputSize
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 from mmserve.media.decodejob import DecodeJob, run_job
 from mmserve.media.decoder import ProcessDecoder, ThreadDecoder
 from mmserve.media.images import ImageLimits

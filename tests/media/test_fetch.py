@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from mmserve.api.errors import MediaFetchError
+from mmserve.errors import MediaFetchError
 from mmserve.media.fetch import SafeFetcher
 from mmserve.settings import FetchSettings
 from tests.helpers.httpserver import TargetServer

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from mmserve.api.errors import InvalidRequestError, MediaFetchError
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.types import ImageInputSize
+from mmserve.errors import InvalidRequestError, MediaFetchError
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import ImageRef, MediaIngestor
 from mmserve.settings import LimitSettings, Settings

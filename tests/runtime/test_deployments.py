@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mmserve.api.errors import OverloadedError
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.base import Engine
 from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
+from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trustme
 
-from mmserve.api.errors import MediaFetchError
+from mmserve.errors import MediaFetchError
 from mmserve.media.fetch import SafeFetcher
 from mmserve.settings import FetchSettings
 from tests.helpers.httpserver import TargetServer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmserve.api.errors import NotFoundError, PermissionDeniedError
+from mmserve.errors import NotFoundError, PermissionDeniedError
 from mmserve.storage.artifacts import ArtifactMeta, ArtifactStore
 from mmserve.storage.signing import UrlSigner
 

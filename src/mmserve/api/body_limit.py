@@ -13,7 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mmserve.api.errors import PayloadTooLargeError
+from mmserve.errors import PayloadTooLargeError
 
 
 class BodyLimit:

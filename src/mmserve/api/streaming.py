@@ -22,7 +22,7 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from mmserve.api.errors import MMServeError, error_body
+from mmserve.errors import MMServeError, error_body
 
 
 @dataclass

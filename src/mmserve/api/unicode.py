@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from mmserve.api.errors import InvalidRequestError, format_loc
+from mmserve.errors import InvalidRequestError, format_loc
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

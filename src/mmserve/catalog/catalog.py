@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mmserve.api.errors import InvalidRequestError, ModelNotFoundError
 from mmserve.catalog.schema import TASKS, Capabilities, ModelCard, RouterSpec
+from mmserve.errors import InvalidRequestError, ModelNotFoundError
 
 # The capabilities that are yes/no flags, the ones `?capability=` filters on.
 BOOLEAN_CAPABILITIES = tuple(n for n, f in Capabilities.model_fields.items() if f.annotation is bool)

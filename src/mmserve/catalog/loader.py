@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mmserve.api.errors import format_loc
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard, RouterSpec
 from mmserve.engines.registry import ENGINES, engine_options_model
+from mmserve.errors import format_loc
 
 DEMO_CATALOG = "demo.yaml"
 

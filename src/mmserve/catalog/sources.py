@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mmserve.api.errors import EngineUnavailableError
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.schema import ModelCard
+from mmserve.errors import EngineUnavailableError
 
 log = logging.getLogger("mmserve.sources")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -17,10 +17,10 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mmserve.api.errors import AuthenticationError, MMServeError
 from mmserve.control.context import ANONYMOUS, Principal, current
 from mmserve.control.keys import KeyStore
 from mmserve.control.ratelimit import Limits, RateLimiter
+from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
 OPEN_PATHS = ("/health",)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mmserve.api.errors import PermissionDeniedError
 from mmserve.control.ratelimit import Limits
+from mmserve.errors import PermissionDeniedError
 
 
 @dataclass(frozen=True)

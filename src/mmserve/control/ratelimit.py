@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from mmserve.api.errors import RateLimitError
+from mmserve.errors import RateLimitError
 
 WINDOW_S = 60.0
 

@@ -21,16 +21,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mmserve.api.errors import (
+from mmserve.catalog.catalog import Catalog
+from mmserve.catalog.schema import ModelCard, RouterSpec
+from mmserve.control.context import current, principal
+from mmserve.errors import (
     EngineError,
     EngineUnavailableError,
     InvalidRequestError,
     OverloadedError,
     PermissionDeniedError,
 )
-from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard, RouterSpec
-from mmserve.control.context import current, principal
 from mmserve.runtime.runtime import Runtime
 
 log = logging.getLogger("mmserve.routing")

@@ -21,10 +21,10 @@ import logging
 import threading
 from typing import Any
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.chatformat.grammar import OutputConstraint
 from mmserve.chatformat.reasoning import REASONING_PARSERS
 from mmserve.chatformat.tools import TOOL_PARSERS
+from mmserve.errors import InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.constrained")
 

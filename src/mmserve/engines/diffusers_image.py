@@ -32,11 +32,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
 from mmserve.engines.registry import require
 from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
+from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
 log = logging.getLogger("mmserve.engines.diffusers_image")
 

@@ -35,11 +35,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, ProgressCallback, VideoEngine
 from mmserve.engines.registry import require
 from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
+from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.diffusers_video")
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.engines.voices import OPENAI_VOICES
+from mmserve.errors import EngineError, InvalidRequestError
 
 # OpenAI voice -> espeak-ng voice (+variant).
 ESPEAK_VOICES: dict[str, str] = {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmserve.api.errors import EngineUnavailableError
+from mmserve.errors import EngineUnavailableError
 
 LOCK = threading.Lock()
 

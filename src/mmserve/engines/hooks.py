@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from mmserve.api.errors import EngineUnavailableError
+from mmserve.errors import EngineUnavailableError
 
 ProcessorFactory = Callable[[Any, list[int]], Callable[[Any, Any], Any]]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.engines.types import ChatMessage, ImageInputSize
+from mmserve.errors import InvalidRequestError
 
 
 def processor_input_size(image_processor: Any) -> ImageInputSize | None:

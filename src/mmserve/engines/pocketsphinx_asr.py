@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, InvalidRequestError, ModelCapabilityError
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput, Word
 from mmserve.engines.whisper_segments import compression_ratio
+from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
 
 RATE = 16000
 FRAME_S = 0.01  # the decoder's frame rate is 100/s

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from mmserve.api.errors import EngineUnavailableError
+from mmserve.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
     from mmserve.engines.base import Engine

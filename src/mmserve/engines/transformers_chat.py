@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.api.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.constrained import GrammarCompiler
@@ -30,6 +29,7 @@ from mmserve.engines.registry import require
 from mmserve.engines.sampling import SeededSampler
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
+from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.transformers_chat")
 

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, InvalidRequestError
 from mmserve.engines.base import EngineOptions, SpeechEngine
 from mmserve.engines.registry import require
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.engines.voices import OPENAI_VOICES
+from mmserve.errors import EngineError, InvalidRequestError
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 

@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, EngineUnavailableError, InvalidRequestError
 from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
+from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.upstream")
 

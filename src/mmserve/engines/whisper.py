@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.api.errors import EngineError, InvalidRequestError, ModelCapabilityError
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.engines.whisper_segments import WindowOutput, split_window
+from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
 
 RATE = 16000
 WINDOW_S = 30.0

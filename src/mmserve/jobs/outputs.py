@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmserve.api.errors import MMServeError
+from mmserve.errors import MMServeError
 from mmserve.jobs.store import VideoJob
 from mmserve.media.video import encode_mp4, spritesheet_jpeg, thumbnail_webp
 from mmserve.storage.artifacts import ArtifactMeta, ArtifactStore

@@ -35,9 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mmserve.api.errors import EngineUnavailableError, MMServeError
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.types import VideoGenInput
+from mmserve.errors import EngineUnavailableError, MMServeError
 from mmserve.jobs.outputs import StoredOutputs, delete_artifacts, describe_failure, store_outputs
 from mmserve.jobs.store import VideoJob, VideoJobStore
 from mmserve.jobs.worker import WorkerId, is_dead

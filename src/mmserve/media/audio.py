@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 
 TARGET_RATE = 16000
 # The names the OpenAI API accepts for uploads (mpeg/mpga/m4a are spellings of the same containers).

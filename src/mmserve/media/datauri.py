@@ -12,7 +12,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 
 _HEADER = re.compile(
     r"^data:(?P<mime>[a-zA-Z0-9!#$&^_.+-]+/[a-zA-Z0-9!#$&^_.+-]+)?(?P<params>(;[^;,]*)*?);base64,", re.IGNORECASE

@@ -14,8 +14,8 @@ from typing import Any
 
 from PIL import Image
 
-from mmserve.api.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.engines.types import ImageInputSize
+from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.datauri import decode_base64
 from mmserve.media.images import ImageLimits, decode_image
 

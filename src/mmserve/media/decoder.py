@@ -36,7 +36,7 @@ from typing import Protocol
 from PIL.Image import Image
 
 import mmserve
-from mmserve.api.errors import InvalidRequestError, MMServeError, OverloadedError
+from mmserve.errors import InvalidRequestError, MMServeError, OverloadedError
 from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, job_header, result_from_wire, run_job
 from mmserve.media.worker import READY, frame
 

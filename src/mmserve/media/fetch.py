@@ -33,7 +33,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
-from mmserve.api.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
+from mmserve.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
 from mmserve.media.netpolicy import IPAddress, NetworkPolicy, normalize_host, parse_ip
 from mmserve.settings import FetchSettings
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from mmserve.api.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.engines.types import ImageInputSize
+from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.sniff import DECODABLE, jpeg_scan_count, label, sniff
 
 log = logging.getLogger("mmserve.media")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from PIL.Image import Image
 
-from mmserve.api.errors import InvalidRequestError, MediaFetchError
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.types import ImageInputSize
+from mmserve.errors import InvalidRequestError, MediaFetchError
 from mmserve.media.datauri import split_data_uri
 from mmserve.media.decodejob import DecodeJob
 from mmserve.media.decoder import Decoder, make_decoder

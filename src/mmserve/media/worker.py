@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from mmserve.api.errors import MMServeError, PayloadTooLargeError
+    from mmserve.errors import MMServeError, PayloadTooLargeError
     from mmserve.media.decodejob import job_from_wire, result_to_wire, run_job
 
     out = sys.stdout.buffer

@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-from mmserve.api.errors import EngineUnavailableError, MMServeError, OverloadedError
 from mmserve.catalog.schema import ModelCard
 from mmserve.catalog.sources import resolve_source
 from mmserve.engines.base import Engine
 from mmserve.engines.registry import engine_class
+from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
 
 log = logging.getLogger("mmserve.runtime")
 

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from mmserve.api.errors import OverloadedError
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard
+from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.deployment import Deployment
 from mmserve.settings import Settings

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmserve.api.errors import NotFoundError
+from mmserve.errors import NotFoundError
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 

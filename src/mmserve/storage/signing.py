@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from mmserve.api.errors import PermissionDeniedError
+from mmserve.errors import PermissionDeniedError
 from mmserve.settings import Settings
 
 _EXPIRES = re.compile(r"[0-9]{1,15}")  # a Unix time, as query() writes it

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.responses import FileResponse, MalformedRangeHeader
 
-from mmserve.api.errors import NotFoundError
+from mmserve.errors import NotFoundError
 
 
 class _FileResponse(FileResponse):

@@ -21,13 +21,13 @@ from typing import Any
 
 from mmserve.api.audio.speech_protocol import SpeechRequest
 from mmserve.api.audio.usage import AudioUsage, audio_route, record_usage
-from mmserve.api.errors import InvalidRequestError
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import with_fallback
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
+from mmserve.errors import InvalidRequestError
 from mmserve.media.audio_encode import AudioEncoder
 
 log = logging.getLogger("mmserve.speech")

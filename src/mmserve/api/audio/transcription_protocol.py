@@ -21,7 +21,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError, validation_error
+from mmserve.api.errors import validation_error
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.settings import AudioSettings
 
 TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]

@@ -18,13 +18,13 @@ from typing import Any, Literal
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
 from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_route, record_usage
-from mmserve.api.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import with_fallback
 from mmserve.engines.base import TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.audio_ingest import AudioIngestor
 
 log = logging.getLogger("mmserve.transcription")

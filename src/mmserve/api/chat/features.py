@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmserve.api.chat.protocol import ChatCompletionRequest, Message
 from mmserve.api.chat.schemas import check_schema
-from mmserve.api.errors import InvalidRequestError, ModelCapabilityError, validation_error
+from mmserve.api.errors import validation_error
 from mmserve.catalog.schema import ModelCard
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
 from mmserve.chatformat.output import OutputFormat
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 # apply_chat_template's own arguments (and a processor's inputs): not template variables.

@@ -13,12 +13,12 @@ from typing import Any
 
 from mmserve.api.chat.features import ChatFeatures, resolve_features
 from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
-from mmserve.api.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine, card_image_input_size
 from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, ImageInputSize, SamplingParams
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.ingest import ImageRef
 
 # A rough prompt-size estimate for routing by context length, before any tokenizer runs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.api.errors import InvalidRequestError
+from mmserve.errors import InvalidRequestError
 
 MAX_MESSAGE = 300
 

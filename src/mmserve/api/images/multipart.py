@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.settings import LimitSettings
 
 MAX_FIELD_BYTES = 256 * 1024  # a text field (the prompt is at most 32000 characters)

@@ -15,7 +15,7 @@ from typing import Any
 from PIL.Image import Image
 from pydantic import ValidationError
 
-from mmserve.api.errors import InvalidRequestError, ModelCapabilityError, validation_error
+from mmserve.api.errors import validation_error
 from mmserve.api.images.multipart import EditForm
 from mmserve.api.images.protocol import ImageEditRequest, ImageGenerationRequest, _ImageRequest
 from mmserve.api.images.sizes import SizeRules, parse_size
@@ -26,6 +26,7 @@ from mmserve.control.routing import AUTO, Needs, Route, with_fallback
 from mmserve.engines.base import ImageEngine
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.encode import ALPHA_FORMATS, CONTENT_TYPES, EXTENSIONS, OutputFormat, encode_images
 from mmserve.media.masks import mask_from_upload, transparency_mask
 from mmserve.storage.artifacts import ArtifactMeta

@@ -11,8 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from mmserve.api.errors import InvalidRequestError
 from mmserve.catalog.schema import ModelCard
+from mmserve.errors import InvalidRequestError
 from mmserve.settings import LimitSettings
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX\u00d7]\s*(\d{1,5})\s*$")

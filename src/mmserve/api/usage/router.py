@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from mmserve.api.errors import PermissionDeniedError
 from mmserve.api.state import AppState, get_state
 from mmserve.control.context import principal
 from mmserve.control.usage import SUMMED
+from mmserve.errors import PermissionDeniedError
 
 router = APIRouter(tags=["usage"])
 

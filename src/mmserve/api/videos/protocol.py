@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from mmserve.api.errors import InvalidRequestError, PayloadTooLargeError, validation_error
+from mmserve.api.errors import validation_error
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 
 MAX_PROMPT_CHARS = 10_000
 FORM_LIMITS = {"max_files": 1, "max_fields": 64, "max_part_size": 64 * 1024}  # the prompt: 10000 chars

@@ -17,18 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from mmserve.api.errors import (
-    InvalidRequestError,
-    ModelCapabilityError,
-    NotFoundError,
-    OverloadedError,
-)
 from mmserve.api.state import AppState
 from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.registry import engine_class
+from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError
 from mmserve.jobs.store import VideoJob, new_job_id
 from mmserve.media.ingest import ImageRef
 from mmserve.storage.artifacts import ArtifactMeta

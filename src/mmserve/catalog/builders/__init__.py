@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mmserve.api.errors import EngineUnavailableError
+from mmserve.errors import EngineUnavailableError
 
 # name -> "module:function"; the function takes the output directory.
 BUILDERS: dict[str, str] = {
