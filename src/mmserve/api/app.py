@@ -18,6 +18,7 @@ from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
 from mmserve.api.images.router import router as images_router
+from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
 from mmserve.api.state import AppState
@@ -38,7 +39,7 @@ from mmserve.jobs.store import VideoJob, VideoJobStore
 from mmserve.media.audio_ingest import AudioIngestor
 from mmserve.media.fetch import SafeFetcher
 from mmserve.media.ingest import MediaIngestor
-from mmserve.metrics import Metrics, MetricsMiddleware
+from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 from mmserve.storage.artifacts import ArtifactStore
@@ -60,7 +61,6 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
-    metrics.attach_runtime(runtime)
     db = Database.from_settings(settings)
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     limiter = RateLimiter()

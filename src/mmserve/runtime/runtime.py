@@ -17,6 +17,7 @@ from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.schema import ModelCard
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
+from mmserve.runtime.collector import RuntimeCollector
 from mmserve.runtime.deployment import Deployment
 from mmserve.settings import Settings
 
@@ -51,6 +52,8 @@ class Runtime:
             dep.on_load = self._loaded
             dep.on_unload = self._unloaded
             self.deployments[card.id] = dep
+        if metrics is not None:
+            metrics.registry.register(RuntimeCollector(self))
 
     def deployment(self, card: ModelCard) -> Deployment:
         return self.deployments[card.id]

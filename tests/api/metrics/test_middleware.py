@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import Message, Receive, Scope, Send
 
-from mmserve.metrics import Metrics, MetricsMiddleware
+from mmserve.api.metrics.middleware import MetricsMiddleware
+from mmserve.metrics import Metrics
 
 
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,27 @@
+"""Prometheus gauges read from the runtime at scrape time (queue depth, running requests, replicas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from mmserve.runtime.runtime import Runtime
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterable[Any]:
+        queue = GaugeMetricFamily("mmserve_queue_depth", "Requests waiting for a slot", labels=["model"])
+        active = GaugeMetricFamily("mmserve_active_requests", "Requests running", labels=["model"])
+        loaded = GaugeMetricFamily("mmserve_loaded_replicas", "Replicas loaded", labels=["model"])
+        for mid, dep in self.runtime.deployments.items():
+            queue.add_metric([mid], dep.waiting)
+            active.add_metric([mid], dep.active)
+            loaded.add_metric([mid], dep.loaded_replicas)
+        yield from (queue, active, loaded)
