@@ -36,7 +36,7 @@ from mmserve.engines.pocketsphinx_asr import PocketsphinxEngine
 from mmserve.engines.transformers_tts import TransformersTTSEngine
 from mmserve.engines.types import SpeechInput, TranscriptionInput
 from mmserve.engines.whisper import WhisperEngine
-from mmserve.media.audio_dsp import Resampler
+from mmserve.media.audio.dsp import Resampler
 
 PARAGRAPH = (
     "The weather is nice today and the sun is shining. One two three four five six seven eight nine ten. "

@@ -30,10 +30,9 @@ import numpy as np
 from PIL import Image
 
 from _common import write_result
-from mmserve.engines.types import ImageInputSize
 from mmserve.media.decodejob import DecodeJob
 from mmserve.media.decoder import Decoder, ProcessDecoder, ThreadDecoder
-from mmserve.media.images import ImageLimits, plan_size
+from mmserve.media.image.decode import ImageInputSize, ImageLimits, plan_size
 
 FORMATS = {"jpeg": ("JPEG", {"quality": 90}), "png": ("PNG", {}), "webp": ("WEBP", {"quality": 90})}
 

@@ -11,7 +11,7 @@ from mmserve.catalog.builders.vlm import IMAGE_SIZE
 from mmserve.catalog.schema import ModelCard
 from mmserve.engines.image_input import processor_input_size
 from mmserve.engines.transformers_chat import TransformersChatEngine
-from mmserve.engines.types import ImageInputSize
+from mmserve.media.image.decode import ImageInputSize
 
 
 def test_known_processor_families() -> None:

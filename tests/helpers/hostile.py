@@ -111,7 +111,7 @@ def slow_jpeg() -> bytes:
 def decode_time_limit() -> float:
     """A decode time limit that :func:`slow_jpeg` surely exceeds on this machine, and small test
     images surely meet: a quarter of its measured decode time, at most 0.5 s."""
-    from mmserve.media.images import ImageLimits, decode_image
+    from mmserve.media.image.decode import ImageLimits, decode_image
 
     start = time.perf_counter()
     decode_image(slow_jpeg(), ImageLimits(), param="calibration")

@@ -6,7 +6,7 @@ import numpy as np
 
 from mmserve.engines.espeak import ESPEAK_VOICES
 from mmserve.engines.espeak_lib import library
-from mmserve.media.audio_dsp import Resampler
+from mmserve.media.audio.dsp import Resampler
 
 
 def speak(text: str, voice: str = "sage", rate: int = 16000) -> np.ndarray:

@@ -22,7 +22,7 @@ from mmserve.db import Database
 from mmserve.jobs.runner import JobRunner
 from mmserve.jobs.store import VideoJob, VideoJobRow, VideoJobStore
 from mmserve.jobs.worker import WorkerId
-from mmserve.media.video import probe
+from mmserve.media.video.encode import probe
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import JobSettings, Settings
 from mmserve.storage.artifacts import ArtifactStore

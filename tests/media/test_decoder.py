@@ -11,11 +11,10 @@ import time
 import pytest
 from PIL import Image
 
-from mmserve.engines.types import ImageInputSize
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 from mmserve.media.decodejob import DecodeJob, run_job
 from mmserve.media.decoder import ProcessDecoder, ThreadDecoder
-from mmserve.media.images import ImageLimits
+from mmserve.media.image.decode import ImageInputSize, ImageLimits
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 

@@ -21,7 +21,7 @@ import yaml
 
 from mmserve.api.app import create_app
 from mmserve.catalog.loader import load_catalog
-from mmserve.media.fetch import SafeFetcher
+from mmserve.media.net.fetch import SafeFetcher
 from mmserve.settings import FetchSettings, LimitSettings, Settings
 from tests.helpers.hostile import decode_time_limit
 from tests.helpers.httpserver import TargetServer

@@ -36,9 +36,9 @@ from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
 from mmserve.jobs.runner import JobRunner
 from mmserve.jobs.store import VideoJob, VideoJobStore
-from mmserve.media.audio_ingest import AudioIngestor
-from mmserve.media.fetch import SafeFetcher
-from mmserve.media.ingest import MediaIngestor
+from mmserve.media.audio.ingest import AudioIngestor
+from mmserve.media.image.ingest import MediaIngestor
+from mmserve.media.net.fetch import SafeFetcher
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings

@@ -13,8 +13,8 @@ from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
 from mmserve.jobs.runner import JobRunner
-from mmserve.media.audio_ingest import AudioIngestor
-from mmserve.media.ingest import MediaIngestor
+from mmserve.media.audio.ingest import AudioIngestor
+from mmserve.media.image.ingest import MediaIngestor
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings

@@ -22,7 +22,6 @@ from mmserve.engines.types import (
     ChatInput,
     ImageGenInput,
     ImageGenOutput,
-    ImageInputSize,
     Segment,
     SpeechInput,
     Transcript,
@@ -30,6 +29,7 @@ from mmserve.engines.types import (
     VideoGenInput,
     VideoGenOutput,
 )
+from mmserve.media.image.decode import ImageInputSize
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
 SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded

@@ -142,7 +142,7 @@ class EspeakEngine(SpeechEngine):
     ) -> None:
         from mmserve.engines.espeak_lib import MIN_RATE
         from mmserve.engines.torch_utils import loop_sender
-        from mmserve.media.audio_dsp import Tempo
+        from mmserve.media.audio.dsp import Tempo
 
         send = loop_sender(loop, queue)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.engines.types import ChatMessage, ImageInputSize
+from mmserve.engines.types import ChatMessage
 from mmserve.errors import InvalidRequestError
+from mmserve.media.image.decode import ImageInputSize
 
 
 def processor_input_size(image_processor: Any) -> ImageInputSize | None:

@@ -28,8 +28,9 @@ from mmserve.engines.image_input import processor_input_size, refuse_placeholder
 from mmserve.engines.registry import require
 from mmserve.engines.sampling import SeededSampler
 from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ImageInputSize
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
+from mmserve.media.image.decode import ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat")
 

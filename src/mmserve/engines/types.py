@@ -185,24 +185,3 @@ class VideoGenInput:
 class VideoGenOutput:
     frames: Any  # numpy.ndarray[uint8] of shape (T, H, W, 3)
     fps: int
-
-
-# ---------------------------------------------------------------- image input (media layer)
-
-
-@dataclass(frozen=True)
-class ImageInputSize:
-    """How a model's image processor resizes images, so the media layer can downscale first.
-
-    Exactly what the processor does (each field optional; several may be set):
-    ``shortest_edge``: the short side is resized to this (CLIP, LLaVA); ``longest_edge``: the
-    long side is fitted into this; ``height`` and ``width``: a fixed resize (SigLIP);
-    ``max_pixels``: the image is shrunk to at most this many pixels (Qwen2-VL). The media
-    layer never shrinks below what any of them keeps, so the model sees the same pixels.
-    """
-
-    shortest_edge: int | None = None
-    longest_edge: int | None = None
-    height: int | None = None
-    width: int | None = None
-    max_pixels: int | None = None

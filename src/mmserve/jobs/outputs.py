@@ -14,7 +14,7 @@ from typing import Any
 
 from mmserve.errors import MMServeError
 from mmserve.jobs.store import VideoJob
-from mmserve.media.video import encode_mp4, spritesheet_jpeg, thumbnail_webp
+from mmserve.media.video.encode import encode_mp4, spritesheet_jpeg, thumbnail_webp
 from mmserve.storage.artifacts import ArtifactMeta, ArtifactStore
 
 

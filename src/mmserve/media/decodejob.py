@@ -14,10 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from mmserve.engines.types import ImageInputSize
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.datauri import decode_base64
-from mmserve.media.images import ImageLimits, decode_image
+from mmserve.media.image.decode import ImageInputSize, ImageLimits, decode_image
 
 MAX_HEADER_BYTES = 64 * 1024
 _MODES = {"RGB": 3, "RGBA": 4}

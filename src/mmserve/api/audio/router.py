@@ -13,7 +13,7 @@ from mmserve.api.audio.transcription_protocol import openapi_form, read_upload
 from mmserve.api.audio.transcription_service import Task, TranscriptionService
 from mmserve.api.state import AppState, get_state
 from mmserve.api.streaming import ReleasingEventSourceResponse, ReleasingStreamingResponse
-from mmserve.media.audio_encode import CONTENT_TYPES
+from mmserve.media.audio.encode import CONTENT_TYPES
 
 router = APIRouter(tags=["audio"])
 

@@ -28,7 +28,7 @@ from mmserve.control.routing import with_fallback
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.errors import InvalidRequestError
-from mmserve.media.audio_encode import AudioEncoder
+from mmserve.media.audio.encode import AudioEncoder
 
 log = logging.getLogger("mmserve.speech")
 

@@ -25,7 +25,7 @@ from mmserve.control.routing import with_fallback
 from mmserve.engines.base import TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
-from mmserve.media.audio_ingest import AudioIngestor
+from mmserve.media.audio.ingest import AudioIngestor
 
 log = logging.getLogger("mmserve.transcription")
 Task = Literal["transcribe", "translate"]
@@ -66,7 +66,7 @@ class TranscriptionService:
     async def prepare(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> TranscriptionInput:
         form = upload.form
         _check_form(form, card, task)
-        decoded = await self.audio.decode(upload.data, card, param="file")
+        decoded = await self.audio.decode(upload.data, card.limits, param="file")
         inp = TranscriptionInput(
             audio=decoded.samples,
             sample_rate=decoded.sample_rate,

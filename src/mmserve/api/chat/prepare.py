@@ -17,9 +17,10 @@ from mmserve.api.state import AppState
 from mmserve.catalog.schema import ModelCard
 from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine, card_image_input_size
-from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, ImageInputSize, SamplingParams
+from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, SamplingParams
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
-from mmserve.media.ingest import ImageRef
+from mmserve.media.image.decode import ImageInputSize
+from mmserve.media.image.ingest import ImageRef
 
 # A rough prompt-size estimate for routing by context length, before any tokenizer runs.
 CHARS_PER_TOKEN = 4
@@ -70,7 +71,8 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
         )
     images = await state.media.load_images(
         [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in refs],
-        card,
+        card.limits,
+        model=card.id,
         input_size=_image_input_size(state, card) if refs else None,
     )
     messages = to_engine_messages(req.messages, iter(images))

@@ -27,8 +27,9 @@ from mmserve.engines.base import ImageEngine
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
-from mmserve.media.encode import ALPHA_FORMATS, CONTENT_TYPES, EXTENSIONS, OutputFormat, encode_images
-from mmserve.media.masks import mask_from_upload, transparency_mask
+from mmserve.media.image.decode import flatten_alpha
+from mmserve.media.image.encode import ALPHA_FORMATS, CONTENT_TYPES, EXTENSIONS, OutputFormat, encode_images
+from mmserve.media.image.masks import mask_from_image, transparency_mask
 from mmserve.storage.artifacts import ArtifactMeta
 
 TASK = "image-generation"
@@ -97,22 +98,31 @@ class ImagesService:
                 f"{len(form.images)} images were sent; the model '{card.id}' takes at most {limit}.", param="image"
             )
         media = self.state.media
-        limits = media.limits_for(card)
+        limits = media.limits_for(card.limits)
+        # OpenAI: without a mask, the one image's transparent pixels are the area to edit, so its
+        # alpha comes back from the decode worker too
+        own_alpha = form.mask is None and len(form.images) == 1
         images: list[Image] = list(
-            await asyncio.gather(*(media.decode(u.data, limits, param=u.param, target_side=None) for u in form.images))
+            await asyncio.gather(
+                *(
+                    media.decode(u.data, limits, param=u.param, target_side=None, keep_alpha=own_alpha)
+                    for u in form.images
+                )
+            )
         )
         mask = None
         if form.mask is not None:
-            decoded = await media.decode(form.mask.data, limits, param="mask", target_side=None)  # validates the bytes
-            mask = await asyncio.to_thread(mask_from_upload, form.mask.data, decoded.size)
+            decoded = await media.decode(form.mask.data, limits, param="mask", target_side=None, keep_alpha=True)
+            mask = mask_from_image(decoded)
             if mask.size != images[0].size:
                 raise InvalidRequestError(
                     f"The mask is {mask.size[0]}x{mask.size[1]} but the image is {images[0].size[0]}x"
                     f"{images[0].size[1]}; they must be the same size.",
                     param="mask",
                 )
-        elif len(images) == 1:  # OpenAI: without a mask, the image's transparent pixels are the area to edit
-            mask = await asyncio.to_thread(transparency_mask, form.images[0].data, images[0].size)
+        elif own_alpha:
+            mask = transparency_mask(images[0])
+            images[0] = flatten_alpha(images[0])
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))

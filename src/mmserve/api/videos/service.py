@@ -25,7 +25,7 @@ from mmserve.engines.base import VideoEngine
 from mmserve.engines.registry import engine_class
 from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError
 from mmserve.jobs.store import VideoJob, new_job_id
-from mmserve.media.ingest import ImageRef
+from mmserve.media.image.ingest import ImageRef
 from mmserve.storage.artifacts import ArtifactMeta
 
 if TYPE_CHECKING:
@@ -106,7 +106,9 @@ class VideoService:
         side = max(spec.width, spec.height)
         media = self.state.media
         if inp.upload is not None:
-            return await media.decode(inp.upload, media.limits_for(card), param="input_reference", target_side=side)
+            return await media.decode(
+                inp.upload, media.limits_for(card.limits), param="input_reference", target_side=side
+            )
         assert ref is not None
         if ref.file_id is not None:
             raise InvalidRequestError(
@@ -116,7 +118,7 @@ class VideoService:
         if not ref.image_url:
             raise InvalidRequestError("input_reference needs 'image_url'.", param="input_reference.image_url")
         return await media.load_image(
-            ImageRef(ref.image_url, param="input_reference.image_url"), card, target_side=side
+            ImageRef(ref.image_url, param="input_reference.image_url"), card.limits, model=card.id, target_side=side
         )
 
     def _save_reference(self, job_id: str, image: Image, owner: str | None) -> str:

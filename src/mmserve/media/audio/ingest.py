@@ -9,10 +9,17 @@ the decode loop rather than only awaited here).
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-from mmserve.catalog.schema import ModelCard
-from mmserve.media.audio import TARGET_RATE, AudioLimits, DecodedAudio, decode_audio
+from mmserve.media.audio.decode import TARGET_RATE, AudioLimits, DecodedAudio, decode_audio
 from mmserve.settings import Settings
+
+
+class CardAudioLimits(Protocol):
+    """What the media layer reads of a model card's limits (``catalog.schema.Limits`` has it)."""
+
+    @property
+    def max_audio_seconds(self) -> float: ...
 
 
 class AudioIngestor:
@@ -20,15 +27,15 @@ class AudioIngestor:
         self.settings = settings
         self._sem = asyncio.Semaphore(settings.audio.max_decode_concurrency)
 
-    def limits_for(self, card: ModelCard) -> AudioLimits:
+    def limits_for(self, card: CardAudioLimits) -> AudioLimits:
         audio = self.settings.audio
         return AudioLimits(
             max_bytes=audio.max_upload_bytes,
-            max_seconds=min(card.limits.max_audio_seconds, audio.max_audio_seconds),
+            max_seconds=min(card.max_audio_seconds, audio.max_audio_seconds),
             timeout_s=audio.decode_timeout_s,
         )
 
-    async def decode(self, data: bytes, card: ModelCard, *, param: str = "file") -> DecodedAudio:
+    async def decode(self, data: bytes, card: CardAudioLimits, *, param: str = "file") -> DecodedAudio:
         limits = self.limits_for(card)
         if not data or len(data) > limits.max_bytes:
             decode_audio(data, limits, param=param)  # raises the proper 400/413 without a thread

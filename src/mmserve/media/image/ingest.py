@@ -1,12 +1,12 @@
 """The one entry point endpoints use for user-supplied images: URL or data URI -> bounded RGB image.
 
 On the event loop only the cheap checks run (the data URI's shape and length, the card's
-URL policy); fetching is async and SSRF-safe (:mod:`mmserve.media.fetch`); base64 decoding
+URL policy); fetching is async and SSRF-safe (:mod:`mmserve.media.net.fetch`); base64 decoding
 and image decoding run in a decode worker (:mod:`mmserve.media.decoder`) with a time limit.
 
 ``detail`` (OpenAI's image_url.detail): ``low`` caps the long side at
 ``Settings.limits.low_detail_side`` (512); ``high`` keeps what the model's processor uses
-(its input size, see :class:`~mmserve.engines.types.ImageInputSize`); ``auto`` decides from
+(its input size, see :class:`~mmserve.media.image.decode.ImageInputSize`); ``auto`` decides from
 the size: an image already within the low-detail side is kept as it is, a larger one is
 treated as ``high``. Nothing is ever upscaled, and the aspect ratio is always kept.
 """
@@ -16,20 +16,37 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL.Image import Image
 
-from mmserve.catalog.schema import ModelCard
-from mmserve.engines.types import ImageInputSize
 from mmserve.errors import InvalidRequestError, MediaFetchError
 from mmserve.media.datauri import split_data_uri
 from mmserve.media.decodejob import DecodeJob
 from mmserve.media.decoder import Decoder, make_decoder
-from mmserve.media.fetch import SafeFetcher
-from mmserve.media.images import ImageLimits, check_bytes
+from mmserve.media.image.decode import ImageInputSize, ImageLimits, check_bytes
+from mmserve.media.net.fetch import SafeFetcher
 from mmserve.settings import Settings
 
 _GENERIC_MIMES = {"application/octet-stream", "binary/octet-stream"}
+
+
+class CardImageLimits(Protocol):
+    """What the media layer reads of a model card's limits (``catalog.schema.Limits`` has all of it).
+
+    The media layer sits below the catalog: it takes these values, never a card.
+    """
+
+    @property
+    def image_formats(self) -> Sequence[str]: ...
+    @property
+    def max_image_side(self) -> int | None: ...
+    @property
+    def max_image_pixels(self) -> int | None: ...
+    @property
+    def min_image_side(self) -> int | None: ...
+    @property
+    def allow_image_urls(self) -> bool: ...
 
 
 @dataclass
@@ -51,15 +68,15 @@ class MediaIngestor:
             memory_mb=lim.decode_memory_mb,
         )
 
-    def limits_for(self, card: ModelCard) -> ImageLimits:
+    def limits_for(self, card: CardImageLimits) -> ImageLimits:
         """The server's limits tightened by the card's."""
         lim = self.settings.limits
-        side = min(card.limits.max_image_side or lim.max_image_side, lim.max_image_side)
-        pixels = min(card.limits.max_image_pixels or lim.max_image_pixels, lim.max_image_pixels)
+        side = min(card.max_image_side or lim.max_image_side, lim.max_image_side)
+        pixels = min(card.max_image_pixels or lim.max_image_pixels, lim.max_image_pixels)
         return ImageLimits(
-            formats=tuple(card.limits.image_formats),
+            formats=tuple(card.image_formats),
             max_side=side,
-            min_side=max(card.limits.min_image_side or 1, lim.min_image_side),
+            min_side=max(card.min_image_side or 1, lim.min_image_side),
             max_pixels=pixels,
             max_bytes=lim.max_data_uri_bytes,
             max_aspect_ratio=lim.max_aspect_ratio,
@@ -75,12 +92,16 @@ class MediaIngestor:
     async def load_image(
         self,
         ref: ImageRef,
-        card: ModelCard,
+        card: CardImageLimits,
         *,
+        model: str,
         target_side: int | None = None,
         input_size: ImageInputSize | None = None,
     ) -> Image:
-        """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image fit for ``card``."""
+        """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image within the card's limits.
+
+        ``model`` names the card in messages.
+        """
         url = ref.url.strip()
         param = ref.param
         limits = self.limits_for(card)
@@ -99,9 +120,9 @@ class MediaIngestor:
             job = DecodeJob(payload, limits, param, base64=True, target_side=side, input_size=input_size)
             return await self.decoder.decode(job)
         if lowered.startswith(("http://", "https://")):
-            if not card.limits.allow_image_urls:
+            if not card.allow_image_urls:
                 raise MediaFetchError(
-                    f"The model '{card.id}' does not accept image links; send the image base64-encoded "
+                    f"The model '{model}' does not accept image links; send the image base64-encoded "
                     "as a data URI ('data:image/png;base64,...').",
                     param=param,
                     code="image_urls_disabled",
@@ -116,12 +137,17 @@ class MediaIngestor:
         )
 
     async def load_images(
-        self, refs: Sequence[ImageRef], card: ModelCard, *, input_size: ImageInputSize | None = None
+        self,
+        refs: Sequence[ImageRef],
+        card: CardImageLimits,
+        *,
+        model: str,
+        input_size: ImageInputSize | None = None,
     ) -> list[Image]:
         """Several images at once; the first failure cancels the others' fetches and decodes."""
         if not refs:
             return []
-        tasks = [asyncio.ensure_future(self.load_image(r, card, input_size=input_size)) for r in refs]
+        tasks = [asyncio.ensure_future(self.load_image(r, card, model=model, input_size=input_size)) for r in refs]
         try:
             return list(await asyncio.gather(*tasks))
         finally:

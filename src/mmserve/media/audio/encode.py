@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mmserve.media.audio_dsp import Resampler
+from mmserve.media.audio.dsp import Resampler
 
 OUTPUT_RATE = 24000
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mmserve.media.audio_dsp import Resampler, Tempo
-from mmserve.media.audio_encode import CONTENT_TYPES, OUTPUT_RATE, SPEECH_FORMATS, AudioEncoder, encode_all
+from mmserve.media.audio.dsp import Resampler, Tempo
+from mmserve.media.audio.encode import CONTENT_TYPES, OUTPUT_RATE, SPEECH_FORMATS, AudioEncoder, encode_all
 from tests.helpers.audio import duration_of, tone
 
 RATE = 22050  # espeak-ng's rate: every format is resampled to 24 kHz

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmserve.media.video import encode_mp4, probe, spritesheet_jpeg, thumbnail_webp
+from mmserve.media.video.encode import encode_mp4, probe, spritesheet_jpeg, thumbnail_webp
 
 
 def _frames(t: int = 12, h: int = 48, w: int = 64) -> np.ndarray:

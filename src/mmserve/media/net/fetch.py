@@ -5,7 +5,7 @@ Safe by default:
 - URLs that parsers disagree on are refused: userinfo (``user@host``), backslashes, spaces
   and control characters, percent-encoded or otherwise odd host names, non-http(s) schemes.
 - The host is resolved once, by an injectable resolver, and *every* answer is checked
-  (:class:`~mmserve.media.netpolicy.NetworkPolicy`); IP literals in any spelling are
+  (:class:`~mmserve.media.net.policy.NetworkPolicy`); IP literals in any spelling are
   checked without a lookup.
 - The connection goes to the checked address: the URL is rewritten to the IP, and the
   ``Host`` header and TLS SNI (httpx's ``sni_hostname`` extension; the certificate is
@@ -34,7 +34,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpx
 
 from mmserve.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
-from mmserve.media.netpolicy import IPAddress, NetworkPolicy, normalize_host, parse_ip
+from mmserve.media.net.policy import IPAddress, NetworkPolicy, normalize_host, parse_ip
 from mmserve.settings import FetchSettings
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
-from mmserve.media.audio import AUDIO_FORMATS, TARGET_RATE, AudioLimits, decode_audio, sniff_audio
+from mmserve.media.audio.decode import AUDIO_FORMATS, TARGET_RATE, AudioLimits, decode_audio, sniff_audio
 from tests.helpers.audio import CONTAINERS, encode, tone, wav_bytes
 from tests.helpers.images import image_bytes
 

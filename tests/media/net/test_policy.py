@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from mmserve.media.netpolicy import NetworkPolicy, normalize_host, parse_ip
+from mmserve.media.net.policy import NetworkPolicy, normalize_host, parse_ip
 
 POLICY = NetworkPolicy([], [], [])
 

@@ -8,8 +8,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from mmserve.media.encode import encode_image, encode_images
-from mmserve.media.masks import mask_from_upload
+from mmserve.media.image.decode import ImageLimits, decode_image
+from mmserve.media.image.encode import encode_image, encode_images
+from mmserve.media.image.masks import mask_from_image
 
 
 def _noise(size: tuple[int, int] = (128, 96), mode: str = "RGB") -> Image.Image:
@@ -60,10 +61,15 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def _decoded(data: bytes) -> Image.Image:
+    """As the decode worker hands an edit's mask or image back: transparency kept when present."""
+    return decode_image(data, ImageLimits(min_side=1), param="mask", keep_alpha=True)
+
+
 def test_alpha_mask_transparent_means_repaint() -> None:
     m = Image.new("RGBA", (40, 20), (255, 255, 255, 255))
     m.paste((0, 0, 0, 0), (0, 0, 10, 20))
-    mask = mask_from_upload(_png(m), (40, 20))
+    mask = mask_from_image(_decoded(_png(m)))
     arr = np.asarray(mask)
     assert mask.mode == "L" and arr[:, :10].min() == 255 and arr[:, 10:].max() == 0
 
@@ -75,21 +81,21 @@ def test_palette_transparency_and_grayscale_masks() -> None:
     p.info["transparency"] = 1  # index 1 (the left half) is transparent
     buf = io.BytesIO()
     p.save(buf, "PNG", transparency=1)
-    arr = np.asarray(mask_from_upload(buf.getvalue(), (8, 8)))
+    arr = np.asarray(mask_from_image(_decoded(buf.getvalue())))
     assert arr[:, :4].min() == 255 and arr[:, 4:].max() == 0
     gray = Image.new("L", (8, 8), 0)
     gray.paste(255, (0, 0, 8, 2))  # white = repaint (diffusers convention)
-    arr = np.asarray(mask_from_upload(_png(gray), (4, 4)))  # and resized to the decoded image's size
-    assert arr.shape == (4, 4) and arr[0].min() == 255 and arr[2:].max() == 0
+    arr = np.asarray(mask_from_image(_decoded(_png(gray))))
+    assert arr.shape == (8, 8) and arr[:2].min() == 255 and arr[2:].max() == 0
 
 
 def test_transparency_mask_only_when_something_is_transparent() -> None:
-    from mmserve.media.masks import transparency_mask
+    from mmserve.media.image.masks import transparency_mask
 
     opaque = Image.new("RGBA", (8, 8), (1, 2, 3, 255))
-    assert transparency_mask(_png(opaque), (8, 8)) is None
-    assert transparency_mask(_png(Image.new("RGB", (8, 8))), (8, 8)) is None
+    assert transparency_mask(_decoded(_png(opaque))) is None
+    assert transparency_mask(_decoded(_png(Image.new("RGB", (8, 8))))) is None
     half = opaque.copy()
     half.paste((0, 0, 0, 0), (0, 0, 8, 4))
-    mask = transparency_mask(_png(half), (8, 8))
+    mask = transparency_mask(_decoded(_png(half)))
     assert mask is not None and np.asarray(mask)[:4].min() == 255 and np.asarray(mask)[4:].max() == 0

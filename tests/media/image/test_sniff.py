@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from mmserve.media.sniff import jpeg_scan_count, label, sniff
+from mmserve.media.image.sniff import jpeg_scan_count, label, sniff
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from mmserve.errors import MediaFetchError
-from mmserve.media.fetch import SafeFetcher
+from mmserve.media.net.fetch import SafeFetcher
 from mmserve.settings import FetchSettings
 from tests.helpers.httpserver import TargetServer
 from tests.helpers.images import image_bytes

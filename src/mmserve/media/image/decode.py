@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from mmserve.engines.types import ImageInputSize
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
-from mmserve.media.sniff import DECODABLE, jpeg_scan_count, label, sniff
+from mmserve.media.image.sniff import DECODABLE, jpeg_scan_count, label, sniff
 
 log = logging.getLogger("mmserve.media")
 
@@ -49,6 +48,24 @@ _EXIF_TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+
+
+@dataclass(frozen=True)
+class ImageInputSize:
+    """How a model's image processor resizes images, so the media layer can downscale first.
+
+    Exactly what the processor does (each field optional; several may be set):
+    ``shortest_edge``: the short side is resized to this (CLIP, LLaVA); ``longest_edge``: the
+    long side is fitted into this; ``height`` and ``width``: a fixed resize (SigLIP);
+    ``max_pixels``: the image is shrunk to at most this many pixels (Qwen2-VL). The media
+    layer never shrinks below what any of them keeps, so the model sees the same pixels.
+    """
+
+    shortest_edge: int | None = None
+    longest_edge: int | None = None
+    height: int | None = None
+    width: int | None = None
+    max_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,8 @@ def decode_image(
     input_size: ImageInputSize | None = None,
     keep_alpha: bool = False,
 ) -> Image.Image:
-    """Bytes -> 8-bit RGB image within ``limits`` (RGBA with ``keep_alpha``, e.g. edit masks).
+    """Bytes -> 8-bit RGB image within ``limits``; with ``keep_alpha``, RGBA when the file has
+    transparency (edit masks and images to edit read their alpha), else RGB.
 
     It is downscaled (never upscaled, aspect kept) so that its long side is at most
     ``target_side`` and it keeps no more than the model's processor uses (``input_size``).
@@ -154,7 +172,8 @@ def decode_image(
         if raw is not None and img.size != raw:
             # premultiplied alpha (Pillow resizes RGBA as RGBa), box reduction, then Lanczos
             img = img.resize(raw, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        img = img.convert("RGBA") if keep_alpha else flatten_alpha(img)
+        if not keep_alpha:
+            img = flatten_alpha(img)
         # orientation last: turning the small image is cheaper than turning the full one
         turn = _EXIF_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
         if turn is not None:

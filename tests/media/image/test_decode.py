@@ -5,9 +5,8 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from mmserve.engines.types import ImageInputSize
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
-from mmserve.media.images import ImageLimits, decode_image, keep_scale, plan_size
+from mmserve.media.image.decode import ImageInputSize, ImageLimits, decode_image, keep_scale, plan_size
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 

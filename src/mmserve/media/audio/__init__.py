@@ -1,0 +1,1 @@
+"""Audio: decode uploads within limits, resample, change tempo, encode streamed speech."""

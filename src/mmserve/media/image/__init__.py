@@ -1,0 +1,1 @@
+"""Images: sniff, decode within limits, ingest image_url parts, edit masks, encode outputs."""

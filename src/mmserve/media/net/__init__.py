@@ -1,0 +1,1 @@
+"""Network: the SSRF-safe fetcher and the address policy it enforces."""

@@ -1,0 +1,1 @@
+"""Video: encode generated frames as MP4, thumbnail and spritesheet."""
