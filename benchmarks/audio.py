@@ -29,8 +29,8 @@ import numpy as np
 import yaml
 
 from _common import mmserve, summarize, write_result
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.espeak import EspeakEngine
 from mmserve.engines.pocketsphinx_asr import PocketsphinxEngine
 from mmserve.engines.transformers_tts import TransformersTTSEngine

@@ -230,8 +230,8 @@ def engine(requests: int) -> None:
     """In process: the grammar processor's cost per decoding step and per request (compile)."""
     import asyncio
 
+    from mmserve.cards import ModelCard
     from mmserve.catalog.builders import build_demo_model
-    from mmserve.catalog.schema import ModelCard
     from mmserve.chatformat.grammar import OutputConstraint
     from mmserve.engines import constrained
     from mmserve.engines.transformers_chat import TransformersChatEngine

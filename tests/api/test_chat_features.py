@@ -8,7 +8,7 @@ import pytest
 
 from mmserve.api.chat.features import resolve_features
 from mmserve.api.chat.protocol import ChatCompletionRequest
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.errors import InvalidRequestError
 
 CARD = ModelCard(

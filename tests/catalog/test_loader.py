@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mmserve.cards import TASKS
 from mmserve.catalog.loader import CatalogError, load_catalog, parse_catalog
-from mmserve.catalog.schema import TASKS
 from mmserve.errors import InvalidRequestError
 
 GOOD = """

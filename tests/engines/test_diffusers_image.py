@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.diffusers_image import DiffusersImageEngine
 from mmserve.engines.types import ImageGenInput
 from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError

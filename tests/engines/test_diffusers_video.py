@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.video import build_tiny_wan
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.diffusers_video import DiffusersVideoEngine, DiffusersVideoOptions, pipeline_frames
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import EngineError, InvalidRequestError
@@ -50,22 +50,26 @@ def test_frames_round_up_to_the_pipeline_form(n: int, m: int, expected: int) -> 
     assert pipeline_frames(n, m) == expected
 
 
+def _clip(width: int, height: int, num_frames: int) -> VideoGenInput:
+    return VideoGenInput(prompt="a clip", width=width, height=height, num_frames=num_frames, fps=8)
+
+
 def test_check_request_names_the_field() -> None:
     opts = DiffusersVideoOptions(max_frames=33, max_pixels=64 * 64)
-    DiffusersVideoEngine.check_request(opts, width=64, height=48, num_frames=32)
+    DiffusersVideoEngine.check_request(opts, _clip(64, 48, 32))
     with pytest.raises(InvalidRequestError) as e:
-        DiffusersVideoEngine.check_request(opts, width=60, height=48, num_frames=8)
+        DiffusersVideoEngine.check_request(opts, _clip(60, 48, 8))
     assert e.value.param == "size" and "multiples of 16" in e.value.message
     with pytest.raises(InvalidRequestError) as e:
-        DiffusersVideoEngine.check_request(opts, width=128, height=128, num_frames=8)
+        DiffusersVideoEngine.check_request(opts, _clip(128, 128, 8))
     assert e.value.param == "size"
     with pytest.raises(InvalidRequestError) as e:
-        DiffusersVideoEngine.check_request(opts, width=64, height=48, num_frames=34)
+        DiffusersVideoEngine.check_request(opts, _clip(64, 48, 34))
     assert e.value.param == "seconds"
     # the default bound: 12 s at 30 fps passes, 12 s at 240 fps (the largest fps a request may name) does not
-    DiffusersVideoEngine.check_request(DiffusersVideoOptions(), width=64, height=48, num_frames=360)
+    DiffusersVideoEngine.check_request(DiffusersVideoOptions(), _clip(64, 48, 360))
     with pytest.raises(InvalidRequestError) as e:
-        DiffusersVideoEngine.check_request(DiffusersVideoOptions(), width=64, height=48, num_frames=12 * 240)
+        DiffusersVideoEngine.check_request(DiffusersVideoOptions(), _clip(64, 48, 12 * 240))
     assert e.value.param == "seconds" and "361" in e.value.message
 
 

@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.engines.espeak import ESPEAK_VOICES, EspeakEngine
 from mmserve.engines.espeak_lib import LOCK, library
 from mmserve.engines.types import SpeechInput

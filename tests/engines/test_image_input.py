@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.vlm import IMAGE_SIZE
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.image_input import processor_input_size
 from mmserve.engines.transformers_chat import TransformersChatEngine
 from mmserve.media.image.decode import ImageInputSize

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.engines.pocketsphinx_asr import PocketsphinxEngine
 from mmserve.engines.types import Segment, TranscriptionInput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.transformers_tts import TransformersTTSEngine, split_text
 from mmserve.engines.types import SpeechInput
 from mmserve.errors import InvalidRequestError

@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.video import build_tiny_wan
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
 from mmserve.db import Database
 from mmserve.jobs.runner import JobRunner
 from mmserve.jobs.store import VideoJob, VideoJobRow, VideoJobStore

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
 from mmserve.engines.base import Engine
 from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 from mmserve.errors import OverloadedError
@@ -179,7 +179,7 @@ FIRST_START = """
 import asyncio, sys
 from pathlib import Path
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.engines.base import Engine
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mmserve.catalog.schema import TASKS, Capabilities, ModelCard, RouterSpec
+from mmserve.cards import TASKS, Capabilities, ModelCard, RouterSpec
 from mmserve.errors import InvalidRequestError, ModelNotFoundError
 
 # The capabilities that are yes/no flags, the ones `?capability=` filters on.

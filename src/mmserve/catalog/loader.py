@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mmserve.cards import ModelCard, RouterSpec
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard, RouterSpec
 from mmserve.engines.registry import ENGINES, engine_options_model
 from mmserve.errors import format_loc
 

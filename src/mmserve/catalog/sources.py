@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.catalog.schema import ModelCard
 from mmserve.errors import EngineUnavailableError
 
 log = logging.getLogger("mmserve.sources")

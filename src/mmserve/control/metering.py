@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.control.context import current
 from mmserve.control.ratelimit import RateLimiter
 from mmserve.control.usage import UsageEvent, UsageRecorder, cost_of

@@ -9,8 +9,9 @@ deployments are skipped, and the rest are ordered by the router's policy:
   observed go first, so every candidate gets measured);
 - ``priority``: the order the router lists its candidates in.
 
-The service tries them in order and falls back to the next when one fails before any
-output was sent. A plain model id routes to that model alone.
+Services call :meth:`ModelRouter.serve` with what the request needs and an ``attempt`` on one
+card: it routes, tries the cards in order and falls back to the next when one fails before
+any output was sent. A plain model id routes to that model alone.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from mmserve.cards import ModelCard, RouterSpec
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard, RouterSpec
 from mmserve.control.context import current, principal
 from mmserve.errors import (
     EngineError,
@@ -143,6 +144,32 @@ class ModelRouter:
             reason += f"; skipped {', '.join(sorted(skipped))}"
         return Route(ordered, reason, routed=True, skipped=skipped)
 
+    async def serve(
+        self, name: str, needs: Needs, attempt: Callable[[ModelCard], Awaitable[T]], *, param: str = "model"
+    ) -> T:
+        """Route ``name`` for ``needs`` and run ``attempt`` on the route's cards in order until one succeeds.
+
+        Only a routed request moves on, and only for failures of the model (not of the request);
+        the response headers say which model served and why.
+        """
+        route = self.route(name, needs, param=param)
+        failed: list[str] = []
+        for i, card in enumerate(route.cards):
+            try:
+                result = await attempt(card)
+            except FALLBACK_ERRORS as e:
+                self.report_failure(card.id)
+                if not route.routed or i == len(route.cards) - 1:
+                    raise
+                log.warning("'%s' failed (%s); falling back to '%s'", card.id, e.code, route.cards[i + 1].id)
+                failed.append(f"{card.id} ({e.code})")
+                continue
+            headers = current().headers
+            headers["x-mmserve-model"] = card.id
+            headers["x-mmserve-route"] = route.reason + (f"; fell back from {', '.join(failed)}" if failed else "")
+            return result
+        raise AssertionError("a route always has at least one card")
+
     # -------------------------------------------------------------- filters
 
     @staticmethod
@@ -189,28 +216,3 @@ def estimated_cost(card: ModelCard, needs: Needs) -> float:
     if card.task in ("speech", "transcription"):
         return p.per_audio_second * needs.units
     return p.per_video_second * needs.units
-
-
-async def with_fallback(router: ModelRouter, route: Route, attempt: Callable[[ModelCard], Awaitable[T]]) -> T:
-    """Run ``attempt`` on the route's cards in order until one succeeds.
-
-    Only a routed request moves on, and only for failures of the model (not of the request);
-    the response headers say which model served and why.
-    """
-    failed: list[str] = []
-    for i, card in enumerate(route.cards):
-        try:
-            result = await attempt(card)
-        except FALLBACK_ERRORS as e:
-            router.report_failure(card.id)
-            if not route.routed or i == len(route.cards) - 1:
-                raise
-            log.warning("'%s' failed (%s); falling back to '%s'", card.id, e.code, route.cards[i + 1].id)
-            failed.append(f"{card.id} ({e.code})")
-            continue
-        headers = current().headers
-        headers["x-mmserve-model"] = card.id
-        reason = route.reason + (f"; fell back from {', '.join(failed)}" if failed else "")
-        headers["x-mmserve-route"] = reason
-        return result
-    raise AssertionError("a route always has at least one card")

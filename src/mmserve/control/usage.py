@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.db import Base, Database
 
 log = logging.getLogger("mmserve.usage")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
@@ -29,6 +29,7 @@ from mmserve.engines.types import (
     VideoGenInput,
     VideoGenOutput,
 )
+from mmserve.errors import InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
@@ -65,6 +66,15 @@ class Engine(ABC):
         """Approximate resident size once loaded, for the memory budget (None: unknown)."""
         return None
 
+    @classmethod  # noqa: B027 - optional hook: nothing to refuse by default
+    def check_request(cls, options: EngineOptions, request: Any) -> None:
+        """Refuse, before a model is loaded or a job queued, what this engine cannot do.
+
+        ``request`` is the task's input (:class:`ImageGenInput`, :class:`VideoGenInput`, ...);
+        raise :class:`~mmserve.errors.InvalidRequestError` naming the field. Services call it
+        through :meth:`mmserve.runtime.runtime.Runtime.check_request`.
+        """
+
 
 class ChatEngine(Engine):
     task = "chat"
@@ -94,6 +104,16 @@ class ImageEngine(Engine):
 
     @abstractmethod
     async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput: ...
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, request: ImageGenInput) -> None:
+        if request.transparent_background and not cls.supports_transparency:
+            raise InvalidRequestError(
+                "This model cannot make transparent backgrounds (its pipeline outputs opaque RGB). "
+                "Use background 'auto' or 'opaque'.",
+                param="background",
+                code="unsupported_background",
+            )
 
 
 class SpeechEngine(Engine):
@@ -139,5 +159,5 @@ class VideoEngine(Engine):
         """
 
     @classmethod
-    def check_request(cls, options: EngineOptions, *, width: int, height: int, num_frames: int) -> None:
+    def check_request(cls, options: EngineOptions, request: VideoGenInput) -> None:
         """Refuse, before a job is queued, what this engine cannot make (raise InvalidRequestError)."""

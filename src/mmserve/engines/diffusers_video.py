@@ -93,8 +93,9 @@ class DiffusersVideoEngine(VideoEngine):
     # ------------------------------------------------------------------ validation (before queueing)
 
     @classmethod
-    def check_request(cls, options: EngineOptions, *, width: int, height: int, num_frames: int) -> None:
+    def check_request(cls, options: EngineOptions, request: VideoGenInput) -> None:
         assert isinstance(options, DiffusersVideoOptions)
+        width, height, num_frames = request.width, request.height, request.num_frames
         m = options.size_multiple
         if width % m or height % m:
             raise InvalidRequestError(

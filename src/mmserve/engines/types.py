@@ -90,6 +90,7 @@ class ImageGenInput:
     mask: Image | None = None  # mode "L", same size as images[0]: white = repaint, black = keep
     strength: float | None = None
     quality: str | None = None  # low | medium | high; None: the engine's default (steps, when set, win)
+    transparent_background: bool = False  # background "transparent": RGBA output (engines that support it)
 
 
 @dataclass

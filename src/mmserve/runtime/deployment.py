@@ -11,6 +11,7 @@ memory is needed (least recently used first).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -19,9 +20,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
-from mmserve.engines.base import Engine
+from mmserve.engines.base import Engine, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
 
@@ -79,6 +80,15 @@ class Deployment:
         self.on_unload: UnloadHook | None = None
 
     # -------------------------------------------------------------- state
+
+    @functools.cached_property
+    def engine_cls(self) -> type[Engine]:
+        """The card's engine class (imported on first use: only the extras in use are needed)."""
+        return engine_class(self.card.engine)
+
+    @functools.cached_property
+    def options(self) -> EngineOptions:
+        return self.engine_cls.Options.model_validate(self.card.options)
 
     @property
     def dedicated(self) -> bool:
@@ -176,7 +186,7 @@ class Deployment:
         with LOADING:
             if self.progress:
                 self.progress(f"loading model '{self.card.id}'")
-            engine: Engine = engine_class(self.card.engine)(self.card, source=self.source, device=self.device)
+            engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
             engine.load()
             return engine
 

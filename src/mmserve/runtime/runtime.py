@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
+from mmserve.engines.base import VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
@@ -57,6 +58,17 @@ class Runtime:
 
     def deployment(self, card: ModelCard) -> Deployment:
         return self.deployments[card.id]
+
+    def check_request(self, card: ModelCard, request: object) -> None:
+        """Refuse what the card's engine cannot do (a 400 naming the field), before anything is loaded."""
+        dep = self.deployments[card.id]
+        dep.engine_cls.check_request(dep.options, request)
+
+    def video_defaults(self, card: ModelCard) -> tuple[tuple[int, int], int]:
+        """The (width, height) and fps the card's video engine makes when neither request nor card says."""
+        engine = self.deployments[card.id].engine_cls
+        assert issubclass(engine, VideoEngine)
+        return engine.default_size, engine.default_fps
 
     # -------------------------------------------------------------- lifecycle
 

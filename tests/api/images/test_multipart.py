@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mmserve.api.app import create_app
+from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.catalog.schema import ModelCard
 from mmserve.settings import LimitSettings, Settings
 from tests.helpers.image_checks import png_upload
 

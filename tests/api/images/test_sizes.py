@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmserve.api.images.sizes import SizeRules, parse_size
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.errors import InvalidRequestError
 from mmserve.settings import LimitSettings
 

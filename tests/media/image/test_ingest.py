@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from mmserve.catalog.schema import Limits
+from mmserve.cards import Limits
 from mmserve.errors import InvalidRequestError, MediaFetchError
 from mmserve.media.image.decode import ImageInputSize
 from mmserve.media.image.ingest import ImageRef, MediaIngestor

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio.speech_protocol import SpeechRequest
-from mmserve.api.audio.usage import AudioUsage, audio_route, record_usage
+from mmserve.api.audio.usage import AudioUsage, record_usage
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
-from mmserve.catalog.schema import ModelCard
-from mmserve.control.routing import with_fallback
+from mmserve.cards import ModelCard
+from mmserve.control.routing import Needs
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.errors import InvalidRequestError
@@ -68,8 +68,7 @@ class SpeechService:
 
     async def start(self, req: SpeechRequest) -> SpeechStream:
         """Start the synthesis on the routed card (falling back along the route), its first chunk made."""
-        route = audio_route(self.state, req.model, "speech")
-        return await with_fallback(self.state.router, route, lambda card: self._start(req, card))
+        return await self.state.router.serve(req.model, Needs("speech"), lambda card: self._start(req, card))
 
     async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
         limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 from mmserve.api.audio import transcripts
 from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
-from mmserve.api.audio.usage import AudioTask, AudioUsage, audio_route, record_usage
+from mmserve.api.audio.usage import AudioTask, AudioUsage, record_usage
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
-from mmserve.catalog.schema import ModelCard
-from mmserve.control.routing import with_fallback
+from mmserve.cards import ModelCard
+from mmserve.control.routing import Needs
 from mmserve.engines.base import TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
@@ -79,9 +79,8 @@ class TranscriptionService:
         return inp
 
     async def complete(self, upload: TranscriptionUpload, task: Task) -> Rendered:
-        route = audio_route(self.state, upload.form.model, "transcription")
-        card, transcript = await with_fallback(
-            self.state.router, route, lambda card: self._transcribe(upload, task, card)
+        card, transcript = await self.state.router.serve(
+            upload.form.model, Needs("transcription"), lambda card: self._transcribe(upload, task, card)
         )
         usage = self._record(card, task, transcript)
         form = upload.form
@@ -112,8 +111,9 @@ class TranscriptionService:
 
     async def stream(self, upload: TranscriptionUpload, task: Task) -> Stream:
         """Start the transcription on the routed card (falling back along the route until its first event)."""
-        route = audio_route(self.state, upload.form.model, "transcription")
-        return await with_fallback(self.state.router, route, lambda card: self._start_stream(upload, task, card))
+        return await self.state.router.serve(
+            upload.form.model, Needs("transcription"), lambda card: self._start_stream(upload, task, card)
+        )
 
     async def _start_stream(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> Stream:
         inp = await self.prepare(upload, task, card)

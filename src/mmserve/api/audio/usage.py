@@ -2,9 +2,7 @@
 
 Every audio request ends in exactly one :func:`record_usage` call with an :class:`AudioUsage`
 (the unit ``pricing.per_audio_second`` bills), which goes to the usage meter.
-:func:`audio_route` is likewise the one place the audio endpoints resolve a model name
-(routing, ``auto``, aliases and per-key permissions; the services fall back along the
-route). The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.api`).
+The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.api`).
 """
 
 from __future__ import annotations
@@ -13,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mmserve.api.state import AppState
-from mmserve.catalog.schema import ModelCard
-from mmserve.control.routing import Needs, Route
+from mmserve.cards import ModelCard
 
 AudioTask = Literal["speech", "transcription", "translation"]
 
@@ -32,11 +29,6 @@ class AudioUsage:
         if self.task == "speech":
             out["input_characters"] = self.input_characters
         return out
-
-
-def audio_route(state: AppState, name: str, task: str) -> Route:
-    """The cards that may serve ``name`` for ``task``, best first (a 404 / 400 / 403 naming ``model`` otherwise)."""
-    return state.router.route(name, Needs(task))
 
 
 def record_usage(state: AppState, card: ModelCard, usage: AudioUsage) -> None:

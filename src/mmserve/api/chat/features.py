@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mmserve.api.chat.protocol import ChatCompletionRequest, Message
 from mmserve.api.chat.schemas import check_schema
 from mmserve.api.errors import validation_error
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
 from mmserve.chatformat.output import OutputFormat
 from mmserve.errors import InvalidRequestError, ModelCapabilityError

@@ -14,7 +14,7 @@ from typing import Any
 from mmserve.api.chat.features import ChatFeatures, resolve_features
 from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
 from mmserve.api.state import AppState
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine, card_image_input_size
 from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, SamplingParams

@@ -22,10 +22,9 @@ from mmserve.api.chat.prepare import Prepared, needs_of, prepare
 from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.context import current
-from mmserve.control.routing import with_fallback
 from mmserve.engines.base import ChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput
 
@@ -71,13 +70,11 @@ class ChatService:
     # ------------------------------------------------------------------ entry points
 
     async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        route = self.state.router.route(req.model, needs_of(req))
-        return await with_fallback(self.state.router, route, lambda card: self._complete(req, card))
+        return await self.state.router.serve(req.model, needs_of(req), lambda card: self._complete(req, card))
 
     async def stream(self, req: ChatCompletionRequest) -> Stream:
         """Start the generation(s) now, so that early failures are HTTP errors, then stream SSE data."""
-        route = self.state.router.route(req.model, needs_of(req))
-        started = await with_fallback(self.state.router, route, lambda card: self._start(req, card))
+        started = await self.state.router.serve(req.model, needs_of(req), lambda card: self._start(req, card))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return Stream(self._sse(started, include_usage), lambda: self._release(started))
 

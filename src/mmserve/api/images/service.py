@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,10 @@ from mmserve.api.images.multipart import EditForm
 from mmserve.api.images.protocol import ImageEditRequest, ImageGenerationRequest, _ImageRequest
 from mmserve.api.images.sizes import SizeRules, parse_size
 from mmserve.api.state import AppState
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.control.context import principal
-from mmserve.control.routing import AUTO, Needs, Route, with_fallback
+from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.base import ImageEngine
-from mmserve.engines.registry import engine_class
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.image.decode import flatten_alpha
@@ -59,8 +59,7 @@ class ImagesService:
     # ------------------------------------------------------------------ entry points
 
     async def generate(self, req: ImageGenerationRequest, base_url: str) -> ImagesResult:
-        route = self._route(req.model, req.n)
-        return await with_fallback(self.state.router, route, lambda card: self._generate(req, card, base_url))
+        return await self._serve(req, lambda card: self._generate(req, card, base_url))
 
     async def _generate(self, req: ImageGenerationRequest, card: ModelCard, base_url: str) -> ImagesResult:
         out = self._check_common(req, card)
@@ -68,6 +67,7 @@ class ImagesService:
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.default()
         inp = self._input(req, width, height)
+        self.state.runtime.check_request(card, inp)
         result = await self._run(card, inp)
         return await self._respond(card, result, out, base_url, (width, height), "images.generations")
 
@@ -76,8 +76,7 @@ class ImagesService:
             req = ImageEditRequest.model_validate(form.fields)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
-        route = self._route(req.model, req.n)
-        return await with_fallback(self.state.router, route, lambda card: self._edit(req, form, card, base_url))
+        return await self._serve(req, lambda card: self._edit(req, form, card, base_url))
 
     async def _edit(self, req: ImageEditRequest, form: EditForm, card: ModelCard, base_url: str) -> ImagesResult:
         if not card.capabilities.edits:
@@ -128,14 +127,15 @@ class ImagesService:
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
         inp = self._input(req, width, height)
         inp.images, inp.mask, inp.strength = images, mask, req.strength
+        self.state.runtime.check_request(card, inp)
         result = await self._run(card, inp)
         return await self._respond(card, result, out, base_url, (width, height), "images.edits")
 
     # ------------------------------------------------------------------ steps
 
-    def _route(self, model: str | None, n: int | None) -> Route:
-        """The cards for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
-        return self.state.router.route(model or AUTO, Needs(TASK, units=n or 1))
+    async def _serve(self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult]]) -> ImagesResult:
+        """Run ``attempt`` on the cards for ``req.model`` (routing, fallback); no model means ``auto``."""
+        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1), attempt)
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
         if req.stream:
@@ -150,21 +150,12 @@ class ImagesService:
                 f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.", param="n"
             )
         fmt: OutputFormat = req.output_format or "png"
-        if req.background == "transparent":
-            if fmt not in ALPHA_FORMATS:
-                raise InvalidRequestError(
-                    f"A transparent background needs an output format with an alpha channel; '{fmt}' has none. "
-                    "Use output_format 'png' or 'webp'.",
-                    param="background",
-                )
-            engine = engine_class(card.engine)
-            if not (issubclass(engine, ImageEngine) and engine.supports_transparency):
-                raise InvalidRequestError(
-                    f"The model '{card.id}' cannot make transparent backgrounds (its pipeline outputs opaque RGB). "
-                    "Use background 'auto' or 'opaque'.",
-                    param="background",
-                    code="unsupported_background",
-                )
+        if req.background == "transparent" and fmt not in ALPHA_FORMATS:
+            raise InvalidRequestError(
+                f"A transparent background needs an output format with an alpha channel; '{fmt}' has none. "
+                "Use output_format 'png' or 'webp'.",
+                param="background",
+            )
         # output_compression with PNG: OpenAI accepts and ignores it (PNG is lossless); so do we.
         return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT)
 
@@ -181,6 +172,7 @@ class ImagesService:
             negative_prompt=req.negative_prompt,
             seed=req.seed,
             quality=None if quality == "auto" else QUALITY.get(quality, quality),
+            transparent_background=req.background == "transparent",
         )
 
     async def _run(self, card: ModelCard, inp: ImageGenInput) -> ImageGenOutput:

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.errors import InvalidRequestError
 from mmserve.settings import LimitSettings
 

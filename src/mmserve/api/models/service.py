@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.runtime.deployment import Deployment
 
 CREATED = 1_767_225_600  # 2026-01-01: cards have no creation date of their own

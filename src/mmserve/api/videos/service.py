@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Literal
 
 from mmserve.api.state import AppState
 from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
-from mmserve.catalog.schema import ModelCard
+from mmserve.cards import ModelCard
 from mmserve.control.routing import AUTO, Needs
-from mmserve.engines.base import VideoEngine
-from mmserve.engines.registry import engine_class
+from mmserve.engines.types import VideoGenInput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError
 from mmserve.jobs.store import VideoJob, new_job_id
 from mmserve.media.image.ingest import ImageRef
@@ -30,6 +29,8 @@ from mmserve.storage.artifacts import ArtifactMeta
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+    from mmserve.runtime.runtime import Runtime
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 REFERENCE_TTL_S = 7 * 24 * 3600  # kept while the job waits; removed as soon as it finishes
@@ -58,7 +59,7 @@ class VideoService:
     async def create(self, inp: CreateInput, *, owner: str | None) -> VideoJob:
         body = inp.body
         card = self._card(body.model)
-        spec = clip_spec(card, body)
+        spec = clip_spec(card, body, self.state.runtime)
         image = await self._reference(card, inp, spec)
         queued = await self.store.count_queued(card.id)
         if queued >= card.deployment.max_queue:
@@ -184,12 +185,11 @@ class VideoService:
         return {k: f"{base_url}/v1/artifacts/{aid}?{signer.query(aid, ttl)}" for k, aid in links.items() if aid}
 
 
-def clip_spec(card: ModelCard, body: VideoCreateRequest) -> ClipSpec:
+def clip_spec(card: ModelCard, body: VideoCreateRequest, runtime: Runtime) -> ClipSpec:
     """Size, seconds and fps for this card, refused with a 400 naming the field when it can't make them."""
     caps, limits = card.capabilities, card.limits
-    engine = engine_class(card.engine)
-    assert issubclass(engine, VideoEngine)
-    default_size = f"{engine.default_size[0]}x{engine.default_size[1]}"
+    (default_w, default_h), default_fps = runtime.video_defaults(card)
+    default_size = f"{default_w}x{default_h}"
     size = body.size if body.size is not None else (caps.sizes[0] if caps.sizes else default_size)
     match = _SIZE.match(size)
     if not match:
@@ -210,16 +210,15 @@ def clip_spec(card: ModelCard, body: VideoCreateRequest) -> ClipSpec:
             f"size {width}x{height} is more than the model's {limits.max_image_pixels} pixels per frame.", param="size"
         )
     seconds = _seconds(card, body.seconds)
-    fps = body.fps if body.fps is not None else (engine.default_fps if not caps.fps else caps.fps[0])
+    fps = body.fps if body.fps is not None else (default_fps if not caps.fps else caps.fps[0])
     if caps.fps and fps not in caps.fps:
         allowed = ", ".join(str(f) for f in caps.fps)
         raise InvalidRequestError(
             f"The model '{card.id}' makes videos at {allowed} fps, not {fps}.", param="fps", code="invalid_fps"
         )
     spec = ClipSpec(width, height, seconds, fps)
-    engine.check_request(
-        engine.Options.model_validate(card.options), width=width, height=height, num_frames=spec.num_frames
-    )
+    clip = VideoGenInput(prompt=body.prompt, width=width, height=height, num_frames=spec.num_frames, fps=fps)
+    runtime.check_request(card, clip)
     return spec
 
 

@@ -16,7 +16,7 @@ from mmserve.settings import Settings
 
 
 class CardAudioLimits(Protocol):
-    """What the media layer reads of a model card's limits (``catalog.schema.Limits`` has it)."""
+    """What the media layer reads of a model card's limits (``cards.Limits`` has it)."""
 
     @property
     def max_audio_seconds(self) -> float: ...

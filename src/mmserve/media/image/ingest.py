@@ -32,7 +32,7 @@ _GENERIC_MIMES = {"application/octet-stream", "binary/octet-stream"}
 
 
 class CardImageLimits(Protocol):
-    """What the media layer reads of a model card's limits (``catalog.schema.Limits`` has all of it).
+    """What the media layer reads of a model card's limits (``cards.Limits`` has all of it).
 
     The media layer sits below the catalog: it takes these values, never a card.
     """

@@ -1,5 +1,9 @@
 """The model card: one entry of the catalog, for every task mmserve serves.
 
+Cards are the vocabulary every layer speaks (engines read their own card, the catalog loads
+and validates them, control prices and routes by them), so this module sits at the root with
+``errors`` and ``settings`` and imports nothing from mmserve.
+
 A card says what a model is (``id``, ``task``), how to run it (``engine`` + ``options``,
 ``source``), what it can do (``capabilities``), what a request may ask of it (``limits``),
 what it costs (``pricing``) and how it is deployed (``deployment``). Unknown fields are
