@@ -12,7 +12,6 @@ from starlette.types import Scope
 
 from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
-from mmserve.api.audio.router import router as audio_router
 from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.errors import install_handlers
@@ -21,8 +20,11 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.speech.router import router as speech_router
 from mmserve.api.state import AppState
+from mmserve.api.transcriptions.router import router as transcriptions_router
 from mmserve.api.usage.router import router as usage_router
+from mmserve.api.videos.metering import meter_video
 from mmserve.api.videos.router import router as videos_router
 from mmserve.catalog.catalog import Catalog
 from mmserve.catalog.loader import load_catalog
@@ -35,7 +37,7 @@ from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
 from mmserve.jobs.runner import JobRunner
-from mmserve.jobs.store import VideoJob, VideoJobStore
+from mmserve.jobs.store import VideoJobStore
 from mmserve.media.audio.ingest import AudioIngestor
 from mmserve.media.image.ingest import MediaIngestor
 from mmserve.media.net.fetch import SafeFetcher
@@ -83,7 +85,7 @@ def create_app(
         jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
     state.meter.on_latency.append(state.router.observe)
-    state.jobs.on_completed.append(lambda job: _meter_video(state, job))
+    state.jobs.on_completed.append(lambda job: meter_video(state, job))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,7 +120,8 @@ def create_app(
         usage_router,
         chat_router,
         artifacts_router,
-        audio_router,
+        speech_router,
+        transcriptions_router,
         images_router,
         videos_router,
     ):
@@ -141,11 +144,3 @@ async def _cleanup_loop(state: AppState) -> None:
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     return str(getattr(route, "path", "unmatched"))
-
-
-def _meter_video(state: AppState, job: VideoJob) -> None:
-    """A finished video job is billed to its owner for the seconds of video it produced."""
-    card = state.catalog.cards.get(job.model)
-    if card is not None:
-        engine_s = sum((job.timings or {}).values())
-        state.meter.record(card, "videos", key_id=job.owner, video_seconds=job.video_seconds or 0.0, latency_s=engine_s)

@@ -101,7 +101,7 @@ def test_verbose_json_default_granularity_is_segments(
     client: OpenAI, speech_wav: bytes, audio_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the language's name comes from transformers' table: importing it takes ~1 s, never on the event loop
-    from mmserve.api.audio import transcripts
+    from mmserve.api.transcriptions import transcripts
 
     threads: list[threading.Thread] = []
     name = transcripts.language_name

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmserve.api.audio import transcripts
-from mmserve.api.audio.speech_protocol import wants_json
-from mmserve.api.audio.usage import AudioUsage
+from mmserve.api.audio_usage import AudioUsage
+from mmserve.api.speech.protocol import wants_json
+from mmserve.api.transcriptions import transcripts
 from mmserve.engines.types import Segment, Transcript, Word
 
 T = Transcript(

@@ -15,11 +15,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mmserve.api.audio import transcripts
-from mmserve.api.audio.transcription_protocol import TranscriptionForm, TranscriptionUpload
-from mmserve.api.audio.usage import AudioTask, AudioUsage, record_usage
+from mmserve.api.audio_usage import AudioTask, AudioUsage, record_usage
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
+from mmserve.api.transcriptions import transcripts
+from mmserve.api.transcriptions.protocol import TranscriptionForm, TranscriptionUpload
 from mmserve.cards import ModelCard
 from mmserve.control.routing import Needs
 from mmserve.engines.base import TranscriptionEngine

@@ -19,8 +19,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from mmserve.api.audio.speech_protocol import SpeechRequest
-from mmserve.api.audio.usage import AudioUsage, record_usage
+from mmserve.api.audio_usage import AudioUsage, record_usage
+from mmserve.api.speech.protocol import SpeechRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
 from mmserve.cards import ModelCard

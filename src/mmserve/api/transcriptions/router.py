@@ -1,33 +1,16 @@
-"""POST /v1/audio/speech, /v1/audio/transcriptions, /v1/audio/translations (and /transcribe, Pharia)."""
+"""POST /v1/audio/transcriptions and /v1/audio/translations (and /transcribe, Pharia's path)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from mmserve.api.audio.speech_protocol import SpeechRequest, wants_json
-from mmserve.api.audio.speech_service import SpeechService
-from mmserve.api.audio.transcription_protocol import openapi_form, read_upload
-from mmserve.api.audio.transcription_service import Task, TranscriptionService
 from mmserve.api.state import AppState, get_state
-from mmserve.api.streaming import ReleasingEventSourceResponse, ReleasingStreamingResponse
-from mmserve.media.audio.encode import CONTENT_TYPES
+from mmserve.api.streaming import ReleasingEventSourceResponse
+from mmserve.api.transcriptions.protocol import openapi_form, read_upload
+from mmserve.api.transcriptions.service import Task, TranscriptionService
 
 router = APIRouter(tags=["audio"])
-
-
-@router.post("/v1/audio/speech")
-async def speech(req: SpeechRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
-    service = SpeechService(state)
-    stream = await service.start(req)
-    if req.stream_format == "sse":
-        return ReleasingEventSourceResponse(service.stream(stream, service.sse(stream)), sep="\n", ping=15)
-    if wants_json(request.headers.get("accept")):
-        return await service.envelope(stream)
-    audio = service.stream(stream, service.audio(stream))
-    return ReleasingStreamingResponse(audio, media_type=CONTENT_TYPES[req.response_format])
 
 
 @router.post("/v1/audio/transcriptions", openapi_extra=openapi_form())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmserve.api.audio.usage import AudioUsage
+from mmserve.api.audio_usage import AudioUsage
 from mmserve.engines.types import Segment, Transcript
 
 CONTENT_TYPES = {

@@ -1,0 +1,27 @@
+"""POST /v1/audio/speech: text to speech, streamed as audio bytes, as SSE events, or in DO's JSON envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from mmserve.api.speech.protocol import SpeechRequest, wants_json
+from mmserve.api.speech.service import SpeechService
+from mmserve.api.state import AppState, get_state
+from mmserve.api.streaming import ReleasingEventSourceResponse, ReleasingStreamingResponse
+from mmserve.media.audio.encode import CONTENT_TYPES
+
+router = APIRouter(tags=["audio"])
+
+
+@router.post("/v1/audio/speech")
+async def speech(req: SpeechRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
+    service = SpeechService(state)
+    stream = await service.start(req)
+    if req.stream_format == "sse":
+        return ReleasingEventSourceResponse(service.stream(stream, service.sse(stream)), sep="\n", ping=15)
+    if wants_json(request.headers.get("accept")):
+        return await service.envelope(stream)
+    audio = service.stream(stream, service.audio(stream))
+    return ReleasingStreamingResponse(audio, media_type=CONTENT_TYPES[req.response_format])
