@@ -31,11 +31,11 @@ import yaml
 from _common import mmserve, summarize, write_result
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.engines.espeak import EspeakEngine
+from mmserve.engines.espeak.engine import EspeakEngine
 from mmserve.engines.pocketsphinx_asr import PocketsphinxEngine
 from mmserve.engines.transformers_tts import TransformersTTSEngine
 from mmserve.engines.types import SpeechInput, TranscriptionInput
-from mmserve.engines.whisper import WhisperEngine
+from mmserve.engines.whisper.engine import WhisperEngine
 from mmserve.media.audio.dsp import Resampler
 
 PARAGRAPH = (

@@ -234,7 +234,7 @@ def engine(requests: int) -> None:
     from mmserve.catalog.builders import build_demo_model
     from mmserve.chatformat.grammar import OutputConstraint
     from mmserve.engines import constrained
-    from mmserve.engines.transformers_chat import TransformersChatEngine
+    from mmserve.engines.transformers_chat.engine import TransformersChatEngine
     from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 
     source = build_demo_model("tool-lm", Path(tempfile.mkdtemp(prefix="mmserve-bench-")))

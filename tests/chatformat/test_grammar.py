@@ -9,7 +9,7 @@ import pytest
 from mmserve.catalog.builders.tokenizer import train_bpe_tokenizer
 from mmserve.catalog.builders.toollm import tool_tokenizer
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
-from mmserve.engines.constrained import GrammarCompiler
+from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.errors import InvalidRequestError
 
 SCHEMA = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmserve.engines.espeak import ESPEAK_VOICES
-from mmserve.engines.espeak_lib import library
+from mmserve.engines.espeak.engine import ESPEAK_VOICES
+from mmserve.engines.espeak.lib import library
 from mmserve.media.audio.dsp import Resampler
 
 

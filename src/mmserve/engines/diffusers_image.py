@@ -10,7 +10,7 @@ Each request:
 - uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
   schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object; with
   ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
-  padding settings on the object, see :mod:`mmserve.engines.thread_tokenizers`);
+  padding settings on the object, see :mod:`mmserve.engines.common.thread_tokenizers`);
 - makes its ``n`` images in one batch with one seeded ``torch.Generator`` per image
   (image i from seed + i), so results are reproducible under any concurrency and no global
   seed is ever touched;
@@ -33,8 +33,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
+from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
-from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
@@ -95,7 +95,7 @@ class DiffusersImageEngine(ImageEngine):
         require("diffusers", self.card.engine)
         import diffusers
 
-        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+        from mmserve.engines.common.torch_utils import resolve_device, resolve_dtype
 
         if self.source is None:
             raise EngineUnavailableError(f"Model '{self.card.id}' has no source.")
@@ -138,7 +138,7 @@ class DiffusersImageEngine(ImageEngine):
         return derived
 
     def unload(self) -> None:
-        from mmserve.engines.torch_utils import release_memory
+        from mmserve.engines.common.torch_utils import release_memory
 
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -146,7 +146,7 @@ class DiffusersImageEngine(ImageEngine):
         release_memory()
 
     def memory_bytes(self) -> int | None:
-        from mmserve.engines.torch_utils import module_bytes
+        from mmserve.engines.common.torch_utils import module_bytes
 
         pipe = getattr(self, "_pipes", {}).get("text")
         if pipe is None:

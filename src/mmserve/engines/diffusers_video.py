@@ -16,7 +16,7 @@ its frame cache on the module itself (two overlapping decodes corrupt each other
 the outputs differ from serial runs). So each call runs on its own light pipeline object
 with the shared text encoder and transformer, a fresh scheduler, its worker thread's own
 tokenizer (tokenizers keep padding settings on the object, see
-:mod:`mmserve.engines.thread_tokenizers`) and a VAE of its own (the loaded one, or a copy
+:mod:`mmserve.engines.common.thread_tokenizers`) and a VAE of its own (the loaded one, or a copy
 made once per extra concurrent call), in up to ``deployment.max_concurrency`` worker
 threads; with ``cpu_offload`` calls run one at a time.
 Every call is seeded by its own ``torch.Generator``; nothing touches the global RNG.
@@ -36,8 +36,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, ProgressCallback, VideoEngine
+from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
-from mmserve.engines.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
@@ -124,7 +124,7 @@ class DiffusersVideoEngine(VideoEngine):
         require("diffusers", self.card.engine)
         import diffusers
 
-        from mmserve.engines.torch_utils import resolve_device, resolve_dtype
+        from mmserve.engines.common.torch_utils import resolve_device, resolve_dtype
 
         if self.source is None:
             raise EngineUnavailableError(f"Model '{self.card.id}' has no source.")
@@ -162,7 +162,7 @@ class DiffusersVideoEngine(VideoEngine):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"video-{self.card.id}")
 
     def unload(self) -> None:
-        from mmserve.engines.torch_utils import release_memory
+        from mmserve.engines.common.torch_utils import release_memory
 
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -174,7 +174,7 @@ class DiffusersVideoEngine(VideoEngine):
     def memory_bytes(self) -> int | None:
         if self.pipe is None:
             return None
-        from mmserve.engines.torch_utils import module_bytes
+        from mmserve.engines.common.torch_utils import module_bytes
 
         return sum(module_bytes(c) for c in self.pipe.components.values() if hasattr(c, "parameters"))
 

@@ -26,9 +26,9 @@ import numpy as np
 from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
+from mmserve.engines.common.transcripts import compression_ratio
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput, Word
-from mmserve.engines.whisper_segments import compression_ratio
 from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
 
 RATE = 16000

@@ -22,12 +22,14 @@ class EngineSpec:
 
 
 ENGINES: dict[str, EngineSpec] = {
-    "transformers-chat": EngineSpec("chat", "mmserve.engines.transformers_chat:TransformersChatEngine", "transformers"),
+    "transformers-chat": EngineSpec(
+        "chat", "mmserve.engines.transformers_chat.engine:TransformersChatEngine", "transformers"
+    ),
     "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
-    "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak:EspeakEngine", "speech"),
+    "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak.engine:EspeakEngine", "speech"),
     "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
-    "whisper": EngineSpec("transcription", "mmserve.engines.whisper:WhisperEngine", "transformers"),
+    "whisper": EngineSpec("transcription", "mmserve.engines.whisper.engine:WhisperEngine", "transformers"),
     "diffusers-image": EngineSpec(
         "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
     ),

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SpeechEngine
+from mmserve.engines.common.voices import OPENAI_VOICES
 from mmserve.engines.registry import require
 from mmserve.engines.types import AudioChunk, SpeechInput
-from mmserve.engines.voices import OPENAI_VOICES
 from mmserve.errors import EngineError, InvalidRequestError
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
@@ -50,7 +50,7 @@ class TransformersTTSEngine(SpeechEngine):
         import torch
         from transformers import AutoTokenizer, VitsModel
 
-        from mmserve.engines.torch_utils import from_pretrained, resolve_device
+        from mmserve.engines.common.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
@@ -65,7 +65,7 @@ class TransformersTTSEngine(SpeechEngine):
         torch.set_grad_enabled(False)
 
     def unload(self) -> None:
-        from mmserve.engines.torch_utils import release_memory
+        from mmserve.engines.common.torch_utils import release_memory
 
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -73,7 +73,7 @@ class TransformersTTSEngine(SpeechEngine):
         release_memory()
 
     def memory_bytes(self) -> int | None:
-        from mmserve.engines.torch_utils import module_bytes
+        from mmserve.engines.common.torch_utils import module_bytes
 
         return module_bytes(self.model) if self.model is not None else None
 
@@ -135,7 +135,7 @@ class TransformersTTSEngine(SpeechEngine):
     ) -> None:
         import torch
 
-        from mmserve.engines.torch_utils import loop_sender
+        from mmserve.engines.common.torch_utils import loop_sender
 
         send = loop_sender(loop, queue)
 

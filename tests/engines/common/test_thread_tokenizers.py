@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from mmserve.catalog.builders import build_demo_model
-from mmserve.engines.thread_tokenizers import ThreadTokenizers
+from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 
 
 def test_each_thread_encodes_with_its_own_copy(models_dir: Path) -> None:

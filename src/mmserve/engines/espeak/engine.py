@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SpeechEngine
+from mmserve.engines.common.voices import OPENAI_VOICES
 from mmserve.engines.types import AudioChunk, SpeechInput
-from mmserve.engines.voices import OPENAI_VOICES
 from mmserve.errors import EngineError, InvalidRequestError
 
 # OpenAI voice -> espeak-ng voice (+variant).
@@ -59,7 +59,7 @@ class EspeakEngine(SpeechEngine):
     _pool: ThreadPoolExecutor | None = None
 
     def load(self) -> None:
-        from mmserve.engines.espeak_lib import library
+        from mmserve.engines.espeak.lib import library
 
         self._lib = library()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"espeak-{self.card.id}")
@@ -140,8 +140,8 @@ class EspeakEngine(SpeechEngine):
         queue: asyncio.Queue[Any],
         cancelled: threading.Event,
     ) -> None:
-        from mmserve.engines.espeak_lib import MIN_RATE
-        from mmserve.engines.torch_utils import loop_sender
+        from mmserve.engines.common.torch_utils import loop_sender
+        from mmserve.engines.espeak.lib import MIN_RATE
         from mmserve.media.audio.dsp import Tempo
 
         send = loop_sender(loop, queue)

@@ -26,7 +26,7 @@ from mmserve.chatformat.reasoning import REASONING_PARSERS
 from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.errors import InvalidRequestError
 
-log = logging.getLogger("mmserve.engines.constrained")
+log = logging.getLogger("mmserve.engines.transformers_chat.constrained")
 
 
 class GrammarCompiler:

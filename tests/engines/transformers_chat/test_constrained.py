@@ -7,7 +7,7 @@ import torch
 
 from mmserve.catalog.builders.tokenizer import train_bpe_tokenizer
 from mmserve.chatformat.grammar import OutputConstraint
-from mmserve.engines.constrained import GrammarCompiler
+from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 
 SCHEMA = {
     "type": "object",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmserve.engines.whisper_segments import WindowOutput, compression_ratio, split_window
+from mmserve.engines.common.transcripts import compression_ratio
+from mmserve.engines.whisper.segments import WindowOutput, split_window
 
 # Real Whisper's layout: <|endoftext|> 50257, timestamps from 50364 (<|0.00|>) in 0.02 s steps.
 EOT, TS = 50257, 50364

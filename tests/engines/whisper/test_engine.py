@@ -9,7 +9,7 @@ import pytest
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.engines.types import Segment, TranscriptionInput
-from mmserve.engines.whisper import WhisperEngine
+from mmserve.engines.whisper.engine import WhisperEngine
 from mmserve.errors import InvalidRequestError
 from tests.helpers.speech import speak
 from tests.helpers.whisper import force_script

@@ -9,8 +9,8 @@ import pytest
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.vlm import IMAGE_SIZE
-from mmserve.engines.image_input import processor_input_size
-from mmserve.engines.transformers_chat import TransformersChatEngine
+from mmserve.engines.transformers_chat.engine import TransformersChatEngine
+from mmserve.engines.transformers_chat.image_input import processor_input_size
 from mmserve.media.image.decode import ImageInputSize
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from mmserve.cards import ModelCard
-from mmserve.engines.espeak import ESPEAK_VOICES, EspeakEngine
-from mmserve.engines.espeak_lib import LOCK, library
+from mmserve.engines.common.voices import OPENAI_VOICES
+from mmserve.engines.espeak.engine import ESPEAK_VOICES, EspeakEngine
+from mmserve.engines.espeak.lib import LOCK, library
 from mmserve.engines.types import SpeechInput
-from mmserve.engines.voices import OPENAI_VOICES
 from mmserve.errors import InvalidRequestError
 
 TEXT = "The weather is nice today and the sun is shining."

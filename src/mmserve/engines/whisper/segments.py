@@ -15,10 +15,10 @@ Whisper's own (as in openai/whisper and transformers' long-form decoding):
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mmserve.engines.common.transcripts import compression_ratio
 from mmserve.engines.types import Segment, Word
 
 TIME_PRECISION = 0.02
@@ -151,9 +151,3 @@ def _words(
         words.append(Word(text, round(start, 2), round(end, 2)))
         last = start
     return words
-
-
-def compression_ratio(text: str) -> float:
-    """gzip-style ratio that Whisper uses to detect repetition loops (> 2.4: suspicious)."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0

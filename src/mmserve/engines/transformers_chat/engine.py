@@ -3,7 +3,7 @@
 The prompt is built with the model's own chat template and processor, so
 ``prompt_tokens`` counts exactly the image tokens the processor expands images into.
 Generation runs in a worker thread per request and streams token by token through an
-asyncio queue. Sampling is done by a per-request seeded sampler (:mod:`mmserve.engines.sampling`),
+asyncio queue. Sampling is done by a per-request seeded sampler (:mod:`mmserve.engines.transformers_chat.sampling`),
 so concurrent requests with a ``seed`` are reproducible without a global torch seed.
 """
 
@@ -22,17 +22,17 @@ from pydantic import Field
 
 from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
-from mmserve.engines.constrained import GrammarCompiler
-from mmserve.engines.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
-from mmserve.engines.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.registry import require
-from mmserve.engines.sampling import SeededSampler
-from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
+from mmserve.engines.transformers_chat.constrained import GrammarCompiler
+from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
+from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.sampling import SeededSampler
+from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
-log = logging.getLogger("mmserve.engines.transformers_chat")
+log = logging.getLogger("mmserve.engines.transformers_chat.engine")
 
 
 class TransformersChatOptions(EngineOptions):
@@ -42,8 +42,8 @@ class TransformersChatOptions(EngineOptions):
     model_class: Literal["auto", "image-text-to-text", "causal-lm"] = "auto"
     logits_processors: list[ProcessorTarget] = Field(
         default_factory=list,
-        description="Extra logits processors, 'package.module:factory' (see mmserve.engines.hooks), run "
-        "before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
+        description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
+        "run before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
     )
     parallel_generations: int = Field(
         default=1,
@@ -90,7 +90,7 @@ class TransformersChatEngine(ChatEngine):
             AutoTokenizer,
         )
 
-        from mmserve.engines.torch_utils import from_pretrained, resolve_device
+        from mmserve.engines.common.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
@@ -132,7 +132,7 @@ class TransformersChatEngine(ChatEngine):
         torch.set_grad_enabled(False)
 
     def unload(self) -> None:
-        from mmserve.engines.torch_utils import release_memory
+        from mmserve.engines.common.torch_utils import release_memory
 
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -140,7 +140,7 @@ class TransformersChatEngine(ChatEngine):
         release_memory()
 
     def memory_bytes(self) -> int | None:
-        from mmserve.engines.torch_utils import module_bytes
+        from mmserve.engines.common.torch_utils import module_bytes
 
         return module_bytes(self.model) if self.model is not None else None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mmserve.catalog.builders.tokenizer import train_bpe_tokenizer
-from mmserve.engines.textstream import IncrementalDetokenizer, StopMatcher
+from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
 
 
 @pytest.fixture(scope="module")

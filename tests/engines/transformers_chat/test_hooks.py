@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmserve.engines.hooks import load_processor_factories
+from mmserve.engines.transformers_chat.hooks import load_processor_factories
 from mmserve.errors import EngineUnavailableError
 from tests.helpers.scripted import ScriptedReplies
 

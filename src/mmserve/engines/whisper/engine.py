@@ -9,7 +9,7 @@ conditioning and temperature included). Fixed windows rather than transformers' 
 "seek to the last timestamp" loop: the loop can stall on a window whose timestamps never
 advance, while fixed windows bound the work of a request to
 ``ceil(seconds / 30) x max_new_tokens`` decoder steps. The decoded windows are split into
-segments by :mod:`mmserve.engines.whisper_segments`; word times, when asked, come from
+segments by :mod:`mmserve.engines.whisper.segments`; word times, when asked, come from
 Whisper's cross-attention alignment heads (``return_token_timestamps``).
 """
 
@@ -26,7 +26,7 @@ from pydantic import Field
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
-from mmserve.engines.whisper_segments import WindowOutput, split_window
+from mmserve.engines.whisper.segments import WindowOutput, split_window
 from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
 
 RATE = 16000
@@ -63,7 +63,7 @@ class WhisperEngine(TranscriptionEngine):
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-        from mmserve.engines.torch_utils import from_pretrained, resolve_device
+        from mmserve.engines.common.torch_utils import from_pretrained, resolve_device
 
         if self.source is None:
             raise EngineError(f"Model '{self.card.id}' has no source.")
@@ -87,7 +87,7 @@ class WhisperEngine(TranscriptionEngine):
         logging.getLogger("transformers.generation.utils").addFilter(_quiet_length_warning)
 
     def unload(self) -> None:
-        from mmserve.engines.torch_utils import release_memory
+        from mmserve.engines.common.torch_utils import release_memory
 
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -95,7 +95,7 @@ class WhisperEngine(TranscriptionEngine):
         release_memory()
 
     def memory_bytes(self) -> int | None:
-        from mmserve.engines.torch_utils import module_bytes
+        from mmserve.engines.common.torch_utils import module_bytes
 
         return module_bytes(self.model) if self.model is not None else None
 

@@ -1,0 +1,1 @@
+"""Helpers shared by several engine families (torch set-up, per-thread tokenizers, voice names)."""

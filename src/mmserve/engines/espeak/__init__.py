@@ -1,0 +1,1 @@
+"""espeak-ng text to speech through a ctypes binding to espeakng-loader's library."""

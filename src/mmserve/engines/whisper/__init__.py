@@ -1,0 +1,1 @@
+"""Whisper speech recognition (transformers): the engine and the window-to-segments decoding."""
