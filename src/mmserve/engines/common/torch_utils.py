@@ -38,8 +38,9 @@ def release_memory() -> None:
 
 
 def module_bytes(module: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
-        b.numel() * b.element_size() for b in module.buffers()
+    return int(
+        sum(p.numel() * p.element_size() for p in module.parameters())
+        + sum(b.numel() * b.element_size() for b in module.buffers())
     )
 
 

@@ -142,7 +142,8 @@ class AudioEncoder:
 
 
 def _to_s16(pcm: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2")
+    out: np.ndarray = np.round(np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2")
+    return out
 
 
 def encode_all(chunks: list[tuple[Any, int]], fmt: str) -> bytes:

@@ -14,7 +14,7 @@ from tests.helpers.image_checks import decode_b64
 from tests.helpers.server import LiveServer
 
 # ../shared beside the checkout (CI), or beside the folder of worktrees
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]
 SEED = next((p for d in (_ROOT.parent, _ROOT.parent.parent) for p in (d / "shared" / "seeds").glob("000_*.txt")), None)
 
 # Copied verbatim from the seed (checked against it below when ../shared is present).

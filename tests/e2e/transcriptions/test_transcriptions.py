@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from tests.e2e.audio.conftest import UPLOAD_LIMIT
+from tests.e2e.conftest import UPLOAD_LIMIT
 from tests.helpers.audio import encode, wav_bytes
 from tests.helpers.server import LiveServer
 from tests.helpers.speech import speak
