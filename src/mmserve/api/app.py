@@ -89,7 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await db.create_all()
+        await db.upgrade()
         await recorder.start()
         await runtime.start()
         await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches

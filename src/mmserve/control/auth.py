@@ -11,6 +11,7 @@ server no upload, JSON parsing or validation.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
@@ -49,6 +50,12 @@ class Authenticator:
                 "Invalid API key. Send 'Authorization: Bearer <key>' with a key made by `mmserve keys create`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if found.expires_at is not None and found.expires_at <= time.time():
+            raise AuthenticationError(
+                "This API key has expired. Make a new one with `mmserve keys create` (--expires-in sets its lifetime).",
+                headers={"WWW-Authenticate": "Bearer"},
+                code="key_expired",
+            )
         ctx.principal = found
         if found.key_id is not None:
             ctx.headers.update(self.limiter.admit(found.key_id, found.limits))
@@ -67,6 +74,7 @@ class Authenticator:
             admin=key.admin,
             models=key.models,
             limits=Limits(requests_per_min=key.requests_per_min, tokens_per_min=key.tokens_per_min),
+            expires_at=key.expires_at,
         )
 
 

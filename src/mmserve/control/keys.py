@@ -36,6 +36,7 @@ class ApiKeyRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # migration 0002
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class ApiKey:
     admin: bool
     created_at: float
     revoked_at: float | None
+    expires_at: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and time.time() >= self.expires_at
 
     @classmethod
     def of(cls, row: ApiKeyRow) -> ApiKey:
@@ -62,6 +68,7 @@ class ApiKey:
             row.admin,
             row.created_at,
             row.revoked_at,
+            row.expires_at,
         )
 
 
@@ -83,8 +90,10 @@ class KeyStore:
         requests_per_min: int | None = None,
         tokens_per_min: int | None = None,
         admin: bool = False,
+        expires_in_s: float | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret exists outside the caller)."""
+        now = time.time()
         secret = PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id="key_" + secrets.token_hex(8),
@@ -95,8 +104,9 @@ class KeyStore:
             requests_per_min=requests_per_min,
             tokens_per_min=tokens_per_min,
             admin=admin,
-            created_at=time.time(),
+            created_at=now,
             revoked_at=None,
+            expires_at=now + expires_in_s if expires_in_s is not None else None,
         )
         async with self.db.session() as s, s.begin():
             s.add(row)
@@ -123,7 +133,8 @@ class KeyStore:
         return key
 
     async def lookup(self, secret: str) -> ApiKey | None:
-        """The active key for ``secret``, or None (unknown or revoked)."""
+        """The key for ``secret``, or None (unknown or revoked). An expired key is returned: callers
+        tell its owner why it stopped working (:attr:`ApiKey.expired`)."""
         digest = hash_secret(secret)
         now = time.monotonic()
         hit = self._cache.get(digest)
