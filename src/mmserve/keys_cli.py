@@ -19,6 +19,13 @@ async def keys_command(settings: Settings, args: argparse.Namespace) -> int:
     db = Database.from_settings(settings)
     await db.upgrade()
     store = KeyStore(db)
+    redis = None
+    if settings.redis_url:  # a revocation reaches every gateway at once, not after their key caches expire
+        from mmserve.control.redis_state import RedisState
+
+        redis = RedisState(settings.redis_url, prefix=settings.redis_prefix)
+        await redis.start(listen=False)
+        store.on_revoke.append(redis.publish_revoked)
     try:
         if args.keys_command == "create":
             models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
@@ -75,6 +82,8 @@ async def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"revoked {revoked.id} ({revoked.prefix}…)")
         return 0
     finally:
+        if redis is not None:
+            await redis.stop()
         await db.dispose()
 
 

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job/key/usage database; SQLite in the data dir when unset. "
         "postgresql://user:pass@host/db needs mmserve[postgres].",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis (or Valkey) shared by every gateway: rate-limit windows, key revocations, route "
+        "cooldowns. Unset: each process keeps its own (one gateway). Needs mmserve[redis].",
+    )
+    redis_prefix: str = Field(default="mmserve:", description="Prefix of every Redis key and channel mmserve uses.")
     auth: bool = Field(default=False, description="Require a bearer API key on every endpoint but /health.")
     admin_key: str | None = Field(
         default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."

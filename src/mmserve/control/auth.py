@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mmserve.control.context import ANONYMOUS, Principal, current
 from mmserve.control.keys import KeyStore
-from mmserve.control.ratelimit import Limits, RateLimiter
+from mmserve.control.ratelimit import Limiter, Limits
 from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
@@ -29,9 +29,7 @@ OPEN_PREFIXES = ("/v1/artifacts/",)
 
 
 class Authenticator:
-    def __init__(
-        self, settings: Settings, keys: KeyStore, limiter: RateLimiter, *, open_paths: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, limiter: Limiter, *, open_paths: Iterable[str] = ()) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
@@ -58,7 +56,7 @@ class Authenticator:
             )
         ctx.principal = found
         if found.key_id is not None:
-            ctx.headers.update(self.limiter.admit(found.key_id, found.limits))
+            ctx.headers.update(await self.limiter.admit(found.key_id, found.limits))
         return found
 
     async def _principal(self, secret: str) -> Principal | None:

@@ -4,7 +4,9 @@ A key is ``mms-`` + 32 random bytes (url-safe base64). Only its SHA-256 is store
 secret has 256 bits of entropy, so a fast hash is the right tool (a slow password hash
 protects guessable secrets; it would only slow every request here). Lookups go by hash
 through a short-lived in-memory cache, so a revocation made by the CLI in another process
-takes effect within ``Settings.key_cache_ttl_s``.
+takes effect within ``Settings.key_cache_ttl_s``; with Redis (``MMSERVE_REDIS_URL``) a
+revocation is published and every gateway forgets the key at once
+(:mod:`mmserve.control.redis_state`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, select
@@ -81,6 +84,15 @@ class KeyStore:
         self.db = db
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        #: awaited with a revoked key's hash after the revocation is stored (publishes it to other gateways)
+        self.on_revoke: list[Callable[[str], Awaitable[None]]] = []
+
+    def forget(self, key_hash: str) -> None:
+        """Drop one key from the cache (revoked elsewhere): its next request reads the database."""
+        self._cache.pop(key_hash, None)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
 
     async def create(
         self,
@@ -129,7 +141,10 @@ class KeyStore:
                 return None
             rows[0].revoked_at = time.time()
             key = ApiKey.of(rows[0])
+            key_hash = rows[0].hash
         self._cache.clear()
+        for publish in self.on_revoke:
+            await publish(key_hash)
         return key
 
     async def lookup(self, secret: str) -> ApiKey | None:
