@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, description="Signs artifact URLs; generated and kept in the data dir when unset."
     )
+    artifacts_dir: Path | None = Field(
+        default=None,
+        description="Where generated files are kept (<data_dir>/artifacts when unset). Several gateways "
+        "share one directory (NFS, a mounted volume) so that any of them serves any job's files.",
+    )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     memory_budget_gb: float | None = Field(
