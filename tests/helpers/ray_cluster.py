@@ -64,9 +64,10 @@ class RayCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> RayCluster:
+    def start(self, nodes: int = 2) -> RayCluster:
         self._start_node("head", head=True)
-        self._start_node("b")
+        if nodes > 1:
+            self._start_node("b")
         return self
 
     def _start_node(self, name: str, *, head: bool = False, timeout: float = 180.0) -> RayNode:
@@ -98,6 +99,19 @@ class RayCluster:
                 raise RuntimeError(f"ray start ({name}) exited:\n{text[-3000:]}")
             time.sleep(0.2)
         raise TimeoutError(f"ray start ({name}) did not come up")
+
+    def node_names(self) -> dict[str, str]:
+        """Ray node id -> this cluster's node name (from each node's ``node_<name>`` resource); alive nodes only."""
+        script = (
+            f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+            "print(json.dumps({n['NodeID']: [k[5:] for k in n['Resources'] if k.startswith('node_')] "
+            "for n in ray.nodes() if n['Alive']}))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=self.env, capture_output=True, text=True, timeout=120, check=True
+        )
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        return {node: names[0] for node, names in found.items() if names}
 
     def kill_node(self, name: str) -> None:
         """SIGKILL every process of one node (its raylet, workers and actors): a machine dying."""

@@ -70,7 +70,9 @@ def create_app(
     redis = RedisState(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else None
     limiter: Limiter = RedisRateLimiter(redis) if redis else RateLimiter()
     recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
-    artifacts = ArtifactStore(settings.artifacts_dir or settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s)
+    artifacts = ArtifactStore(
+        settings.artifacts_dir or settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s
+    )
     state = AppState(
         settings=settings,
         catalog=catalog,

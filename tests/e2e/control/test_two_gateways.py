@@ -113,7 +113,9 @@ def _wait_for(url: str, job_id: str, timeout: float = 240) -> dict:
 
 
 @pytest.mark.slow
-def test_two_gateways_are_one_service(gateways: tuple[ServerProcess, ServerProcess, dict[str, str]], pg_url: str) -> None:
+def test_two_gateways_are_one_service(
+    gateways: tuple[ServerProcess, ServerProcess, dict[str, str]], pg_url: str
+) -> None:
     a, b, env = gateways
 
     # a key's rpm is enforced across both gateways
