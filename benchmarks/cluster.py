@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,9 @@ models:
 """
 CHAT = {"model": "tiny-text", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "seed": 1}
 ADMIN = "bench-admin"
+# Ray starts replica workers with OMP_NUM_THREADS=1; in-process engines get the same, or the
+# comparison measures torch's thread oversubscription on 2 cores (docs: FACTS "torch threads").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 async def _run(urls: list[str], n: int, concurrency: int, method: str, path: str, headers: dict[str, str]) -> dict:
@@ -82,7 +86,7 @@ def leg(
 def _key(data: Path, env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data), "create", "--rpm", "1000000"],
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=True,
