@@ -243,17 +243,14 @@ class Deployment:
             handle = getattr(replica.engine, "handle", None)
             if not isinstance(handle, ReplicaHandle):
                 continue
-            seen = handle.generation
             try:
-                await asyncio.wait_for(handle.call("ping"), 10)
-            except Exception:
-                if handle.generation == seen:
-                    log.warning("replica %d of '%s' does not answer: starting it again", replica.index, self.card.id)
-                    try:
-                        await handle.replace(seen)
-                        restarted += 1
-                    except MMServeError as e:
-                        log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+                if await handle.check(timeout=10):
+                    log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)
+                    restarted += 1
+            except MMServeError as e:
+                log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+            except Exception:  # the next round tries again; the loop must live on
+                log.exception("health check of replica %d of '%s' failed", replica.index, self.card.id)
         return restarted
 
     async def _unload_replica(self, replica: Replica, reason: str) -> bool:

@@ -46,6 +46,9 @@ from mmserve.media.image.decode import ImageInputSize
 log = logging.getLogger("mmserve.cluster")
 
 MAX_RESPAWNS = 2
+# Pings a replica may miss in a row before it counts as hung. One slow answer is a busy machine,
+# not a dead replica: a replacement started beside a live actor would wait for the slot it holds.
+MISSED_PINGS = 3
 
 
 class ReplicaHandle:
@@ -56,6 +59,7 @@ class ReplicaHandle:
         self.info = info
         self.generation = 0
         self.restarts = 0
+        self.missed_pings = 0
         self._respawn = respawn
         self._lock = asyncio.Lock()
 
@@ -64,8 +68,12 @@ class ReplicaHandle:
         async with self._lock:
             if self.generation != seen:
                 return
-            log.warning("replica actor on node %s died; starting a new one", str(self.info.get("node_id"))[:12])
+            log.warning("replica actor on node %s lost; starting a new one", str(self.info.get("node_id"))[:12])
+            # Killed first (a no-op when it is dead already): a hung actor still holds its CPUs and
+            # slots, which the new one may need, and its callers then fail over to the new one.
+            self.kill()
             self.actor, self.info = await self._respawn()
+            self.missed_pings = 0
             self.generation += 1
             self.restarts += 1
 
@@ -119,10 +127,36 @@ class ReplicaHandle:
                 await self.replace(seen)
         raise AssertionError("unreachable")
 
+    async def check(self, timeout: float) -> bool:
+        """Ping the actor; replace it when Ray says it died or it missed :data:`MISSED_PINGS` in a row.
+
+        Returns whether it was replaced.
+        """
+        import ray.exceptions as rex
+
+        seen = self.generation
+        try:
+            await asyncio.wait_for(self.actor.ping.remote(), timeout)
+            self.missed_pings = 0
+            return False
+        except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError):
+            pass  # dead: replace now
+        except TimeoutError:
+            self.missed_pings += 1
+            if self.missed_pings < MISSED_PINGS:
+                node = str(self.info.get("node_id"))[:12]
+                log.warning("replica on node %s missed a ping (%d in a row)", node, self.missed_pings)
+                return False
+        if self.generation != seen:
+            return False  # a caller replaced it meanwhile
+        await self.replace(seen)
+        return True
+
     def kill(self) -> None:
         import ray
 
-        ray.kill(self.actor, no_restart=True)
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(self.actor, no_restart=True)
 
 
 def _cancel(gen: Any) -> None:
