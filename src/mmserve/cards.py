@@ -124,10 +124,19 @@ class Deployment(_Strict):
     mode: Literal["serverless", "dedicated"] = "serverless"
     replicas: int = Field(default=1, ge=1, le=64)
     idle_unload_s: float | None = Field(default=None, gt=0, description="Serverless: unload after idle.")
-    max_concurrency: int = Field(default=4, ge=1, description="Requests running at once per replica.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests running at once per replica. Unset: the engine's default (the transformers chat "
+        "engine: its max_batch_size, as its requests share one batch; other engines: 4).",
+    )
     max_queue: int = Field(default=64, ge=0, description="Requests waiting beyond max_concurrency.")
     device: str | None = Field(default=None, description="Overrides Settings.device for this model.")
     memory_gb: float | None = Field(default=None, gt=0, description="Budget hint for eviction.")
+
+    def concurrency(self, default: int = 4) -> int:
+        """``max_concurrency``, or ``default`` (the engine's) when the card leaves it unset."""
+        return self.max_concurrency or default
 
 
 class ModelCard(_Strict):

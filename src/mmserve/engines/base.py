@@ -66,6 +66,15 @@ class Engine(ABC):
         """Approximate resident size once loaded, for the memory budget (None: unknown)."""
         return None
 
+    @classmethod
+    def default_concurrency(cls, options: EngineOptions, device: str) -> int:
+        """Requests a replica runs at once when the card sets no ``deployment.max_concurrency``."""
+        return 4
+
+    def batch_size(self) -> int | None:
+        """Generations running in the engine's batch now (None: the engine does not batch)."""
+        return None
+
     @classmethod  # noqa: B027 - optional hook: nothing to refuse by default
     def check_request(cls, options: EngineOptions, request: Any) -> None:
         """Refuse, before a model is loaded or a job queued, what this engine cannot do.

@@ -84,7 +84,9 @@ def test_streamed_logprobs_match_the_plain_answer(client: OpenAI) -> None:
                 assert c.logprobs.content
                 streamed[c.index] += c.logprobs.content
     expected = plain.choices[0].logprobs.content  # type: ignore[union-attr]
-    assert [(e.token, e.logprob) for e in streamed[0]] == [(e.token, e.logprob) for e in expected]
+    assert [e.token for e in streamed[0]] == [e.token for e in expected]
+    # the same tokens; batched with the second choice, the float sums may round differently (~1e-6)
+    assert [e.logprob for e in streamed[0]] == pytest.approx([e.logprob for e in expected], abs=1e-4)
     assert text[0] == plain.choices[0].message.content
     assert streamed[1] and "".join(e.token for e in streamed[1]) == text[1]
 

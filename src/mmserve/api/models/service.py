@@ -25,6 +25,7 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
             "state": dep.state,
             "replicas_loaded": dep.loaded_replicas,
             "active": dep.active,
+            "max_concurrency": dep.max_concurrency,
             "queue_depth": dep.queue_depth,
             "load_seconds": dep.load_seconds,
             "error": dep.error,

@@ -1,8 +1,8 @@
 """Sampling with a per-request random generator, and the log-probabilities of what was sampled.
 
-``generate`` samples with torch's global RNG, so two concurrent requests with a ``seed``
-would disturb each other. :class:`SeededSampler` draws the token itself from its own
-``torch.Generator``; it also keeps the log-probabilities of the distribution it drew from
+Rows of one batch must not share a random stream (torch's global RNG), or a ``seed`` would
+give different text depending on what else runs: :class:`SeededSampler` draws each row's
+token from the row's own ``torch.Generator``; it also keeps the log-probabilities of the distribution it drew from
 when the request asks for them (``logprobs``).
 """
 
@@ -23,7 +23,7 @@ class SeededSampler:
     (greedy: before any temperature).
     """
 
-    def __init__(self, params: Any, device: Any, *, prompt_len: int = 0) -> None:
+    def __init__(self, params: Any, device: Any) -> None:
         import torch
 
         self.t = params.temperature
@@ -31,7 +31,6 @@ class SeededSampler:
         self.presence = params.presence_penalty
         self.frequency = params.frequency_penalty
         self.want_logprobs = bool(params.logprobs)
-        self.prompt_len = prompt_len
         self.gen = torch.Generator(device=device)
         if params.seed is not None:
             self.gen.manual_seed(params.seed % 2**64)  # torch takes 64 bits; the API allows any int64 (+n)
@@ -62,10 +61,3 @@ class SeededSampler:
         token = int(torch.multinomial(probs, 1, generator=self.gen))
         self.last_logprobs = scores.log_softmax(-1)[0] if self.want_logprobs else None
         return token
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        """As a transformers LogitsProcessor: a one-hot score on the sampled token, which greedy search keeps."""
-        import torch
-
-        token = self.sample(scores, input_ids[:, self.prompt_len :])
-        return torch.full_like(scores, float("-inf"), dtype=torch.float32).index_fill_(1, torch.tensor([token]), 0.0)
