@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."
     )
     idle_check_interval_s: float = Field(default=5.0, gt=0, description="How often idle models are checked.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch's intra-op threads (one count per process: torch's setting is process-wide, and each "
+        "engine computing at once runs a team of that many). Unset: the cores divided by the catalog's "
+        "torch replicas, at least 1.",
+    )
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True

@@ -45,6 +45,8 @@ class EngineOptions(BaseModel):
 class Engine(ABC):
     task: ClassVar[str]
     Options: ClassVar[type[EngineOptions]] = EngineOptions
+    #: Whether the engine computes with torch (its replicas share the process's intra-op threads).
+    uses_torch: ClassVar[bool] = False
 
     def __init__(self, card: ModelCard, *, source: Path | None, device: str) -> None:
         self.card = card

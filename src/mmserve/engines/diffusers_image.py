@@ -81,6 +81,7 @@ class _Cancelled(Exception):
 
 
 class DiffusersImageEngine(ImageEngine):
+    uses_torch = True
     Options = DiffusersImageOptions
     options: DiffusersImageOptions
 

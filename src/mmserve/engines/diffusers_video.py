@@ -80,6 +80,7 @@ def pipeline_frames(num_frames: int, frame_multiple: int) -> int:
 
 
 class DiffusersVideoEngine(VideoEngine):
+    uses_torch = True
     Options = DiffusersVideoOptions
     options: DiffusersVideoOptions
 

@@ -95,6 +95,7 @@ class TransformersChatEngine(ChatEngine):
     options: TransformersChatOptions
     supports_logprobs = True
     supports_ignore_eos = True
+    uses_torch = True
 
     model: Any = None
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)

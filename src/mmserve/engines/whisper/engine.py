@@ -46,6 +46,7 @@ class WhisperOptions(EngineOptions):
 
 
 class WhisperEngine(TranscriptionEngine):
+    uses_torch = True
     Options = WhisperOptions
     options: WhisperOptions
 
