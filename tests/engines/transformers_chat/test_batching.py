@@ -148,6 +148,23 @@ async def test_greedy_images_and_text_mix_in_one_batch(vlm_engine: TransformersC
     assert vlm_engine._loop is not None and vlm_engine._loop.stats.peak >= 3
 
 
+async def test_rows_arriving_together_are_prefilled_together(vlm_engine: TransformersChatEngine) -> None:
+    red, blue = Image.new("RGB", (56, 56), (220, 30, 30)), Image.new("RGB", (90, 40), (20, 40, 200))
+    requests = [
+        _ask("Describe this picture in detail.", image=red, max_tokens=12, temperature=0),
+        _ask("And this?", image=blue, max_tokens=20, temperature=0),
+        _ask("No picture: a plain question for the model.", max_tokens=16, temperature=0),
+        _ask("Hi", max_tokens=16, temperature=0),
+        _ask("Seeded", image=blue, max_tokens=16, temperature=0.9, seed=11, logprobs=True),
+    ]
+    alone = await _alone(vlm_engine, requests)
+    assert vlm_engine._loop is not None
+    before = vlm_engine._loop.stats.prefilled_together
+    together = await asyncio.gather(*(_run(vlm_engine.generate(r), Result()) for r in requests))
+    _same(alone, list(together))
+    assert vlm_engine._loop.stats.prefilled_together - before >= 2  # left-padded, in one forward
+
+
 async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(text_engine: TransformersChatEngine) -> None:
     seeded = _ask("Tell me something.", max_tokens=30, temperature=1.0, top_p=0.9, seed=1234)
     others = [_ask("Other things", max_tokens=40, temperature=1.2), _ask("More", max_tokens=10, temperature=0.7)]
@@ -204,6 +221,18 @@ async def test_a_row_whose_forward_fails_fails_alone(
     assert "rows one by one" in caplog.text  # found by running the rows of that step alone
     _same(alone, runs[1:])
     assert short_engine._loop is not None and short_engine._loop.stats.peak == 3
+
+
+async def test_a_row_whose_batched_prefill_fails_fails_alone(
+    short_engine: TransformersChatEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = [_ask("a", max_tokens=10, temperature=0), _ask("b", max_tokens=12, temperature=0)]
+    alone = await _alone(short_engine, short)
+    too_long = _ask("Tell me a long story about everything", max_tokens=4)  # more than 24 prompt tokens
+    runs = await asyncio.gather(*(_run(short_engine.generate(r), Result()) for r in [short[0], too_long, short[1]]))
+    assert isinstance(runs[1].error, EngineError)
+    _same(alone, [runs[0], runs[2]])
+    assert "prefilling its" in caplog.text  # it failed in a group, found by prefilling them one by one
 
 
 async def test_max_batch_size_bounds_the_batch(models_dir: Path) -> None:

@@ -22,6 +22,7 @@ def _loop(max_batch_size: int, max_batch_tokens: int) -> DecodeLoop:
         max_batch_size=max_batch_size,
         max_batch_tokens=max_batch_tokens,
         positions=True,
+        pad_id=0,
         name="test-loop",
     )
     loop.stop()  # its thread ends: _admit is driven by hand

@@ -39,7 +39,7 @@ from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
 from mmserve.engines.transformers_chat.row import Out, Prepared, Row
 from mmserve.engines.transformers_chat.scheduler import DecodeLoop
-from mmserve.engines.types import ChatDelta, ChatInput
+from mmserve.engines.types import ChatDelta, ChatInput, TokenLogprob
 from mmserve.errors import EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
@@ -107,6 +107,7 @@ class TransformersChatEngine(ChatEngine):
     _grammars: GrammarCompiler | None = None
     _hooks: list[ProcessorFactory] = []
     _logprobs: LogprobEntries | None = None
+    _decoder: Any = None  # ids -> text (see _fast_decoder)
     _row_model_processors = False  # the model's own processors depend on the row (built per request)
 
     @classmethod
@@ -175,6 +176,7 @@ class TransformersChatEngine(ChatEngine):
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
         self._logprobs = LogprobEntries(self._grammars.token_bytes)
+        self._decoder = _fast_decoder(self.tokenizer)
         torch.set_grad_enabled(False)
         self._start_loop(vocab)
 
@@ -216,8 +218,17 @@ class TransformersChatEngine(ChatEngine):
             max_batch_size=size if can_batch else 1,
             max_batch_tokens=tokens,
             positions=can_batch,
+            pad_id=self._pad_id(),
             name=f"chat-decode-{self.card.id}",
         )
+
+    def _pad_id(self) -> int:
+        """A token that fills the left of shorter prompts in a batched prefill (masked): never an image slot."""
+        reserved = {getattr(self.processor, "image_token_id", None)}
+        for candidate in (self.tokenizer.pad_token_id, *self._eos, 0):
+            if candidate is not None and candidate not in reserved:
+                return int(candidate)
+        return 0
 
     def _model_processors(self, prompt_len: int) -> list[Any]:
         # What generate() would apply from the model's generation config: the same private
@@ -264,18 +275,22 @@ class TransformersChatEngine(ChatEngine):
         pool, decode_loop = self._pool, self._loop
         if self.model is None or pool is None or decode_loop is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
-        from mmserve.engines.common.torch_utils import loop_sender
-
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        row = await loop.run_in_executor(pool, self._row, request, loop_sender(loop, queue))
+        row = await loop.run_in_executor(pool, self._row, request, decode_loop.outbox.sender(loop, queue))
         decode_loop.submit(row)
         try:
             p = row.prepared
             yield ChatDelta(prompt_tokens=p.prompt_tokens, prompt_text=p.prompt, image_tokens=p.image_tokens)
+            # A consumer slower than the decoder (a busy event loop) gets the tokens that are waiting
+            # in one delta: fewer events to encode and send. Not for a reasoning model: its
+            # reasoning tokens are counted up to the delta that ends the trace.
+            together = not self.card.capabilities.reasoning_format
             while True:
-                # one delta per token that brought text: the output parsers count reasoning tokens by delta
-                delta = _delta(await queue.get(), self.card.id)
+                items = [await queue.get()]
+                while together and not queue.empty():
+                    items.append(queue.get_nowait())
+                delta = _merged(items, self.card.id)
                 yield delta
                 if delta.finish_reason:
                     return
@@ -296,7 +311,7 @@ class TransformersChatEngine(ChatEngine):
         )
 
     def _decode(self, ids: Sequence[int]) -> str:
-        text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text: str = self._decoder(ids, skip_special_tokens=True)
         return text
 
     def _prepare(self, request: ChatInput) -> Prepared:
@@ -340,13 +355,40 @@ class TransformersChatEngine(ChatEngine):
         return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens)
 
 
-def _delta(item: Any, model: str) -> ChatDelta:
-    if isinstance(item, BaseException):
-        raise EngineError(f"generation failed in '{model}'") from item
-    assert isinstance(item, Out)
+def _merged(items: list[Any], model: str) -> ChatDelta:
+    """One delta from the row's outputs that arrived together (the last may end the row, or be its failure)."""
+    text: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
+    for item in items:
+        if isinstance(item, BaseException):
+            raise EngineError(f"generation failed in '{model}'") from item
+        assert isinstance(item, Out)
+        text.append(item.text)
+        if item.logprobs is not None:
+            logprobs = (logprobs or []) + item.logprobs
+    last = items[-1]
     return ChatDelta(
-        text=item.text, finish_reason=item.finish_reason, completion_tokens=item.count, logprobs=item.logprobs
+        text="".join(text), finish_reason=last.finish_reason, completion_tokens=last.count, logprobs=logprobs
     )
+
+
+def _fast_decoder(tokenizer: Any) -> Any:
+    """The tokenizer's decode, called twice per streamed token.
+
+    For a fast tokenizer whose decode is transformers' own (no subclass override, no space
+    clean-up), the Rust tokenizer it delegates to, without ~10 us of Python per call.
+    """
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if (
+        backend is not None
+        and isinstance(tokenizer, TokenizersBackend)
+        and type(tokenizer)._decode is TokenizersBackend._decode
+        and not tokenizer.clean_up_tokenization_spaces
+    ):
+        return backend.decode
+    return tokenizer.decode
 
 
 def _on_gpu(device: str) -> bool:

@@ -3,7 +3,8 @@
 A row belongs to the decode loop's thread, which calls :meth:`Row.choose` and
 :meth:`Row.accept` for every token; only :meth:`Row.cancel` is called from elsewhere (the
 event loop, when the client leaves). What the row produces goes to the event loop through
-``send``: :class:`Out` items, then one with ``finish_reason``, or an exception.
+``send``: :class:`Out` items, then one with ``finish_reason``, or an exception. The row's
+token is sampled with the other rows' (:func:`.sampling.sample_rows`).
 """
 
 from __future__ import annotations
@@ -68,42 +69,63 @@ class Row:
         self.top = params.top_logprobs
         self.send = send
         # prompt + output ids, for the processors (they see the whole sequence, as in generate())
-        self.ids = torch.empty((1, self.prompt_len + self.max_new), dtype=torch.long, device=device)
-        self.ids[0, : self.prompt_len] = prepared.inputs["input_ids"][0]
+        # and the penalties; rows without either keep none
+        self.ids: Any = None
+        if prepared.processors or params.presence_penalty or params.frequency_penalty:
+            self.ids = torch.empty((1, self.prompt_len + self.max_new), dtype=torch.long, device=device)
+            self.ids[0, : self.prompt_len] = prepared.inputs["input_ids"][0]
         self.length = self.prompt_len
         self.count = 0
         self.eos_hit = False
         self.cancelled = False
         self.pending: list[TokenLogprob] = []
+        self.last_logprobs: Any = None  # the distribution the last token was drawn from (when asked)
 
     @property
-    def greedy_plain(self) -> bool:
-        """Greedy with nothing to compute per row: the batch can take the argmax of every such row at once."""
-        s = self.sampler
-        return not self.prepared.processors and s.t < 1e-5 and not (s.presence or s.frequency) and not s.want_logprobs
+    def prefill_key(self) -> tuple[Any, ...] | None:
+        """Rows with the same key can be prefilled together: token ids only, or ids and same-size pixel values.
+
+        None: inputs of another shape (image sizes, grids, token types...), prefilled alone.
+        """
+        keys = set(self.inputs.keys()) - {"input_ids", "attention_mask"}
+        if not keys:
+            return ("text",)
+        if keys == {"pixel_values"}:
+            pixels = self.inputs["pixel_values"]
+            return ("pixels", tuple(pixels.shape[1:]), pixels.dtype)
+        return None
+
+    @property
+    def has_processors(self) -> bool:
+        return bool(self.prepared.processors)
 
     def cancel(self) -> None:
         """The client left: the loop drops the row before its next step (a bool write: no lock needed)."""
         self.cancelled = True
 
-    def choose(self, logits: Any) -> int:
-        """The next token, from this row's logits (1 x vocab)."""
+    def process(self, logits: Any) -> Any:
+        """This row's logits (1 x vocab) through its own processors: the card's hooks, then its grammar."""
         ids = self.ids[:, : self.length]
         scores = logits
         for processor in self.prepared.processors:
             scores = processor(ids, scores)
-        return self.sampler.sample(scores, ids[:, self.prompt_len :])
+        return scores
 
-    def accept(self, token: int) -> bool:
+    def generated(self) -> Any:
+        """The output ids so far (1 x n); None for a row that keeps no ids (it has no penalties)."""
+        return None if self.ids is None else self.ids[:, self.prompt_len : self.length]
+
+    def accept(self, token: int, logprobs: Any = None) -> bool:
         """Record and stream ``token``; whether the row is done (end of sequence, a stop string or max_tokens)."""
-        self.ids[0, self.length] = token
+        if self.ids is not None:
+            self.ids[0, self.length] = token
         self.length += 1
         self.count += 1
         if token in self.eos:
             self.eos_hit = True
             return True
-        if self.entries is not None and self.sampler.last_logprobs is not None:
-            self.pending.append(self.entries.entry(self.sampler.last_logprobs, token, self.top))
+        if self.entries is not None and logprobs is not None:
+            self.pending.append(self.entries.entry(logprobs, token, self.top))
         text = self.stops.push(self.detok.push(token))
         if text:
             self.send(Out(text, self.count, self._take_logprobs()))
