@@ -90,7 +90,12 @@ class Limits(_Strict):
     """Per-model request limits (tighter than or equal to the server's Settings.limits)."""
 
     max_output_tokens: int = Field(default=1024, gt=0)
-    max_input_chars: int = Field(default=4096, gt=0, description="Speech input length.")
+    max_input_chars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Text input length. Speech: the input (unset: 4096). Chat: all text of a request (messages "
+        "and tool definitions; unset: only the server's MMSERVE_LIMITS__MAX_CHAT_CHARS and the context bound).",
+    )
     max_image_side: int | None = Field(default=None, gt=0)
     max_image_pixels: int | None = Field(default=None, gt=0, description="Also the cap for generated images.")
     image_formats: list[ImageFormat] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))

@@ -46,6 +46,10 @@ class LimitSettings(BaseModel):
     decode_timeout_s: float = 10.0
     max_decode_concurrency: int = 4
     max_messages: int = 2048
+    # Chat text (messages and tool definitions) is bounded before any tokenizer runs: tokenising
+    # a 10 MB prompt took 10-26 s of CPU. Cards bound it further (limits.max_input_chars, context).
+    max_chat_chars: int = Field(default=1_000_000, gt=0, description="Characters of text per chat request.")
+    max_chat_bytes: int = Field(default=4 * MiB, gt=0, description="UTF-8 bytes of text per chat request.")
     max_n: int = 8
     max_stop_sequences: int = 4
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,3 +244,27 @@ async def test_max_batch_size_bounds_the_batch(models_dir: Path) -> None:
         _same(alone, list(together))
         assert engine._loop is not None and engine._loop.stats.peak == 2
         assert TransformersChatEngine.default_concurrency(engine.options, "cpu") == 2
+
+
+async def test_a_prompt_being_prepared_holds_up_no_other_request(
+    text_engine: TransformersChatEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # templates and tokenizers run in the engine's preparation threads, never in its decode loop
+    gate = threading.Event()
+    prepare = text_engine._prepare
+
+    def slow(request: ChatInput) -> Any:
+        if request.messages[0].content == "SLOW":
+            gate.wait(60)
+        return prepare(request)
+
+    monkeypatch.setattr(text_engine, "_prepare", slow)
+    slow_one = asyncio.create_task(_run(text_engine.generate(_ask("SLOW", max_tokens=4)), Result()))
+    await asyncio.sleep(0.05)
+    try:
+        quick = await asyncio.wait_for(_run(text_engine.generate(_ask("Hi", max_tokens=20)), Result()), 60)
+        assert quick.error is None and quick.completion_tokens == 20
+        assert not slow_one.done()
+    finally:
+        gate.set()
+    assert (await slow_one).error is None
