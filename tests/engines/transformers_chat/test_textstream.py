@@ -55,10 +55,10 @@ def test_the_fast_decoder_decodes_as_the_tokenizer(models_dir: Path, name: str) 
     from transformers import AutoTokenizer
 
     from mmserve.catalog.builders import build_demo_model
-    from mmserve.engines.transformers_chat.engine import _fast_decoder
+    from mmserve.engines.transformers_chat.textstream import fast_decoder
 
     tok = AutoTokenizer.from_pretrained(build_demo_model(name, models_dir))
-    fast = _fast_decoder(tok)
+    fast = fast_decoder(tok)
     assert fast is not tok.decode  # the Rust tokenizer's own
     rng = random.Random(0)
     for _ in range(200):

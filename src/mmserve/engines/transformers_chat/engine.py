@@ -37,9 +37,11 @@ from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorT
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
-from mmserve.engines.transformers_chat.row import Out, Prepared, Row
+from mmserve.engines.transformers_chat.row import Prepared, Row, merged_delta
 from mmserve.engines.transformers_chat.scheduler import DecodeLoop
-from mmserve.engines.types import ChatDelta, ChatInput, TokenLogprob
+from mmserve.engines.transformers_chat.textstream import fast_decoder
+from mmserve.engines.transformers_chat.typed_specials import ESCAPED_ROLES, TypedSpecials
+from mmserve.engines.types import ChatDelta, ChatInput
 from mmserve.errors import EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
@@ -62,6 +64,12 @@ class TransformersChatOptions(EngineOptions):
         default_factory=list,
         description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
         "run before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
+    )
+    user_special_tokens: Literal["escape", "allow"] = Field(
+        default="escape",
+        description="Special tokens typed in user and tool text (<|im_start|>, <image>...): 'escape' reads them as "
+        "plain text (a zero-width space after their first character); 'allow' makes them control tokens, as vLLM "
+        "does (a user can then forge turns).",
     )
     max_batch_size: int | None = Field(
         default=None,
@@ -107,7 +115,8 @@ class TransformersChatEngine(ChatEngine):
     _grammars: GrammarCompiler | None = None
     _hooks: list[ProcessorFactory] = []
     _logprobs: LogprobEntries | None = None
-    _decoder: Any = None  # ids -> text (see _fast_decoder)
+    _decoder: Any = None  # ids -> text (see fast_decoder)
+    _typed: TypedSpecials | None = None
     _row_model_processors = False  # the model's own processors depend on the row (built per request)
 
     @classmethod
@@ -176,7 +185,8 @@ class TransformersChatEngine(ChatEngine):
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
         self._logprobs = LogprobEntries(self._grammars.token_bytes)
-        self._decoder = _fast_decoder(self.tokenizer)
+        self._decoder = fast_decoder(self.tokenizer)
+        self._typed = TypedSpecials(self.tokenizer, self.processor if self.vision else None)
         torch.set_grad_enabled(False)
         self._start_loop(vocab)
 
@@ -290,7 +300,7 @@ class TransformersChatEngine(ChatEngine):
                 items = [await queue.get()]
                 while together and not queue.empty():
                     items.append(queue.get_nowait())
-                delta = _merged(items, self.card.id)
+                delta = merged_delta(items, self.card.id)
                 yield delta
                 if delta.finish_reason:
                     return
@@ -318,8 +328,11 @@ class TransformersChatEngine(ChatEngine):
         messages, images = template_messages(request.messages, vision=self.vision)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
+        escape = self.options.user_special_tokens == "escape" and self._typed is not None
         if self.vision:
-            refuse_placeholder_tokens(request.messages, self.processor)
+            refuse_placeholder_tokens(request.messages, self.processor, skip_roles=ESCAPED_ROLES if escape else ())
+        if escape and self._typed is not None:
+            messages = self._typed.escape_entries(messages)
         try:
             prompt = self.processor.apply_chat_template(
                 messages,
@@ -353,42 +366,6 @@ class TransformersChatEngine(ChatEngine):
         if image_token_id is not None:
             image_tokens = prompt_ids.count(image_token_id)
         return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens)
-
-
-def _merged(items: list[Any], model: str) -> ChatDelta:
-    """One delta from the row's outputs that arrived together (the last may end the row, or be its failure)."""
-    text: list[str] = []
-    logprobs: list[TokenLogprob] | None = None
-    for item in items:
-        if isinstance(item, BaseException):
-            raise EngineError(f"generation failed in '{model}'") from item
-        assert isinstance(item, Out)
-        text.append(item.text)
-        if item.logprobs is not None:
-            logprobs = (logprobs or []) + item.logprobs
-    last = items[-1]
-    return ChatDelta(
-        text="".join(text), finish_reason=last.finish_reason, completion_tokens=last.count, logprobs=logprobs
-    )
-
-
-def _fast_decoder(tokenizer: Any) -> Any:
-    """The tokenizer's decode, called twice per streamed token.
-
-    For a fast tokenizer whose decode is transformers' own (no subclass override, no space
-    clean-up), the Rust tokenizer it delegates to, without ~10 us of Python per call.
-    """
-    from transformers.tokenization_utils_tokenizers import TokenizersBackend
-
-    backend = getattr(tokenizer, "_tokenizer", None)
-    if (
-        backend is not None
-        and isinstance(tokenizer, TokenizersBackend)
-        and type(tokenizer)._decode is TokenizersBackend._decode
-        and not tokenizer.clean_up_tokenization_spaces
-    ):
-        return backend.decode
-    return tokenizer.decode
 
 
 def _on_gpu(device: str) -> bool:

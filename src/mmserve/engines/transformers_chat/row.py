@@ -16,7 +16,8 @@ from typing import Any
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import SamplingParams, TokenLogprob
+from mmserve.engines.types import ChatDelta, SamplingParams, TokenLogprob
+from mmserve.errors import EngineError
 
 
 @dataclass
@@ -145,3 +146,20 @@ class Row:
             return None
         out, self.pending = self.pending, []
         return out
+
+
+def merged_delta(items: list[Any], model: str) -> ChatDelta:
+    """One delta from the row's outputs that arrived together (the last may end the row, or be its failure)."""
+    text: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
+    for item in items:
+        if isinstance(item, BaseException):
+            raise EngineError(f"generation failed in '{model}'") from item
+        assert isinstance(item, Out)
+        text.append(item.text)
+        if item.logprobs is not None:
+            logprobs = (logprobs or []) + item.logprobs
+    last = items[-1]
+    return ChatDelta(
+        text="".join(text), finish_reason=last.finish_reason, completion_tokens=last.count, logprobs=logprobs
+    )
