@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
@@ -22,6 +23,9 @@ from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
 from mmserve.runtime.deployment import Deployment
 from mmserve.settings import Settings
+
+if TYPE_CHECKING:
+    from mmserve.runtime.cluster import Cluster
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -41,7 +45,13 @@ class Runtime:
         self.budget = int(settings.memory_budget_gb * 1024**3) if settings.memory_budget_gb else None
         self._evict_lock = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
         self.deployments: dict[str, Deployment] = {}
+        self.cluster: Cluster | None = None
+        if settings.cluster.address:
+            from mmserve.runtime.cluster import Cluster
+
+            self.cluster = Cluster(settings.cluster, base_dir=catalog.base_dir, models_dir=settings.models_dir)
         for card in catalog:
             dep = Deployment(
                 card,
@@ -49,6 +59,7 @@ class Runtime:
                 models_dir=settings.models_dir,
                 device=settings.device,
                 progress=progress,
+                cluster=self.cluster,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
@@ -76,15 +87,21 @@ class Runtime:
     def torch_threads(self) -> int | None:
         """torch's intra-op threads for this catalog: the setting, or the cores shared by its torch replicas.
 
-        None when no card runs a torch engine (torch is then left alone, and not imported).
+        None when no card runs a torch engine here (torch is then left alone, and not imported),
+        or when replicas run in a Ray cluster (its workers set their own).
         """
+        if self.cluster is not None:
+            return None
         replicas = sum(d.card.deployment.replicas for d in self.deployments.values() if d.engine_cls.uses_torch)
         if not replicas:
             return None
         return self.settings.torch_threads or max(1, len(os.sched_getaffinity(0)) // replicas)
 
     async def start(self) -> None:
-        """Set torch's threads, then load every dedicated model (one at a time: loads compete for the same cores)."""
+        """Set torch's threads, then load every dedicated model and serverless ``min_replicas`` (one at a
+        time: loads compete for cores)."""
+        if self.cluster is not None:
+            await self.cluster.connect()  # a wrong address fails the start, not the first request
         threads = self.torch_threads()
         if threads is not None:
             from mmserve.engines.common.torch_utils import set_intra_op_threads
@@ -92,16 +109,19 @@ class Runtime:
             set_intra_op_threads(threads)
         if self.settings.load_on_start:
             for dep in self.deployments.values():
-                if dep.dedicated:
+                if dep.min_loaded:
                     try:
-                        await dep.load_all()
+                        await dep.load_all(dep.min_loaded)
                     except Exception as e:  # a broken model must not keep the others from serving
                         log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
         self._janitor = asyncio.create_task(self._idle_loop())
+        if self.cluster is not None:
+            self._health = asyncio.create_task(self._health_loop())
 
     async def stop(self) -> None:
-        if self._janitor is not None:
-            self._janitor.cancel()
+        for task in (self._janitor, self._health):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(d.unload("shutdown") for d in self.deployments.values()), return_exceptions=True)
 
     # -------------------------------------------------------------- memory
@@ -140,14 +160,21 @@ class Runtime:
             if (
                 not dep.dedicated
                 and idle is not None
-                and dep.loaded_replicas
-                and dep.active == 0
+                and dep.loaded_replicas > dep.min_loaded
                 and dep.waiting == 0
-                and now - dep.last_used >= idle
-                and await dep.unload("idle")
+                and await dep.unload_idle(idle, now)
             ):
                 unloaded.append(dep.card.id)
         return unloaded
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cluster.health_check_interval_s)
+            for dep in self.deployments.values():
+                try:
+                    await dep.check_health()
+                except Exception:  # the health checker must never die
+                    log.exception("health check of '%s' failed", dep.card.id)
 
     async def _idle_loop(self) -> None:
         while True:
