@@ -90,7 +90,12 @@ class Limits(_Strict):
     """Per-model request limits (tighter than or equal to the server's Settings.limits)."""
 
     max_output_tokens: int = Field(default=1024, gt=0)
-    max_input_chars: int = Field(default=4096, gt=0, description="Speech input length.")
+    max_input_chars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Text input length. Speech: the input (unset: 4096). Chat: all text of a request (messages "
+        "and tool definitions; unset: only the server's MMSERVE_LIMITS__MAX_CHAT_CHARS and the context bound).",
+    )
     max_image_side: int | None = Field(default=None, gt=0)
     max_image_pixels: int | None = Field(default=None, gt=0, description="Also the cap for generated images.")
     image_formats: list[ImageFormat] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))
@@ -137,7 +142,12 @@ class Deployment(_Strict):
         "Dedicated deployments keep all their replicas.",
     )
     idle_unload_s: float | None = Field(default=None, gt=0, description="Serverless: unload after idle.")
-    max_concurrency: int = Field(default=4, ge=1, description="Requests running at once per replica.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests running at once per replica. Unset: the engine's default (the transformers chat "
+        "engine: its max_batch_size, as its requests share one batch; other engines: 4).",
+    )
     max_queue: int = Field(default=64, ge=0, description="Requests waiting beyond max_concurrency.")
     device: str | None = Field(default=None, description="Overrides Settings.device for this model.")
     memory_gb: float | None = Field(
@@ -158,6 +168,10 @@ class Deployment(_Strict):
         if self.min_replicas > self.replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) is more than replicas ({self.replicas})")
         return self
+
+    def concurrency(self, default: int = 4) -> int:
+        """``max_concurrency``, or ``default`` (the engine's) when the card leaves it unset."""
+        return self.max_concurrency or default
 
 
 class ModelCard(_Strict):

@@ -46,6 +46,10 @@ class LimitSettings(BaseModel):
     decode_timeout_s: float = 10.0
     max_decode_concurrency: int = 4
     max_messages: int = 2048
+    # Chat text (messages and tool definitions) is bounded before any tokenizer runs: tokenising
+    # a 10 MB prompt took 10-26 s of CPU. Cards bound it further (limits.max_input_chars, context).
+    max_chat_chars: int = Field(default=1_000_000, gt=0, description="Characters of text per chat request.")
+    max_chat_bytes: int = Field(default=4 * MiB, gt=0, description="UTF-8 bytes of text per chat request.")
     max_n: int = 8
     max_stop_sequences: int = 4
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
@@ -152,6 +156,13 @@ class Settings(BaseSettings):
         default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."
     )
     idle_check_interval_s: float = Field(default=5.0, gt=0, description="How often idle models are checked.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch's intra-op threads (one count per process: torch's setting is process-wide, and each "
+        "engine computing at once runs a team of that many). Unset: the cores divided by the catalog's "
+        "torch replicas, at least 1.",
+    )
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True

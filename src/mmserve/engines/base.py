@@ -45,6 +45,8 @@ class EngineOptions(BaseModel):
 class Engine(ABC):
     task: ClassVar[str]
     Options: ClassVar[type[EngineOptions]] = EngineOptions
+    #: Whether the engine computes with torch (its replicas share the process's intra-op threads).
+    uses_torch: ClassVar[bool] = False
 
     def __init__(self, card: ModelCard, *, source: Path | None, device: str) -> None:
         self.card = card
@@ -64,6 +66,15 @@ class Engine(ABC):
 
     def memory_bytes(self) -> int | None:
         """Approximate resident size once loaded, for the memory budget (None: unknown)."""
+        return None
+
+    @classmethod
+    def default_concurrency(cls, options: EngineOptions, device: str) -> int:
+        """Requests a replica runs at once when the card sets no ``deployment.max_concurrency``."""
+        return 4
+
+    def batch_size(self) -> int | None:
+        """Generations running in the engine's batch now (None: the engine does not batch)."""
         return None
 
     @classmethod  # noqa: B027 - optional hook: nothing to refuse by default

@@ -80,6 +80,7 @@ def pipeline_frames(num_frames: int, frame_multiple: int) -> int:
 
 
 class DiffusersVideoEngine(VideoEngine):
+    uses_torch = True
     Options = DiffusersVideoOptions
     options: DiffusersVideoOptions
 
@@ -157,7 +158,7 @@ class DiffusersVideoEngine(VideoEngine):
         self.pipe = pipe
         self._vaes = queue.SimpleQueue()
         self._vaes.put(pipe.vae)
-        workers = 1 if o.cpu_offload else self.card.deployment.max_concurrency * self.card.deployment.replicas
+        workers = 1 if o.cpu_offload else self.card.deployment.concurrency() * self.card.deployment.replicas
         self._tokenizers = ThreadTokenizers(pipe.components) if workers > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"video-{self.card.id}")
 

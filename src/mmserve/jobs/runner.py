@@ -1,6 +1,6 @@
 """The video job runner: takes queued jobs from the store and runs them on the runtime's deployments.
 
-- **Bounded concurrency per model**: at most ``deployment.max_concurrency * replicas`` jobs of
+- **Bounded concurrency per model**: at most ``deployment.max_concurrency * replicas`` (default 4) jobs of
   a model run at once in this process; the rest wait in the store (the queue is durable).
 - **Dispatch**: woken when a job is submitted, and every ``jobs.dispatch_interval_s`` to pick
   up work it was not told about (submitted through another server, or recovered).
@@ -194,7 +194,7 @@ class JobRunner:
 
     async def _dispatch(self) -> None:
         for card in self.catalog.filter(task="video-generation"):
-            free = card.deployment.max_concurrency * card.deployment.replicas - self._active[card.id]
+            free = card.deployment.concurrency() * card.deployment.replicas - self._active[card.id]
             if free <= 0:
                 continue
             for job_id in await self.store.next_queued(card.id, free):

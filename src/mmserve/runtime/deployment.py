@@ -1,6 +1,7 @@
 """A deployment: one card's replicas (engine instances), their load state and admission control.
 
-``acquire()`` admits a request (``max_concurrency`` per replica plus a bounded queue; beyond
+``acquire()`` admits a request (``max_concurrency`` per replica, by default the engine's: a
+batching engine admits as many as it batches; plus a bounded queue; beyond
 it a 503 with Retry-After), picks the least busy loaded replica, loads one when none is
 (serverless cold start) or when all are busy and one is still unloaded (scale-up), and
 hands out its engine for the whole request. Dedicated deployments load every replica at
@@ -79,7 +80,10 @@ class Deployment:
         self.active = 0
         self.waiting = 0
         self.source: Path | None = None
-        slots = card.deployment.max_concurrency * card.deployment.replicas
+        self.max_concurrency = card.deployment.concurrency(
+            self.engine_cls.default_concurrency(self.options, self.device)
+        )
+        slots = self.max_concurrency * card.deployment.replicas
         self._slots = asyncio.Semaphore(slots)
         self.before_load: BeforeLoad | None = None
         self.on_load: LoadHook | None = None
@@ -319,7 +323,7 @@ class Deployment:
 
     def _pick(self) -> Replica:
         loaded = [r for r in self.replicas if r.engine is not None]
-        idle_capacity = [r for r in loaded if r.active < self.card.deployment.max_concurrency]
+        idle_capacity = [r for r in loaded if r.active < self.max_concurrency]
         if idle_capacity:
             return min(idle_capacity, key=lambda r: r.active)
         unloaded = [r for r in self.replicas if r.engine is None]

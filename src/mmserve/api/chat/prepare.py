@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mmserve.api.chat.features import ChatFeatures, resolve_features
+from mmserve.api.chat.limits import check_text_size
 from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
@@ -123,6 +124,7 @@ def _image_input_size(state: AppState, card: ModelCard) -> ImageInputSize | None
 
 def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -> None:
     limits = state.settings.limits
+    check_text_size(req, card, limits)  # before anything tokenises (or even reads) the text
     out = req.output_limit
     if out is not None and out > card.limits.max_output_tokens:
         raise InvalidRequestError(

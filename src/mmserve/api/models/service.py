@@ -29,6 +29,7 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
             "replica_nodes": dep.replica_nodes,
             "replica_restarts": dep.replica_restarts,
             "active": dep.active,
+            "max_concurrency": dep.max_concurrency,
             "queue_depth": dep.queue_depth,
             "load_seconds": dep.load_seconds,
             "error": dep.error,

@@ -9,6 +9,7 @@ When in doubt the answer keeps more pixels, never fewer, than the processor uses
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from mmserve.engines.types import ChatMessage
@@ -46,16 +47,19 @@ def processor_input_size(image_processor: Any) -> ImageInputSize | None:
     return None
 
 
-def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any) -> None:
-    """User text must not contain the processor's media placeholders (``<image>``, ...).
+def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any, *, skip_roles: Collection[str] = ()) -> None:
+    """Text must not contain the processor's media placeholders (``<image>``, ...).
 
     The processor expands every placeholder in the prompt into an image's tokens; one typed
-    by a user would claim an image slot (the processor then fails, or shifts the images).
+    in a message would claim an image slot (the processor then fails, or shifts the images).
+    ``skip_roles``: messages whose placeholders are escaped instead (see :mod:`.typed_specials`).
     """
     tokens = [t for t in (getattr(processor, a, None) for a in _PLACEHOLDERS) if isinstance(t, str) and t]
     if not tokens:
         return
     for i, m in enumerate(messages):
+        if m.role in skip_roles:
+            continue
         if isinstance(m.content, str):
             texts = [(f"messages[{i}].content", m.content)]
         else:
