@@ -103,3 +103,11 @@ def test_readme_video_example(cli_server: str, tmp_path: Path) -> None:
     )
     assert "completed 4 256x256" in out.stdout and "frames: 32" in out.stdout
     assert (tmp_path / "video.mp4").stat().st_size > 0
+
+
+def test_readme_embeddings_example(cli_server: str) -> None:
+    code = _snippet("embeddings").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("32 dimensions, cosine ") and "prompt_tokens=" in first
+    assert second == "8 dimensions"

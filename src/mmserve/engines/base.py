@@ -20,6 +20,8 @@ from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     Segment,
@@ -161,3 +163,20 @@ class VideoEngine(Engine):
     @classmethod
     def check_request(cls, options: EngineOptions, request: VideoGenInput) -> None:
         """Refuse, before a job is queued, what this engine cannot make (raise InvalidRequestError)."""
+
+
+class EmbeddingEngine(Engine):
+    task = "embedding"
+
+    @abstractmethod
+    async def embed(self, request: EmbeddingInput) -> EmbeddingOutput:
+        """One vector per item, in order. Inputs the model cannot take (too long, an image for a
+        text-only model, a token id outside the vocabulary) are an InvalidRequestError naming the item's param."""
+
+    def dimensions(self) -> int | None:
+        """The length of this model's vectors (the card's ``embedding_dimensions``; engines read the model)."""
+        return self.card.capabilities.embedding_dimensions
+
+    def image_input_size(self) -> ImageInputSize | None:
+        """How the model's processor resizes images; the media layer downscales to it first."""
+        return card_image_input_size(self.card)
