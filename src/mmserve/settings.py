@@ -48,6 +48,7 @@ class LimitSettings(BaseModel):
     max_messages: int = 2048
     max_n: int = 8
     max_stop_sequences: int = 4
+    max_prompts: int = Field(default=64, ge=1, description="Prompts in one legacy completion request.")
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
     # generated images: the default cap on pixels per image when the card sets none, and the smallest side
     max_generated_image_pixels: int = 1024 * 1024

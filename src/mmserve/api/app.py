@@ -14,6 +14,7 @@ from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
+from mmserve.api.completions.router import router as completions_router
 from mmserve.api.embeddings.router import router as embeddings_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
@@ -120,6 +121,7 @@ def create_app(
         models_router,
         usage_router,
         chat_router,
+        completions_router,
         embeddings_router,
         artifacts_router,
         speech_router,

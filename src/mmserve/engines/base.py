@@ -31,7 +31,7 @@ from mmserve.engines.types import (
     VideoGenInput,
     VideoGenOutput,
 )
-from mmserve.errors import InvalidRequestError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.image.decode import ImageInputSize
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
@@ -80,6 +80,17 @@ class Engine(ABC):
 
 class ChatEngine(Engine):
     task = "chat"
+    #: Whether the engine continues a raw prompt (``ChatInput.prompt``: legacy completions).
+    raw_prompts: ClassVar[bool] = False
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
+        if request.prompt is not None and not cls.raw_prompts:
+            raise ModelCapabilityError(
+                "This model's engine takes chat messages only, not a raw prompt: "
+                "use POST /v1/chat/completions (or a model served by a local engine).",
+                param="prompt",
+            )
 
     @abstractmethod
     def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:

@@ -48,6 +48,14 @@ class SamplingParams:
 
 
 @dataclass
+class RawPrompt:
+    """A prompt continued as given (legacy completions): text, or token ids of the model's tokenizer."""
+
+    value: str | list[int]
+    param: str = "prompt"  # names it in errors (``prompt[2]``)
+
+
+@dataclass
 class ChatInput:
     messages: list[ChatMessage]
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -59,6 +67,8 @@ class ChatInput:
     extra: dict[str, Any] = field(default_factory=dict)
     # The answer's shape, enforced while decoding (response_format, tool_choice required/named).
     constraint: OutputConstraint | None = None
+    # Legacy completions: the prompt as given, no chat template (messages is then empty).
+    prompt: RawPrompt | None = None
 
 
 @dataclass

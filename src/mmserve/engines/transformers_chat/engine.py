@@ -26,9 +26,10 @@ from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, RawPrompt
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
@@ -66,6 +67,7 @@ class _Prepared:
 
 class TransformersChatEngine(ChatEngine):
     Options = TransformersChatOptions
+    raw_prompts = True
     options: TransformersChatOptions
 
     model: Any = None
@@ -182,6 +184,31 @@ class TransformersChatEngine(ChatEngine):
             stream.cancelled.set()  # the consumer went away: stop generating
 
     def _prepare(self, request: ChatInput) -> _Prepared:
+        if request.prompt is not None:  # legacy completions: the prompt as given, no chat template
+            reserved = media_token_ids(self.processor) if self.vision else {}
+            vocab = int(self.model.get_input_embeddings().weight.shape[0])
+            prompt, inputs = raw_prompt_inputs(self.tokenizer, request.prompt, vocab=vocab, reserved=reserved)
+        else:
+            prompt, inputs = self._templated(request)
+        inputs = inputs.to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens, request.prompt)
+        processors = []
+        if self._hooks:
+            prompt_ids = inputs["input_ids"][0].tolist()
+            processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
+        if request.constraint is not None and self._grammars is not None:
+            processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
+        image_tokens = 0
+        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
+        if image_token_id is not None:
+            image_tokens = int((inputs["input_ids"] == image_token_id).sum())
+        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens)
+
+    def _templated(self, request: ChatInput) -> tuple[str, Any]:
+        """The prompt the chat template renders, and the processor's inputs for it and the images."""
         messages, images = self._template_messages(request.messages)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
@@ -205,31 +232,16 @@ class TransformersChatEngine(ChatEngine):
             inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         else:
             inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        prompt_tokens = int(inputs["input_ids"].shape[1])
-        max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens)
-        processors = []
-        if self._hooks:
-            prompt_ids = inputs["input_ids"][0].tolist()
-            processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
-        if request.constraint is not None and self._grammars is not None:
-            processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
-        image_tokens = 0
-        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
-        if image_token_id is not None:
-            image_tokens = int((inputs["input_ids"] == image_token_id).sum())
-        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens)
+        return prompt, inputs
 
-    def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
+    def _max_new_tokens(self, prompt_tokens: int, requested: int | None, raw: RawPrompt | None = None) -> int:
         ctx = self._context
         room = (ctx - prompt_tokens) if ctx else None
         if room is not None and room <= 0:
             raise ContextLengthError(
                 f"The prompt is {prompt_tokens} tokens, more than the model's context of {ctx} tokens. "
-                "Shorten the messages or send fewer images.",
-                param="messages",
+                + ("Shorten the prompt." if raw else "Shorten the messages or send fewer images."),
+                param=raw.param if raw else "messages",
             )
         if requested is None:
             limit = self.card.limits.max_output_tokens
