@@ -125,6 +125,9 @@ class Settings(BaseSettings):
         default=None, description="Signs artifact URLs; generated and kept in the data dir when unset."
     )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
+    responses_ttl_s: float = Field(
+        default=30 * 86400, gt=0, description="How long stored Responses API responses are kept (store: true)."
+    )
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     memory_budget_gb: float | None = Field(
         default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."

@@ -22,6 +22,8 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.responses.router import router as responses_router
+from mmserve.api.responses.store import ResponseStore
 from mmserve.api.speech.router import router as speech_router
 from mmserve.api.state import AppState
 from mmserve.api.transcriptions.router import router as transcriptions_router
@@ -122,6 +124,7 @@ def create_app(
         usage_router,
         chat_router,
         completions_router,
+        responses_router,
         embeddings_router,
         artifacts_router,
         speech_router,
@@ -134,14 +137,18 @@ def create_app(
 
 
 async def _cleanup_loop(state: AppState) -> None:
-    """Remove expired artifacts now and then, off the event loop."""
+    """Remove expired artifacts (off the event loop) and expired stored responses now and then."""
+    responses = ResponseStore(state.db, ttl_s=state.settings.responses_ttl_s)
     while True:
         try:
             removed = await asyncio.to_thread(state.artifacts.cleanup_expired)
             if removed:
                 log.info("removed %d expired artifact(s)", removed)
+            removed = await responses.cleanup_expired()
+            if removed:
+                log.info("removed %d expired stored response(s)", removed)
         except Exception:  # the janitor must never die
-            log.exception("artifact cleanup failed")
+            log.exception("cleanup failed")
         await asyncio.sleep(CLEANUP_INTERVAL_S)
 
 

@@ -253,3 +253,20 @@ def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 2 and "negative" in done.stderr
+
+
+def test_stored_responses_belong_to_their_key(env: tuple[str, Path]) -> None:
+    url, data = env
+    alice = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "alice"), max_retries=0)
+    bob = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "bob"), max_retries=0)
+    r = alice.responses.create(model="paid-text", input="hi", max_output_tokens=2)
+    assert alice.responses.retrieve(r.id).id == r.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="paid-text", input="and?", previous_response_id=r.id, max_output_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.delete(r.id)
+    alice.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        alice.responses.retrieve(r.id)
