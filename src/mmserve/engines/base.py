@@ -82,14 +82,31 @@ class ChatEngine(Engine):
     task = "chat"
     #: Whether the engine continues a raw prompt (``ChatInput.prompt``: legacy completions).
     raw_prompts: ClassVar[bool] = False
+    #: Whether the engine returns token log-probabilities (``logprobs`` / ``top_logprobs``).
+    supports_logprobs: ClassVar[bool] = False
+    #: Whether the engine can keep generating past end-of-sequence (``ignore_eos``).
+    supports_ignore_eos: ClassVar[bool] = False
 
     @classmethod
     def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
+        params = request.params
         if request.prompt is not None and not cls.raw_prompts:
             raise ModelCapabilityError(
                 "This model's engine takes chat messages only, not a raw prompt: "
                 "use POST /v1/chat/completions (or a model served by a local engine).",
                 param="prompt",
+            )
+        if params.logprobs and not cls.supports_logprobs:
+            raise InvalidRequestError(
+                "This model's engine does not return log-probabilities. Remove 'logprobs' and 'top_logprobs'.",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
+        if params.ignore_eos and not cls.supports_ignore_eos:
+            raise InvalidRequestError(
+                "This model's engine cannot generate past the end of sequence. Remove 'ignore_eos'.",
+                param="ignore_eos",
+                code="unsupported_parameter",
             )
 
     @abstractmethod

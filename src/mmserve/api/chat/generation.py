@@ -27,7 +27,7 @@ from mmserve.cards import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, OutputFormat
 from mmserve.control.context import current
 from mmserve.engines.base import ChatEngine
-from mmserve.engines.types import ChatDelta, ChatInput
+from mmserve.engines.types import ChatDelta, ChatInput, TokenLogprob
 
 
 @dataclass
@@ -42,6 +42,18 @@ class Choice:
     image_tokens: int = 0
     completion_tokens: int = 0
     engine_finish: str | None = None  # the engine's finish reason ("stop" | "length")
+    logprobs: list[TokenLogprob] | None = None  # every generated token's, when the request asked for them
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)  # a stream's, not yet sent
+
+    def take_logprobs(self, delta: ChatDelta) -> None:
+        if delta.logprobs and self.logprobs is not None:
+            self.logprobs += delta.logprobs
+            self.pending_logprobs += delta.logprobs
+
+    def unsent_logprobs(self) -> list[TokenLogprob] | None:
+        """The entries not sent yet (None when there are none): they go with the choice's next chunk."""
+        entries, self.pending_logprobs = self.pending_logprobs, []
+        return entries or None
 
     @property
     def finish_reason(self) -> str:
@@ -53,6 +65,7 @@ class Choice:
         if delta.prompt_tokens is not None:  # engines may also report it late
             self.prompt_tokens = delta.prompt_tokens
         self.completion_tokens = delta.completion_tokens
+        self.take_logprobs(delta)
         events = self.output.feed(delta.text, delta.completion_tokens)
         if delta.finish_reason:
             self.engine_finish = delta.finish_reason
@@ -60,13 +73,14 @@ class Choice:
         return events
 
 
-def _choice(index: int, fmt: OutputFormat, group: int, first: ChatDelta) -> Choice:
+def _choice(index: int, fmt: OutputFormat, group: int, first: ChatDelta, logprobs: bool) -> Choice:
     return Choice(
         index,
         fmt.parser(first.prompt_text),
         group=group,
         prompt_text=first.prompt_text,
         image_tokens=first.image_tokens,
+        logprobs=[] if logprobs else None,
     )
 
 
@@ -129,7 +143,11 @@ async def generate(state: AppState, prepared: Prepared, endpoint: str) -> Genera
         raise
     if failure is not None:
         raise failure
-    choices = [c or Choice(i, fmt.parser(), group=prepared.group(i)) for i, c in enumerate(slots)]
+    asked = prepared.inputs[0].params.logprobs
+    choices = [
+        c or Choice(i, fmt.parser(), group=prepared.group(i), logprobs=[] if asked else None)
+        for i, c in enumerate(slots)
+    ]
     for c in choices:
         c.output.finish(c.completion_tokens)
     return Generated(card, choices, meter(state, card, endpoint, choices))
@@ -143,7 +161,8 @@ async def _collect(
         async for delta in deltas:
             choice = into[index]
             if choice is None:  # the first delta carries the prompt
-                choice = into[index] = _choice(index, fmt, group, delta)
+                choice = into[index] = _choice(index, fmt, group, delta, inp.params.logprobs)
+            choice.take_logprobs(delta)
             choice.output.feed(delta.text, delta.completion_tokens)
             if delta.prompt_tokens is not None:
                 choice.prompt_tokens = delta.prompt_tokens
@@ -212,7 +231,8 @@ async def start(state: AppState, prepared: Prepared, endpoint: str) -> Generatio
         raise
     fmt = prepared.features.output
     deltas = [task.result() for task in firsts]
-    choices = [_choice(i, fmt, prepared.group(i), first) for i, first in enumerate(deltas)]
+    asked = prepared.inputs[0].params.logprobs
+    choices = [_choice(i, fmt, prepared.group(i), first, asked) for i, first in enumerate(deltas)]
     for choice, first in zip(choices, deltas, strict=True):  # metered even if the stream never runs
         choice.prompt_tokens, choice.completion_tokens = first.prompt_tokens or 0, first.completion_tokens
     return Generation(card, endpoint, gens, deltas, choices, stack)

@@ -52,7 +52,7 @@ class ChatService:
                 {
                     "index": c.index,
                     "message": shaping.message(c.output),
-                    "logprobs": None,
+                    "logprobs": shaping.logprobs(c.logprobs),
                     "finish_reason": c.finish_reason,
                 }
                 for c in done.choices
@@ -81,7 +81,11 @@ class ChatService:
             return json.dumps(body, ensure_ascii=False)
 
         def choice(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-            return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+            # log-probabilities go with the choice's next chunk; one without tokens of its own
+            # (the role, a tool call's second half) has null logprobs
+            entries = started.choices[i].unsent_logprobs()
+            body = {"index": i, "delta": delta, "logprobs": shaping.logprobs(entries), "finish_reason": finish_reason}
+            return chunk([body])
 
         try:
             for i in range(len(started.choices)):
