@@ -126,3 +126,25 @@ def test_auto_routes_to_a_chat_card(base_url: str) -> None:
     r = httpx.post(f"{base_url}/completions", json={"model": "auto", "prompt": "Hi", "max_tokens": 2}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["x-mmserve-route"].startswith("auto:") and r.json()["model"] == r.headers["x-mmserve-model"]
+
+
+def test_logprobs_in_the_legacy_shape(client: OpenAI) -> None:
+    r = _greedy(client, "The quick brown fox", max_tokens=6, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.tokens and lp.token_logprobs and lp.top_logprobs and lp.text_offset
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert logprob <= 0 and token in top and len(top) <= 3
+        assert logprob == max(top.values())  # greedy: the sampled token is the most likely one
+    streamed = [
+        c.choices[0].logprobs
+        for c in client.completions.create(
+            model="tiny-text", prompt="The quick brown fox", max_tokens=6, temperature=0, logprobs=2, stream=True
+        )
+        if c.choices and c.choices[0].logprobs
+    ]
+    assert [t for s in streamed for t in s.tokens] == lp.tokens
+    assert [o for s in streamed for o in s.text_offset] == lp.text_offset
+    assert _greedy(client, "The quick brown fox", max_tokens=6).choices[0].logprobs is None

@@ -13,7 +13,8 @@ def _body(**fields: object) -> dict:
 @pytest.mark.parametrize(
     ("body", "param", "words"),
     [
-        (_body(logprobs=2), "logprobs", "not supported"),
+        (_body(logprobs=2, echo=True), "logprobs", "one or the other"),
+        (_body(logprobs=6), "logprobs", None),
         (_body(suffix="end"), "suffix", "not supported"),
         (_body(logit_bias={"5": 10}), "logit_bias", "not supported"),
         (_body(best_of=3), "best_of", "must equal n"),

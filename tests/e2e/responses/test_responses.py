@@ -246,3 +246,25 @@ def test_auto_routes_a_tool_request_to_a_tool_model(url: str) -> None:
     assert (
         r.json()["model"] in ("tool-lm", "tool-lm-random", "demo-tools") and "demo-vlm" in r.headers["x-mmserve-route"]
     )
+
+
+def test_logprobs_of_the_message_text(client: OpenAI) -> None:
+    kwargs = {
+        "model": "tool-lm",
+        "input": "Say hello",
+        "reasoning": {"effort": "none"},
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    r = client.responses.create(**kwargs)  # type: ignore[call-overload]
+    part = r.output[0].content[0]  # type: ignore[union-attr]
+    assert part.logprobs and "".join(e.token for e in part.logprobs) == r.output_text == HELLO.answer
+    assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in part.logprobs)
+    with client.responses.stream(**kwargs) as stream:  # type: ignore[call-overload]
+        events = list(stream)
+    streamed = [e for ev in events if ev.type == "response.output_text.delta" for e in ev.logprobs]
+    assert [e.token for e in streamed] == [e.token for e in part.logprobs]
+    done = next(ev for ev in events if ev.type == "response.output_text.done")
+    assert [e.token for e in done.logprobs] == [e.token for e in part.logprobs]  # type: ignore[union-attr]
+    plain = client.responses.create(model="tool-lm", input="Say hello", reasoning={"effort": "none"})
+    assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]

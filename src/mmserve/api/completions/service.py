@@ -24,7 +24,7 @@ from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
 from mmserve.cards import ModelCard
 from mmserve.control.routing import Needs
-from mmserve.engines.types import ChatInput, RawPrompt, SamplingParams
+from mmserve.engines.types import ChatInput, RawPrompt, SamplingParams, TokenLogprob
 from mmserve.errors import InvalidRequestError
 
 log = logging.getLogger("mmserve.completions")
@@ -54,7 +54,7 @@ class CompletionService:
                 {
                     "text": (_prompt_text(c) if req.echo else "") + "".join(c.output.content),
                     "index": c.index,
-                    "logprobs": None,
+                    "logprobs": legacy_logprobs(c.logprobs, 0),
                     "finish_reason": c.finish_reason,
                 }
                 for c in done.choices
@@ -74,8 +74,13 @@ class CompletionService:
                 body["usage"] = usage
             return json.dumps(body, ensure_ascii=False)
 
+        offsets = [0] * len(started.choices)  # where each choice's next token starts in its text
+
         def choice(i: int, text: str, finish_reason: str | None = None) -> str:
-            return chunk([{"text": text, "index": i, "logprobs": None, "finish_reason": finish_reason}])
+            entries = started.choices[i].unsent_logprobs()
+            logprobs = legacy_logprobs(entries, offsets[i]) if req.logprobs is not None else None
+            offsets[i] += sum(len(e.token) for e in entries or [])
+            return chunk([{"text": text, "index": i, "logprobs": logprobs, "finish_reason": finish_reason}])
 
         try:
             if req.echo:
@@ -95,9 +100,10 @@ class CompletionService:
 
 def refuse_unsupported(req: CompletionRequest) -> None:
     """Fields whose meaning mmserve cannot honour: a 400 rather than silently ignoring them."""
-    if req.logprobs is not None:
+    if req.logprobs is not None and req.echo:
         raise InvalidRequestError(
-            "logprobs is not supported yet on /v1/completions: leave it out (or null).",
+            "logprobs with echo would need the prompt's log-probabilities, which are not computed: "
+            "ask for one or the other.",
             param="logprobs",
             code="unsupported_parameter",
         )
@@ -155,11 +161,31 @@ def prepare(state: AppState, req: CompletionRequest, card: ModelCard) -> Prepare
                 seed=None if req.seed is None else req.seed + j,
                 presence_penalty=req.presence_penalty,
                 frequency_penalty=req.frequency_penalty,
+                logprobs=req.logprobs is not None,
+                top_logprobs=req.logprobs or 0,
+                ignore_eos=req.ignore_eos,
             )
             inputs.append(ChatInput(messages=[], params=params, prompt=RawPrompt(prompt, param)))
             groups.append(p)
     state.runtime.check_request(card, inputs[0])
     return Prepared(card, inputs, ChatFeatures(), groups=groups)
+
+
+def legacy_logprobs(entries: list[TokenLogprob] | None, offset: int) -> dict[str, Any] | None:
+    """The legacy completions shape: parallel lists, top alternatives as {token: logprob} (the sampled token included,
+    as vLLM gives them), and each token's character offset in the text."""
+    if entries is None:
+        return None
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{e.token: e.logprob, **{t.token: t.logprob for t in e.top_logprobs}} for e in entries],
+        "text_offset": offsets,
+    }
 
 
 def _prompt_text(c: Choice) -> str:

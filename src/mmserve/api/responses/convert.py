@@ -229,6 +229,8 @@ async def to_chat(state: AppState, req: ResponseRequest, history: list[Any]) -> 
         "parallel_tool_calls": req.parallel_tool_calls,
         "response_format": _response_format(req),
         "reasoning_effort": req.reasoning.effort if req.reasoning else None,
+        "logprobs": req.wants_logprobs or None,
+        "top_logprobs": req.top_logprobs if req.wants_logprobs else None,
         "user": req.user,
     }
     if req.temperature is not None:

@@ -26,6 +26,7 @@ from mmserve.api.errors import validation_error
 from mmserve.api.unicode import refuse_lone_surrogates
 
 MAX_METADATA_KEYS = 16
+LOGPROBS = "message.output_text.logprobs"
 
 
 class _Model(BaseModel):
@@ -196,6 +197,11 @@ class ResponseRequest(_Model):
     def _valid_unicode(cls, data: Any) -> Any:
         refuse_lone_surrogates(data)  # raised as is (not a ValueError): a 400 naming the exact field
         return data
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """``include: ["message.output_text.logprobs"]`` (OpenAI's switch), or ``top_logprobs`` alone."""
+        return bool(self.include and LOGPROBS in self.include) or self.top_logprobs is not None
 
     @field_validator("input", mode="wrap")
     @classmethod

@@ -23,7 +23,7 @@ from mmserve.api.chat.prepare import needs_of, prepare
 from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.responses.convert import ParamMap, parse_items, to_chat
 from mmserve.api.responses.protocol import ResponseRequest
-from mmserve.api.responses.shaping import EventStream, new_id, output_items, usage
+from mmserve.api.responses.shaping import EventStream, logprob_entries, new_id, output_items, usage
 from mmserve.api.responses.store import ResponseStore, StoredResponse
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
@@ -63,7 +63,7 @@ class ResponsesService:
             new_id("resp"),
             done.card.id,
             status="incomplete" if incomplete else "completed",
-            output=output_items(choice.output, incomplete),
+            output=output_items(choice.output, incomplete, logprob_entries(choice.logprobs)),
             usage=usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens),
         )
         if req.store:
@@ -100,7 +100,8 @@ class ResponsesService:
         try:
             async for item in generation.events(self.state, started):
                 if isinstance(item, Piece):
-                    for e in events.piece(item.event):
+                    entries = logprob_entries(started.choices[0].unsent_logprobs())
+                    for e in events.piece(item.event, entries):
                         yield _sse(e)
             incomplete = started.choices[0].engine_finish == "length"
             for e in events.finish(incomplete):
@@ -190,10 +191,6 @@ def refuse_unsupported(req: ResponseRequest) -> None:
             "truncation",
             "truncation 'auto' is not supported: input beyond the model's context is refused (a 400) instead.",
         )
-    if req.top_logprobs:
-        raise refuse("top_logprobs", "Log probabilities are not supported yet: leave out top_logprobs.")
-    if req.include and "message.output_text.logprobs" in req.include:
-        raise refuse("include", "Log probabilities are not supported yet: leave 'message.output_text.logprobs' out.")
     if req.text is not None and req.text.verbosity not in (None, "medium"):
         raise refuse("text.verbosity", "The models served here do not follow verbosity: leave it out.")
 
@@ -230,6 +227,7 @@ def _body(
         "tool_choice": req.tool_choice if req.tool_choice is not None else "auto",
         "tools": req.tools or [],
         "top_p": req.top_p if req.top_p is not None else 1.0,
+        "top_logprobs": req.top_logprobs,
         "truncation": "disabled",
         "usage": usage,
         "user": req.user,

@@ -18,7 +18,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from mmserve.api.chat import shaping as chat_shaping
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+from mmserve.engines.types import TokenLogprob
 
 
 def new_id(prefix: str) -> str:
@@ -40,8 +42,10 @@ def reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
-def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [_text_part(text)]
+def message_item(
+    item_id: str, text: str | None, status: str, logprobs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    content = [] if text is None else [_text_part(text, logprobs)]
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -56,12 +60,20 @@ def call_item(item_id: str, call: ToolCall, status: str = "completed", arguments
     }
 
 
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def output_items(out: ChoiceOutput, incomplete: bool) -> list[dict[str, Any]]:
-    """A finished choice's output items (a plain response)."""
+def logprob_entries(entries: list[TokenLogprob] | None) -> list[dict[str, Any]]:
+    """Tokens' log-probabilities in the shape of ``output_text.logprobs`` (chat's ``logprobs.content``)."""
+    shaped = chat_shaping.logprobs(entries)
+    return list(shaped["content"]) if shaped else []
+
+
+def output_items(
+    out: ChoiceOutput, incomplete: bool, logprobs: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """A finished choice's output items (a plain response); ``logprobs`` go with the message's text."""
     status = "incomplete" if incomplete else "completed"
     items = []
     reasoning = out.message_reasoning
@@ -69,7 +81,7 @@ def output_items(out: ChoiceOutput, incomplete: bool) -> list[dict[str, Any]]:
         items.append(reasoning_item(new_id("rs"), reasoning, status))
     text = "".join(out.content)
     if text.strip() or not out.tool_calls:
-        items.append(message_item(new_id("msg"), text, status))
+        items.append(message_item(new_id("msg"), text, status, logprobs))
     items += [call_item(new_id("fc"), call) for call in out.tool_calls]
     return items
 
@@ -84,6 +96,8 @@ class EventStream:
         self._open: dict[str, Any] | None = None  # the reasoning or message item receiving deltas
         self._text: list[str] = []
         self._blank: list[str] = []  # whitespace before a call: dropped if only calls follow (as chat does)
+        self._logprobs: list[dict[str, Any]] = []  # not sent yet: they go with the next output_text.delta
+        self._sent_logprobs: list[dict[str, Any]] = []  # those of the open message
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._seq, **fields}
@@ -96,7 +110,9 @@ class EventStream:
             self.event("response.in_progress", response=self.response),
         ]
 
-    def piece(self, ev: OutputEvent) -> list[dict[str, Any]]:
+    def piece(self, ev: OutputEvent, logprobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The events of one parsed piece; ``logprobs``: entries of tokens generated since the last piece."""
+        self._logprobs += logprobs or []
         if ev.kind == "reasoning":
             return self._delta("reasoning", ev.text)
         if ev.kind == "content":
@@ -159,7 +175,9 @@ class EventStream:
             self._text.append(text)
             fields: dict[str, Any] = {"item_id": self._open["id"], "output_index": index, "content_index": 0}
             if kind == "message":
-                events.append(self.event("response.output_text.delta", **fields, delta=text, logprobs=[]))
+                sent, self._logprobs = self._logprobs, []
+                self._sent_logprobs += sent
+                events.append(self.event("response.output_text.delta", **fields, delta=text, logprobs=sent))
             else:
                 events.append(self.event("response.reasoning_text.delta", **fields, delta=text))
         return events
@@ -172,9 +190,10 @@ class EventStream:
         text, index = "".join(self._text), len(self.items)
         fields: dict[str, Any] = {"item_id": item["id"], "output_index": index, "content_index": 0}
         if item["type"] == "message":
-            done = message_item(item["id"], text, status)
+            sent, self._sent_logprobs = self._sent_logprobs, []
+            done = message_item(item["id"], text, status, sent)
             part = done["content"][0]
-            events = [self.event("response.output_text.done", **fields, text=text, logprobs=[])]
+            events = [self.event("response.output_text.done", **fields, text=text, logprobs=sent)]
         else:
             done = reasoning_item(item["id"], text, status)
             part = {"type": "reasoning_text", "text": text}
