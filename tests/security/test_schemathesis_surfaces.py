@@ -43,6 +43,10 @@ def _steer(path: str, body: dict) -> None:
             body.pop(key, None)
     if path == "/v1/responses" and not body.get("input"):
         body["input"] = "Hello"
+    if path == "/v1/embeddings":  # the unsteered half fuzzes input's shapes
+        body["input"] = ["Hello", "world"]
+        if not isinstance(body.get("dimensions"), int) or not 1 <= body["dimensions"] <= 32:
+            body.pop("dimensions", None)
 
 
 def test_fuzzed_requests_never_get_a_server_error(security_server: SecurityServer) -> None:
