@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation"]
-TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation")
+Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation", "embedding"]
+TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation", "embedding")
 ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff", "avif"]
 DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
 # Output formats of chat models, parsed by mmserve.chatformat (engine independent).
@@ -68,6 +68,15 @@ class Capabilities(_Strict):
     image_to_video: bool = False
     fps: list[int] = Field(default_factory=list)
     durations: list[float] = Field(default_factory=list, description="Allowed clip lengths in seconds.")
+    # embedding (``vision`` and ``max_images`` above also apply: a CLIP-style card embeds images)
+    embedding_dimensions: int | None = Field(
+        default=None, gt=0, description="Length of the model's vectors; read from the model if unset."
+    )
+    matryoshka: bool = Field(
+        default=False,
+        description="Accepts the request's 'dimensions': vectors cut to their first N values and renormalised "
+        "(for models trained for it, e.g. Matryoshka representation learning).",
+    )
 
     @model_validator(mode="after")
     def _formats_imply_flags(self) -> Capabilities:
@@ -103,6 +112,7 @@ class Limits(_Strict):
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_video_seconds: float = Field(default=12.0, gt=0)
     max_n: int = Field(default=4, ge=1)
+    max_inputs: int = Field(default=2048, ge=1, description="Embedding inputs per request (OpenAI's limit).")
     min_image_side: int | None = Field(
         default=None, gt=0, description="Smallest accepted image side (raises the server's minimum)."
     )

@@ -52,6 +52,7 @@ class LimitSettings(BaseModel):
     max_chat_bytes: int = Field(default=4 * MiB, gt=0, description="UTF-8 bytes of text per chat request.")
     max_n: int = 8
     max_stop_sequences: int = 4
+    max_prompts: int = Field(default=64, ge=1, description="Prompts in one legacy completion request.")
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
     # generated images: the default cap on pixels per image when the card sets none, and the smallest side
     max_generated_image_pixels: int = 1024 * 1024
@@ -151,6 +152,9 @@ class Settings(BaseSettings):
         "share one directory (NFS, a mounted volume) so that any of them serves any job's files.",
     )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
+    responses_ttl_s: float = Field(
+        default=30 * 86400, gt=0, description="How long stored Responses API responses are kept (store: true)."
+    )
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     memory_budget_gb: float | None = Field(
         default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."

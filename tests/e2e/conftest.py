@@ -215,3 +215,51 @@ def audio_server(data_dir: Path) -> Iterator[LiveServer]:
     server = LiveServer(create_app(settings, load_catalog(path))).start(timeout=300)
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------- chat formats (reasoning, tools, JSON)
+
+DEMO_CARDS = yaml.safe_load(DEMO_YAML.read_text())["models"]
+FORMATS = {"reasoning_format": "think-tags", "tool_call_format": "hermes", "context_length": 2048}
+FORMATS_CATALOG = {
+    "models": [
+        {
+            # Plays a real reasoning / tool-calling model: see tests/helpers/scripted.py.
+            "id": "tool-lm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "options": {"logits_processors": ["tests.helpers.scripted:ScriptedReplies"]},
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            # The same weights unscripted: random output, held to shape only by constrained decoding.
+            "id": "tool-lm-random",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            "id": "demo-vlm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:vlm",
+            "capabilities": {"vision": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 256},
+        },
+        next(card for card in DEMO_CARDS if card["id"] == "demo-tools"),  # as `mmserve serve` has it
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def formats_server(data_dir: Path) -> Iterator[LiveServer]:
+    path = data_dir / "formats-catalog.yaml"
+    path.write_text(yaml.safe_dump(FORMATS_CATALOG))
+    settings = Settings(data_dir=data_dir, config=path, fetch=FetchSettings(allow_networks=["127.0.0.1/32"]))
+    server = LiveServer(create_app(settings, load_catalog(path))).start()
+    yield server
+    server.stop()

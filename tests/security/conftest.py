@@ -60,6 +60,14 @@ SECURITY_CATALOG = {
                 "min_image_side": 16,
             },
         },
+        {
+            "id": "demo-embed",
+            "task": "embedding",
+            "engine": "transformers-embedding",
+            "source": "demo:clip",
+            "capabilities": {"vision": True, "max_images": 4, "embedding_dimensions": 32, "matryoshka": True},
+            "limits": {"max_inputs": 16},
+        },
     ]
 }
 

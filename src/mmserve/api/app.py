@@ -14,12 +14,16 @@ from mmserve import __version__
 from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
+from mmserve.api.completions.router import router as completions_router
+from mmserve.api.embeddings.router import router as embeddings_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
 from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.responses.router import router as responses_router
+from mmserve.api.responses.store import ResponseStore
 from mmserve.api.speech.router import router as speech_router
 from mmserve.api.state import AppState
 from mmserve.api.transcriptions.router import router as transcriptions_router
@@ -136,6 +140,9 @@ def create_app(
         models_router,
         usage_router,
         chat_router,
+        completions_router,
+        responses_router,
+        embeddings_router,
         artifacts_router,
         speech_router,
         transcriptions_router,
@@ -147,14 +154,18 @@ def create_app(
 
 
 async def _cleanup_loop(state: AppState) -> None:
-    """Remove expired artifacts now and then, off the event loop."""
+    """Remove expired artifacts (off the event loop) and expired stored responses now and then."""
+    responses = ResponseStore(state.db, ttl_s=state.settings.responses_ttl_s)
     while True:
         try:
             removed = await asyncio.to_thread(state.artifacts.cleanup_expired)
             if removed:
                 log.info("removed %d expired artifact(s)", removed)
+            removed = await responses.cleanup_expired()
+            if removed:
+                log.info("removed %d expired stored response(s)", removed)
         except Exception:  # the janitor must never die
-            log.exception("artifact cleanup failed")
+            log.exception("cleanup failed")
         await asyncio.sleep(CLEANUP_INTERVAL_S)
 
 

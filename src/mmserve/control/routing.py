@@ -53,7 +53,8 @@ class Needs:
     output_tokens: int = 0
     tools: bool = False
     reasoning: bool = False
-    units: float = 1.0  # images to make / audio or video seconds, for per-unit prices
+    units: float = 1.0  # images to make / audio or video seconds / embedded tokens, for per-unit prices
+    dimensions: int | None = None  # embeddings: the vector length asked for
 
     def describe(self) -> str:
         parts = [self.task]
@@ -195,6 +196,12 @@ class ModelRouter:
             return "no tool calling"
         if needs.reasoning and not caps.reasoning:
             return "no reasoning"
+        if needs.dimensions is not None:
+            native = caps.embedding_dimensions
+            if native is not None and needs.dimensions > native:
+                return f"{native} dimensions"
+            if not caps.matryoshka and needs.dimensions != native:
+                return "cannot shorten its vectors"
         return None
 
     def _healthy(self, card: ModelCard) -> bool:
@@ -221,6 +228,8 @@ def estimated_cost(card: ModelCard, needs: Needs) -> float:
         return (p.input_per_1m_tokens * prompt + p.output_per_1m_tokens * output) / 1e6
     if card.task == "image-generation":
         return p.per_image * needs.units
+    if card.task == "embedding":
+        return (p.input_per_1m_tokens * max(needs.units, 1.0)) / 1e6 + p.per_image * needs.images
     if card.task in ("speech", "transcription"):
         return p.per_audio_second * needs.units
     return p.per_video_second * needs.units

@@ -20,6 +20,8 @@ from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     Segment,
@@ -29,7 +31,7 @@ from mmserve.engines.types import (
     VideoGenInput,
     VideoGenOutput,
 )
-from mmserve.errors import InvalidRequestError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.image.decode import ImageInputSize
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
@@ -89,6 +91,8 @@ class Engine(ABC):
 
 class ChatEngine(Engine):
     task = "chat"
+    #: Whether the engine continues a raw prompt (``ChatInput.prompt``: legacy completions).
+    raw_prompts: ClassVar[bool] = False
     #: Whether the engine returns token log-probabilities (``logprobs`` / ``top_logprobs``).
     supports_logprobs: ClassVar[bool] = False
     #: Whether the engine can keep generating past end-of-sequence (``ignore_eos``).
@@ -97,6 +101,12 @@ class ChatEngine(Engine):
     @classmethod
     def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
         params = request.params
+        if request.prompt is not None and not cls.raw_prompts:
+            raise ModelCapabilityError(
+                "This model's engine takes chat messages only, not a raw prompt: "
+                "use POST /v1/chat/completions (or a model served by a local engine).",
+                param="prompt",
+            )
         if params.logprobs and not cls.supports_logprobs:
             raise InvalidRequestError(
                 "This model's engine does not return log-probabilities. Remove 'logprobs' and 'top_logprobs'.",
@@ -192,3 +202,20 @@ class VideoEngine(Engine):
     @classmethod
     def check_request(cls, options: EngineOptions, request: VideoGenInput) -> None:
         """Refuse, before a job is queued, what this engine cannot make (raise InvalidRequestError)."""
+
+
+class EmbeddingEngine(Engine):
+    task = "embedding"
+
+    @abstractmethod
+    async def embed(self, request: EmbeddingInput) -> EmbeddingOutput:
+        """One vector per item, in order. Inputs the model cannot take (too long, an image for a
+        text-only model, a token id outside the vocabulary) are an InvalidRequestError naming the item's param."""
+
+    def dimensions(self) -> int | None:
+        """The length of this model's vectors (the card's ``embedding_dimensions``; engines read the model)."""
+        return self.card.capabilities.embedding_dimensions
+
+    def image_input_size(self) -> ImageInputSize | None:
+        """How the model's processor resizes images; the media layer downscales to it first."""
+        return card_image_input_size(self.card)

@@ -34,6 +34,9 @@ ENGINES: dict[str, EngineSpec] = {
         "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
     ),
     "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
+    "transformers-embedding": EngineSpec(
+        "embedding", "mmserve.engines.transformers_embedding:TransformersEmbeddingEngine", "transformers"
+    ),
 }
 
 

@@ -68,6 +68,14 @@ class TokenLogprob:
 
 
 @dataclass
+class RawPrompt:
+    """A prompt continued as given (legacy completions): text, or token ids of the model's tokenizer."""
+
+    value: str | list[int]
+    param: str = "prompt"  # names it in errors (``prompt[2]``)
+
+
+@dataclass
 class ChatInput:
     messages: list[ChatMessage]
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -79,6 +87,8 @@ class ChatInput:
     extra: dict[str, Any] = field(default_factory=dict)
     # The answer's shape, enforced while decoding (response_format, tool_choice required/named).
     constraint: OutputConstraint | None = None
+    # Legacy completions: the prompt as given, no chat template (messages is then empty).
+    prompt: RawPrompt | None = None
 
 
 @dataclass
@@ -209,3 +219,29 @@ class VideoGenInput:
 class VideoGenOutput:
     frames: Any  # numpy.ndarray[uint8] of shape (T, H, W, 3)
     fps: int
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+@dataclass
+class EmbeddingItem:
+    """One input to embed: exactly one of text, token ids (already tokenized text) or an image."""
+
+    text: str | None = None
+    tokens: list[int] | None = None
+    image: Image | None = None
+    param: str = "input"  # names this input in errors (``input[3]``)
+
+
+@dataclass
+class EmbeddingInput:
+    items: list[EmbeddingItem]
+    dimensions: int | None = None  # cut each vector to its first N values and renormalise (card permitting)
+
+
+@dataclass
+class EmbeddingOutput:
+    vectors: Any  # numpy.ndarray[float32] of shape (len(items), dimensions), in input order
+    text_tokens: int = 0  # tokens of the text inputs (what per-1M-token prices bill)
+    images: int = 0  # images embedded (what per-image prices bill)

@@ -21,12 +21,22 @@ from typing import Any
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
-from mmserve.engines.base import ChatEngine, Engine, ImageEngine, SpeechEngine, TranscriptionEngine, VideoEngine
+from mmserve.engines.base import (
+    ChatEngine,
+    EmbeddingEngine,
+    Engine,
+    ImageEngine,
+    SpeechEngine,
+    TranscriptionEngine,
+    VideoEngine,
+)
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     SpeechInput,
@@ -55,7 +65,8 @@ class EngineActor:
             "node_id": ray.get_runtime_context().get_node_id(),
             "memory_bytes": e.memory_bytes(),
             "context_length": e.context_length() if isinstance(e, ChatEngine) else None,
-            "image_input_size": e.image_input_size() if isinstance(e, ChatEngine) else None,
+            "image_input_size": e.image_input_size() if isinstance(e, ChatEngine | EmbeddingEngine) else None,
+            "dimensions": e.dimensions() if isinstance(e, EmbeddingEngine) else None,
             "voices": e.voices() if isinstance(e, SpeechEngine) else None,
         }
 
@@ -104,6 +115,11 @@ class EngineActor:
             yield ("transcript", task.result())
         finally:
             task.cancel()
+
+    async def embed(self, request: EmbeddingInput) -> AsyncIterator[EmbeddingOutput]:
+        """One item: the vectors (a generator, so that errors and retries go the way of every other call)."""
+        assert isinstance(self.engine, EmbeddingEngine)
+        yield await self.engine.embed(request)
 
     async def video(self, request: VideoGenInput) -> AsyncIterator[Any]:
         assert isinstance(self.engine, VideoEngine)

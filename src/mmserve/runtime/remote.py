@@ -20,6 +20,7 @@ from typing import Any
 from mmserve.cards import ModelCard
 from mmserve.engines.base import (
     ChatEngine,
+    EmbeddingEngine,
     Engine,
     ImageEngine,
     ProgressCallback,
@@ -32,6 +33,8 @@ from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     SpeechInput,
@@ -238,6 +241,24 @@ class RemoteVideoEngine(_Remote, VideoEngine):
         return await _progress_stream(self.handle.stream("video", request), progress)  # type: ignore[no-any-return]
 
 
+class RemoteEmbeddingEngine(_Remote, EmbeddingEngine):
+    async def embed(self, request: EmbeddingInput) -> EmbeddingOutput:
+        result = None
+        async for output in self.handle.stream("embed", request, replayable=True):  # embeddings are deterministic
+            result = output
+        if result is None:
+            raise EngineError("The replica ended without vectors.")
+        return result  # type: ignore[no-any-return]
+
+    def dimensions(self) -> int | None:
+        value = self.handle.info.get("dimensions")
+        return int(value) if value else super().dimensions()
+
+    def image_input_size(self) -> ImageInputSize | None:
+        size = self.handle.info.get("image_input_size")
+        return size if isinstance(size, ImageInputSize) else super().image_input_size()
+
+
 async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback | None) -> Any:
     """Progress fractions go to ``progress`` (which may raise to cancel); the last item is the result."""
     result: Any = None
@@ -264,4 +285,5 @@ REMOTE_CLASSES: dict[str, type[_Remote]] = {
     "speech": RemoteSpeechEngine,
     "transcription": RemoteTranscriptionEngine,
     "video-generation": RemoteVideoEngine,
+    "embedding": RemoteEmbeddingEngine,
 }

@@ -277,3 +277,20 @@ def test_keys_expire_with_a_401_key_expired(env: tuple[str, Path]) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "is not a duration" in bad.stderr
+
+
+def test_stored_responses_belong_to_their_key(env: tuple[str, Path]) -> None:
+    url, data = env
+    alice = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "alice"), max_retries=0)
+    bob = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "bob"), max_retries=0)
+    r = alice.responses.create(model="paid-text", input="hi", max_output_tokens=2)
+    assert alice.responses.retrieve(r.id).id == r.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="paid-text", input="and?", previous_response_id=r.id, max_output_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.delete(r.id)
+    alice.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        alice.responses.retrieve(r.id)

@@ -33,6 +33,10 @@ class Prepared:
     card: ModelCard
     inputs: list[ChatInput]
     features: ChatFeatures
+    groups: list[int] | None = None  # the prompt of each input (legacy completions); None: one prompt
+
+    def group(self, index: int) -> int:
+        return self.groups[index] if self.groups else 0
 
 
 def needs_of(req: ChatCompletionRequest) -> Needs:

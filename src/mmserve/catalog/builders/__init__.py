@@ -24,6 +24,8 @@ BUILDERS: dict[str, str] = {
     "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
     "image": "mmserve.catalog.builders.image:build_tiny_image_pipeline",
     "video": "mmserve.catalog.builders.video:build_tiny_wan",
+    "embed-text": "mmserve.catalog.builders.embed:build_tiny_text_encoder",
+    "clip": "mmserve.catalog.builders.embed:build_tiny_clip",
 }
 
 _MARK = ".mmserve-built"

@@ -37,6 +37,7 @@ from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorT
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
+from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
 from mmserve.engines.transformers_chat.row import Prepared, Row, merged_delta
 from mmserve.engines.transformers_chat.scheduler import DecodeLoop
 from mmserve.engines.transformers_chat.textstream import fast_decoder
@@ -100,6 +101,7 @@ class _SuppressMask:
 
 class TransformersChatEngine(ChatEngine):
     Options = TransformersChatOptions
+    raw_prompts = True
     options: TransformersChatOptions
     supports_logprobs = True
     supports_ignore_eos = True
@@ -325,6 +327,31 @@ class TransformersChatEngine(ChatEngine):
         return text
 
     def _prepare(self, request: ChatInput) -> Prepared:
+        raw = request.prompt
+        if raw is not None:  # legacy completions: the prompt as given, no chat template
+            reserved = media_token_ids(self.processor) if self.vision else {}
+            vocab = int(self.model.get_input_embeddings().weight.shape[0])
+            prompt, inputs = raw_prompt_inputs(self.tokenizer, raw, vocab=vocab, reserved=reserved)
+        else:
+            prompt, inputs = self._templated(request)
+        inputs = inputs.to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        prompt_ids = inputs["input_ids"][0].tolist()
+        limit = self.card.limits.max_output_tokens
+        max_new = max_new_tokens(self._context, len(prompt_ids), request.params.max_tokens, limit, raw=raw)
+        processors = self._model_processors(len(prompt_ids)) if self._row_model_processors else []
+        processors += [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
+        if request.constraint is not None and self._grammars is not None:
+            processors.append(self._grammars.processor(request.constraint, prompt, len(prompt_ids)))
+        image_tokens = 0
+        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
+        if image_token_id is not None:
+            image_tokens = prompt_ids.count(image_token_id)
+        return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens)
+
+    def _templated(self, request: ChatInput) -> tuple[str, Any]:
+        """The prompt the chat template renders, and the processor's inputs for it and the images."""
         messages, images = template_messages(request.messages, vision=self.vision)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
@@ -351,21 +378,7 @@ class TransformersChatEngine(ChatEngine):
             inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         else:
             inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        prompt_ids = inputs["input_ids"][0].tolist()
-        limit = self.card.limits.max_output_tokens
-        max_new = max_new_tokens(self._context, len(prompt_ids), request.params.max_tokens, limit)
-        processors = self._model_processors(len(prompt_ids)) if self._row_model_processors else []
-        processors += [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
-        if request.constraint is not None and self._grammars is not None:
-            processors.append(self._grammars.processor(request.constraint, prompt, len(prompt_ids)))
-        image_tokens = 0
-        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
-        if image_token_id is not None:
-            image_tokens = prompt_ids.count(image_token_id)
-        return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens)
+        return prompt, inputs
 
 
 def _on_gpu(device: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.chatformat.templates import template_tool_calls
-from mmserve.engines.types import ChatMessage
+from mmserve.engines.types import ChatMessage, RawPrompt
 from mmserve.errors import ContextLengthError
 
 
@@ -46,14 +46,19 @@ def template_messages(messages: list[ChatMessage], *, vision: bool) -> tuple[lis
     return out, images
 
 
-def max_new_tokens(context: int | None, prompt_tokens: int, requested: int | None, default: int) -> int:
-    """The output budget: ``requested`` (or the card's ``default``, clipped) within the context after the prompt."""
+def max_new_tokens(
+    context: int | None, prompt_tokens: int, requested: int | None, default: int, *, raw: RawPrompt | None = None
+) -> int:
+    """The output budget: ``requested`` (or the card's ``default``, clipped) within the context after the prompt.
+
+    ``raw``: the prompt of a legacy completion, named in the error instead of the messages.
+    """
     room = (context - prompt_tokens) if context else None
     if room is not None and room <= 0:
         raise ContextLengthError(
             f"The prompt is {prompt_tokens} tokens, more than the model's context of {context} tokens. "
-            "Shorten the messages or send fewer images.",
-            param="messages",
+            + ("Shorten the prompt." if raw else "Shorten the messages or send fewer images."),
+            param=raw.param if raw else "messages",
         )
     if requested is None:
         return min(default, room) if room is not None else default
