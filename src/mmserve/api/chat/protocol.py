@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mmserve.api.unicode import refuse_lone_surrogates
 
@@ -39,7 +39,25 @@ class ImagePart(_Model):
         return {"url": v} if isinstance(v, str) else v
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+PART_TYPES = ("text", "image_url")
+
+
+def _known_part(v: Any) -> Any:
+    """Name an unsupported part type and the supported ones (instead of a union's tag error)."""
+    if isinstance(v, dict):
+        kind = v.get("type")
+        if kind is None:
+            raise ValueError(f"a content part needs a 'type', one of: {', '.join(PART_TYPES)}")
+        if kind not in PART_TYPES:
+            shown = repr(kind)[:64]
+            raise ValueError(
+                f"content part type {shown} is not supported in chat completions; supported part types: "
+                f"{', '.join(PART_TYPES)}"
+            )
+    return v
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type"), BeforeValidator(_known_part)]
 
 
 class ToolCallFunction(_Model):
