@@ -130,6 +130,19 @@ class Deployment(_Strict):
     memory_gb: float | None = Field(default=None, gt=0, description="Budget hint for eviction.")
 
 
+SpeechEnvelope = Literal["always", "on_accept_json", "never"]
+
+
+class Dialects(_Strict):
+    """Provider dialects an operator turns on per model (the server-wide settings apply when unset)."""
+
+    speech_envelope: SpeechEnvelope | None = Field(
+        default=None,
+        description="Speech answers in DO's JSON envelope {data: [{b64_json}]}: always, only for clients sending "
+        "Accept: application/json (on_accept_json), or never. Unset: MMSERVE_SPEECH_ENVELOPE.",
+    )
+
+
 class ModelCard(_Strict):
     id: str
     task: Task
@@ -148,6 +161,7 @@ class ModelCard(_Strict):
     limits: Limits = Field(default_factory=Limits)
     pricing: Pricing = Field(default_factory=Pricing)
     deployment: Deployment = Field(default_factory=Deployment)
+    dialects: Dialects = Field(default_factory=Dialects)
 
     @field_validator("id")
     @classmethod

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    speech_envelope: Literal["always", "on_accept_json", "never"] = Field(
+        default="on_accept_json",
+        description="DO's speech dialect: answer {data: [{b64_json}]} always (DO's curl, which sends no Accept "
+        "header), only to clients sending Accept: application/json, or never. Cards may override (dialects).",
+    )
     jobs: JobSettings = Field(default_factory=JobSettings)
 
     @property

@@ -142,6 +142,13 @@ AUDIO_CATALOG = {
             "deployment": {"mode": "dedicated"},
         },
         {
+            # the operator chose DO's dialect for this model: every answer is the JSON envelope
+            "id": "do-tts",
+            "task": "speech",
+            "engine": "espeak-ng",
+            "dialects": {"speech_envelope": "always"},
+        },
+        {
             "id": "demo-asr",
             "task": "transcription",
             "engine": "pocketsphinx",
