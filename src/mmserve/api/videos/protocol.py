@@ -54,6 +54,14 @@ class VideoCreateRequest(BaseModel):
         return {"image_url": v} if isinstance(v, str) else v
 
 
+class VideoRemixRequest(BaseModel):
+    """``POST /v1/videos/{id}/remix``: the new prompt (everything else comes from the source video)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+
+
 def openapi_body() -> dict[str, Any]:
     """The create body for the OpenAPI document: JSON, or multipart with ``input_reference`` as a file."""
     schema = VideoCreateRequest.model_json_schema()
