@@ -103,3 +103,16 @@ def test_readme_video_example(cli_server: str, tmp_path: Path) -> None:
     )
     assert "completed 4 256x256" in out.stdout and "frames: 32" in out.stdout
     assert (tmp_path / "video.mp4").stat().st_size > 0
+
+
+def test_readme_images_stream_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("images-stream").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    ).stdout
+    assert out.splitlines() == [
+        "image_generation.partial_image partial-0.png",
+        "image_generation.partial_image partial-1.png",
+        "image_generation.completed final.png",
+    ]
+    assert (tmp_path / "final.png").stat().st_size > 0

@@ -250,3 +250,22 @@ models:
     with pytest.raises(CatalogError) as e:
         parse_catalog(text.replace("{quality_steps: {low: 0}}", "{stepz: 3}"), file="c.yaml", base_dir=Path("."))
     assert e.value.field == "options.stepz"
+
+
+def test_previews_decoded_from_intermediate_latents(engine: DiffusersImageEngine) -> None:
+    previews: list[tuple[int, list]] = []
+
+    async def run() -> object:
+        return await engine.generate(
+            ImageGenInput(prompt="a cat", n=2, width=128, height=96, seed=4, steps=4, partial_images=2),
+            preview=lambda i, images: previews.append((i, images)),
+        )
+
+    out = asyncio.run(run())
+    assert [i for i, _ in previews] == [0, 1]
+    for _, images in previews:
+        assert len(images) == 2 and all(im.size == (128, 96) for im in images)
+    first, last = (np.asarray(previews[k][1][0], dtype=float) for k in (0, 1))
+    final = np.asarray(out.images[0], dtype=float)  # type: ignore[attr-defined]
+    assert not np.array_equal(first, last)  # decoded from different steps
+    assert not np.array_equal(last, final)

@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
+from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
+from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -159,7 +160,12 @@ class DiffusersImageEngine(ImageEngine):
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
         if not getattr(self, "_pipes", None) or self._pool is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         kind = self._check(request)
@@ -170,7 +176,11 @@ class DiffusersImageEngine(ImageEngine):
             if progress is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(progress, fraction)
 
-        future = loop.run_in_executor(self._pool, self._run, kind, request, cancelled, report)
+        def show(index: int, images: list[Any]) -> None:
+            if preview is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(preview, index, images)
+
+        future = loop.run_in_executor(self._pool, self._run, kind, request, cancelled, report, show)
         try:
             return await future
         except asyncio.CancelledError:
@@ -238,6 +248,7 @@ class DiffusersImageEngine(ImageEngine):
         request: ImageGenInput,
         cancelled: threading.Event,
         report: ProgressCallback,
+        show: PreviewCallback,
     ) -> ImageGenOutput:
         import torch
         from PIL import Image
@@ -284,11 +295,18 @@ class DiffusersImageEngine(ImageEngine):
                 kwargs["mask_image"] = mask
         kwargs["num_inference_steps"] = steps
 
+        previews: list[int] | None = None  # the steps after which a preview is decoded
+
         def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal previews
             if cancelled.is_set():
                 raise _Cancelled
             total = max(1, int(getattr(p, "num_timesteps", 0) or steps))
             report(min(1.0, (i + 1) / total) * 0.95)  # the rest is the VAE decode
+            if previews is None:
+                previews = preview_steps(total, request.partial_images)
+            if i in previews and "latents" in tensors:
+                show(previews.index(i), decode_preview(p, tensors["latents"], request.height, request.width))
             return tensors
 
         if "callback_on_step_end" in accepted:

@@ -91,6 +91,7 @@ class ImageGenInput:
     strength: float | None = None
     quality: str | None = None  # low | medium | high; None: the engine's default (steps, when set, win)
     transparent_background: bool = False  # background "transparent": RGBA output (engines that support it)
+    partial_images: int = 0  # previews to send while generating (streaming), decoded from intermediate latents
 
 
 @dataclass
