@@ -43,6 +43,13 @@ class Capabilities(_Strict):
         description="Accepts images (Pharia's multimodal_enabled flag).",
     )
     max_images: int = Field(default=8, ge=0, description="Images per request.")
+    video: bool = Field(
+        default=False,
+        description="Accepts video_url parts: sampled frames (limits.video_fps, max_video_frames) go to the model "
+        "as images.",
+    )
+    max_videos: int = Field(default=1, ge=0, description="Videos per request.")
+    audio_input: bool = Field(default=False, description="Hears input_audio parts (an audio-language model).")
     context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
     tools: bool = Field(default=False, description="Calls tools; set by tool_call_format.")
     reasoning: bool = Field(default=False, description="Reasons before answering; set by reasoning_format.")
@@ -100,6 +107,11 @@ class Limits(_Strict):
     max_n: int = Field(default=4, ge=1)
     min_image_side: int | None = Field(
         default=None, gt=0, description="Smallest accepted image side (raises the server's minimum)."
+    )
+    max_input_video_seconds: float = Field(default=60.0, gt=0, description="Longest video_url accepted.")
+    video_fps: float = Field(default=1.0, gt=0, le=60, description="Frames sampled per second of a video_url.")
+    max_video_frames: int = Field(
+        default=8, ge=1, le=256, description="Most frames sampled from one video (spread evenly when fps gives more)."
     )
     image_input_side: int | None = Field(
         default=None,

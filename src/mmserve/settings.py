@@ -62,6 +62,14 @@ class LimitSettings(BaseModel):
         "thread: in-process threads (faster for small images, no isolation).",
     )
     decode_memory_mb: int = Field(default=2048, ge=0, description="Address-space cap per decode process (0: none).")
+    # Video input (chat video_url parts): bounds checked from the header and again while decoding.
+    max_input_video_seconds: float = Field(default=600.0, gt=0, description="Longest video; cards set their own.")
+    max_video_decoded_frames: int = Field(
+        default=18000, ge=1, description="Frames decoded per video, sampled or not (vLLM's CVE-2026-5497)."
+    )
+    max_video_side: int = Field(default=4096, gt=0)
+    max_video_pixels: int = Field(default=4096 * 2160, gt=0, description="Pixels of one video frame.")
+    video_decode_timeout_s: float = Field(default=30.0, gt=0, description="Per video; the worker is killed after.")
 
 
 class AudioSettings(BaseModel):

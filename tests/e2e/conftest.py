@@ -24,8 +24,8 @@ CHAT_CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:vlm",
-            "capabilities": {"vision": True, "max_images": 4, "context_length": 2048},
-            "limits": {"max_output_tokens": 64},
+            "capabilities": {"vision": True, "max_images": 4, "video": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "video_fps": 1, "max_video_frames": 4},
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
         },
         {

@@ -18,6 +18,7 @@ class ChatPart:
     type: Literal["text", "image"]
     text: str = ""
     image: Image | None = None
+    video: int | None = None  # a frame sampled from the request's video number ``video`` (None: an image)
 
 
 @dataclass
@@ -70,7 +71,8 @@ class ChatDelta:
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
-    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into
+    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into (frames included)
+    video_tokens: int = 0  # first delta: how many of those image tokens are video frames
 
 
 # ---------------------------------------------------------------- images

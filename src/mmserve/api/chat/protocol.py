@@ -4,6 +4,8 @@ Dialects accepted here (see docs/dialects.md):
 - ``maximum_tokens`` (Pharia / aleph-alpha-client) is an alias of ``max_tokens``.
 - ``image_url`` may be a bare string instead of ``{"url": ...}`` (several open clients send it).
 - ``developer`` messages are treated as ``system``.
+- ``video_url`` parts (vLLM's shape, ``{"video_url": {"url": ...}}``) carry a video; ``input_audio``
+  parts (OpenAI's, ``{"input_audio": {"data": <base64>, "format": "wav"|"mp3"}}``) carry audio.
 """
 
 from __future__ import annotations
@@ -39,7 +41,31 @@ class ImagePart(_Model):
         return {"url": v} if isinstance(v, str) else v
 
 
-PART_TYPES = ("text", "image_url")
+class VideoURL(_Model):
+    url: str
+
+
+class VideoPart(_Model):
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+    @field_validator("video_url", mode="before")
+    @classmethod
+    def _bare_string(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+class InputAudio(_Model):
+    data: str = Field(description="Base64 audio (no data: prefix needed; one is accepted).")
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Model):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+PART_TYPES = ("text", "image_url", "video_url", "input_audio")
 
 
 def _known_part(v: Any) -> Any:
@@ -57,7 +83,9 @@ def _known_part(v: Any) -> Any:
     return v
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type"), BeforeValidator(_known_part)]
+ContentPart = Annotated[
+    TextPart | ImagePart | VideoPart | AudioPart, Field(discriminator="type"), BeforeValidator(_known_part)
+]
 
 
 class ToolCallFunction(_Model):

@@ -47,6 +47,7 @@ class _Collected:
     choice: _Choice | None = None  # made from the first delta, which carries the prompt
     prompt_tokens: int = 0
     image_tokens: int = 0
+    video_tokens: int = 0
 
 
 @dataclass
@@ -120,6 +121,8 @@ class ChatService:
         for c in choices:
             c.output.finish(c.completion_tokens)
         prompt_tokens, completion = self._meter(card, collected)
+        first = next((c for c in collected if c.choice is not None), _Collected())
+        details = shaping.prompt_details(first.image_tokens, first.video_tokens, prepared.video_frames)
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -135,7 +138,7 @@ class ChatService:
                 }
                 for c in choices
             ],
-            "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices)),
+            "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices), details),
         }
 
     async def _start(self, req: ChatCompletionRequest, card: ModelCard) -> _Started:
@@ -211,7 +214,11 @@ class ChatService:
                 self._meter_stream(started)
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
-                    yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning))
+                    first = started.firsts[0]
+                    details = shaping.prompt_details(
+                        first.image_tokens, first.video_tokens, started.prepared.video_frames
+                    )
+                    yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning, details))
             except Exception as e:
                 yield error_event(e, log, f"stream for '{card.id}'")
             finally:  # failed or the client left: what was generated is still used
@@ -235,6 +242,7 @@ class ChatService:
                 if into.choice is None:  # the first delta carries the prompt
                     into.choice = _Choice(index, fmt.parser(delta.prompt_text))
                     into.image_tokens = delta.image_tokens
+                    into.video_tokens = delta.video_tokens
                 if delta.prompt_tokens is not None:
                     into.prompt_tokens = delta.prompt_tokens
                 into.choice.output.feed(delta.text, delta.completion_tokens)

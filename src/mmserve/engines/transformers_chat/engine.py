@@ -25,7 +25,11 @@ from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
-from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.image_input import (
+    processor_input_size,
+    refuse_placeholder_tokens,
+    video_share,
+)
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
@@ -62,6 +66,7 @@ class _Prepared:
     prompt: str = ""
     processors: list[Any] = field(default_factory=list)  # before the sampler: card hooks, then the grammar
     image_tokens: int = 0
+    video_tokens: int = 0  # of image_tokens, those of video frames
 
 
 class TransformersChatEngine(ChatEngine):
@@ -165,7 +170,10 @@ class TransformersChatEngine(ChatEngine):
         loop.run_in_executor(self._pool, self._run, prepared, stream)
         try:
             yield ChatDelta(
-                prompt_tokens=prepared.prompt_tokens, prompt_text=prepared.prompt, image_tokens=prepared.image_tokens
+                prompt_tokens=prepared.prompt_tokens,
+                prompt_text=prepared.prompt,
+                image_tokens=prepared.image_tokens,
+                video_tokens=prepared.video_tokens,
             )
             while True:
                 item = await queue.get()
@@ -220,7 +228,16 @@ class TransformersChatEngine(ChatEngine):
         image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
         if image_token_id is not None:
             image_tokens = int((inputs["input_ids"] == image_token_id).sum())
-        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens)
+        # in the order of `images`: which are video frames
+        frames = [
+            p.video is not None
+            for m in request.messages
+            if not isinstance(m.content, str)
+            for p in m.content
+            if p.type == "image"
+        ]
+        video_tokens = video_share(self.processor, images, frames, image_tokens) if any(frames) else 0
+        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens, video_tokens)
 
     def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
         ctx = self._context

@@ -121,7 +121,7 @@ class MediaIngestor:
             job = DecodeJob(
                 payload, limits, param, base64=True, target_side=side, input_size=input_size, keep_alpha=keep_alpha
             )
-            return await self.decoder.decode(job)
+            return _image(await self.decoder.decode(job))
         if lowered.startswith(("http://", "https://")):
             if not card.allow_image_urls:
                 raise MediaFetchError(
@@ -178,8 +178,13 @@ class MediaIngestor:
         """
         check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
         job = DecodeJob(data, limits, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
-        return await self.decoder.decode(job)
+        return _image(await self.decoder.decode(job))
 
     async def aclose(self) -> None:
         """Stop the decode workers (the app's lifespan calls this on shutdown)."""
         await self.decoder.aclose()
+
+
+def _image(result: object) -> Image:
+    assert isinstance(result, Image), "an image job decodes to an image"
+    return result
