@@ -50,6 +50,7 @@ class Capabilities(_Strict):
     )
     max_videos: int = Field(default=1, ge=0, description="Videos per request.")
     audio_input: bool = Field(default=False, description="Hears input_audio parts (an audio-language model).")
+    max_audios: int = Field(default=4, ge=0, description="input_audio parts per request.")
     context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
     tools: bool = Field(default=False, description="Calls tools; set by tool_call_format.")
     reasoning: bool = Field(default=False, description="Reasons before answering; set by reasoning_format.")

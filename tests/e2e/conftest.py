@@ -29,6 +29,15 @@ CHAT_CATALOG = {
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
         },
         {
+            "id": "demo-audio",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:audio-lm",
+            "capabilities": {"audio_input": True, "max_audios": 2, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "max_audio_seconds": 30},
+            "pricing": {"per_audio_second": 0.01},
+        },
+        {
             "id": "tiny-text",
             "task": "chat",
             "engine": "transformers-chat",

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChatPart:
-    type: Literal["text", "image"]
+    type: Literal["text", "image", "audio"]
     text: str = ""
     image: Image | None = None
     video: int | None = None  # a frame sampled from the request's video number ``video`` (None: an image)
+    audio: Any = None  # numpy.ndarray[float32], mono, at ``sample_rate``
+    sample_rate: int = 16000
 
 
 @dataclass
@@ -73,6 +75,7 @@ class ChatDelta:
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
     image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into (frames included)
     video_tokens: int = 0  # first delta: how many of those image tokens are video frames
+    audio_tokens: int = 0  # first delta: how many of the prompt tokens the audio clips expanded into
 
 
 # ---------------------------------------------------------------- images

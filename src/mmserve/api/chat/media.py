@@ -5,7 +5,10 @@
   (at most ``limits.max_video_frames``, spread evenly) go to the model as images, in place of
   the part, for cards with ``capabilities.video`` (vision-language models without a video
   processor see a video as its sampled frames; their tokens are counted as video tokens).
-- ``input_audio``: refused, naming the capability and the catalog's models that hear.
+- ``input_audio``: base64 WAV or MP3 decoded by the same audio ingestion as transcriptions
+  (16 kHz mono, the card's ``limits.max_audio_seconds``), for cards with
+  ``capabilities.audio_input`` (audio-language models); others refuse it, naming the capability
+  and the catalog's models that hear.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from mmserve.api.chat.protocol import AudioPart, ImagePart, Message, TextPart, V
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
 from mmserve.engines.types import ChatMessage, ChatPart
-from mmserve.errors import InvalidRequestError, ModelCapabilityError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError, PayloadTooLargeError
+from mmserve.media.audio.decode import DecodedAudio
+from mmserve.media.audio.ingest import AudioIngestor
+from mmserve.media.datauri import decode_base64, split_data_uri
 from mmserve.media.image.decode import ImageInputSize
 from mmserve.media.image.ingest import ImageRef
 from mmserve.media.video.decode import DecodedVideo
@@ -40,6 +46,11 @@ class MediaRefs:
 class LoadedMedia:
     images: list[Image] = field(default_factory=list)
     videos: list[DecodedVideo] = field(default_factory=list)
+    audios: list[DecodedAudio] = field(default_factory=list)
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(a.duration for a in self.audios)
 
     @property
     def video_frames(self) -> int:
@@ -90,12 +101,18 @@ def check_media(state: AppState, card: ModelCard, refs: MediaRefs) -> None:
             param="messages",
             code="too_many_videos",
         )
-    if refs.audios:
+    if refs.audios and not caps.audio_input:
         raise ModelCapabilityError(
             f"The model '{card.id}' does not hear audio (its card has capabilities.audio_input: false), so it cannot "
             "take input_audio parts. " + _who(state, "audio_input", "audio") + " To have speech transcribed first, "
             "use POST /v1/audio/transcriptions.",
             param=refs.audios[0][1],
+        )
+    if len(refs.audios) > caps.max_audios:
+        raise InvalidRequestError(
+            f"The request has {len(refs.audios)} audio parts; the model '{card.id}' accepts at most {caps.max_audios}.",
+            param="messages",
+            code="too_many_audios",
         )
 
 
@@ -122,17 +139,43 @@ async def load_media(
         model=card.id,
         input_size=input_size,
     )
-    image_task, video_task = asyncio.ensure_future(images), asyncio.ensure_future(videos)
+    audios = _load_audios(state, card, refs.audios)
+    tasks = (asyncio.ensure_future(images), asyncio.ensure_future(videos), asyncio.ensure_future(audios))
     try:
-        return LoadedMedia(*await asyncio.gather(image_task, video_task))
+        return LoadedMedia(*await asyncio.gather(*tasks))
     finally:
-        for t in (image_task, video_task):
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(image_task, video_task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _load_audios(state: AppState, card: ModelCard, refs: list[tuple[AudioPart, str]]) -> list[DecodedAudio]:
+    """Base64 (or a data URI) -> bytes, sized before decoding -> the transcription endpoints' ingestion."""
+    out: list[DecodedAudio] = []
+    if not refs:
+        return out
+    if state.audio is None:
+        state.audio = AudioIngestor(state.settings)
+    ingestor = state.audio
+    cap = state.settings.audio.max_upload_bytes
+    for part, param in refs:
+        data = part.input_audio.data.strip()
+        where = f"{param}.data"
+        if data[:5].lower() == "data:":
+            data = split_data_uri(data, param=where, max_bytes=cap).payload
+        if len(data) // 4 * 3 > cap:
+            raise PayloadTooLargeError(
+                f"The audio holds about {len(data) // 4 * 3} bytes; the limit is {cap} bytes.",
+                param=where,
+                code="audio_too_large",
+            )
+        raw = await asyncio.to_thread(decode_base64, data, param=where)
+        out.append(await ingestor.decode(raw, card.limits, param=where))
+    return out
 
 
 def to_engine_messages(messages: list[Message], media: LoadedMedia) -> list[ChatMessage]:
-    images, videos = iter(media.images), iter(enumerate(media.videos))
+    images, videos, audios = iter(media.images), iter(enumerate(media.videos)), iter(media.audios)
     out = []
     for m in messages:
         content: str | list[ChatPart]
@@ -143,7 +186,7 @@ def to_engine_messages(messages: list[Message], media: LoadedMedia) -> list[Chat
         else:
             content = []
             for p in m.content:
-                content.extend(_parts(p, images, videos))
+                content.extend(_parts(p, images, videos, audios))
         out.append(
             ChatMessage(
                 role="system" if m.role == "developer" else m.role,
@@ -161,6 +204,7 @@ def _parts(
     p: TextPart | ImagePart | VideoPart | AudioPart,
     images: Iterator[Image],
     videos: Iterator[tuple[int, DecodedVideo]],
+    audios: Iterator[DecodedAudio],
 ) -> list[ChatPart]:
     if isinstance(p, TextPart):
         return [ChatPart("text", text=p.text)]
@@ -169,7 +213,8 @@ def _parts(
     if isinstance(p, VideoPart):
         index, video = next(videos)
         return [ChatPart("image", image=frame, video=index) for frame in video.frames]
-    raise AssertionError("audio parts are refused by check_media")
+    audio = next(audios)
+    return [ChatPart("audio", audio=audio.samples, sample_rate=audio.sample_rate)]
 
 
 def text_length(m: Message) -> int:

@@ -32,6 +32,7 @@ class Prepared:
     inputs: list[ChatInput]
     features: ChatFeatures
     video_frames: int = 0  # frames sampled from the request's videos (sent to the model as images)
+    audio_seconds: float = 0.0  # length of the request's audio parts
 
 
 def needs_of(req: ChatCompletionRequest) -> Needs:
@@ -87,7 +88,7 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
                 constraint=features.constraint,
             )
         )
-    return Prepared(card, inputs, features, media.video_frames)
+    return Prepared(card, inputs, features, media.video_frames, media.audio_seconds)
 
 
 def _image_input_size(state: AppState, card: ModelCard) -> ImageInputSize | None:

@@ -48,6 +48,7 @@ class _Collected:
     prompt_tokens: int = 0
     image_tokens: int = 0
     video_tokens: int = 0
+    audio_tokens: int = 0
 
 
 @dataclass
@@ -94,6 +95,7 @@ class ChatService:
                 input_tokens=started.prompt_tokens,
                 output_tokens=sum(started.completion),
                 image_tokens=started.firsts[0].image_tokens,
+                audio_seconds=started.prepared.audio_seconds,
             )
 
     async def _complete(self, req: ChatCompletionRequest, card: ModelCard) -> dict[str, Any]:
@@ -113,16 +115,18 @@ class ChatService:
                     failure = failed.exceptions[0]
         except asyncio.CancelledError:  # the client left: what was generated is still used
             if any(c.choice is not None for c in collected):
-                self._meter(card, collected)
+                self._meter(card, collected, prepared.audio_seconds)
             raise
         if failure is not None:
             raise failure
         choices = [c.choice or _Choice(i, fmt.parser()) for i, c in enumerate(collected)]
         for c in choices:
             c.output.finish(c.completion_tokens)
-        prompt_tokens, completion = self._meter(card, collected)
+        prompt_tokens, completion = self._meter(card, collected, prepared.audio_seconds)
         first = next((c for c in collected if c.choice is not None), _Collected())
-        details = shaping.prompt_details(first.image_tokens, first.video_tokens, prepared.video_frames)
+        details = shaping.prompt_details(
+            first.image_tokens, first.video_tokens, prepared.video_frames, first.audio_tokens
+        )
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -216,7 +220,7 @@ class ChatService:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
                     first = started.firsts[0]
                     details = shaping.prompt_details(
-                        first.image_tokens, first.video_tokens, started.prepared.video_frames
+                        first.image_tokens, first.video_tokens, started.prepared.video_frames, first.audio_tokens
                     )
                     yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning, details))
             except Exception as e:
@@ -225,12 +229,17 @@ class ChatService:
                 self._meter_stream(started)
             yield "[DONE]"
 
-    def _meter(self, card: ModelCard, collected: list[_Collected]) -> tuple[int, int]:
+    def _meter(self, card: ModelCard, collected: list[_Collected], audio_seconds: float) -> tuple[int, int]:
         """Record the request's usage; returns its prompt and completion tokens."""
         first = next((c for c in collected if c.choice is not None), _Collected())
         completion = sum(c.choice.completion_tokens for c in collected if c.choice is not None)
         self.state.meter.record(
-            card, ENDPOINT, input_tokens=first.prompt_tokens, output_tokens=completion, image_tokens=first.image_tokens
+            card,
+            ENDPOINT,
+            input_tokens=first.prompt_tokens,
+            output_tokens=completion,
+            image_tokens=first.image_tokens,
+            audio_seconds=audio_seconds,
         )
         return first.prompt_tokens, completion
 
@@ -243,6 +252,7 @@ class ChatService:
                     into.choice = _Choice(index, fmt.parser(delta.prompt_text))
                     into.image_tokens = delta.image_tokens
                     into.video_tokens = delta.video_tokens
+                    into.audio_tokens = delta.audio_tokens
                 if delta.prompt_tokens is not None:
                     into.prompt_tokens = delta.prompt_tokens
                 into.choice.output.feed(delta.text, delta.completion_tokens)

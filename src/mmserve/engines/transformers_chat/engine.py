@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pydantic import Field
 from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.registry import require
+from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import (
@@ -31,7 +31,7 @@ from mmserve.engines.transformers_chat.image_input import (
     video_share,
 )
 from mmserve.engines.transformers_chat.sampling import SeededSampler
-from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
+from mmserve.engines.transformers_chat.streamer import GenerationStream
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
@@ -43,7 +43,11 @@ class TransformersChatOptions(EngineOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = Field(default=None, description="Jinja template overriding the model's.")
-    model_class: Literal["auto", "image-text-to-text", "causal-lm"] = "auto"
+    model_class: Literal["auto", "image-text-to-text", "multimodal-lm", "causal-lm"] = Field(
+        default="auto",
+        description="auto: image-text-to-text with a vision_config, multimodal-lm with an audio_config "
+        "(AutoModelForMultimodalLM: Qwen2-Audio...), else causal-lm.",
+    )
     logits_processors: list[ProcessorTarget] = Field(
         default_factory=list,
         description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
@@ -67,6 +71,7 @@ class _Prepared:
     processors: list[Any] = field(default_factory=list)  # before the sampler: card hooks, then the grammar
     image_tokens: int = 0
     video_tokens: int = 0  # of image_tokens, those of video frames
+    audio_tokens: int = 0
 
 
 class TransformersChatEngine(ChatEngine):
@@ -77,6 +82,7 @@ class TransformersChatEngine(ChatEngine):
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)
     tokenizer: Any = None
     vision: bool = False
+    audio: bool = False  # hears audio parts (an audio_config and a processor with a feature extractor)
     _context: int | None = None
     _pool: ThreadPoolExecutor | None = None
     _grammars: GrammarCompiler | None = None
@@ -91,6 +97,7 @@ class TransformersChatEngine(ChatEngine):
             AutoConfig,
             AutoModelForCausalLM,
             AutoModelForImageTextToText,
+            AutoModelForMultimodalLM,
             AutoProcessor,
             AutoTokenizer,
         )
@@ -106,11 +113,12 @@ class TransformersChatEngine(ChatEngine):
         kind = opts.model_class
         if kind == "auto":
             kind = "image-text-to-text" if hasattr(config, "vision_config") else "causal-lm"
-        self.vision = kind == "image-text-to-text"
-        if self.vision:
-            self.model = from_pretrained(
-                AutoModelForImageTextToText, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc
-            )
+            kind = "multimodal-lm" if hasattr(config, "audio_config") else kind
+        self.vision = hasattr(config, "vision_config") and kind != "causal-lm"
+        self.audio = hasattr(config, "audio_config") and kind != "causal-lm"
+        if kind != "causal-lm":
+            auto = AutoModelForImageTextToText if kind == "image-text-to-text" else AutoModelForMultimodalLM
+            self.model = from_pretrained(auto, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc)
             self.processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=trc)
             self.tokenizer = self.processor.tokenizer
         else:
@@ -166,7 +174,7 @@ class TransformersChatEngine(ChatEngine):
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._pool, self._prepare, request)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        stream = _Stream(self, request, prepared, loop, queue)
+        stream = GenerationStream(self.tokenizer, self._eos, request, prepared.max_new_tokens, loop, queue)
         loop.run_in_executor(self._pool, self._run, prepared, stream)
         try:
             yield ChatDelta(
@@ -174,6 +182,7 @@ class TransformersChatEngine(ChatEngine):
                 prompt_text=prepared.prompt,
                 image_tokens=prepared.image_tokens,
                 video_tokens=prepared.video_tokens,
+                audio_tokens=prepared.audio_tokens,
             )
             while True:
                 item = await queue.get()
@@ -190,10 +199,12 @@ class TransformersChatEngine(ChatEngine):
             stream.cancelled.set()  # the consumer went away: stop generating
 
     def _prepare(self, request: ChatInput) -> _Prepared:
-        messages, images = self._template_messages(request.messages)
+        messages, images, audios = self._template_messages(request.messages)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
-        if self.vision:
+        if audios and not self.audio:
+            raise InvalidRequestError(f"The model '{self.card.id}' does not hear audio.", param="messages")
+        if self.vision or self.audio:
             refuse_placeholder_tokens(request.messages, self.processor)
         try:
             prompt = self.processor.apply_chat_template(
@@ -209,13 +220,18 @@ class TransformersChatEngine(ChatEngine):
                     f"The model's chat template refused the conversation: {e}", param="messages"
                 ) from None
             raise
-        if self.vision:
-            inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        if self.vision or self.audio:
+            kwargs: dict[str, Any] = {"images": images or None} if self.vision else {}
+            if audios:
+                rate = int(self.processor.feature_extractor.sampling_rate)
+                kwargs.update(audio=[resample(a, rate) for a in audios], sampling_rate=rate)
+            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         else:
             inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
         inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        for key in ("pixel_values", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens)
         processors = []
@@ -237,7 +253,9 @@ class TransformersChatEngine(ChatEngine):
             if p.type == "image"
         ]
         video_tokens = video_share(self.processor, images, frames, image_tokens) if any(frames) else 0
-        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens, video_tokens)
+        audio_token_id = getattr(self.processor, "audio_token_id", None) if self.audio else None
+        audio_tokens = int((inputs["input_ids"] == audio_token_id).sum()) if audio_token_id is not None else 0
+        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens, video_tokens, audio_tokens)
 
     def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
         ctx = self._context
@@ -259,25 +277,32 @@ class TransformersChatEngine(ChatEngine):
             )
         return requested
 
-    def _template_messages(self, messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _template_messages(
+        self, messages: list[ChatMessage]
+    ) -> tuple[list[dict[str, Any]], list[Any], list[tuple[Any, int]]]:
+        """The messages as chat templates take them, and their images and (samples, rate) audio clips, in order."""
         out: list[dict[str, Any]] = []
         images: list[Any] = []
+        audios: list[tuple[Any, int]] = []
         for m in messages:
             entry: dict[str, Any] = {"role": m.role}
             if isinstance(m.content, str):
                 entry["content"] = m.content
-            elif self.vision:
+            elif self.vision or self.audio:
                 parts: list[dict[str, Any]] = []
                 for p in m.content:
                     if p.type == "image":
                         parts.append({"type": "image"})
                         images.append(p.image)
+                    elif p.type == "audio":
+                        parts.append({"type": "audio"})
+                        audios.append((p.audio, p.sample_rate))
                     else:
                         parts.append({"type": "text", "text": p.text})
                 entry["content"] = parts
             else:  # text-only templates expect strings
-                if any(p.type == "image" for p in m.content):
-                    images.append(None)
+                images.extend(None for p in m.content if p.type == "image")
+                audios.extend((None, 0) for p in m.content if p.type == "audio")
                 entry["content"] = "".join(p.text for p in m.content if p.type == "text")
             if m.name:
                 entry["name"] = m.name
@@ -288,9 +313,9 @@ class TransformersChatEngine(ChatEngine):
             if m.tool_call_id:
                 entry["tool_call_id"] = m.tool_call_id
             out.append(entry)
-        return out, images
+        return out, images, audios
 
-    def _run(self, prepared: _Prepared, stream: _Stream) -> None:
+    def _run(self, prepared: _Prepared, stream: GenerationStream) -> None:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -326,75 +351,3 @@ class TransformersChatEngine(ChatEngine):
             stream.finish()
         except BaseException as e:
             stream.fail(e)
-
-
-class _Stream:
-    """Streamer + stopping criterion for one generate() call, run in the worker thread.
-
-    Detokenizes and applies stop strings in the worker, and hands text deltas to the
-    event loop through ``call_soon_threadsafe``. ``cancelled`` stops generation at the next
-    step (client gone); a stop string or EOS stops it too.
-    """
-
-    def __init__(
-        self,
-        engine: TransformersChatEngine,
-        request: ChatInput,
-        prepared: _Prepared,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[Any],
-    ) -> None:
-        self.request = request
-        self.loop, self.queue = loop, queue
-        self.cancelled = threading.Event()
-        tok = engine.tokenizer
-        self.detok = IncrementalDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True))
-        self.stops = StopMatcher(request.params.stop)
-        self.eos = set(engine._eos)
-        self.max_new = prepared.max_new_tokens
-        self.count = 0
-        self.eos_hit = False
-        self.tail = ""
-        self._prompt_seen = False
-
-    # BaseStreamer protocol
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first passes the prompt ids
-            self._prompt_seen = True
-            return
-        for token in value.reshape(-1).tolist():
-            if self.eos_hit or self.stops.stopped:
-                return
-            self.count += 1
-            if token in self.eos:
-                self.eos_hit = True
-                return
-            text = self.stops.push(self.detok.push(token))
-            if text:
-                self._send((text, self.count))
-
-    def end(self) -> None:
-        self.tail = self.stops.push(self.detok.flush()) + self.stops.flush()
-
-    # StoppingCriteria protocol
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        done = self.cancelled.is_set() or self.stops.stopped or self.eos_hit
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    @property
-    def finish_reason(self) -> str:
-        if self.eos_hit or self.stops.stopped:
-            return "stop"
-        return "length" if self.count >= self.max_new else "stop"
-
-    def finish(self) -> None:
-        self._send(None)
-
-    def fail(self, exc: BaseException) -> None:
-        self._send(exc)
-
-    def _send(self, item: Any) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
