@@ -119,7 +119,7 @@ class ImageVariationRequest(BaseModel):
 
 def edit_body_schema() -> dict[str, Any]:
     """The OpenAPI request body of edits: the multipart form (files), or JSON with image URLs."""
-    json_schema = ImageEditJSONRequest.model_json_schema()
+    json_schema = _inline_defs(ImageEditJSONRequest.model_json_schema())
     return {
         "required": True,
         "content": {
@@ -127,6 +127,24 @@ def edit_body_schema() -> dict[str, Any]:
             "application/json": {"schema": json_schema},
         },
     }
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its ``$defs`` written in place (an OpenAPI body's ``#/$defs/...`` would point nowhere)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
 
 
 def variation_form_schema() -> dict[str, Any]:
