@@ -61,9 +61,6 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
     else:
         features = resolve_features(req, card, max_tools=limits.max_tools)
     check_media(state, card, refs)
-    visual = refs.images or refs.videos
-    media = await load_media(state, card, refs, _image_input_size(state, card) if visual else None)
-    messages = to_engine_messages(req.messages, media)
     base = SamplingParams(
         max_tokens=req.output_limit,
         temperature=req.temperature,
@@ -72,7 +69,15 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
         seed=req.seed,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
+        logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0,
+        ignore_eos=req.ignore_eos,
     )
+    # what the card's engine cannot do (logprobs, ...), before any media is fetched
+    state.runtime.check_request(card, ChatInput(messages=[], params=base, constraint=features.constraint))
+    visual = refs.images or refs.videos
+    media = await load_media(state, card, refs, _image_input_size(state, card) if visual else None)
+    messages = to_engine_messages(req.messages, media)
     inputs = []
     for i in range(req.n):
         params = replace(base, seed=None if req.seed is None else req.seed + i)
@@ -120,5 +125,9 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
         raise InvalidRequestError(f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop")
     if any(not s for s in stops):
         raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError(
+            "top_logprobs needs 'logprobs': true (set both, or remove top_logprobs).", param="top_logprobs"
+        )
     if len(req.messages) > limits.max_messages:
         raise InvalidRequestError(f"At most {limits.max_messages} messages are allowed.", param="messages")

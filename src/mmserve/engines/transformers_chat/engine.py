@@ -30,6 +30,7 @@ from mmserve.engines.transformers_chat.image_input import (
     refuse_placeholder_tokens,
     video_share,
 )
+from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.streamer import GenerationStream
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
@@ -77,6 +78,8 @@ class _Prepared:
 class TransformersChatEngine(ChatEngine):
     Options = TransformersChatOptions
     options: TransformersChatOptions
+    supports_logprobs = True
+    supports_ignore_eos = True
 
     model: Any = None
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)
@@ -87,6 +90,17 @@ class TransformersChatEngine(ChatEngine):
     _pool: ThreadPoolExecutor | None = None
     _grammars: GrammarCompiler | None = None
     _hooks: list[ProcessorFactory] = []
+    _logprobs: LogprobEntries | None = None
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
+        super().check_request(options, request)
+        if request.params.ignore_eos and request.constraint is not None:
+            raise InvalidRequestError(
+                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
+                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
+                param="ignore_eos",
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +156,7 @@ class TransformersChatEngine(ChatEngine):
         self._hooks = load_processor_factories(opts.logits_processors, model=self.card.id)
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
+        self._logprobs = LogprobEntries(self._grammars.token_bytes)
         torch.set_grad_enabled(False)
 
     def unload(self) -> None:
@@ -174,7 +189,16 @@ class TransformersChatEngine(ChatEngine):
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._pool, self._prepare, request)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        stream = GenerationStream(self.tokenizer, self._eos, request, prepared.max_new_tokens, loop, queue)
+        stream = GenerationStream(
+            self.tokenizer,
+            self._eos,
+            request,
+            prepared.max_new_tokens,
+            loop,
+            queue,
+            sampler=SeededSampler(request.params, self.model.device, prompt_len=prepared.prompt_tokens),
+            entries=self._logprobs if request.params.logprobs else None,
+        )
         loop.run_in_executor(self._pool, self._run, prepared, stream)
         try:
             yield ChatDelta(
@@ -190,11 +214,14 @@ class TransformersChatEngine(ChatEngine):
                     raise EngineError(f"generation failed in '{self.card.id}'") from item
                 if item is None:
                     yield ChatDelta(
-                        text=stream.tail, finish_reason=stream.finish_reason, completion_tokens=stream.count
+                        text=stream.tail,
+                        finish_reason=stream.finish_reason,
+                        completion_tokens=stream.count,
+                        logprobs=stream.take_logprobs(),
                     )
                     return
-                text, count = item
-                yield ChatDelta(text=text, completion_tokens=count)
+                text, count, logprobs = item
+                yield ChatDelta(text=text, completion_tokens=count, logprobs=logprobs)
         finally:
             stream.cancelled.set()  # the consumer went away: stop generating
 
@@ -336,10 +363,10 @@ class TransformersChatEngine(ChatEngine):
                 top_p=None,
                 top_k=None,
                 repetition_penalty=None,
-                eos_token_id=self._eos,
+                eos_token_id=[] if params.ignore_eos else self._eos,  # None would mean "the model's"
                 pad_token_id=self._pad,
             )
-            sampler = SeededSampler(params, prepared.prompt_tokens, self.model.device)
+            sampler = stream.sampler
             with torch.inference_mode():
                 self.model.generate(
                     **prepared.inputs,

@@ -6,8 +6,10 @@ import asyncio
 import threading
 from typing import Any
 
+from mmserve.engines.transformers_chat.logprobs import LogprobEntries
+from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatInput
+from mmserve.engines.types import ChatInput, TokenLogprob
 
 
 class GenerationStream:
@@ -26,13 +28,20 @@ class GenerationStream:
         max_new_tokens: int,
         loop: asyncio.AbstractEventLoop,
         queue: asyncio.Queue[Any],
+        *,
+        sampler: SeededSampler,
+        entries: LogprobEntries | None = None,
     ) -> None:
         self.request = request
         self.loop, self.queue = loop, queue
         self.cancelled = threading.Event()
         self.detok = IncrementalDetokenizer(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
         self.stops = StopMatcher(request.params.stop)
-        self.eos = set(eos)
+        self.eos = set() if request.params.ignore_eos else set(eos)
+        self.sampler = sampler
+        self.entries = entries  # set when the request asked for logprobs
+        self.top = request.params.top_logprobs
+        self.pending: list[TokenLogprob] = []
         self.max_new = max_new_tokens
         self.count = 0
         self.eos_hit = False
@@ -51,9 +60,18 @@ class GenerationStream:
             if token in self.eos:
                 self.eos_hit = True
                 return
+            if self.entries is not None and self.sampler.last_logprobs is not None:
+                self.pending.append(self.entries.entry(self.sampler.last_logprobs, token, self.top))
             text = self.stops.push(self.detok.push(token))
             if text:
-                self._send((text, self.count))
+                self._send((text, self.count, self.take_logprobs()))
+
+    def take_logprobs(self) -> list[TokenLogprob] | None:
+        """The entries not sent yet (None when the request did not ask for them)."""
+        if self.entries is None:
+            return None
+        out, self.pending = self.pending, []
+        return out
 
     def end(self) -> None:
         self.tail = self.stops.push(self.detok.flush()) + self.stops.flush()
