@@ -43,6 +43,14 @@ class Capabilities(_Strict):
         description="Accepts images (Pharia's multimodal_enabled flag).",
     )
     max_images: int = Field(default=8, ge=0, description="Images per request.")
+    video: bool = Field(
+        default=False,
+        description="Accepts video_url parts: sampled frames (limits.video_fps, max_video_frames) go to the model "
+        "as images.",
+    )
+    max_videos: int = Field(default=1, ge=0, description="Videos per request.")
+    audio_input: bool = Field(default=False, description="Hears input_audio parts (an audio-language model).")
+    max_audios: int = Field(default=4, ge=0, description="input_audio parts per request.")
     context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
     tools: bool = Field(default=False, description="Calls tools; set by tool_call_format.")
     reasoning: bool = Field(default=False, description="Reasons before answering; set by reasoning_format.")
@@ -116,6 +124,11 @@ class Limits(_Strict):
     min_image_side: int | None = Field(
         default=None, gt=0, description="Smallest accepted image side (raises the server's minimum)."
     )
+    max_input_video_seconds: float = Field(default=60.0, gt=0, description="Longest video_url accepted.")
+    video_fps: float = Field(default=1.0, gt=0, le=60, description="Frames sampled per second of a video_url.")
+    max_video_frames: int = Field(
+        default=8, ge=1, le=256, description="Most frames sampled from one video (spread evenly when fps gives more)."
+    )
     image_input_side: int | None = Field(
         default=None,
         gt=0,
@@ -184,6 +197,19 @@ class Deployment(_Strict):
         return self.max_concurrency or default
 
 
+SpeechEnvelope = Literal["always", "on_accept_json", "never"]
+
+
+class Dialects(_Strict):
+    """Provider dialects an operator turns on per model (the server-wide settings apply when unset)."""
+
+    speech_envelope: SpeechEnvelope | None = Field(
+        default=None,
+        description="Speech answers in DO's JSON envelope {data: [{b64_json}]}: always, only for clients sending "
+        "Accept: application/json (on_accept_json), or never. Unset: MMSERVE_SPEECH_ENVELOPE.",
+    )
+
+
 class ModelCard(_Strict):
     id: str
     task: Task
@@ -202,6 +228,7 @@ class ModelCard(_Strict):
     limits: Limits = Field(default_factory=Limits)
     pricing: Pricing = Field(default_factory=Pricing)
     deployment: Deployment = Field(default_factory=Deployment)
+    dialects: Dialects = Field(default_factory=Dialects)
 
     @field_validator("id")
     @classmethod

@@ -67,6 +67,14 @@ class LimitSettings(BaseModel):
         "thread: in-process threads (faster for small images, no isolation).",
     )
     decode_memory_mb: int = Field(default=2048, ge=0, description="Address-space cap per decode process (0: none).")
+    # Video input (chat video_url parts): bounds checked from the header and again while decoding.
+    max_input_video_seconds: float = Field(default=600.0, gt=0, description="Longest video; cards set their own.")
+    max_video_decoded_frames: int = Field(
+        default=18000, ge=1, description="Frames decoded per video, sampled or not (vLLM's CVE-2026-5497)."
+    )
+    max_video_side: int = Field(default=4096, gt=0)
+    max_video_pixels: int = Field(default=4096 * 2160, gt=0, description="Pixels of one video frame.")
+    video_decode_timeout_s: float = Field(default=30.0, gt=0, description="Per video; the worker is killed after.")
 
 
 class AudioSettings(BaseModel):
@@ -193,6 +201,11 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    speech_envelope: Literal["always", "on_accept_json", "never"] = Field(
+        default="on_accept_json",
+        description="DO's speech dialect: answer {data: [{b64_json}]} always (DO's curl, which sends no Accept "
+        "header), only to clients sending Accept: application/json, or never. Cards may override (dialects).",
+    )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
 

@@ -24,9 +24,18 @@ CHAT_CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:vlm",
-            "capabilities": {"vision": True, "max_images": 4, "context_length": 2048},
-            "limits": {"max_output_tokens": 64},
+            "capabilities": {"vision": True, "max_images": 4, "video": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "video_fps": 1, "max_video_frames": 4},
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
+        },
+        {
+            "id": "demo-audio",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:audio-lm",
+            "capabilities": {"audio_input": True, "max_audios": 2, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "max_audio_seconds": 30},
+            "pricing": {"per_audio_second": 0.01},
         },
         {
             "id": "tiny-text",
@@ -140,6 +149,13 @@ AUDIO_CATALOG = {
             "limits": {"max_input_chars": 600},
             "pricing": {"per_audio_second": 0.000015},
             "deployment": {"mode": "dedicated"},
+        },
+        {
+            # the operator chose DO's dialect for this model: every answer is the JSON envelope
+            "id": "do-tts",
+            "task": "speech",
+            "engine": "espeak-ng",
+            "dialects": {"speech_envelope": "always"},
         },
         {
             "id": "demo-asr",

@@ -130,3 +130,27 @@ def test_readme_completions_example(cli_server: str) -> None:
     assert lines[0].startswith("0 ") and "'Once upon a time" in lines[0]
     assert lines[1].startswith("1 ") and "'The weather today" in lines[1]
     assert lines[2].startswith("CompletionUsage(completion_tokens=")
+
+
+def test_readme_images_stream_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("images-stream").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    ).stdout
+    assert out.splitlines() == [
+        "image_generation.partial_image partial-0.png",
+        "image_generation.partial_image partial-1.png",
+        "image_generation.completed final.png",
+    ]
+    assert (tmp_path / "final.png").stat().st_size > 0
+
+
+def test_readme_video_chat_example(cli_server: str, tmp_path: Path) -> None:
+    from tests.helpers.clips import clip
+
+    (tmp_path / "clip.mp4").write_bytes(clip(5, 8, (320, 240)))
+    code = _snippet("video-chat").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    ).stdout
+    assert "video_tokens=80" in out and "video_frames=5" in out  # 5 s at 1 fps, 16 tokens a frame

@@ -321,3 +321,22 @@ def test_a_cancelled_request_leaves_the_others_of_its_call_alone(one_worker: Dif
 
     for a, b in zip(alone, asyncio.run(main()), strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(_arrays(a.images), _arrays(b.images), strict=True))
+
+
+def test_previews_decoded_from_intermediate_latents(engine: DiffusersImageEngine) -> None:
+    previews: list[tuple[int, list]] = []
+
+    async def run() -> object:
+        return await engine.generate(
+            ImageGenInput(prompt="a cat", n=2, width=128, height=96, seed=4, steps=4, partial_images=2),
+            preview=lambda i, images: previews.append((i, images)),
+        )
+
+    out = asyncio.run(run())
+    assert [i for i, _ in previews] == [0, 1]
+    for _, images in previews:
+        assert len(images) == 2 and all(im.size == (128, 96) for im in images)
+    first, last = (np.asarray(previews[k][1][0], dtype=float) for k in (0, 1))
+    final = np.asarray(out.images[0], dtype=float)  # type: ignore[attr-defined]
+    assert not np.array_equal(first, last)  # decoded from different steps
+    assert not np.array_equal(last, final)

@@ -22,6 +22,7 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.path_aliases import PathAliases
 from mmserve.api.responses.router import router as responses_router
 from mmserve.api.responses.store import ResponseStore
 from mmserve.api.speech.router import router as speech_router
@@ -133,7 +134,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
-    app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
+    app.add_middleware(RequestContextMiddleware)  # every layer below sees the request context
+    app.add_middleware(PathAliases)  # outermost: provider base URLs (/v1/openai/...) are /v1/... for all
     for router in (
         health_router,
         metrics_router,

@@ -49,6 +49,8 @@ class Needs:
 
     task: str
     images: int = 0
+    videos: int = 0
+    audios: int = 0  # input_audio parts
     prompt_tokens: int = 0  # an estimate before tokenization
     output_tokens: int = 0
     tools: bool = False
@@ -60,6 +62,10 @@ class Needs:
         parts = [self.task]
         if self.images:
             parts.append(f"vision with {self.images} image{'s' if self.images > 1 else ''}")
+        if self.videos:
+            parts.append(f"{self.videos} video{'s' if self.videos > 1 else ''}")
+        if self.audios:
+            parts.append("audio input")
         if self.prompt_tokens:
             parts.append(f"a context of at least ~{self.prompt_tokens + self.output_tokens} tokens")
         if self.tools:
@@ -188,6 +194,12 @@ class ModelRouter:
             return "no vision"
         if needs.images > caps.max_images:
             return f"at most {caps.max_images} images"
+        if needs.videos and not caps.video:
+            return "no video input"
+        if needs.videos > caps.max_videos:
+            return f"at most {caps.max_videos} videos"
+        if needs.audios and not caps.audio_input:
+            return "no audio input"
         if needs.task == "chat" and needs.output_tokens > card.limits.max_output_tokens:
             return f"at most {card.limits.max_output_tokens} output tokens"
         if caps.context_length and needs.prompt_tokens + needs.output_tokens > caps.context_length:

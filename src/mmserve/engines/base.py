@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,8 +34,13 @@ from mmserve.engines.types import (
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.image.decode import ImageInputSize
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
 SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded
+# (preview index, one image per image of the batch): a partial image while a diffusion runs
+PreviewCallback = Callable[[int, "list[Image]"], None]
 
 
 class EngineOptions(BaseModel):
@@ -144,7 +149,13 @@ class ImageEngine(Engine):
     supports_transparency: ClassVar[bool] = False
 
     @abstractmethod
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput: ...
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
+        """Make ``request.n`` images; ``preview`` gets up to ``request.partial_images`` previews (on the loop)."""
 
     @classmethod
     def check_request(cls, options: EngineOptions, request: ImageGenInput) -> None:

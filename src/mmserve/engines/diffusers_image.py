@@ -40,8 +40,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
+from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
 from mmserve.engines.common.batcher import Batcher
+from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -101,6 +102,7 @@ class _Job:
     request: ImageGenInput
     cancelled: threading.Event
     report: ProgressCallback
+    show: PreviewCallback
     future: Future[ImageGenOutput] = field(default_factory=Future)
 
 
@@ -191,7 +193,12 @@ class DiffusersImageEngine(ImageEngine):
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
         batcher = self._batcher
         if not getattr(self, "_pipes", None) or batcher is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
@@ -203,7 +210,11 @@ class DiffusersImageEngine(ImageEngine):
             if progress is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(progress, fraction)
 
-        job = _Job(kind, request, cancelled, report)
+        def show(index: int, images: list[Any]) -> None:
+            if preview is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(preview, index, images)
+
+        job = _Job(kind, request, cancelled, report, show)
         batcher.submit(job)
         try:
             return await asyncio.wrap_future(job.future)
@@ -269,7 +280,7 @@ class DiffusersImageEngine(ImageEngine):
     def _batch_key(self, job: _Job) -> Hashable | None:
         """Text-to-image requests with equal keys can share a pipeline call; None: the job runs alone."""
         r = job.request
-        if job.kind != "text" or r.n > self.options.max_batch_images:
+        if job.kind != "text" or r.n > self.options.max_batch_images or r.partial_images:  # previews: alone
             return None
         guidance = r.guidance_scale if r.guidance_scale is not None else self.options.guidance_scale
         return (r.width, r.height, self._steps(r)[0], guidance, bool(r.negative_prompt))
@@ -340,12 +351,19 @@ class DiffusersImageEngine(ImageEngine):
                 kwargs["mask_image"] = mask
         kwargs["num_inference_steps"] = steps
 
+        previews: list[int] | None = None  # the steps after which a preview is decoded
+
         def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal previews
             if all(j.cancelled.is_set() for j in jobs):
                 raise _Cancelled
             total = max(1, int(getattr(p, "num_timesteps", 0) or steps))
             for j in jobs:
                 j.report(min(1.0, (i + 1) / total) * 0.95)  # the rest is the VAE decode
+            if previews is None:  # a request with partial images runs alone (see _batch_key)
+                previews = preview_steps(total, first.partial_images) if len(jobs) == 1 else []
+            if i in previews and "latents" in tensors:
+                jobs[0].show(previews.index(i), decode_preview(p, tensors["latents"], first.height, first.width))
             return tensors
 
         if "callback_on_step_end" in accepted:

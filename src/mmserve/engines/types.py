@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChatPart:
-    type: Literal["text", "image"]
+    type: Literal["text", "image", "audio"]
     text: str = ""
     image: Image | None = None
+    video: int | None = None  # a frame sampled from the request's video number ``video`` (None: an image)
+    audio: Any = None  # numpy.ndarray[float32], mono, at ``sample_rate``
+    sample_rate: int = 16000
 
 
 @dataclass
@@ -100,7 +103,9 @@ class ChatDelta:
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
-    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into
+    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into (frames included)
+    video_tokens: int = 0  # first delta: how many of those image tokens are video frames
+    audio_tokens: int = 0  # first delta: how many of the prompt tokens the audio clips expanded into
     # With SamplingParams.logprobs: the entries of the tokens generated since the previous delta
     # (text held back, e.g. a partial stop string, comes later; its tokens' entries come now).
     logprobs: list[TokenLogprob] | None = None
@@ -124,6 +129,7 @@ class ImageGenInput:
     strength: float | None = None
     quality: str | None = None  # low | medium | high; None: the engine's default (steps, when set, win)
     transparent_background: bool = False  # background "transparent": RGBA output (engines that support it)
+    partial_images: int = 0  # previews to send while generating (streaming), decoded from intermediate latents
 
 
 @dataclass

@@ -288,7 +288,7 @@ class JobRunner:
         if not completed:  # deleted (or taken over) while we worked: nobody will ever serve these
             await self._delete_files(stored.ids)
             return
-        await self._delete_files([job.reference_artifact] if job.reference_artifact else [])
+        # the reference image stays with the completed job (a remix reuses it) and goes with its files
         done = replace(job, status="completed", progress=100, video_seconds=stored.video_seconds, timings=timings)
         log.info("job %s completed: %s", job.id, {k: round(v, 3) for k, v in timings.items()})
         await self._fire_completed(done)

@@ -38,7 +38,6 @@ from mmserve.engines.types import (
     EmbeddingInput,
     EmbeddingOutput,
     ImageGenInput,
-    ImageGenOutput,
     SpeechInput,
     TranscriptionInput,
     VideoGenInput,
@@ -82,9 +81,10 @@ class EngineActor:
         finally:
             await gen.aclose()
 
-    async def image(self, request: ImageGenInput) -> AsyncIterator[float | ImageGenOutput]:
+    async def image(self, request: ImageGenInput) -> AsyncIterator[Any]:
+        """Progress fractions, ``("preview", index, images)`` partial images (streaming), then the output."""
         assert isinstance(self.engine, ImageEngine)
-        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+        async for item in _with_progress(lambda cb, show: self.engine.generate(request, cb, show)):
             yield item
 
     async def speech(self, request: SpeechInput) -> AsyncIterator[AudioChunk]:
@@ -123,14 +123,15 @@ class EngineActor:
 
     async def video(self, request: VideoGenInput) -> AsyncIterator[Any]:
         assert isinstance(self.engine, VideoEngine)
-        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+        async for item in _with_progress(lambda cb, _: self.engine.generate(request, cb)):
             yield item
 
 
 async def _with_progress(start: Any) -> AsyncIterator[Any]:
-    """Run ``start(progress_callback)``; yield each progress fraction, then the result."""
+    """Run ``start(progress_callback, preview_callback)``; yield each progress fraction and
+    ``("preview", index, images)``, then the result."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[float] = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
 
     def progress(fraction: float) -> None:  # called from the engine's worker thread
@@ -138,7 +139,10 @@ async def _with_progress(start: Any) -> AsyncIterator[Any]:
             raise Cancelled()
         loop.call_soon_threadsafe(queue.put_nowait, fraction)
 
-    task = asyncio.ensure_future(start(progress))
+    def preview(index: int, images: list[Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("preview", index, images))
+
+    task = asyncio.ensure_future(start(progress, preview))
     try:
         while not task.done():
             getter = asyncio.ensure_future(queue.get())

@@ -23,6 +23,7 @@ from mmserve.engines.base import (
     EmbeddingEngine,
     Engine,
     ImageEngine,
+    PreviewCallback,
     ProgressCallback,
     SegmentCallback,
     SpeechEngine,
@@ -213,8 +214,14 @@ class RemoteChatEngine(_Remote, ChatEngine):
 
 
 class RemoteImageEngine(_Remote, ImageEngine):
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
-        return await _progress_stream(self.handle.stream("image", request), progress)  # type: ignore[no-any-return]
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
+        items = self.handle.stream("image", request)
+        return await _progress_stream(items, progress, preview)  # type: ignore[no-any-return]
 
 
 class RemoteSpeechEngine(_Remote, SpeechEngine):
@@ -259,8 +266,11 @@ class RemoteEmbeddingEngine(_Remote, EmbeddingEngine):
         return size if isinstance(size, ImageInputSize) else super().image_input_size()
 
 
-async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback | None) -> Any:
-    """Progress fractions go to ``progress`` (which may raise to cancel); the last item is the result."""
+async def _progress_stream(
+    items: AsyncIterator[Any], progress: ProgressCallback | None, preview: PreviewCallback | None = None
+) -> Any:
+    """Progress fractions go to ``progress`` (which may raise to cancel), ``("preview", index, images)``
+    to ``preview``; the last item is the result."""
     result: Any = None
     gen = items
     try:
@@ -268,6 +278,9 @@ async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback
             if isinstance(item, float):
                 if progress is not None:
                     progress(item)  # raising here ends the stream: the actor is cancelled
+            elif isinstance(item, tuple) and item and item[0] == "preview":
+                if preview is not None:
+                    preview(item[1], item[2])
             else:
                 result = item
     finally:

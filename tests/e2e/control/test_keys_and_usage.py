@@ -198,6 +198,8 @@ def test_one_key_never_sees_another_keys_jobs_and_is_billed_for_its_own(env: tup
         bob.videos.download_content(video.id)
     with pytest.raises(openai.NotFoundError):
         bob.videos.delete(video.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.remix(video.id, prompt="a wolf")
     assert [v.id for v in bob.videos.list()] == []
     assert [v.id for v in alice.videos.list()] == [video.id]
     time.sleep(0.3)  # usage is written in batches

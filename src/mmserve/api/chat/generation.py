@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 
 from mmserve.api.chat.prepare import Prepared
+from mmserve.api.chat.shaping import prompt_details
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, OutputFormat
@@ -39,7 +40,9 @@ class Choice:
     group: int = 0  # the prompt it continues
     prompt_text: str | None = None  # the rendered prompt, when the engine renders one
     prompt_tokens: int = 0
-    image_tokens: int = 0
+    image_tokens: int = 0  # frames of videos included
+    video_tokens: int = 0
+    audio_tokens: int = 0
     completion_tokens: int = 0
     engine_finish: str | None = None  # the engine's finish reason ("stop" | "length")
     logprobs: list[TokenLogprob] | None = None  # every generated token's, when the request asked for them
@@ -80,6 +83,8 @@ def _choice(index: int, fmt: OutputFormat, group: int, first: ChatDelta, logprob
         group=group,
         prompt_text=first.prompt_text,
         image_tokens=first.image_tokens,
+        video_tokens=first.video_tokens,
+        audio_tokens=first.audio_tokens,
         logprobs=[] if logprobs else None,
     )
 
@@ -88,11 +93,19 @@ def _choice(index: int, fmt: OutputFormat, group: int, first: ChatDelta, logprob
 class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    image_tokens: int = 0
+    image_tokens: int = 0  # frames of videos included
     reasoning_tokens: int = 0
+    video_tokens: int = 0
+    audio_tokens: int = 0
+    video_frames: int = 0
+    audio_seconds: float = 0.0
+
+    def prompt_details(self) -> dict[str, int] | None:
+        """What the prompt's media cost, for ``usage.prompt_tokens_details`` (None: text only)."""
+        return prompt_details(self.image_tokens, self.video_tokens, self.video_frames, self.audio_tokens)
 
 
-def totals(choices: list[Choice]) -> Totals:
+def totals(choices: list[Choice], prepared: Prepared | None = None) -> Totals:
     """Tokens of a request: each prompt once, every choice's completion."""
     prompts: dict[int, Choice] = {}
     for c in choices:
@@ -102,13 +115,22 @@ def totals(choices: list[Choice]) -> Totals:
         completion_tokens=sum(c.completion_tokens for c in choices),
         image_tokens=sum(c.image_tokens for c in prompts.values()),
         reasoning_tokens=sum(c.output.reasoning_tokens for c in choices),
+        video_tokens=sum(c.video_tokens for c in prompts.values()),
+        audio_tokens=sum(c.audio_tokens for c in prompts.values()),
+        video_frames=prepared.video_frames if prepared else 0,
+        audio_seconds=prepared.audio_seconds if prepared else 0.0,
     )
 
 
-def meter(state: AppState, card: ModelCard, endpoint: str, choices: list[Choice]) -> Totals:
-    t = totals(choices)
+def meter(state: AppState, prepared: Prepared, endpoint: str, choices: list[Choice]) -> Totals:
+    t = totals(choices, prepared)
     state.meter.record(
-        card, endpoint, input_tokens=t.prompt_tokens, output_tokens=t.completion_tokens, image_tokens=t.image_tokens
+        prepared.card,
+        endpoint,
+        input_tokens=t.prompt_tokens,
+        output_tokens=t.completion_tokens,
+        image_tokens=t.image_tokens,
+        audio_seconds=t.audio_seconds,
     )
     return t
 
@@ -139,7 +161,7 @@ async def generate(state: AppState, prepared: Prepared, endpoint: str) -> Genera
     except asyncio.CancelledError:  # the client left: what was generated is still used
         started = [c for c in slots if c is not None]
         if started:
-            meter(state, card, endpoint, started)
+            meter(state, prepared, endpoint, started)
         raise
     if failure is not None:
         raise failure
@@ -150,7 +172,7 @@ async def generate(state: AppState, prepared: Prepared, endpoint: str) -> Genera
     ]
     for c in choices:
         c.output.finish(c.completion_tokens)
-    return Generated(card, choices, meter(state, card, endpoint, choices))
+    return Generated(card, choices, meter(state, prepared, endpoint, choices))
 
 
 async def _collect(
@@ -194,7 +216,7 @@ class Finish:
 class Generation:
     """A stream whose generations have begun (prompts processed): from here on, no fallback."""
 
-    card: ModelCard
+    prepared: Prepared
     endpoint: str
     gens: list[AsyncGenerator[ChatDelta, None]]
     firsts: list[ChatDelta]  # each generation's first delta (its prompt), already taken from it
@@ -203,8 +225,12 @@ class Generation:
     metered: bool = field(default=False)
 
     @property
+    def card(self) -> ModelCard:
+        return self.prepared.card
+
+    @property
     def totals(self) -> Totals:
-        return totals(self.choices)
+        return totals(self.choices, self.prepared)
 
 
 async def start(state: AppState, prepared: Prepared, endpoint: str) -> Generation:
@@ -235,7 +261,7 @@ async def start(state: AppState, prepared: Prepared, endpoint: str) -> Generatio
     choices = [_choice(i, fmt, prepared.group(i), first, asked) for i, first in enumerate(deltas)]
     for choice, first in zip(choices, deltas, strict=True):  # metered even if the stream never runs
         choice.prompt_tokens, choice.completion_tokens = first.prompt_tokens or 0, first.completion_tokens
-    return Generation(card, endpoint, gens, deltas, choices, stack)
+    return Generation(prepared, endpoint, gens, deltas, choices, stack)
 
 
 async def events(state: AppState, gen: Generation) -> AsyncGenerator[Piece | Finish, None]:
@@ -270,7 +296,7 @@ async def release(state: AppState, gen: Generation) -> None:
 def _meter_once(state: AppState, gen: Generation) -> None:
     if not gen.metered:
         gen.metered = True
-        meter(state, gen.card, gen.endpoint, gen.choices)
+        meter(state, gen.prepared, gen.endpoint, gen.choices)
 
 
 async def _chain(

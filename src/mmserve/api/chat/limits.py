@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
+from mmserve.api.chat.protocol import ChatCompletionRequest, Message, TextPart
 from mmserve.cards import ModelCard
 from mmserve.errors import ContextLengthError
 from mmserve.settings import LimitSettings
@@ -78,7 +78,7 @@ def _message_text(m: Message) -> str:
     if isinstance(m.content, str):
         parts.append(m.content)
     elif m.content is not None:
-        parts += [p.text for p in m.content if not isinstance(p, ImagePart)]
+        parts += [p.text for p in m.content if isinstance(p, TextPart)]
     for extra in (m.name, m.reasoning_content, m.tool_call_id):
         if extra:
             parts.append(extra)

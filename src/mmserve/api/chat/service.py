@@ -57,7 +57,7 @@ class ChatService:
                 }
                 for c in done.choices
             ],
-            "usage": shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens),
+            "usage": shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, t.prompt_details()),
         }
 
     async def _start(self, req: ChatCompletionRequest, card: ModelCard) -> Generation:
@@ -98,7 +98,8 @@ class ChatService:
                     yield choice(item.index, {}, item.reason)
             if include_usage:
                 t = started.totals
-                yield chunk([], shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens))
+                details = t.prompt_details()
+                yield chunk([], shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, details))
         except Exception as e:
             yield error_event(e, log, f"stream for '{card.id}'")
         yield "[DONE]"

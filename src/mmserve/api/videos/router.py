@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from mmserve.api.artifacts.files import file_response
 from mmserve.api.state import AppState, get_state
-from mmserve.api.videos.protocol import openapi_body, read_create_request
+from mmserve.api.videos.protocol import VideoRemixRequest, openapi_body, read_create_request
 from mmserve.api.videos.service import Variant, VideoService
 from mmserve.api.videos.views import POLL_HEADER, generation_object, poll_after_ms, video_list, video_object
 from mmserve.control.context import principal
@@ -47,6 +47,17 @@ async def create_generation(
 ) -> JSONResponse:
     job = await _create(request, state, owner)
     return _job_response(state, job, generation_object(job, None))
+
+
+@router.post("/v1/videos/{video_id}/remix")
+async def remix_video(
+    video_id: str,
+    body: VideoRemixRequest,
+    state: AppState = Depends(get_state),
+    owner: str | None = Depends(get_owner),
+) -> JSONResponse:
+    job = await VideoService(state).remix(video_id, body.prompt, owner=owner)
+    return _job_response(state, job, video_object(job))
 
 
 @router.get("/v1/videos")

@@ -31,10 +31,11 @@ from pydantic import Field
 
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.registry import require
+from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.batch import batchable
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
-from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
 from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
@@ -60,7 +61,11 @@ class TransformersChatOptions(EngineOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = Field(default=None, description="Jinja template overriding the model's.")
-    model_class: Literal["auto", "image-text-to-text", "causal-lm"] = "auto"
+    model_class: Literal["auto", "image-text-to-text", "multimodal-lm", "causal-lm"] = Field(
+        default="auto",
+        description="auto: image-text-to-text with a vision_config, multimodal-lm with an audio_config "
+        "(AutoModelForMultimodalLM: Qwen2-Audio...), else causal-lm.",
+    )
     logits_processors: list[ProcessorTarget] = Field(
         default_factory=list,
         description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
@@ -111,6 +116,7 @@ class TransformersChatEngine(ChatEngine):
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)
     tokenizer: Any = None
     vision: bool = False
+    audio: bool = False  # hears audio parts (an audio_config and a processor with a feature extractor)
     _context: int | None = None
     _pool: ThreadPoolExecutor | None = None
     _loop: DecodeLoop | None = None
@@ -151,6 +157,7 @@ class TransformersChatEngine(ChatEngine):
             AutoConfig,
             AutoModelForCausalLM,
             AutoModelForImageTextToText,
+            AutoModelForMultimodalLM,
             AutoProcessor,
             AutoTokenizer,
         )
@@ -166,10 +173,13 @@ class TransformersChatEngine(ChatEngine):
         kind = opts.model_class
         if kind == "auto":
             kind = "image-text-to-text" if hasattr(config, "vision_config") else "causal-lm"
-        self.vision = kind == "image-text-to-text"
-        auto = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
+            kind = "multimodal-lm" if hasattr(config, "audio_config") else kind
+        self.vision = hasattr(config, "vision_config") and kind != "causal-lm"
+        self.audio = hasattr(config, "audio_config") and kind != "causal-lm"
+        autos = {"image-text-to-text": AutoModelForImageTextToText, "multimodal-lm": AutoModelForMultimodalLM}
+        auto = autos.get(kind, AutoModelForCausalLM)
         self.model = from_pretrained(auto, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc)
-        if self.vision:
+        if kind != "causal-lm":
             self.processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=trc)
             self.tokenizer = self.processor.tokenizer
         else:
@@ -188,7 +198,7 @@ class TransformersChatEngine(ChatEngine):
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
         self._logprobs = LogprobEntries(self._grammars.token_bytes)
         self._decoder = fast_decoder(self.tokenizer)
-        self._typed = TypedSpecials(self.tokenizer, self.processor if self.vision else None)
+        self._typed = TypedSpecials(self.tokenizer, self.processor if self.vision or self.audio else None)
         torch.set_grad_enabled(False)
         self._start_loop(vocab)
 
@@ -293,7 +303,13 @@ class TransformersChatEngine(ChatEngine):
         decode_loop.submit(row)
         try:
             p = row.prepared
-            yield ChatDelta(prompt_tokens=p.prompt_tokens, prompt_text=p.prompt, image_tokens=p.image_tokens)
+            yield ChatDelta(
+                prompt_tokens=p.prompt_tokens,
+                prompt_text=p.prompt,
+                image_tokens=p.image_tokens,
+                video_tokens=p.video_tokens,
+                audio_tokens=p.audio_tokens,
+            )
             # A consumer slower than the decoder (a busy event loop) gets the tokens that are waiting
             # in one delta: fewer events to encode and send. Not for a reasoning model: its
             # reasoning tokens are counted up to the delta that ends the trace.
@@ -332,11 +348,13 @@ class TransformersChatEngine(ChatEngine):
             reserved = media_token_ids(self.processor) if self.vision else {}
             vocab = int(self.model.get_input_embeddings().weight.shape[0])
             prompt, inputs = raw_prompt_inputs(self.tokenizer, raw, vocab=vocab, reserved=reserved)
+            images: list[Any] = []
         else:
-            prompt, inputs = self._templated(request)
+            prompt, inputs, images = self._templated(request)
         inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        for key in ("pixel_values", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
         prompt_ids = inputs["input_ids"][0].tolist()
         limit = self.card.limits.max_output_tokens
         max_new = max_new_tokens(self._context, len(prompt_ids), request.params.max_tokens, limit, raw=raw)
@@ -348,15 +366,28 @@ class TransformersChatEngine(ChatEngine):
         image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
         if image_token_id is not None:
             image_tokens = prompt_ids.count(image_token_id)
-        return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens)
+        # in the order of `images`: which are video frames
+        frames = [
+            p.video is not None
+            for m in request.messages
+            if not isinstance(m.content, str)
+            for p in m.content
+            if p.type == "image"
+        ]
+        video_tokens = video_share(self.processor, images, frames, image_tokens) if any(frames) else 0
+        audio_token_id = getattr(self.processor, "audio_token_id", None) if self.audio else None
+        audio_tokens = prompt_ids.count(audio_token_id) if audio_token_id is not None else 0
+        return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens, video_tokens, audio_tokens)
 
-    def _templated(self, request: ChatInput) -> tuple[str, Any]:
-        """The prompt the chat template renders, and the processor's inputs for it and the images."""
-        messages, images = template_messages(request.messages, vision=self.vision)
+    def _templated(self, request: ChatInput) -> tuple[str, Any, list[Any]]:
+        """The prompt the chat template renders, the processor's inputs for it and its media, and the images."""
+        messages, images, audios = template_messages(request.messages, vision=self.vision, audio=self.audio)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
+        if audios and not self.audio:
+            raise InvalidRequestError(f"The model '{self.card.id}' does not hear audio.", param="messages")
         escape = self.options.user_special_tokens == "escape" and self._typed is not None
-        if self.vision:
+        if self.vision or self.audio:
             refuse_placeholder_tokens(request.messages, self.processor, skip_roles=ESCAPED_ROLES if escape else ())
         if escape and self._typed is not None:
             messages = self._typed.escape_entries(messages)
@@ -374,11 +405,15 @@ class TransformersChatEngine(ChatEngine):
                     f"The model's chat template refused the conversation: {e}", param="messages"
                 ) from None
             raise
-        if self.vision:
-            inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        if self.vision or self.audio:
+            kwargs: dict[str, Any] = {"images": images or None} if self.vision else {}
+            if audios:
+                rate = int(self.processor.feature_extractor.sampling_rate)
+                kwargs.update(audio=[resample(a, rate) for a in audios], sampling_rate=rate)
+            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         else:
             inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
-        return prompt, inputs
+        return prompt, inputs, images
 
 
 def _on_gpu(device: str) -> bool:

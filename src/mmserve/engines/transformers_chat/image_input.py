@@ -1,5 +1,6 @@
-"""What a transformers processor does with images: its resize (:func:`processor_input_size`)
-and its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`).
+"""What a transformers processor does with images: its resize (:func:`processor_input_size`),
+its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`), and
+how many of an image-token count are video frames' (:func:`video_share`).
 
 Processors describe their resize with a ``size`` dict (``SizeDict`` in transformers 5) whose
 keys mean different things per family, so only the shapes known here are translated; an
@@ -73,6 +74,24 @@ def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any, *, sk
                         param=param,
                         code="reserved_token",
                     )
+
+
+def video_share(processor: Any, images: list[Any], frames: list[bool], image_tokens: int) -> int:
+    """Of ``image_tokens`` (all images of a prompt, ``frames[i]``: image i is a video frame), the frames' tokens.
+
+    Exact when the processor says how many tokens each image becomes (``_get_num_multimodal_tokens``,
+    what vLLM asks it too); else shared out by count (exact when every image costs the same,
+    as in LLaVA 1.5).
+    """
+    count = getattr(processor, "_get_num_multimodal_tokens", None)
+    if callable(count):
+        try:
+            per = list(count(image_sizes=[(im.height, im.width) for im in images]).num_image_tokens)
+        except Exception:  # a processor whose helper needs more arguments: fall back to the share
+            per = []
+        if len(per) == len(images) and sum(per) == image_tokens:
+            return int(sum(n for n, frame in zip(per, frames, strict=True) if frame))
+    return round(image_tokens * sum(frames) / max(1, len(images)))
 
 
 _PLACEHOLDERS = ("image_token", "video_token", "audio_token")

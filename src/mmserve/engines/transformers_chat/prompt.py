@@ -9,30 +9,36 @@ from mmserve.engines.types import ChatMessage, RawPrompt
 from mmserve.errors import ContextLengthError
 
 
-def template_messages(messages: list[ChatMessage], *, vision: bool) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The messages as chat templates expect them, and the images in prompt order.
+def template_messages(
+    messages: list[ChatMessage], *, vision: bool, audio: bool = False
+) -> tuple[list[dict[str, Any]], list[Any], list[tuple[Any, int]]]:
+    """The messages as chat templates expect them, and the images and (samples, rate) audio clips in prompt order.
 
-    A text-only model gets each message's text parts joined; its images are listed as ``None``
-    so that the caller can refuse them.
+    A model that neither sees nor hears gets each message's text parts joined; its images and
+    clips are listed as ``None`` so that the caller can refuse them.
     """
     out: list[dict[str, Any]] = []
     images: list[Any] = []
+    audios: list[tuple[Any, int]] = []
     for m in messages:
         entry: dict[str, Any] = {"role": m.role}
         if isinstance(m.content, str):
             entry["content"] = m.content
-        elif vision:
+        elif vision or audio:
             parts: list[dict[str, Any]] = []
             for p in m.content:
                 if p.type == "image":
                     parts.append({"type": "image"})
                     images.append(p.image)
+                elif p.type == "audio":
+                    parts.append({"type": "audio"})
+                    audios.append((p.audio, p.sample_rate))
                 else:
                     parts.append({"type": "text", "text": p.text})
             entry["content"] = parts
         else:  # text-only templates expect strings
-            if any(p.type == "image" for p in m.content):
-                images.append(None)
+            images.extend(None for p in m.content if p.type == "image")
+            audios.extend((None, 0) for p in m.content if p.type == "audio")
             entry["content"] = "".join(p.text for p in m.content if p.type == "text")
         if m.name:
             entry["name"] = m.name
@@ -43,7 +49,7 @@ def template_messages(messages: list[ChatMessage], *, vision: bool) -> tuple[lis
         if m.tool_call_id:
             entry["tool_call_id"] = m.tool_call_id
         out.append(entry)
-    return out, images
+    return out, images, audios
 
 
 def max_new_tokens(

@@ -29,7 +29,9 @@ class Prepared:
     max_new_tokens: int
     prompt: str = ""
     processors: list[Any] = field(default_factory=list)  # the model's, the card's hooks, then the grammar
-    image_tokens: int = 0
+    image_tokens: int = 0  # video frames' included
+    video_tokens: int = 0  # of image_tokens, those of video frames
+    audio_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
