@@ -29,17 +29,27 @@ OPEN_PREFIXES = ("/v1/artifacts/",)
 
 class Authenticator:
     def __init__(
-        self, settings: Settings, keys: KeyStore, limiter: RateLimiter, *, open_paths: Iterable[str] = ()
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        limiter: RateLimiter,
+        *,
+        open_paths: Iterable[str] = (),
+        open_prefixes: Iterable[str] = (),
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.open_paths = frozenset([*OPEN_PATHS, *open_paths])
+        extra = tuple(open_prefixes)
+        # a prefix opens itself and what is under it ("/console", "/console/app.js"), not "/consoles"
+        self.open_paths |= frozenset(p.rstrip("/") for p in extra)
+        self.open_prefixes = (*OPEN_PREFIXES, *(p.rstrip("/") + "/" for p in extra))
 
     async def authenticate(self, path: str, authorization: str) -> Principal:
         """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        if not self.settings.auth or path in self.open_paths or path.startswith(OPEN_PREFIXES):
+        if not self.settings.auth or path in self.open_paths or path.startswith(self.open_prefixes):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
         secret = _bearer(authorization)

@@ -122,6 +122,20 @@ class KeyStore:
         self._cache.clear()
         return key
 
+    async def update(self, key_id: str, **fields: object) -> ApiKey | None:
+        """Change an active key's name, models or limits (None clears a limit); None if there is no such key."""
+        allowed = {"name", "models", "requests_per_min", "tokens_per_min"}
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)))
+            if row is None:
+                return None
+            for name, value in fields.items():
+                if name in allowed:
+                    setattr(row, name, value)
+            key = ApiKey.of(row)
+        self._cache.clear()
+        return key
+
     async def lookup(self, secret: str) -> ApiKey | None:
         """The active key for ``secret``, or None (unknown or revoked)."""
         digest = hash_secret(secret)

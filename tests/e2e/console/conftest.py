@@ -1,0 +1,130 @@
+"""Browser tests of the web console: a real `mmserve serve` process and headless Chromium (Playwright).
+
+Chromium comes from the system (Debian: `apt-get install chromium`, which `.ci/run` does when it is
+missing); Playwright (in the test extra) cannot download its own browsers on our machines. Without a
+Chromium these tests fail, saying what to install: they are never skipped. Screenshots go to
+$CONSOLE_SCREENSHOTS (default test-results/console/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.helpers.process import ServerProcess
+
+CHROMIUM = os.environ.get("CONSOLE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # without these Chromium floods the closed network
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+DEMO_YAML = Path(str(resources.files("mmserve.catalog").joinpath("demo.yaml")))
+SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", "test-results/console"))
+# What a page may log when a test provokes it (a refused key): the browser reports the 401.
+EXPECTED_401 = "the server responded with a status of 401"
+
+
+def _serve(data: Path, models_dir: Path, wait_for: list[str], env: dict[str, str] | None = None) -> ServerProcess:
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / "models").exists():
+        (data / "models").symlink_to(models_dir, target_is_directory=True)  # tiny models built once per session
+    env = {"MMSERVE_JOBS__PROGRESS_INTERVAL_S": "0.1", "MMSERVE_USAGE_FLUSH_INTERVAL_S": "0.05", **(env or {})}
+    return ServerProcess(data, DEMO_YAML, env=env).start(wait_for=wait_for, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
+    """The demo catalog, auth off."""
+    srv = _serve(
+        tmp_path_factory.mktemp("console-open"), models_dir, ["demo-vlm", "demo-image", "demo-tts", "demo-video"]
+    )
+    yield srv
+    srv.stop()
+
+
+ADMIN_KEY = "console-admin-secret"
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
+    """The demo catalog with MMSERVE_AUTH=true and a bootstrap admin key."""
+    srv = _serve(
+        tmp_path_factory.mktemp("console-auth"),
+        models_dir,
+        ["demo-vlm"],
+        {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN_KEY, "MMSERVE_KEY_CACHE_TTL_S": "0.2"},
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (the system's: Playwright cannot download its own here)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does), or set CONSOLE_CHROMIUM.")
+    with sync_playwright() as p:
+        # launch() gives every run a fresh temporary profile (user-data-dir)
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+class ConsolePage:
+    """A page of a fresh browser context, recording what the browser logs as errors."""
+
+    def __init__(self, page: Any, base: str, name: str) -> None:
+        self.page = page
+        self.base = base
+        self.name = name
+        self.errors: list[str] = []
+        self.allowed: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def open(self, route: str) -> Any:
+        self.page.goto(f"{self.base}/console/#/{route}")
+        self.page.wait_for_selector(f"#page-{route} h1")
+        return self.page
+
+    def shot(self, label: str) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{self.name}-{label}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in self.allowed)]
+
+
+def _page(browser: Any, base: str, request: pytest.FixtureRequest) -> Iterator[ConsolePage]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=False)
+    context.set_default_timeout(60_000)
+    cp = ConsolePage(context.new_page(), base, request.node.name.replace("[", "-").rstrip("]"))
+    yield cp
+    context.close()
+
+
+@pytest.fixture
+def console(browser: Any, server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[ConsolePage]:
+    yield from _page(browser, server.url, request)
+
+
+@pytest.fixture
+def auth_console(browser: Any, auth_server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[ConsolePage]:
+    yield from _page(browser, auth_server.url, request)
