@@ -77,10 +77,9 @@ class AdminService:
         """Start loading every replica (in the background: loads take seconds to minutes)."""
         card = self.state.catalog.get(model_id, param="model_id")
         dep = self.state.runtime.deployment(card)
-        task = asyncio.create_task(dep.load_all())
+        task = dep.load_in_background()
         _loads.add(task)
         task.add_done_callback(_loaded)
-        await asyncio.sleep(0)  # let the load mark its replica as loading
         return model_entry(card, dep)
 
     async def unload(self, model_id: str) -> dict[str, Any]:
