@@ -23,6 +23,7 @@ from mmserve.control.ratelimit import Limits, RateLimiter
 from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
+ADMIN_KEY_ID = "admin"  # the key id of Settings.admin_key (it has no row in the key table)
 OPEN_PATHS = ("/health",)
 OPEN_PREFIXES = ("/v1/artifacts/",)
 
@@ -67,7 +68,7 @@ class Authenticator:
     async def _principal(self, secret: str) -> Principal | None:
         admin = self.settings.admin_key
         if admin and hmac.compare_digest(secret.encode(), admin.encode()):
-            return Principal(key_id="admin", name="admin", admin=True)
+            return Principal(key_id=ADMIN_KEY_ID, name=ADMIN_KEY_ID, admin=True)
         key = await self.keys.lookup(secret)
         if key is None:
             return None

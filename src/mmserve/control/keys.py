@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, select
@@ -108,6 +109,15 @@ class KeyStore:
             if not include_revoked:
                 q = q.where(ApiKeyRow.revoked_at.is_(None))
             return [ApiKey.of(r) for r in (await s.scalars(q)).all()]
+
+    async def names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Key id -> name for the keys among ``ids`` (revoked ones too: their usage stays)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        async with self.db.session() as s:
+            rows = (await s.execute(select(ApiKeyRow.id, ApiKeyRow.name).where(ApiKeyRow.id.in_(wanted)))).all()
+        return {r.id: r.name for r in rows}
 
     async def revoke(self, id_or_prefix: str) -> ApiKey | None:
         async with self.db.session() as s, s.begin():

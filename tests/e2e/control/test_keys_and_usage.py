@@ -253,3 +253,49 @@ def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 2 and "negative" in done.stderr
+
+
+def test_usage_per_hour_and_day_has_bucket_starts_and_key_names(env: tuple[str, Path]) -> None:
+    url, data = env
+    key = _key(data, "--name", "hourly")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    before = time.time()
+    for _ in range(2):
+        client.chat.completions.create(model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    auth = {"Authorization": f"Bearer {key}"}
+    hourly = httpx.get(url + "/v1/usage", params={"group_by": "hour", "start": before - 7200}, headers=auth).json()
+    assert hourly["group_by"] == "hour" and hourly["tz"] == "UTC"
+    assert len(hourly["buckets"]) in (3, 4) and all(b % 3600 == 0 for b in hourly["buckets"])
+    [row] = hourly["data"]
+    assert row["bucket_start"] == int(before // 3600 * 3600) or row["bucket_start"] == hourly["buckets"][-1]
+    assert (row["model"], row["requests"], row["key_name"]) == ("paid-text", 2, "hourly")
+    assert hourly["total"]["requests"] == 2 and row["cost"] == pytest.approx(hourly["total"]["cost"])
+    # period totals carry the key's name too; an admin sees every key's rows, named
+    assert httpx.get(url + "/v1/usage", headers=auth).json()["data"][0]["key_name"] == "hourly"
+    admin = {"Authorization": "Bearer admin-secret"}
+    daily = httpx.get(
+        url + "/v1/usage", params={"group_by": "day", "tz": "Asia/Kolkata", "key_id": "all"}, headers=admin
+    ).json()
+    assert daily["tz"] == "Asia/Kolkata" and len(daily["buckets"]) in (30, 31)
+    assert all((b + 5.5 * 3600) % 86400 == 0 for b in daily["buckets"])  # local midnights
+    assert "hourly" in {r["key_name"] for r in daily["data"]}
+    assert {r["bucket_start"] for r in daily["data"]} <= set(daily["buckets"])
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"group_by": "week"}, "group_by"),
+        ({"group_by": "day", "tz": "Mars/Olympus"}, "tz"),
+        ({"tz": "UTC"}, "tz"),
+        ({"group_by": "hour", "start": 0}, "group_by"),
+        ({"start": 100, "end": 50}, "end"),
+        ({"start": -1}, "start"),
+        ({"end": 1e300}, "end"),
+    ],
+)
+def test_bad_usage_queries_are_400_naming_the_parameter(env: tuple[str, Path], params: dict, param: str) -> None:
+    url, _ = env
+    r = httpx.get(url + "/v1/usage", params=params, headers={"Authorization": "Bearer admin-secret"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
