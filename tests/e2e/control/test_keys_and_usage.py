@@ -299,3 +299,38 @@ def test_bad_usage_queries_are_400_naming_the_parameter(env: tuple[str, Path], p
     r = httpx.get(url + "/v1/usage", params=params, headers={"Authorization": "Bearer admin-secret"})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_each_response_carries_its_cost_as_metered(env: tuple[str, Path]) -> None:
+    url, data = env
+    key = _key(data, "--name", "costs")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="paid-text", messages=[{"role": "user", "content": "Hello there"}], max_tokens=4
+    )
+    r = raw.parse()
+    assert r.usage is not None
+    expected = (10 * r.usage.prompt_tokens + 20 * r.usage.completion_tokens) / 1e6
+    assert float(raw.headers["x-mmserve-cost"]) == pytest.approx(expected)
+    assert "e" not in raw.headers["x-mmserve-cost"]  # a plain decimal
+    assert r.usage.model_dump()["cost"] == pytest.approx(expected)
+    chunks = list(
+        client.chat.completions.create(
+            model="paid-vlm",
+            messages=[{"role": "user", "content": "Describe"}],
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    u = chunks[-1].usage
+    assert u is not None
+    streamed = (1000 * u.prompt_tokens + 3000 * u.completion_tokens) / 1e6
+    assert u.model_dump()["cost"] == pytest.approx(streamed)
+    rows = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    assert {row["model"]: row["cost"] for row in rows} == pytest.approx({"paid-text": expected, "paid-vlm": streamed})
+    # a refused request costs nothing and says nothing about cost
+    refused = httpx.post(
+        url + "/v1/chat/completions", json={"model": "paid-text"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert refused.status_code == 400 and "x-mmserve-cost" not in refused.headers

@@ -83,6 +83,7 @@ def test_sse_stream_format(audio_server: LiveServer) -> None:
     usage = events[-1]["usage"]
     assert usage["type"] == "duration" and usage["seconds"] == pytest.approx(seconds, abs=0.1)
     assert usage["input_characters"] == len(TEXT)
+    assert usage["cost"] == pytest.approx(usage["seconds"] * 0.000015, rel=1e-3)  # the card's per_audio_second
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
@@ -102,6 +103,8 @@ def test_json_envelope_for_clients_asking_for_json(client: OpenAI, fmt: str) -> 
     if fmt == "wav":  # buffered: exact RIFF sizes
         assert int.from_bytes(audio[4:8], "little") == len(audio) - 8
     assert body["usage"]["seconds"] == pytest.approx(_seconds(audio, fmt), abs=0.1)
+    assert body["usage"]["cost"] == pytest.approx(body["usage"]["seconds"] * 0.000015, rel=1e-3)
+    assert float(raw.headers["x-mmserve-cost"]) == pytest.approx(body["usage"]["cost"])
 
 
 def test_neural_model_speaks_too(client: OpenAI) -> None:

@@ -61,6 +61,7 @@ class _Started:
     completion: list[int] = field(default_factory=list)  # tokens per choice so far
     prompt_tokens: int = 0
     metered: bool = False
+    cost: float = 0.0
 
 
 class ChatService:
@@ -87,13 +88,13 @@ class ChatService:
         """Record what the stream generated so far, once."""
         if not started.metered:
             started.metered = True
-            self.state.meter.record(
+            started.cost = self.state.meter.record(
                 started.card,
                 ENDPOINT,
                 input_tokens=started.prompt_tokens,
                 output_tokens=sum(started.completion),
                 image_tokens=started.firsts[0].image_tokens,
-            )
+            ).cost
 
     async def _complete(self, req: ChatCompletionRequest, card: ModelCard) -> dict[str, Any]:
         prepared = await prepare(self.state, req, card)
@@ -119,7 +120,7 @@ class ChatService:
         choices = [c.choice or _Choice(i, fmt.parser()) for i, c in enumerate(collected)]
         for c in choices:
             c.output.finish(c.completion_tokens)
-        prompt_tokens, completion = self._meter(card, collected)
+        prompt_tokens, completion, cost = self._meter(card, collected)
         return {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -135,7 +136,7 @@ class ChatService:
                 }
                 for c in choices
             ],
-            "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices)),
+            "usage": shaping.usage(prompt_tokens, completion, sum(c.output.reasoning_tokens for c in choices), cost),
         }
 
     async def _start(self, req: ChatCompletionRequest, card: ModelCard) -> _Started:
@@ -211,21 +212,21 @@ class ChatService:
                 self._meter_stream(started)
                 if include_usage:
                     reasoning = sum(o.reasoning_tokens for o in outputs)
-                    yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning))
+                    yield chunk([], shaping.usage(started.prompt_tokens, sum(completion), reasoning, started.cost))
             except Exception as e:
                 yield error_event(e, log, f"stream for '{card.id}'")
             finally:  # failed or the client left: what was generated is still used
                 self._meter_stream(started)
             yield "[DONE]"
 
-    def _meter(self, card: ModelCard, collected: list[_Collected]) -> tuple[int, int]:
-        """Record the request's usage; returns its prompt and completion tokens."""
+    def _meter(self, card: ModelCard, collected: list[_Collected]) -> tuple[int, int, float]:
+        """Record the request's usage; returns its prompt and completion tokens and its cost."""
         first = next((c for c in collected if c.choice is not None), _Collected())
         completion = sum(c.choice.completion_tokens for c in collected if c.choice is not None)
-        self.state.meter.record(
+        event = self.state.meter.record(
             card, ENDPOINT, input_tokens=first.prompt_tokens, output_tokens=completion, image_tokens=first.image_tokens
         )
-        return first.prompt_tokens, completion
+        return first.prompt_tokens, completion, event.cost
 
     @staticmethod
     async def _collect(engine: ChatEngine, inp: ChatInput, index: int, fmt: OutputFormat, into: _Collected) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+from mmserve.control.metering import cost_value
 
 
 def message(out: ChoiceOutput) -> dict[str, Any]:
@@ -34,13 +35,16 @@ def deltas(event: OutputEvent) -> list[dict[str, Any]]:
     return [{"tool_calls": [head]}, {"tool_calls": [body]}]
 
 
-def usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
-    return {
+def usage(prompt: int, completion: int, reasoning: int = 0, cost: float | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
+    if cost is not None:  # mmserve's extension: USD from the card's prices, as metered
+        out["cost"] = cost_value(cost)
+    return out
 
 
 def _call(call: ToolCall) -> dict[str, Any]:

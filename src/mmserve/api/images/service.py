@@ -23,6 +23,7 @@ from mmserve.api.images.sizes import SizeRules, parse_size
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
 from mmserve.control.context import principal
+from mmserve.control.metering import cost_value
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.base import ImageEngine
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -197,13 +198,14 @@ class ImagesService:
             data = [{"b64_json": b64} for b64 in await asyncio.to_thread(lambda: [_b64(b) for b in encoded])]
         count = len(encoded)
         tokens = result.prompt_tokens
-        self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
+        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
         usage = {
             "input_tokens": tokens,
             "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
             "output_tokens": 0,
             "total_tokens": tokens,
             "images": count,
+            "cost": cost_value(event.cost),  # mmserve's extension: USD from the card's prices, as metered
         }
         body: dict[str, Any] = {
             "created": int(time.time()),
