@@ -173,3 +173,36 @@ def test_an_alias_falls_back_when_its_first_speech_model_fails(client: OpenAI) -
         client.audio.speech.create(model="broken-tts", input=TEXT, voice="alloy")
     assert err.value.status_code == 503 and "'broken-tts' is unavailable" in err.value.message
     assert "missing-tts-weights" not in err.value.message  # the server's paths are not the client's business
+
+
+def test_models_list_the_loaded_engines_voices_and_each_one_speaks(client: OpenAI, audio_server: LiveServer) -> None:
+    models = httpx.get(f"{audio_server.url}/v1/models", params={"task": "speech"}).json()["data"]
+    voices = {m["id"]: m["capabilities"]["voices"] for m in models}
+    espeak = voices["demo-tts"]  # the card lists none: espeak-ng's voices and the OpenAI names it maps
+    assert {"alloy", "coral", "sage"} <= set(espeak) and len(espeak) > 50
+    native = [
+        v
+        for v in espeak
+        if v
+        not in (
+            "alloy",
+            "ash",
+            "ballad",
+            "coral",
+            "echo",
+            "fable",
+            "nova",
+            "onyx",
+            "sage",
+            "shimmer",
+            "verse",
+            "marin",
+            "cedar",
+        )
+    ]
+    for voice in (native[0], native[len(native) // 2], native[-1]):
+        audio = client.audio.speech.create(model="demo-tts", input="Bonjour", voice=voice, response_format="wav")
+        assert _seconds(audio.content, "wav") > 0.2, voice
+    assert voices["tiny-vits"][:2] == ["alloy", "ash"] and "default" in voices["tiny-vits"]
+    one = httpx.get(f"{audio_server.url}/v1/models/demo-tts").json()
+    assert one["capabilities"]["voices"] == espeak
