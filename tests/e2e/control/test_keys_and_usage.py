@@ -334,3 +334,33 @@ def test_each_response_carries_its_cost_as_metered(env: tuple[str, Path]) -> Non
         url + "/v1/chat/completions", json={"model": "paid-text"}, headers={"Authorization": f"Bearer {key}"}
     )
     assert refused.status_code == 400 and "x-mmserve-cost" not in refused.headers
+
+
+def test_the_owner_gets_signed_links_a_player_can_use_without_a_key(env: tuple[str, Path]) -> None:
+    url, data = env
+    owner_key = _key(data, "--name", "player")
+    owner = OpenAI(base_url=url + "/v1", api_key=owner_key, max_retries=0)
+    video = owner.videos.create_and_poll(
+        model="paid-video", prompt="a fox", seconds="0.5", size="64x48", extra_body={"fps": 8}
+    )
+    auth = {"Authorization": f"Bearer {owner_key}"}
+    body = httpx.get(f"{url}/v1/videos/{video.id}", headers=auth).json()
+    content, thumb = body["content_url"], body["thumbnail_url"]
+    assert owner_key not in content and "signature=" in content and "expires=" in content
+    whole = httpx.get(content)  # no key: the signature is the authorization
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert whole.content == owner.videos.download_content(video.id).read()
+    part = httpx.get(content, headers={"Range": "bytes=4-7"})  # players seek with Range
+    assert part.status_code == 206 and part.content == b"ftyp"
+    image = httpx.get(thumb)
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+    assert httpx.get(content.replace("signature=", "signature=0")).status_code == 403
+    expires = int(content.split("expires=")[1].split("&")[0])
+    assert expires - time.time() <= 3600 + 5  # short-lived: the link TTL, never longer
+    # others still see nothing; jobs not completed have no links yet
+    other = {"Authorization": f"Bearer {_key(data)}"}
+    assert httpx.get(f"{url}/v1/videos/{video.id}", headers=other).status_code == 404
+    queued = owner.videos.create(model="paid-video", prompt="a cat", seconds="0.5", size="64x48", extra_body={"fps": 8})
+    early = httpx.get(f"{url}/v1/videos/{queued.id}", headers=auth).json()
+    assert early["status"] == "completed" or early["content_url"] is None
+    assert httpx.get(url + "/health").json()["auth"] is True
