@@ -346,6 +346,7 @@ def test_the_owner_gets_signed_links_a_player_can_use_without_a_key(env: tuple[s
     auth = {"Authorization": f"Bearer {owner_key}"}
     body = httpx.get(f"{url}/v1/videos/{video.id}", headers=auth).json()
     content, thumb = body["content_url"], body["thumbnail_url"]
+    assert body["usage"] == {"video_seconds": 0.5, "cost": 0.25}  # 0.5 s at $0.5 a second, as billed
     assert owner_key not in content and "signature=" in content and "expires=" in content
     whole = httpx.get(content)  # no key: the signature is the authorization
     assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
@@ -362,5 +363,5 @@ def test_the_owner_gets_signed_links_a_player_can_use_without_a_key(env: tuple[s
     assert httpx.get(f"{url}/v1/videos/{video.id}", headers=other).status_code == 404
     queued = owner.videos.create(model="paid-video", prompt="a cat", seconds="0.5", size="64x48", extra_body={"fps": 8})
     early = httpx.get(f"{url}/v1/videos/{queued.id}", headers=auth).json()
-    assert early["status"] == "completed" or early["content_url"] is None
+    assert early["status"] == "completed" or (early["content_url"] is None and early["usage"] is None)
     assert httpx.get(url + "/health").json()["auth"] is True

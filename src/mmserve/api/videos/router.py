@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from mmserve.api.artifacts.files import file_response
 from mmserve.api.state import AppState, get_state
+from mmserve.api.videos.metering import video_usage
 from mmserve.api.videos.protocol import openapi_body, read_create_request
 from mmserve.api.videos.service import Variant, VideoService
 from mmserve.api.videos.views import POLL_HEADER, generation_object, poll_after_ms, video_list, video_object
@@ -70,7 +71,7 @@ async def retrieve_video(
     urls = service.signed_urls(job, public_base_url(request, state.settings)) or {}
     # signed links for players (<video src> cannot send a key; they support Range): null until completed
     links = {"content_url": urls.get("url"), "thumbnail_url": urls.get("thumbnail_url")}
-    return _job_response(state, job, {**video_object(job), **links})
+    return _job_response(state, job, {**video_object(job), **links, "usage": video_usage(state, job)})
 
 
 @router.delete("/v1/videos/{video_id}")
