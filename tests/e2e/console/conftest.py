@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import sync_playwright
 
 from tests.helpers.process import ServerProcess
@@ -39,12 +40,14 @@ SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", "test-results/console"))
 EXPECTED_401 = "the server responded with a status of 401"
 
 
-def _serve(data: Path, models_dir: Path, wait_for: list[str], env: dict[str, str] | None = None) -> ServerProcess:
+def _serve(
+    data: Path, models_dir: Path, wait_for: list[str], env: dict[str, str] | None = None, catalog: Path = DEMO_YAML
+) -> ServerProcess:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "models").exists():
         (data / "models").symlink_to(models_dir, target_is_directory=True)  # tiny models built once per session
     env = {"MMSERVE_JOBS__PROGRESS_INTERVAL_S": "0.1", "MMSERVE_USAGE_FLUSH_INTERVAL_S": "0.05", **(env or {})}
-    return ServerProcess(data, DEMO_YAML, env=env).start(wait_for=wait_for, timeout=300)
+    return ServerProcess(data, catalog, env=env).start(wait_for=wait_for, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +63,22 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
 ADMIN_KEY = "console-admin-secret"
 
 
+AUTH_MODELS = ("demo-vlm", "demo-tts")  # what the auth tests use: a smaller catalog starts sooner
+
+
 @pytest.fixture(scope="session")
 def auth_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
-    """The demo catalog with MMSERVE_AUTH=true and a bootstrap admin key."""
+    """Two demo models with MMSERVE_AUTH=true and a bootstrap admin key."""
+    data = tmp_path_factory.mktemp("console-auth")
+    demo = yaml.safe_load(DEMO_YAML.read_text())["models"]
+    catalog = data / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump({"models": [c for c in demo if c["id"] in AUTH_MODELS]}))
     srv = _serve(
-        tmp_path_factory.mktemp("console-auth"),
+        data,
         models_dir,
-        ["demo-vlm"],
+        list(AUTH_MODELS),
         {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN_KEY, "MMSERVE_KEY_CACHE_TTL_S": "0.2"},
+        catalog,
     )
     yield srv
     srv.stop()

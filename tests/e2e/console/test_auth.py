@@ -40,11 +40,16 @@ def _chat(server: ServerProcess, key: str) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_a_wrong_key_is_refused(auth_console: ConsolePage) -> None:
+def test_the_sign_in_form_comes_without_a_401_and_a_wrong_key_is_refused(auth_console: ConsolePage) -> None:
     page = auth_console.page
-    auth_console.allowed.append(EXPECTED_401)
+    statuses: list[tuple[str, int]] = []
+    page.on("response", lambda r: statuses.append((r.url, r.status)))
     page.goto(f"{auth_console.base}/console/")
     page.wait_for_selector("form.signin")
+    # the console asked /health whether a key is needed: nothing was refused, nothing logged
+    assert any(u.endswith("/health") for u, _ in statuses) and all(code < 400 for _, code in statuses)
+    assert auth_console.unexpected_errors() == []
+    auth_console.allowed.append(EXPECTED_401)  # the wrong key's refusal, which the browser logs
     _sign_in(auth_console, "mms-not-a-real-key")
     page.wait_for_selector("form.signin .error")
     assert "Invalid API key" in page.locator("form.signin .error").inner_text()
@@ -61,7 +66,6 @@ def test_a_key_sees_only_its_models_and_its_usage(auth_console: ConsolePage, aut
     _chat(auth_server, mine["key"])
     _chat(auth_server, other["key"])
     page = auth_console.page
-    auth_console.allowed.append(EXPECTED_401)  # the first visit asks the API without a key
     requests: list[tuple[str, str | None]] = []
     page.goto(f"{auth_console.base}/console/#/catalog")
     page.wait_for_selector("form.signin")
@@ -83,9 +87,19 @@ def test_a_key_sees_only_its_models_and_its_usage(auth_console: ConsolePage, aut
     ]
     page.goto(f"{auth_console.base}/console/#/usage")
     page.wait_for_selector("table.usage tbody tr")
-    keys = page.locator("table.usage tbody td:first-child").all_inner_texts()
-    assert keys and set(keys) == {mine["id"]}
-    assert other["id"] not in page.locator("main").inner_text()
+    rows = page.locator("table.usage tbody tr")
+    assert {rows.nth(i).get_attribute("data-key") for i in range(rows.count())} == {mine["id"]}
+    assert rows.first.locator("td").first.inner_text().startswith("team-a")  # the key's name, from the API
+    assert other["id"] not in page.locator("main").inner_text() and "team-b" not in page.locator("main").inner_text()
+    # the charts: one bar (this hour, or today) per chart for the one model used
+    assert page.locator(".charts svg rect").count() == 2
+    assert page.locator(".legend").inner_text().strip() == "demo-vlm"
+    page.select_option("select[name=range]", "24h")
+    page.wait_for_function(
+        "() => document.querySelector('.charts svg')?.getAttribute('aria-label') === 'cost per hour'"
+    )
+    assert page.locator(".charts svg rect").count() == 2
+    assert "1" in page.locator("table.usage tbody tr td.num").first.inner_text()
     auth_console.shot("own-usage")
     # the key travels in the Authorization header of API calls only: never in a URL or local storage
     assert all(mine["key"] not in url for url, _ in requests)
@@ -98,7 +112,6 @@ def test_a_key_sees_only_its_models_and_its_usage(auth_console: ConsolePage, aut
 
 def test_an_admin_creates_a_key_sees_its_secret_once_and_revokes_it(auth_console: ConsolePage) -> None:
     page = auth_console.page
-    auth_console.allowed.append(EXPECTED_401)  # the first visit asks the API without a key
     _sign_in(auth_console, ADMIN_KEY)
     page.wait_for_selector("#page-catalog h1")
     page.goto(f"{auth_console.base}/console/#/keys")

@@ -117,6 +117,7 @@ def test_image_is_generated_shown_and_edited_with_a_painted_mask(console: Consol
 def test_speech_plays(console: ConsolePage, fmt: str, stream: bool) -> None:
     page = console.open("speech")
     page.select_option("select[name=model]", "demo-tts")
+    assert page.locator("datalist#voices option").count() > 50  # espeak-ng's voices, from /v1/models
     page.select_option("select[name=response_format]", fmt)
     page.locator("input[name=stream]").set_checked(stream)
     page.click("button:text('Speak')")
@@ -156,6 +157,11 @@ def test_transcription_shows_segments_with_times(console: ConsolePage, server: S
 
 def test_video_progress_moves_and_the_video_plays(console: ConsolePage) -> None:
     page = console.open("video")
+    media: list[tuple[str, int, str | None]] = []
+    page.on(
+        "response",
+        lambda r: "/v1/artifacts/" in r.url and media.append((r.url, r.status, r.request.headers.get("authorization"))),
+    )
     page.select_option("select[name=model]", "demo-video")
     page.select_option("select[name=seconds]", "4")
     page.select_option("select[name=size]", "256x256")
@@ -170,7 +176,12 @@ def test_video_progress_moves_and_the_video_plays(console: ConsolePage) -> None:
     video = page.locator("video.player").evaluate("v => [v.duration, v.videoWidth, v.videoHeight]")
     assert abs(video[0] - 4.0) < 0.3 and video[1:] == [256, 256]
     assert page.locator("img.thumb-lg").evaluate("i => i.naturalWidth") == 256
-    assert _stats(page)["cost"] == "$0.0400"
+    assert _stats(page)["cost"] == "$0.0400"  # the server's usage.cost: 4 s at $0.01
+    # the player streams the signed link itself (Range requests, 206), with no key and no blob copy
+    src = page.locator("video.player").evaluate("v => v.currentSrc")
+    assert "/v1/artifacts/" in src and "signature=" in src
+    assert any(u == src and status == 206 for u, status, _ in media), media
+    assert all(auth is None for _, _, auth in media)
     console.shot("played")
     assert console.unexpected_errors() == []
 

@@ -1,5 +1,5 @@
 // The console shell: sign-in, navigation and hash routing; each page is its own lazily loaded module.
-import { api, auth, whoami } from './lib/api.js';
+import { api, auth, needsKey, whoami } from './lib/api.js';
 import { clear, errorBox, field, h } from './lib/ui.js';
 
 const PAGES = [
@@ -18,6 +18,7 @@ async function refreshModels() {
 
 async function boot() {
   try {
+    if (!auth.key && (await needsKey())) return signIn(null);
     await refreshModels();
     ctx.me = await whoami();
   } catch (e) {

@@ -81,24 +81,17 @@ export async function* sse(res) {
   }
 }
 
-// The cost of one request from the card's prices (the server meters the same formula).
-export function costOf(pricing, u) {
-  if (!pricing || !u) return null;
-  return (pricing.input_per_1m_tokens * (u.input_tokens || 0) + pricing.output_per_1m_tokens * (u.output_tokens || 0)) / 1e6
-    + pricing.per_image * (u.images || 0) + pricing.per_audio_second * (u.audio_seconds || 0)
-    + pricing.per_video_second * (u.video_seconds || 0);
+// The cost of a request as the server metered it: the x-mmserve-cost header, else usage.cost.
+export function costOf(res, usage) {
+  const header = res?.headers?.get('x-mmserve-cost');
+  if (header != null) return +header;
+  return typeof usage?.cost === 'number' ? usage.cost : null;
 }
 
-// Who the key is: GET /v1/me where the server has it; else the anonymous admin (auth off) or a probe.
-export async function whoami() {
-  try { return await api.get('v1/me'); } catch (e) { if (e.status !== 404) throw e; }
-  if (!auth.key) return { key_id: null, name: 'anonymous', admin: true, models: null };
-  try {
-    await api.get('v1/usage?key_id=all&start=0&end=1');
-    return { key_id: null, name: 'admin', admin: true, models: null };
-  } catch (e) {
-    if (e.status !== 403) throw e;
-    const u = await api.get('v1/usage?start=0&end=1');
-    return { key_id: u.key_id, name: u.key_id, admin: false, models: null };
-  }
+// Whether this server needs a key (GET /health is open): asked first, so no 401 is provoked.
+export async function needsKey() {
+  return !!(await (await fetch(url('health'))).json()).auth;
 }
+
+// Who the key is (auth off: the anonymous admin).
+export const whoami = () => api.get('v1/me');

@@ -99,7 +99,7 @@ export function requestPanel() {
 
 // Usage and cost as the stats row shows them.
 export function usageStats(u, cost) {
-  const parts = Object.entries(u || {}).filter(([k, v]) => typeof v === 'number' && !/^(type)$/.test(k)).map(([k, v]) => `${k.replace(/_/g, ' ')} ${fmt.num(v)}`);
+  const parts = Object.entries(u || {}).filter(([k, v]) => typeof v === 'number' && !/^(type|cost)$/.test(k)).map(([k, v]) => `${k.replace(/_/g, ' ')} ${fmt.num(v)}`);
   return { usage: parts.join(', ') || '–', cost: fmt.usd(cost) };
 }
 

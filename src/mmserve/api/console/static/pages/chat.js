@@ -96,9 +96,8 @@ export async function render(root, ctx) {
     try {
       const r = await runChat(body, { signal: abort.signal, onDelta: (m) => { view.update(m, false); log.scrollTop = log.scrollHeight; } });
       view.update(r.message, true);
-      const card = ctx.models.find((m) => m.id === r.model);
       const u = chatUsage(r.usage);
-      panel.stats({ model: r.model, route: r.route, latency: fmt.ms(r.ms), 'first token': r.ttft != null ? fmt.ms(r.ttft) : null, finish: r.finish, ...usageStats(r.usage && { ...u, reasoning_tokens: r.usage.completion_tokens_details?.reasoning_tokens }, costOf(card?.pricing, u)) });
+      panel.stats({ model: r.model, route: r.route, latency: fmt.ms(r.ms), 'first token': r.ttft != null ? fmt.ms(r.ttft) : null, finish: r.finish, ...usageStats(r.usage && { ...u, reasoning_tokens: r.usage.completion_tokens_details?.reasoning_tokens }, costOf(null, r.usage)) });
       panel.response(r.raw);
       history.push(user, { role: 'assistant', content: r.message.content || null, ...(r.message.tool_calls.length ? { tool_calls: r.message.tool_calls } : {}) });
       prompt.value = '';

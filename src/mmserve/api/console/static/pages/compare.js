@@ -36,13 +36,12 @@ export async function render(root, ctx) {
       const stats = h('dl', { class: 'stats' }, h('div', {}, h('dt', {}, 'status'), h('dd', {}, 'sending…')));
       const col = h('section', { class: 'card col', 'data-model': body.model }, h('h2', {}, body.model), stats, text);
       col.run = async () => {
-        const card = ctx.models.find((m) => m.id === body.model);
         try {
           const r = await runChat(body, { onDelta: (m) => { text.textContent = m.content; } });
           text.textContent = prettyIfJson(r.message.content) ?? r.message.content;
           if (r.message.tool_calls.length) text.append(h('pre', { class: 'code' }, prettyCalls(r.message.tool_calls)));
           const u = chatUsage(r.usage);
-          const rows = { latency: fmt.ms(r.ms), 'first token': fmt.ms(r.ttft), tokens: u ? `${u.input_tokens} in / ${u.output_tokens} out` : '–', cost: fmt.usd(costOf(card?.pricing, u)), finish: r.finish };
+          const rows = { latency: fmt.ms(r.ms), 'first token': fmt.ms(r.ttft), tokens: u ? `${u.input_tokens} in / ${u.output_tokens} out` : '–', cost: fmt.usd(costOf(null, r.usage)), finish: r.finish };
           clear(stats, Object.entries(rows).map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', { 'data-stat': k }, v))));
           col.classList.add('done');
         } catch (e) {

@@ -86,26 +86,26 @@ export async function render(root, ctx) {
     out));
 
   async function spec() {
-    const card = model.card();
     const common = { model: model.value, prompt: prompt.value, n: +n.value, size: size.value, quality: quality.value, output_format: outFormat.value, ...(seed.value ? { seed: +seed.value } : {}) };
     if (mode.value === 'generate') {
-      return { card, spec: { path: 'v1/images/generations', json: common, sdk: { fn: 'client.images.generate', known: SDK.images, tail: SAVE } } };
+      return { path: 'v1/images/generations', json: common, sdk: { fn: 'client.images.generate', known: SDK.images, tail: SAVE } };
     }
     const src = paint.source;
     if (!src) throw new Error('Choose an image to edit (or "Edit" one you generated).');
     const mask = await paint.mask();
     const form = [['image', src.blob, src.name], ...(mask ? [['mask', mask, 'mask.png']] : []), ...Object.entries(common), ['strength', +strength.value]];
-    return { card, spec: { path: 'v1/images/edits', form, sdk: { fn: 'client.images.edit', known: SDK.images, tail: SAVE } } };
+    return { path: 'v1/images/edits', form, sdk: { fn: 'client.images.edit', known: SDK.images, tail: SAVE } };
   }
 
   async function run() {
     clear(errors);
     go.disabled = true;
     try {
-      const { card, spec: s } = await spec();
+      const s = await spec();
       panel.request(s);
       const t0 = performance.now();
-      const data = await (await send(s)).json();
+      const res = await send(s);
+      const data = await res.json();
       const ms = performance.now() - t0;
       const type = `image/${data.output_format || 'png'}`;
       clear(out, data.data.map((d, i) => {
@@ -117,7 +117,7 @@ export async function render(root, ctx) {
             h('button', { type: 'button', class: 'link', onclick: () => { mode.value = 'edit'; sync(); go.textContent = 'Edit'; paint.load(blob, `image_${i}.png`); } }, 'edit')));
       }));
       const u = data.usage || {};
-      panel.stats({ latency: fmt.ms(ms), size: data.size, ...usageStats(u, costOf(card?.pricing, { input_tokens: u.input_tokens, output_tokens: u.output_tokens, images: u.images ?? data.data.length })) });
+      panel.stats({ latency: fmt.ms(ms), size: data.size, ...usageStats(u, costOf(res, u)) });
       panel.response(data);
     } catch (e) {
       panel.stats({ status: `error ${e.status || ''}` });

@@ -59,6 +59,7 @@ export async function render(root, ctx) {
   const model = modelSelect(ctx, 'speech');
   const voices = h('datalist', { id: 'voices' });
   const voice = h('input', { name: 'voice', list: 'voices', value: 'sage' });
+  const voiceCount = h('small', { class: 'muted voices' });
   const format = select(Object.keys(TYPES), 'mp3', { name: 'response_format' });
   const speed = h('input', { type: 'range', name: 'speed', min: 0.25, max: 4, step: 0.05, value: '1' });
   const speedOut = h('output', {}, '1.00×');
@@ -69,19 +70,23 @@ export async function render(root, ctx) {
   const errors = h('div');
   const panel = requestPanel();
   const go = h('button', { type: 'submit' }, 'Speak');
-  const fillVoices = () => clear(voices, [...new Set([...(model.card()?.capabilities.voices || []), ...VOICES])].map((v) => h('option', { value: v })));
+  // the loaded engine's voices (GET /v1/models); OpenAI's names while the model lists none (not loaded yet)
+  const fillVoices = () => {
+    const list = model.card()?.capabilities.voices || [];
+    clear(voices, (list.length ? list : VOICES).map((v) => h('option', { value: v })));
+    voiceCount.textContent = list.length ? `${list.length} voices` : '';
+  };
   model.addEventListener('change', fillVoices); fillVoices();
 
   root.append(h('h1', {}, 'Speech'), h('div', { class: 'split' },
     h('div', {}, h('form', { class: 'card', onsubmit: (e) => { e.preventDefault(); run(); } },
-      h('div', { class: 'row' }, field('Model', model), field('Voice', voice), voices, field('Format', format), h('label', { class: 'check' }, stream, ' stream')),
+      h('div', { class: 'row' }, field('Model', model), field('Voice', voice, voiceCount), voices, field('Format', format), h('label', { class: 'check' }, stream, ' stream')),
       field('Speed', h('span', { class: 'inline' }, speed, speedOut)), field('Text', input), h('div', { class: 'actions' }, go)), errors, panel.el),
     h('div', { class: 'card' }, h('h2', {}, 'Player'), audio)));
 
   async function run() {
     clear(errors);
     go.disabled = true;
-    const card = model.card();
     const fmtName = format.value;
     const body = { model: model.value, input: input.value, voice: voice.value, response_format: fmtName, speed: +speed.value };
     if (stream.checked) body.stream_format = 'sse';
@@ -120,7 +125,7 @@ export async function render(root, ctx) {
         }
         panel.response(`${chunks.length} speech.audio.delta events (${chunks.reduce((a, c) => a + c.length, 0)} bytes), then speech.audio.done:\n${JSON.stringify(usage, null, 2)}`);
       }
-      panel.stats({ latency: fmt.ms(performance.now() - t0), 'first audio': first != null ? fmt.ms(first) : null, ...usageStats(usage, costOf(card?.pricing, { audio_seconds: usage?.seconds })) });
+      panel.stats({ latency: fmt.ms(performance.now() - t0), 'first audio': first != null ? fmt.ms(first) : null, ...usageStats(usage, costOf(null, usage)) });
     } catch (e) {
       panel.stats({ status: `error ${e.status || ''}` });
       errors.append(errorBox(e));

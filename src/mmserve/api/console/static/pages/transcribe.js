@@ -57,7 +57,6 @@ export async function render(root, ctx) {
   async function run() {
     clear(errors);
     if (!audio) return errors.append(errorBox({ message: 'Choose an audio file or record one first.' }));
-    const card = model.card();
     const form = [['file', audio.blob, audio.name], ['model', model.value], ['response_format', format.value]];
     if (language.value) form.push(['language', language.value]);
     if (format.value === 'verbose_json') for (const [box, g] of [[seg, 'segment'], [word, 'word']]) if (box.checked) form.push(['timestamp_granularities[]', g]);
@@ -90,7 +89,7 @@ export async function render(root, ctx) {
         text.textContent = data;
       }
       const seconds = data?.usage?.seconds ?? data?.duration;
-      panel.stats({ latency: fmt.ms(performance.now() - t0), 'first text': first != null ? fmt.ms(first) : null, ...usageStats(data?.usage || (seconds ? { seconds } : null), seconds != null ? costOf(card?.pricing, { audio_seconds: seconds }) : null) });
+      panel.stats({ latency: fmt.ms(performance.now() - t0), 'first text': first != null ? fmt.ms(first) : null, ...usageStats(data?.usage || (seconds ? { seconds } : null), costOf(res, data?.usage)) });
       panel.response(data);
     } catch (e) {
       panel.stats({ status: `error ${e.status || ''}` });

@@ -1,34 +1,20 @@
-// Usage per key and model over time: GET /v1/usage totals, and one query per time bucket for the charts
-// (the endpoint has no time grouping yet; see NOTES.md).
+// Usage per key and model over time: GET /v1/usage?group_by=hour|day in the browser's time zone
+// for the charts, and the period's totals per key and model for the table.
 import { api } from '../lib/api.js';
 import { barChart, legend } from '../lib/chart.js';
 import { clear, errorBox, field, fmt, h, select } from '../lib/ui.js';
 
-const RANGES = { '24h': [24, 3600], '7d': [7, 86400], '30d': [30, 86400] };
+const RANGES = { '24h': [24, 'hour'], '7d': [7, 'day'], '30d': [30, 'day'] };
 const COLS = [['requests', 'requests'], ['input_tokens', 'input tok'], ['output_tokens', 'output tok'], ['images', 'images'], ['audio_seconds', 'audio s'], ['video_seconds', 'video s'], ['cost', 'cost']];
+const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
-function buckets(range) {
-  const [n, step] = RANGES[range];
-  const now = Date.now() / 1000;
-  const d = new Date();
-  step === 3600 ? d.setMinutes(0, 0, 0) : d.setHours(0, 0, 0, 0);
-  const last = d.getTime() / 1000;
-  return Array.from({ length: n }, (_, i) => {
-    const start = last - (n - 1 - i) * step;
-    const t = new Date(start * 1000);
-    return { start, end: Math.min(start + step, now + 1), label: step === 3600 ? `${t.getHours()}h` : `${t.getMonth() + 1}/${t.getDate()}` };
-  });
+function label(start, groupBy) {
+  const t = new Date(start * 1000);
+  return groupBy === 'hour' ? `${t.getHours()}h` : `${t.getMonth() + 1}/${t.getDate()}`;
 }
 
 // Short tick labels: $0.25, $2.5e-6.
 const tickUsd = (v) => (v === 0 ? '$0' : v >= 0.01 ? `$${+v.toFixed(2)}` : `$${v.toExponential(1).replace('.0e', 'e')}`);
-
-async function pool(items, n, fn) {
-  const out = new Array(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (next < items.length) { const i = next++; out[i] = await fn(items[i]); } }));
-  return out;
-}
 
 export async function render(root, ctx) {
   const range = select(Object.keys(RANGES), '7d', { name: 'range' });
@@ -42,30 +28,45 @@ export async function render(root, ctx) {
   if (ctx.me.admin) api.get('v1/admin/keys').then((r) => keys.append(...r.data.map((k) => h('option', { value: k.id }, k.name)))).catch(() => {});
 
   async function load() {
-    const q = (start, end) => {
-      const p = new URLSearchParams({ start, end });
-      if (model.value) p.set('model', model.value);
-      if (ctx.me.admin) p.set('key_id', key.value || 'all');
-      return `v1/usage?${p}`;
-    };
+    const [n, groupBy] = RANGES[range.value];
+    const first = new Date(); // the start of the first local hour or day shown
+    if (groupBy === 'hour') first.setHours(first.getHours() - (n - 1), 0, 0, 0);
+    else first.setHours(0, 0, 0, 0), first.setDate(first.getDate() - (n - 1));
+    const p = new URLSearchParams({ start: first.getTime() / 1000, group_by: groupBy, tz: TZ });
+    if (model.value) p.set('model', model.value);
+    if (ctx.me.admin) p.set('key_id', key.value || 'all');
     clear(out, h('p', { class: 'muted' }, 'Loading…'));
     try {
-      const bs = buckets(range.value);
-      const [total, series] = await Promise.all([api.get(q(bs[0].start, bs.at(-1).end)), pool(bs, 4, (b) => api.get(q(b.start, b.end)))]);
-      const models = [...new Set(total.data.map((r) => r.model))];
-      const per = (col) => models.map((m) => ({ name: m, values: series.map((s) => s.data.filter((r) => r.model === m).reduce((a, r) => a + r[col], 0)) }));
-      const labels = bs.map((b) => b.label);
+      const series = await api.get(`v1/usage?${p}`);
+      const models = [...new Set(series.data.map((r) => r.model))].sort();
+      const at = new Map(series.buckets.map((b, i) => [b, i]));
+      const per = (col) => models.map((m) => {
+        const values = series.buckets.map(() => 0);
+        for (const r of series.data) if (r.model === m) values[at.get(r.bucket_start)] += r[col];
+        return { name: m, values };
+      });
+      const rows = new Map(); // the table: the period's sums per key and model
+      for (const r of series.data) {
+        const k = `${r.key_id} ${r.model}`;
+        if (!rows.has(k)) rows.set(k, { ...r, ...Object.fromEntries(COLS.map(([c]) => [c, 0])) });
+        for (const [c] of COLS) rows.get(k)[c] += r[c];
+      }
+      const table = [...rows.values()].sort((a, b) => `${a.key_name ?? ''}${a.model}`.localeCompare(`${b.key_name ?? ''}${b.model}`));
+      const labels = series.buckets.map((b) => label(b, groupBy));
+      const cell = (c, v, tag = 'td') => h(tag, { class: 'num' }, c === 'cost' ? fmt.usd(v) : fmt.num(v));
       clear(out,
-        h('p', { class: 'muted' }, `Key: ${total.key_id ?? 'anonymous'} · ${fmt.time(total.start)} – ${fmt.time(Math.min(total.end, Date.now() / 1000))}`),
+        h('p', { class: 'muted' }, `Key: ${series.key_id ?? 'anonymous'} · ${fmt.time(series.buckets[0])} – ${fmt.time(Math.min(series.end, Date.now() / 1000))} · ${series.tz}`),
         h('div', { class: 'charts' },
-          h('figure', { class: 'card' }, h('figcaption', {}, 'Cost (USD)'), barChart({ labels, series: per('cost'), format: tickUsd, title: 'cost per bucket' })),
-          h('figure', { class: 'card' }, h('figcaption', {}, 'Requests'), barChart({ labels, series: per('requests'), format: (v) => fmt.num(v), integer: true, title: 'requests per bucket' }))),
+          h('figure', { class: 'card' }, h('figcaption', {}, 'Cost (USD)'), barChart({ labels, series: per('cost'), format: tickUsd, title: `cost per ${groupBy}` })),
+          h('figure', { class: 'card' }, h('figcaption', {}, 'Requests'), barChart({ labels, series: per('requests'), format: (v) => fmt.num(v), integer: true, title: `requests per ${groupBy}` }))),
         legend(models),
         h('div', { class: 'scroll' }, h('table', { class: 'grid usage' },
           h('thead', {}, h('tr', {}, h('th', {}, 'key'), h('th', {}, 'model'), COLS.map(([, t]) => h('th', { class: 'num' }, t)))),
-          h('tbody', {}, total.data.map((r) => h('tr', {}, h('td', { class: 'mono' }, r.key_id ?? '–'), h('td', {}, r.model), COLS.map(([c]) => h('td', { class: 'num' }, c === 'cost' ? fmt.usd(r[c]) : fmt.num(r[c])))))),
-          h('tfoot', {}, h('tr', {}, h('th', { colspan: 2 }, 'total'), COLS.map(([c]) => h('th', { class: 'num' }, c === 'cost' ? fmt.usd(total.total[c]) : fmt.num(total.total[c]))))))),
-        total.data.length ? null : h('p', { class: 'muted' }, 'No usage in this range.'));
+          h('tbody', {}, table.map((r) => h('tr', { 'data-key': r.key_id ?? '' },
+            h('td', { title: r.key_id ?? '' }, r.key_name || r.key_id || '–', r.key_id ? h('small', { class: 'muted mono' }, ` ${r.key_id}`) : null),
+            h('td', {}, r.model), COLS.map(([c]) => cell(c, r[c]))))),
+          h('tfoot', {}, h('tr', {}, h('th', { colspan: 2 }, 'total'), COLS.map(([c]) => cell(c, series.total[c], 'th')))))),
+        series.data.length ? null : h('p', { class: 'muted' }, 'No usage in this range.'));
     } catch (e) { clear(out, errorBox(e)); }
   }
   load();

@@ -4,8 +4,6 @@ import { SDK } from '../lib/snippets.js';
 import { clear, errorBox, field, fileToDataURL, fmt, h, modelSelect, requestPanel, select, usageStats } from '../lib/ui.js';
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-// Media is fetched with the key and shown from a blob: a <video src> could not carry the header.
-const blobURL = async (path) => URL.createObjectURL(await (await send({ path })).blob());
 
 export async function render(root, ctx) {
   const model = modelSelect(ctx, 'video-generation');
@@ -79,14 +77,14 @@ export async function render(root, ctx) {
     }
     if (job.status === 'failed') throw Object.assign(new Error(job.error?.message || 'The job failed.'), { code: job.error?.code });
     if (job.status !== 'completed') return;
-    thumb.src = await blobURL(`v1/videos/${job.id}/content?variant=thumbnail`);
+    if (!job.content_url) job = await api.get(`v1/videos/${job.id}`); // a listed job: the links come with GET
+    // signed, short-lived links (no key in them): the player streams and seeks with Range requests
+    thumb.src = job.thumbnail_url;
     thumb.hidden = false;
-    player.src = await blobURL(`v1/videos/${job.id}/content`);
+    player.src = job.content_url;
     player.hidden = false;
     player.play().catch(() => {});
-    const card = ctx.models.find((m) => m.id === job.model);
-    const vs = +job.seconds;
-    panel.stats({ latency: fmt.ms(performance.now() - t0), 'server time': job.completed_at ? `${job.completed_at - job.created_at} s` : null, ...usageStats({ video_seconds: vs }, costOf(card?.pricing, { video_seconds: vs })) });
+    panel.stats({ latency: fmt.ms(performance.now() - t0), 'server time': job.completed_at ? `${job.completed_at - job.created_at} s` : null, ...usageStats(job.usage, costOf(null, job.usage)) });
     panel.response(job);
   }
 
