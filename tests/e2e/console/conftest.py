@@ -113,10 +113,11 @@ class ConsolePage:
         self.page.wait_for_selector(f"#page-{route} h1")
         return self.page
 
-    def shot(self, label: str) -> Path:
+    def shot(self, label: str, *, full_page: bool = True) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.evaluate("() => window.scrollTo(0, 0)")  # else the sticky header lands mid-page
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def unexpected_errors(self) -> list[str]:

@@ -53,7 +53,11 @@ def test_catalog_filters_and_compares_models(console: ConsolePage) -> None:
     table = page.locator(".compare-models table")
     assert table.locator("thead th").all_inner_texts()[1:] == ["demo-vlm", "demo-tools", "demo-image"]
     assert table.locator("tr.diff").count() > 5  # differing fields are marked
-    console.shot("compare")
+    price = table.locator("tr", has=page.locator("th:text-is('pricing.per_image')")).locator("td")
+    assert price.all_inner_texts() == ["0", "0", "0.002"]
+    console.shot("compare", full_page=False)
+    # a long list (espeak-ng's voices) is shortened, with its length
+    assert "in all)" in page.locator('article[data-model="demo-tts"] .pills').inner_text()
     assert console.unexpected_errors() == []
 
 

@@ -25,7 +25,7 @@ export const fmt = {
   ms: (ms) => (ms == null ? '–' : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`),
   usd: (v) => (v == null ? '–' : v === 0 ? '$0' : v < 0.01 ? `$${v.toPrecision(2)}` : `$${v.toFixed(4)}`),
   price: (v) => (v ? `$${+v.toPrecision(4)}` : '–'),
-  num: (v) => (v == null ? '–' : Number.isInteger(v) ? v.toLocaleString('en') : (+v.toFixed(2)).toLocaleString('en')),
+  num: (v) => (v == null ? '–' : Number.isInteger(v) ? v.toLocaleString('en') : Math.abs(v) >= 1 ? (+v.toFixed(2)).toLocaleString('en') : String(+v.toPrecision(3))), // 0.002 stays 0.002
   sec: (s) => (s == null ? '–' : `${(+s).toFixed(2)} s`),
   time: (t) => new Date(t * 1000).toLocaleString(),
 };

@@ -3,7 +3,9 @@ import { clear, field, fmt, h, select } from '../lib/ui.js';
 
 const CAPS = ['vision', 'tools', 'reasoning', 'edits', 'translation', 'image_to_video'];
 const PRICES = { input_per_1m_tokens: 'in / 1M tok', output_per_1m_tokens: 'out / 1M tok', per_image: 'image', per_audio_second: 'audio s', per_video_second: 'video s' };
-const show = (v) => (v == null || v === '' ? '–' : Array.isArray(v) ? (v.length ? v.join(', ') : '–') : typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'number' ? fmt.num(v) : String(v));
+// A long list (espeak-ng has ~130 voices) shows its first items and its length.
+const list = (v) => (v.length > 12 ? `${v.slice(0, 8).join(', ')} … (${v.length} in all)` : v.join(', '));
+const show = (v) => (v == null || v === '' ? '–' : Array.isArray(v) ? (v.length ? list(v) : '–') : typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'number' ? fmt.num(v) : String(v));
 
 export const badge = (state) => h('span', { class: `badge s-${state || 'none'}`, 'data-state': state || '' }, state || 'n/a');
 
@@ -11,7 +13,7 @@ function caps(m) {
   const c = m.capabilities;
   const out = CAPS.filter((k) => c[k]).map((k) => k.replace(/_/g, ' '));
   if (m.task === 'chat') out.push(`${fmt.num(c.context_length)} ctx`, c.vision ? `${c.max_images} images` : null);
-  for (const k of ['sizes', 'fps', 'durations', 'voices', 'languages']) if (c[k]?.length) out.push(`${k}: ${c[k].join(', ')}`);
+  for (const k of ['sizes', 'fps', 'durations', 'voices', 'languages']) if (c[k]?.length) out.push(`${k}: ${list(c[k])}`);
   for (const k of ['tool_call_format', 'reasoning_format']) if (c[k]) out.push(`${k.split('_')[0]}: ${c[k]}`);
   return out.filter(Boolean);
 }
@@ -43,12 +45,17 @@ function card(m, picked, onPick) {
     h('label', { class: 'pick' }, h('input', { type: 'checkbox', checked: picked.has(m.id), disabled: !picked.has(m.id) && picked.size >= 4, onchange: (e) => onPick(m.id, e.target.checked) }), ' compare'));
 }
 
+const LIVE = ['state', 'replicas_loaded', 'active', 'queue_depth', 'load_seconds', 'error'];
+
+// What people compare first (prices, live state) on top; then capabilities, limits, deployment settings.
 function rows(m) {
-  const out = [['task', m.task], ['engine', m.engine], ['owned by', m.owned_by]];
+  const out = [['task', m.task], ['engine', m.engine]];
+  for (const [k, v] of Object.entries(m.pricing)) out.push([`pricing.${k}`, v]);
+  const dep = Object.entries(m.deployment).map(([k, v]) => [`deployment.${k}`, k === 'load_seconds' && v != null ? `${v.toFixed(2)} s` : v]);
+  out.push(...dep.filter(([k]) => LIVE.includes(k.split('.')[1])));
   for (const [k, v] of Object.entries(m.capabilities)) out.push([`capabilities.${k}`, v]);
   for (const [k, v] of Object.entries(m.limits)) out.push([`limits.${k}`, v]);
-  for (const [k, v] of Object.entries(m.pricing)) out.push([`pricing.${k}`, v]);
-  for (const [k, v] of Object.entries(m.deployment)) out.push([`deployment.${k}`, k === 'load_seconds' && v != null ? `${v.toFixed(2)} s` : v]);
+  out.push(...dep.filter(([k]) => !LIVE.includes(k.split('.')[1])), ['owned by', m.owned_by]);
   return out;
 }
 
@@ -56,10 +63,10 @@ function compare(models) {
   const table = new Map();
   models.forEach((m, i) => rows(m).forEach(([k, v]) => { if (!table.has(k)) table.set(k, Array(models.length).fill(undefined)); table.get(k)[i] = show(v); }));
   return h('section', { class: 'compare-models' },
-    h('h2', {}, `Side by side (${models.length})`),
+    h('h2', {}, `Side by side (${models.length})`, h('small', { class: 'muted' }, ' fields no model has are left out')),
     h('div', { class: 'scroll' }, h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, h('th', {}, ''), models.map((m) => h('th', {}, m.id)))),
-      h('tbody', {}, [...table].map(([k, vals]) => h('tr', { class: new Set(vals).size > 1 ? 'diff' : '' }, h('th', {}, k), vals.map((v) => h('td', {}, v ?? '–'))))))));
+      h('tbody', {}, [...table].filter(([, vals]) => vals.some((v) => v !== '–' && v !== undefined)).map(([k, vals]) => h('tr', { class: new Set(vals).size > 1 ? 'diff' : '' }, h('th', {}, k), vals.map((v) => h('td', {}, v ?? '–'))))))));
 }
 
 export async function render(root, ctx) {
