@@ -40,48 +40,48 @@ SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", "test-results/console"))
 EXPECTED_401 = "the server responded with a status of 401"
 
 
-def _serve(
-    data: Path, models_dir: Path, wait_for: list[str], env: dict[str, str] | None = None, catalog: Path = DEMO_YAML
+ADMIN_KEY = "console-admin-secret"
+OPEN_MODELS = ["demo-vlm", "demo-image", "demo-tts", "demo-video"]  # loaded before the tests start
+AUTH_MODELS = ["demo-vlm", "demo-tts"]  # what the auth tests use: a smaller catalog starts sooner
+
+
+def _launch(
+    data: Path, models_dir: Path, env: dict[str, str] | None = None, catalog: Path = DEMO_YAML
 ) -> ServerProcess:
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "models").exists():
         (data / "models").symlink_to(models_dir, target_is_directory=True)  # tiny models built once per session
     env = {"MMSERVE_JOBS__PROGRESS_INTERVAL_S": "0.1", "MMSERVE_USAGE_FLUSH_INTERVAL_S": "0.05", **(env or {})}
-    return ServerProcess(data, catalog, env=env).start(wait_for=wait_for, timeout=300)
+    return ServerProcess(data, catalog, env=env).launch()
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
-    """The demo catalog, auth off."""
-    srv = _serve(
-        tmp_path_factory.mktemp("console-open"), models_dir, ["demo-vlm", "demo-image", "demo-tts", "demo-video"]
-    )
-    yield srv
-    srv.stop()
+def launched(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[dict[str, ServerProcess]]:
+    """Both servers of the console tests, started side by side: starting is most of these tests' time.
 
-
-ADMIN_KEY = "console-admin-secret"
-
-
-AUTH_MODELS = ("demo-vlm", "demo-tts")  # what the auth tests use: a smaller catalog starts sooner
-
-
-@pytest.fixture(scope="session")
-def auth_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
-    """Two demo models with MMSERVE_AUTH=true and a bootstrap admin key."""
+    ``open``: the demo catalog, auth off. ``auth``: two demo models, MMSERVE_AUTH=true and a
+    bootstrap admin key.
+    """
     data = tmp_path_factory.mktemp("console-auth")
     demo = yaml.safe_load(DEMO_YAML.read_text())["models"]
     catalog = data / "catalog.yaml"
     catalog.write_text(yaml.safe_dump({"models": [c for c in demo if c["id"] in AUTH_MODELS]}))
-    srv = _serve(
-        data,
-        models_dir,
-        list(AUTH_MODELS),
-        {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN_KEY, "MMSERVE_KEY_CACHE_TTL_S": "0.2"},
-        catalog,
-    )
-    yield srv
-    srv.stop()
+    servers = {"open": _launch(tmp_path_factory.mktemp("console-open"), models_dir)}
+    auth_env = {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN_KEY, "MMSERVE_KEY_CACHE_TTL_S": "0.2"}
+    servers["auth"] = _launch(data, models_dir, auth_env, catalog)
+    yield servers
+    for srv in servers.values():
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["open"].wait_ready(OPEN_MODELS, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def auth_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["auth"].wait_ready(AUTH_MODELS, timeout=300)
 
 
 @pytest.fixture(scope="session")
