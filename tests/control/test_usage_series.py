@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mmserve.control.usage import UsageEvent, UsageRecorder
-from mmserve.control.usage_series import MAX_BUCKETS, bucket_start, buckets, zone
+from mmserve.control.usage_series import MAX_BUCKETS, bucket_start, buckets, plan, zone
 from mmserve.db import Base, Database
 from mmserve.errors import InvalidRequestError
 
@@ -56,6 +56,16 @@ def test_too_many_buckets_and_unknown_zones_are_400s() -> None:
     assert zone(None).key == "UTC"
 
 
+def test_day_plans_cut_at_each_transition() -> None:
+    p = plan(_ts(2026, 3, 1), _ts(2026, 11, 30), "day", PARIS)
+    assert [u for u, _ in p.pieces[:-1]] == [_ts(2026, 3, 29, 3), _ts(2026, 10, 25, 2, fold=1)]  # 01:00 UTC both
+    assert [shift - p.pieces[0][1] for _, shift in p.pieces] == [0, 3600, 0]  # +1 h, +2 h, +1 h
+    assert len(p.numbers) == len(p.starts) == 274
+    assert p.start_of(max(p.numbers) + 1) == _ts(2026, 11, 30)  # past the listed days: that date's midnight
+    hours = plan(_ts(2026, 3, 29, 0, 30), _ts(2026, 3, 29, 5), "hour", PARIS)
+    assert hours.pieces == [(None, -hours.starts[0])] and len(hours.starts) == 4  # 2:00-3:00 does not exist
+
+
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("MMSERVE_TEST_DATABASE_URL") else [])
 
 
@@ -72,7 +82,10 @@ async def test_series_sums_records_per_local_day_key_and_model(backend: str, tmp
     at = [
         ("k1", "m", _ts(2026, 3, 28, 23, 50)),  # Paris day 28 (22:50 UTC)
         ("k1", "m", _ts(2026, 3, 29, 0, 10)),  # day 29 (23:10 UTC on the 28th)
-        ("k1", "m", _ts(2026, 3, 29, 23, 59)),
+        ("k1", "m", _ts(2026, 3, 29, 1, 59)),  # just before clocks go forward
+        ("k1", "m", _ts(2026, 3, 29, 3, 1)),  # just after
+        ("k1", "m", _ts(2026, 3, 29, 23, 59)),  # the last minute of a 23-hour day
+        ("k1", "m", _ts(2026, 3, 30, 0, 0)),  # the next day
         ("k2", "m", _ts(2026, 3, 29, 12)),
         ("k1", "other", _ts(2026, 3, 29, 12)),
     ]
@@ -81,25 +94,36 @@ async def test_series_sums_records_per_local_day_key_and_model(backend: str, tmp
             UsageEvent(model=model, task="chat", endpoint="e", key_id=key, input_tokens=10, cost=0.5, created_at=ts)
         )
     try:
+        days = plan(_ts(2026, 3, 28), _ts(2026, 3, 31), "day", PARIS)
         rows = await recorder.series(
-            key_id="k1",
-            all_keys=False,
-            start=_ts(2026, 3, 28),
-            end=_ts(2026, 3, 31),
-            model=None,
-            group_by="day",
-            tz=PARIS,
+            key_id="k1", all_keys=False, start=_ts(2026, 3, 28), end=_ts(2026, 3, 31), model=None, plan=days
         )
         got = [(r["bucket_start"], r["model"], r["requests"], r["input_tokens"], r["cost"]) for r in rows]
         assert got == [
             (_ts(2026, 3, 28), "m", 1, 10, 0.5),
-            (_ts(2026, 3, 29), "m", 2, 20, 1.0),
+            (_ts(2026, 3, 29), "m", 4, 40, 2.0),
             (_ts(2026, 3, 29), "other", 1, 10, 0.5),
+            (_ts(2026, 3, 30), "m", 1, 10, 0.5),
         ]
+        assert {r["bucket_start"] for r in rows} <= set(days.starts)
+        utc_days = plan(_ts(2026, 3, 28, tz=UTC), _ts(2026, 4, 1, tz=UTC), "day", UTC)
         utc_rows = await recorder.series(
-            key_id=None, all_keys=True, start=0, end=_ts(2026, 4, 1), model="m", group_by="day", tz=UTC
+            key_id=None, all_keys=True, start=utc_days.starts[0], end=_ts(2026, 4, 1), model="m", plan=utc_days
         )  # in UTC both early records fall on the 28th
-        assert [(r["key_id"], r["requests"]) for r in utc_rows] == [("k1", 2), ("k1", 1), ("k2", 1)]
-        assert next(r["bucket_start"] for r in utc_rows) == _ts(2026, 3, 28, tz=UTC)
+        assert [(r["bucket_start"], r["key_id"], r["requests"]) for r in utc_rows] == [
+            (_ts(2026, 3, 28, tz=UTC), "k1", 2),
+            (_ts(2026, 3, 29, tz=UTC), "k1", 4),  # Paris' midnight of the 30th is 22:00 UTC on the 29th
+            (_ts(2026, 3, 29, tz=UTC), "k2", 1),
+        ]
+        start = _ts(2026, 3, 29, 0, 5)
+        hours = plan(start, _ts(2026, 3, 29, 4), "hour", PARIS)
+        hourly = await recorder.series(
+            key_id="k1", all_keys=False, start=start, end=_ts(2026, 3, 29, 4), model="m", plan=hours
+        )
+        assert [(r["bucket_start"], r["requests"]) for r in hourly] == [
+            (_ts(2026, 3, 29, 0), 1),  # 00:10 (the 00:00 bucket, though the period starts at 00:05)
+            (_ts(2026, 3, 29, 1), 1),
+            (_ts(2026, 3, 29, 3), 1),  # the hour after 01:59 is 03:00
+        ]
     finally:
         await db.dispose()

@@ -1,23 +1,31 @@
-"""Usage over time: calendar buckets (hours or days) in any time zone.
+"""Usage over time: calendar buckets (hours or days) in any time zone, as SQL can group them.
 
-The database groups records by quarter hour (every time zone's offset is a multiple of 15
-minutes, so a local hour or day is a whole number of quarter hours); this module maps each
-quarter hour to the start of its local hour or day. Done here rather than in SQL because a
-local day is not a fixed length (daylight saving time: 23 or 25 hours), which SQL's integer
-arithmetic on timestamps cannot know.
+A local day is not a fixed length (daylight saving time makes 23 and 25 hour days), so the
+database cannot group by ``created_at // 86400``. A :class:`BucketPlan` cuts the period into
+pieces of constant UTC offset (a new piece at each transition, found by bisection) and gives
+SQL, per piece, a shift such that ``floor((created_at + shift) / step)`` is a number naming
+the record's bucket; the plan maps those numbers back to bucket starts. Hours are simpler:
+local hours are 3600 s apart in UTC (a repeated wall hour is two buckets), so their number
+is counted from the first bucket. Either way the database returns one row per bucket, key
+and model, whatever the number of records.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mmserve.errors import InvalidRequestError
 
 GroupBy = Literal["hour", "day"]
-SLOT_S = 900  # what the database groups by
 MAX_BUCKETS = 2000  # e.g. 83 days of hours; a request for more is refused (ask for days)
+DAY_S = 86400
+# keeps created_at + shift positive (SQLite's integer cast truncates toward zero, a floor only
+# for positive numbers); whole days, so day numbers stay whole
+_BIAS = 10 * DAY_S
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -58,3 +66,60 @@ def buckets(start: float, end: float, group_by: GroupBy, tz: ZoneInfo) -> list[i
             noon = datetime.fromtimestamp(current, tz).replace(hour=12) + timedelta(days=1)
             current = bucket_start(noon.timestamp(), "day", tz)
     return out
+
+
+def _offset(ts: float, tz: ZoneInfo) -> int:
+    off = datetime.fromtimestamp(ts, tz).utcoffset()
+    return int(off.total_seconds()) if off is not None else 0
+
+
+def _transition(lo: int, hi: int, tz: ZoneInfo) -> int:
+    """The first second in (lo, hi] whose UTC offset differs from lo's (there is one)."""
+    before = _offset(lo, tz)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(mid, tz) == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """How SQL numbers each record's bucket: ``floor((created_at + shift) / step)``, where ``shift``
+    is that of the first piece whose ``until`` is past the record (None: the last piece)."""
+
+    group_by: GroupBy
+    tz: ZoneInfo
+    starts: list[int]
+    step: int
+    pieces: list[tuple[int | None, int]]  # (until, shift)
+    numbers: dict[int, int]  # bucket number -> bucket start
+
+    def start_of(self, number: int) -> int:
+        found = self.numbers.get(number)
+        if found is not None:
+            return found
+        if self.group_by == "hour":  # hours count from the first bucket
+            return self.starts[0] + number * 3600
+        # a local date number (days since 1970-01-01 on the wall clock): that date's midnight
+        day = datetime(1970, 1, 1) + timedelta(days=number - _BIAS // DAY_S, hours=12)
+        return bucket_start(day.replace(tzinfo=self.tz).timestamp(), "day", self.tz)
+
+
+def plan(start: float, end: float, group_by: GroupBy, tz: ZoneInfo) -> BucketPlan:
+    """The buckets of [start, end) and how the database numbers them."""
+    starts = buckets(start, end, group_by, tz)
+    if group_by == "hour":
+        return BucketPlan(group_by, tz, starts, 3600, [(None, -starts[0])], dict(enumerate(starts)))
+    # a record's local date number is floor((t + its UTC offset) / day): one shift per stretch of
+    # constant offset, cut where the offset changes (DST transitions, found by bisection)
+    edges = [*starts, max(int(end), starts[-1])]
+    pieces: list[tuple[int | None, int]] = []
+    for a, b in pairwise(edges):
+        if _offset(a, tz) != _offset(b, tz):
+            pieces.append((_transition(a, b, tz), _offset(a, tz) + _BIAS))
+    pieces.append((None, _offset(edges[-1], tz) + _BIAS))
+    numbers = {(b + _offset(b, tz) + _BIAS) // DAY_S: b for b in starts}  # midnights: whole date numbers
+    return BucketPlan(group_by, tz, starts, DAY_S, pieces, numbers)

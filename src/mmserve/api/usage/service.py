@@ -9,7 +9,7 @@ from mmserve.api.state import AppState
 from mmserve.control.auth import ADMIN_KEY_ID
 from mmserve.control.context import Principal
 from mmserve.control.usage import SUMMED
-from mmserve.control.usage_series import GroupBy, buckets, zone
+from mmserve.control.usage_series import GroupBy, plan, zone
 from mmserve.errors import InvalidRequestError, PermissionDeniedError
 
 DEFAULT_PERIOD_S = 30 * 86400
@@ -51,9 +51,10 @@ class UsageService:
             rows = await self.state.usage.totals(key_id=whose, all_keys=all_keys, start=start, end=end, model=model)
         else:
             zi = zone(tz)
-            out |= {"group_by": group_by, "tz": zi.key, "buckets": buckets(start, end, group_by, zi)}
+            buckets = plan(start, end, group_by, zi)
+            out |= {"group_by": group_by, "tz": zi.key, "buckets": buckets.starts}
             rows = await self.state.usage.series(
-                key_id=whose, all_keys=all_keys, start=start, end=end, model=model, group_by=group_by, tz=zi
+                key_id=whose, all_keys=all_keys, start=start, end=end, model=model, plan=buckets
             )
         names = await self._names({r["key_id"] for r in rows if r["key_id"] is not None})
         out["data"] = [{**r, "key_name": names.get(r["key_id"]) if r["key_id"] else None} for r in rows]
