@@ -95,6 +95,13 @@ class ChatCompletionRequest(_Model):
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    logprobs: bool | None = Field(default=None, description="Return each output token's log-probability.")
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=20, description="With logprobs: the most likely tokens at each position (0-20)."
+    )
+    ignore_eos: bool = Field(
+        default=False, description="vLLM: keep generating past the end-of-sequence token, up to max_tokens."
+    )
     chat_template_kwargs: dict[str, Any] | None = Field(
         default=None, description="vLLM / SGLang: variables for the chat template, e.g. {'enable_thinking': false}."
     )

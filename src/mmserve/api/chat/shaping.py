@@ -11,6 +11,7 @@ from typing import Any
 
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
 from mmserve.control.metering import cost_value
+from mmserve.engines.types import TokenLogprob
 
 
 def message(out: ChoiceOutput) -> dict[str, Any]:
@@ -33,6 +34,24 @@ def deltas(event: OutputEvent) -> list[dict[str, Any]]:
     head["function"] = {"name": event.call.name, "arguments": ""}
     body = {"index": event.call.index, "function": {"arguments": event.call.arguments}}
     return [{"tool_calls": [head]}, {"tool_calls": [body]}]
+
+
+def logprobs(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """``choices[i].logprobs``: every generated token (content, reasoning and tool calls alike, as vLLM gives them)."""
+    if entries is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": e.token,
+                "logprob": e.logprob,
+                "bytes": e.bytes,
+                "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in e.top_logprobs],
+            }
+            for e in entries
+        ],
+        "refusal": None,
+    }
 
 
 def usage(prompt: int, completion: int, reasoning: int = 0, cost: float | None = None) -> dict[str, Any]:
