@@ -55,9 +55,10 @@ def _launch(
     return ServerProcess(data, catalog, env=env).launch()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def launched(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[dict[str, ServerProcess]]:
-    """Both servers of the console tests, started side by side: starting is most of these tests' time.
+    """Both servers of the console tests, started side by side (starting is most of these tests'
+    time), and stopped when the console tests are done.
 
     ``open``: the demo catalog, auth off. ``auth``: two demo models, MMSERVE_AUTH=true and a
     bootstrap admin key.
@@ -74,19 +75,23 @@ def launched(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iter
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["open"].wait_ready(OPEN_MODELS, timeout=300)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def auth_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["auth"].wait_ready(AUTH_MODELS, timeout=300)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (the system's: Playwright cannot download its own here)."""
+    """Headless Chromium (the system's: Playwright cannot download its own here).
+
+    Package-scoped, like the servers: Playwright's sync API runs an event loop in this thread
+    while it is open, and pytest-asyncio's tests after these would find it running.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does), or set CONSOLE_CHROMIUM.")
     with sync_playwright() as p:
