@@ -65,7 +65,7 @@ async def per_bucket(recorder: UsageRecorder, starts: list[int], end: float) -> 
 async def run(records: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{Path(tmp) / 'usage.db'}")
-        await db.create_all()
+        await db.upgrade()
         recorder = UsageRecorder(db)
         now = time.time()
         await fill(recorder, records, now)

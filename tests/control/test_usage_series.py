@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,7 +11,7 @@ import pytest
 
 from mmserve.control.usage import UsageEvent, UsageRecorder
 from mmserve.control.usage_series import MAX_BUCKETS, bucket_start, buckets, plan, zone
-from mmserve.db import Base, Database
+from mmserve.db import Database
 from mmserve.errors import InvalidRequestError
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -66,18 +65,13 @@ def test_day_plans_cut_at_each_transition() -> None:
     assert hours.pieces == [(None, -hours.starts[0])] and len(hours.starts) == 4  # 2:00-3:00 does not exist
 
 
-BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("MMSERVE_TEST_DATABASE_URL") else [])
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_series_sums_records_per_local_day_key_and_model(backend: str, tmp_path: Path) -> None:
-    if backend == "postgres":
-        db = Database(os.environ["MMSERVE_TEST_DATABASE_URL"])
-        async with db.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-    else:
-        db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_series_sums_records_per_local_day_key_and_model(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'usage.db'}"
+    db = Database(url)  # Postgres: its floor(); SQLite: a truncating cast
+    await db.upgrade()
     recorder = UsageRecorder(db)
     at = [
         ("k1", "m", _ts(2026, 3, 28, 23, 50)),  # Paris day 28 (22:50 UTC)

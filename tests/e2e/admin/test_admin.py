@@ -84,9 +84,19 @@ def test_a_key_is_created_listed_with_no_secret_and_works_for_its_models(url: st
         "admin",
         "created_at",
         "revoked_at",
+        "expires_at",
     }
     client = OpenAI(base_url=f"{url}/v1", api_key=made["key"], max_retries=0)
     assert [m.id for m in client.models.list()] == ["text-b"]
+
+
+def test_a_key_made_with_a_lifetime_expires(url: str) -> None:
+    made = _create(url, name="short", expires_in_s=1)
+    assert made["expires_at"] == pytest.approx(time.time() + 1, abs=5)
+    assert httpx.get(f"{url}/v1/me", headers=_bearer(made["key"])).status_code == 200
+    time.sleep(1.3)
+    r = httpx.get(f"{url}/v1/me", headers=_bearer(made["key"]))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "key_expired"
 
 
 def test_non_admin_keys_are_refused_everywhere_under_admin(url: str) -> None:
@@ -113,6 +123,7 @@ def test_non_admin_keys_are_refused_everywhere_under_admin(url: str) -> None:
         ({"name": "x" * 201}, "name"),
         ({"secret": "mine"}, "secret"),
         ({"admin": "maybe"}, "admin"),
+        ({"expires_in_s": 0}, "expires_in_s"),
     ],
 )
 def test_bad_key_requests_are_4xx_naming_the_field(url: str, body: dict, param: str) -> None:

@@ -10,6 +10,7 @@ from mmserve.control.keys import ApiKey
 
 # SQLite integers are 64-bit; a limit past a billion a minute means "no limit" anyway
 MAX_LIMIT = 1_000_000_000
+MAX_LIFETIME_S = 100 * 365 * 86400
 
 
 class KeyCreate(BaseModel):
@@ -19,6 +20,9 @@ class KeyCreate(BaseModel):
     requests_per_min: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     tokens_per_min: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     admin: bool = False
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=MAX_LIFETIME_S, allow_inf_nan=False, description="Lifetime; null: no expiry."
+    )
 
 
 class KeyUpdate(BaseModel):
@@ -44,4 +48,5 @@ def key_object(k: ApiKey) -> dict[str, Any]:
         "admin": k.admin,
         "created_at": k.created_at,
         "revoked_at": k.revoked_at,
+        "expires_at": k.expires_at,
     }

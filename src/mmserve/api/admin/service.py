@@ -54,6 +54,7 @@ class AdminService:
             requests_per_min=body.requests_per_min,
             tokens_per_min=body.tokens_per_min,
             admin=body.admin,
+            expires_in_s=body.expires_in_s,
         )
         return {**key_object(key), "key": secret}  # the only time the secret leaves the server
 
