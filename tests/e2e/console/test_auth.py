@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from tests.e2e.console.conftest import ADMIN_KEY, EXPECTED_401, ConsolePage
 from tests.helpers.process import ServerProcess
@@ -119,12 +120,16 @@ def test_an_admin_creates_a_key_sees_its_secret_once_and_revokes_it(auth_console
     page.fill("input[name=name]", "from-console")
     page.fill("input[name=rpm]", "30")
     page.locator("fieldset.models input[value=demo-tts]").check()
+    page.select_option("select[name=expires]", "2592000")  # 30 days
     page.click("button:text('Create key')")
     secret = page.locator("code.secret").inner_text()
     assert secret.startswith("mms-")
     row = page.locator("table.keys tr", has_text="from-console")
     row.wait_for()
     assert "demo-tts" in row.inner_text() and row.locator("input").first.input_value() == "30"
+    listed = httpx.get(f"{auth_console.base}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    made = next(k for k in listed["data"] if k["name"] == "from-console")
+    assert made["expires_at"] - made["created_at"] == pytest.approx(30 * 86400, abs=5)
     # the new key works, for its model only
     r = httpx.get(f"{auth_console.base}/v1/models", headers={"Authorization": f"Bearer {secret}"})
     assert [m["id"] for m in r.json()["data"]] == ["demo-tts"]
