@@ -163,6 +163,7 @@ AUDIO_CATALOG = {
             "engine": "pocketsphinx",
             "capabilities": {"languages": ["en"]},
             "limits": {"max_audio_seconds": 60},
+            "pricing": {"per_audio_second": 0.0001},
             "deployment": {"mode": "dedicated", "max_concurrency": 2},
         },
         {

@@ -11,10 +11,13 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from mmserve import __version__
+from mmserve.api.admin.router import router as admin_router
 from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
 from mmserve.api.completions.router import router as completions_router
+from mmserve.api.console.mount import PREFIX as CONSOLE_PREFIX
+from mmserve.api.console.mount import mount_console
 from mmserve.api.embeddings.router import router as embeddings_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
@@ -130,7 +133,9 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    authenticator = Authenticator(settings, keys, limiter, open_paths=[p for p in docs if p])
+    authenticator = Authenticator(
+        settings, keys, limiter, open_paths=[p for p in docs if p], open_prefixes=[CONSOLE_PREFIX]
+    )  # the console's static files hold no data; its API calls carry the key
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
@@ -150,8 +155,10 @@ def create_app(
         transcriptions_router,
         images_router,
         videos_router,
+        admin_router,
     ):
         app.include_router(router)
+    mount_console(app)
     return app
 
 

@@ -125,7 +125,7 @@ class Deployment:
 
     @property
     def state(self) -> State:
-        if any(r.loading for r in self.replicas):
+        if any(r.loading or r.loader is not None for r in self.replicas):
             return "loading"
         if self.loaded_replicas:
             return "loaded"
@@ -157,10 +157,14 @@ class Deployment:
         replica = replica or self.replicas[0]
         if replica.engine is not None:
             return replica.engine
+        return await asyncio.shield(self._loader(replica))
+
+    def _loader(self, replica: Replica) -> asyncio.Task[Engine]:
+        """The task loading ``replica``, started if there is none (the deployment reads "loading" from now)."""
         if replica.loader is None:
             replica.loader = asyncio.create_task(self._load(replica))
             replica.loader.add_done_callback(_retrieved)
-        return await asyncio.shield(replica.loader)
+        return replica.loader
 
     async def _load(self, replica: Replica) -> Engine:
         try:
@@ -222,6 +226,13 @@ class Deployment:
         """Load the first ``count`` replicas (all by default)."""
         for replica in self.replicas[: len(self.replicas) if count is None else count]:
             await self.ensure_loaded(replica)
+
+    def load_in_background(self) -> asyncio.Task[None]:
+        """Load every replica, one after the other, in a task; the state is "loading" when this returns."""
+        first = next((r for r in self.replicas if r.engine is None), None)
+        if first is not None:
+            self._loader(first)  # started now, so that the state says so at once; load_all waits for it
+        return asyncio.create_task(self.load_all())
 
     async def unload_idle(self, idle_s: float, now: float) -> bool:
         """Unload replicas unused for ``idle_s`` down to :attr:`min_loaded` (scale down); whether any was."""

@@ -99,6 +99,7 @@ class Totals:
     audio_tokens: int = 0
     video_frames: int = 0
     audio_seconds: float = 0.0
+    cost: float = 0.0  # USD, once metered
 
     def prompt_details(self) -> dict[str, int] | None:
         """What the prompt's media cost, for ``usage.prompt_tokens_details`` (None: text only)."""
@@ -124,14 +125,14 @@ def totals(choices: list[Choice], prepared: Prepared | None = None) -> Totals:
 
 def meter(state: AppState, prepared: Prepared, endpoint: str, choices: list[Choice]) -> Totals:
     t = totals(choices, prepared)
-    state.meter.record(
+    t.cost = state.meter.record(
         prepared.card,
         endpoint,
         input_tokens=t.prompt_tokens,
         output_tokens=t.completion_tokens,
         image_tokens=t.image_tokens,
         audio_seconds=t.audio_seconds,
-    )
+    ).cost
     return t
 
 
@@ -223,6 +224,7 @@ class Generation:
     choices: list[Choice]
     stack: AsyncExitStack
     metered: bool = field(default=False)
+    cost: float = 0.0  # USD, once metered
 
     @property
     def card(self) -> ModelCard:
@@ -296,7 +298,7 @@ async def release(state: AppState, gen: Generation) -> None:
 def _meter_once(state: AppState, gen: Generation) -> None:
     if not gen.metered:
         gen.metered = True
-        meter(state, gen.prepared, gen.endpoint, gen.choices)
+        gen.cost = meter(state, gen.prepared, gen.endpoint, gen.choices).cost
 
 
 async def _chain(

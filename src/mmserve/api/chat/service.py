@@ -57,7 +57,9 @@ class ChatService:
                 }
                 for c in done.choices
             ],
-            "usage": shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, t.prompt_details()),
+            "usage": shaping.usage(
+                t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, t.prompt_details(), cost=t.cost
+            ),
         }
 
     async def _start(self, req: ChatCompletionRequest, card: ModelCard) -> Generation:
@@ -98,8 +100,10 @@ class ChatService:
                     yield choice(item.index, {}, item.reason)
             if include_usage:
                 t = started.totals
-                details = t.prompt_details()
-                yield chunk([], shaping.usage(t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, details))
+                usage = shaping.usage(
+                    t.prompt_tokens, t.completion_tokens, t.reasoning_tokens, t.prompt_details(), cost=started.cost
+                )
+                yield chunk([], usage)
         except Exception as e:
             yield error_event(e, log, f"stream for '{card.id}'")
         yield "[DONE]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+from mmserve.control.metering import cost_value
 from mmserve.engines.types import TokenLogprob
 
 
@@ -53,7 +54,13 @@ def logprobs(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
     }
 
 
-def usage(prompt: int, completion: int, reasoning: int = 0, details: dict[str, int] | None = None) -> dict[str, Any]:
+def usage(
+    prompt: int,
+    completion: int,
+    reasoning: int = 0,
+    details: dict[str, int] | None = None,
+    cost: float | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -62,6 +69,8 @@ def usage(prompt: int, completion: int, reasoning: int = 0, details: dict[str, i
     }
     if details:
         out["prompt_tokens_details"] = details
+    if cost is not None:  # mmserve's extension: USD from the card's prices, as metered
+        out["cost"] = cost_value(cost)
     return out
 
 

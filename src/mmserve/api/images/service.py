@@ -31,6 +31,7 @@ from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream
 from mmserve.cards import ModelCard
 from mmserve.control.context import principal
+from mmserve.control.metering import cost_value
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.base import ImageEngine
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -236,13 +237,14 @@ class ImagesService:
     def _meter(self, card: ModelCard, result: ImageGenOutput, count: int, endpoint: str) -> dict[str, Any]:
         """Record the request's usage; returns it in OpenAI's shape."""
         tokens = result.prompt_tokens
-        self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
+        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
         return {
             "input_tokens": tokens,
             "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
             "output_tokens": 0,
             "total_tokens": tokens,
             "images": count,
+            "cost": cost_value(event.cost),  # mmserve's extension: USD from the card's prices, as metered
         }
 
     def _store(self, encoded: list[bytes], fmt: OutputFormat, base_url: str) -> list[str]:

@@ -160,7 +160,7 @@ class SpeechService:
         usage = AudioUsage(s.card.id, "speech", s.produced, s.chars)
         if not s.recorded:
             s.recorded = True
-            record_usage(self.state, s.card, usage)
+            usage = record_usage(self.state, s.card, usage)
         return usage
 
 
