@@ -255,10 +255,18 @@ models:
 
 @pytest.fixture(scope="module")
 def one_worker(source: Path) -> Iterator[DiffusersImageEngine]:
+    import torch
+
+    # Bit-identical images batched and alone need one reduction order: with several intra-op
+    # threads, oneDNN splits a convolution's work by batch size (pixels then differ by a few
+    # levels). Earlier tests may have left the process at another count (a Runtime sets it).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     eng = DiffusersImageEngine(_card(options={**OPTIONS, "parallel_generations": 1}), source=source, device="cpu")
     eng.load()
     yield eng
     eng.unload()
+    torch.set_num_threads(threads)
 
 
 BATCHABLE = [
