@@ -1,4 +1,4 @@
-"""The ``mmserve`` command: serve | models | keys | demo."""
+"""The ``mmserve`` command: serve | models | keys | demo | vllm-venv."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="build the demo models into the data directory (no serving)")
     demo.add_argument("--data-dir", type=Path)
 
+    vllm = sub.add_parser("vllm-venv", help="make a virtualenv with vLLM for `engine: vllm` cards (options.python)")
+    from mmserve.engines.vllm.venv import add_arguments as vllm_arguments
+
+    vllm_arguments(vllm)
+
     keys = sub.add_parser("keys", help="create, list and revoke API keys (stored hashed in the database)")
     keys.add_argument("--data-dir", type=Path)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             return models_command(settings, as_json=args.json, url=args.url, key=args.key)
         if args.command == "demo":
             return _demo(settings)
+        if args.command == "vllm-venv":
+            from mmserve.engines.vllm.venv import run as vllm_venv
+
+            return vllm_venv(args)
         if args.command == "keys":
             from mmserve.keys_cli import keys_command
 

@@ -209,3 +209,17 @@ class VideoGenInput:
 class VideoGenOutput:
     frames: Any  # numpy.ndarray[uint8] of shape (T, H, W, 3)
     fps: int
+
+
+# ---------------------------------------------------------------- serving statistics
+
+
+@dataclass
+class ServingStats:
+    """What an engine that runs its own server reports about it (vLLM's /metrics), per replica."""
+
+    waiting: float = 0.0  # requests queued inside the engine
+    running: float = 0.0  # requests being generated
+    ttft_buckets: list[tuple[float, float]] = field(default_factory=list)  # (upper bound s, cumulative count)
+    ttft_sum: float = 0.0  # seconds, over every first token so far
+    ttft_count: float = 0.0

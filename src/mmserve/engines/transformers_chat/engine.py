@@ -81,16 +81,6 @@ class TransformersChatEngine(ChatEngine):
     _hooks: list[ProcessorFactory] = []
     _logprobs: LogprobEntries | None = None
 
-    @classmethod
-    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
-        super().check_request(options, request)
-        if request.params.ignore_eos and request.constraint is not None:
-            raise InvalidRequestError(
-                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
-                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
-                param="ignore_eos",
-            )
-
     # ------------------------------------------------------------------ lifecycle
 
     def load(self) -> None:
