@@ -133,9 +133,12 @@ def test_streamed_tool_call(client: OpenAI) -> None:
             **NO_THINKING,
         )
     )
-    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    assert len(calls) == 1 and calls[0].function and calls[0].function.name == "get_weather"
-    jsonschema.validate(json.loads(calls[0].function.arguments or ""), WEATHER["function"]["parameters"])
+    pieces = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert {p.index for p in pieces} == {0}  # one call, streamed as its name, then its arguments
+    name = "".join(p.function.name or "" for p in pieces if p.function)
+    arguments = "".join(p.function.arguments or "" for p in pieces if p.function)
+    assert name == "get_weather" and pieces[0].id
+    jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
