@@ -116,6 +116,11 @@ def _serve(settings: Settings) -> int:
         format="%(name)s: %(message)s",
         handlers=[RichHandler(show_path=False)],
     )
+    # httpx logs every request it sends at INFO: one line per proxied chat request (vLLM, upstream
+    # providers) and per health check. Rendered by rich, that was a fifth of the CPU mmserve spent
+    # on a request to vLLM (py-spy, benchmarks/engines.py); the access log already has the request.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
     progress = StartupProgress(enabled=settings.progress)
     app = create_app(settings, catalog, progress=progress)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, SamplingParams
-from mmserve.engines.vllm.mapping import ChunkReader, RequestShape, chat_body, refusal, top_entries
+from mmserve.engines.vllm.mapping import ChunkReader, RequestShape, chat_body, coalesce, refusal, top_entries
 from mmserve.errors import (
     ContextLengthError,
     EngineError,
@@ -168,3 +168,13 @@ def test_vllm_refusals_become_mmserve_errors_without_its_internals() -> None:
         isinstance(internal, EngineError)
         and internal.to_dict()["error"]["message"] == "The server failed to process the request."
     )
+
+
+def test_text_that_arrived_together_goes_on_as_one_delta() -> None:
+    reader = ChunkReader("card", top_logprobs=0)
+    entry = {"token": "a", "logprob": -1.0, "bytes": [97], "top_logprobs": []}
+    deltas = reader.feed(FIRST) + reader.feed(_content("He", 1, logprobs={"content": [entry]}))
+    deltas += reader.feed(_content("llo", 2, logprobs={"content": [entry]})) + reader.feed(_content("!", 3, "stop"))
+    first, merged = coalesce(deltas)  # the finish is held by the reader until the body ends
+    assert first.prompt_tokens == 17 and first.text == ""
+    assert (merged.text, merged.completion_tokens) == ("Hello", 2) and merged.logprobs and len(merged.logprobs) == 2

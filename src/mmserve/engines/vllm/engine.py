@@ -25,7 +25,16 @@ from mmserve.chatformat.reasoning import REASONING_PARSERS
 from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.engines.base import ChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput, ServingStats
-from mmserve.engines.vllm.mapping import SUPPRESS_BIAS, ChunkReader, RequestShape, chat_body, refusal, vllm_message
+from mmserve.engines.vllm.client import ORIGIN, TRANSPORT_ERRORS, VLLMClient
+from mmserve.engines.vllm.mapping import (
+    SUPPRESS_BIAS,
+    ChunkReader,
+    RequestShape,
+    chat_body,
+    coalesce,
+    refusal,
+    vllm_message,
+)
 from mmserve.engines.vllm.model_files import ModelFiles
 from mmserve.engines.vllm.options import VLLMOptions, server_argv, server_env
 from mmserve.engines.vllm.process import ManagedServer, Timing, group_rss_bytes
@@ -33,7 +42,6 @@ from mmserve.engines.vllm.stats import parse_metrics
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.vllm")
-BASE_URL = "http://vllm"  # the host is not used: requests go to the unix socket
 PROMPT_TAIL_TOKENS = 32  # enough to see whether the template opened a reasoning trace
 
 
@@ -45,7 +53,7 @@ class VLLMChatEngine(ChatEngine):
     loads_in_process = False
 
     server: ManagedServer | None = None
-    client: httpx.AsyncClient | None = None
+    client: VLLMClient | None = None
     files: ModelFiles = ModelFiles()
     _workdir: Path | None = None
     _context: int | None = None
@@ -84,17 +92,10 @@ class VLLMChatEngine(ChatEngine):
         except BaseException:
             self.unload()
             raise
-        self.client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(socket)),
-            base_url=BASE_URL,
-            timeout=httpx.Timeout(opts.read_timeout_s, connect=10.0),
-            # unbounded: the deployment's max_concurrency admits requests; keep-alive shorter than vLLM's (60 s)
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0),
-            trust_env=False,
-        )
+        self.client = VLLMClient(socket, read_timeout_s=opts.read_timeout_s)
 
     def _served_context(self, socket: Path) -> int | None:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url=BASE_URL, timeout=30) as c:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url=ORIGIN, timeout=30) as c:
             models = c.get("/v1/models").json().get("data") or [{}]
         value = models[0].get("max_model_len")
         return value if isinstance(value, int) else self.card.capabilities.context_length
@@ -135,32 +136,37 @@ class VLLMChatEngine(ChatEngine):
         schema_param = request.constraint.param if request.constraint is not None else None
         reader = ChunkReader(self.card.id, self.files.image_token_id, request.params.top_logprobs)
         try:
-            async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
-                if resp.status_code != 200:
-                    raise self._refusal(resp.status_code, await resp.aread(), schema_param)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        continue  # read to the end: a half-read response cannot go back to the pool
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        log.error("vLLM server of '%s' failed a request: %s", self.card.id, chunk["error"])
-                    for delta in reader.feed(chunk):
+            async with client.stream("/v1/chat/completions", body) as (status, stream):
+                if status != 200:
+                    raise self._refusal(status, b"".join([part async for part in stream]), schema_param)
+                rest = b""
+                # Read to the end ([DONE] included): a half-read response cannot go back to the pool.
+                async for data in stream:
+                    *lines, rest = (rest + data).split(b"\n")
+                    deltas = []
+                    for line in lines:
+                        if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+                            chunk = json.loads(line[5:])
+                            if "error" in chunk:
+                                log.error("vLLM server of '%s' failed a request: %s", self.card.id, chunk["error"])
+                            deltas += reader.feed(chunk)
+                    for delta in coalesce(deltas):
                         yield delta
             yield reader.finish()
-        except httpx.TransportError as e:
-            raise EngineUnavailableError(
-                f"The vLLM server of '{self.card.id}' stopped answering. Retry shortly.", code="model_restarting"
-            ) from e
+        except TRANSPORT_ERRORS as e:
+            raise self._gone() from e
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # not vLLM's OpenAI chunks
             raise EngineError(f"The vLLM server of '{self.card.id}' sent an unreadable stream.") from e
 
     def _refusal(self, status: int, raw: bytes, schema_param: str | None) -> Exception:
         return refusal(self.card.id, status, _json(raw), context=self._context, schema_param=schema_param)
 
-    def _ready_client(self) -> httpx.AsyncClient:
+    def _gone(self) -> EngineUnavailableError:
+        return EngineUnavailableError(
+            f"The vLLM server of '{self.card.id}' stopped answering. Retry shortly.", code="model_restarting"
+        )
+
+    def _ready_client(self) -> VLLMClient:
         if self.client is None or self.server is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         if not self.server.ready:
@@ -171,7 +177,7 @@ class VLLMChatEngine(ChatEngine):
             )
         return self.client
 
-    async def _shape(self, client: httpx.AsyncClient, request: ChatInput) -> RequestShape:
+    async def _shape(self, client: VLLMClient, request: ChatInput) -> RequestShape:
         caps = self.card.capabilities
         grammar = None
         constraint = request.constraint
@@ -195,7 +201,7 @@ class VLLMChatEngine(ChatEngine):
         tags += [t for p in TOOL_PARSERS.values() for t in (p.start_tag, p.end_tag)]
         return frozenset(t for t in tags if t in self.files.added_tokens)
 
-    async def _prompt_tail(self, client: httpx.AsyncClient, request: ChatInput) -> str | None:
+    async def _prompt_tail(self, client: VLLMClient, request: ChatInput) -> str | None:
         """The end of the rendered prompt: whether the template opened a reasoning trace decides the grammar."""
         body: dict[str, Any] = {
             "model": self.card.id,
@@ -207,16 +213,15 @@ class VLLMChatEngine(ChatEngine):
         if request.extra.get("chat_template_kwargs"):
             body["chat_template_kwargs"] = request.extra["chat_template_kwargs"]
         try:
-            tokens = await client.post("/tokenize", json=body)
-            if tokens.status_code != 200:
-                raise self._refusal(tokens.status_code, tokens.content, None)
+            tokens = await client.post("/tokenize", body)
+            if tokens.status != 200:
+                raise self._refusal(tokens.status, tokens.body, None)
             ids = tokens.json()["tokens"][-PROMPT_TAIL_TOKENS:]
-            text = await client.post("/detokenize", json={"model": self.card.id, "tokens": ids})
-            text.raise_for_status()
-        except httpx.HTTPError as e:
-            raise EngineUnavailableError(
-                f"The vLLM server of '{self.card.id}' stopped answering. Retry.", code="model_restarting"
-            ) from e
+            text = await client.post("/detokenize", {"model": self.card.id, "tokens": ids})
+        except TRANSPORT_ERRORS as e:
+            raise self._gone() from e
+        if text.status != 200:
+            raise self._refusal(text.status, text.body, None)
         prompt: str = text.json()["prompt"]
         return prompt
 
@@ -228,9 +233,10 @@ class VLLMChatEngine(ChatEngine):
             return
         try:
             resp = await self.client.get("/metrics", timeout=2.0)
-            resp.raise_for_status()
-            self._stats = await asyncio.to_thread(parse_metrics, resp.text)
-        except (httpx.HTTPError, ValueError) as e:
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status}")
+            self._stats = await asyncio.to_thread(parse_metrics, resp.body.decode())
+        except (*TRANSPORT_ERRORS, ValueError) as e:
             log.debug("could not read the metrics of '%s': %s", self.card.id, e)
 
     def stats(self) -> ServingStats | None:

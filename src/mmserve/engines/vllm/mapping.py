@@ -186,6 +186,30 @@ class ChunkReader:
         return self.final
 
 
+def coalesce(deltas: list[ChatDelta]) -> list[ChatDelta]:
+    """Text deltas that arrived together, as one (the prompt's delta stays first and alone).
+
+    When mmserve reads slower than vLLM writes (under load), several tokens wait in one read;
+    passing them on as one delta saves the chat service and the client a chunk each. Idle, vLLM's
+    chunks arrive one by one and stream token by token.
+    """
+    out: list[ChatDelta] = []
+    for d in deltas:
+        last = out[-1] if out else None
+        if last is not None and _plain(last) and _plain(d):
+            last.text += d.text
+            last.completion_tokens = d.completion_tokens
+            if d.logprobs:
+                last.logprobs = (last.logprobs or []) + d.logprobs
+        else:
+            out.append(d)
+    return out
+
+
+def _plain(d: ChatDelta) -> bool:
+    return d.prompt_tokens is None and d.prompt_text is None and d.finish_reason is None
+
+
 def _entries(logprobs: dict[str, Any] | None, top: int) -> list[TokenLogprob] | None:
     if not logprobs or not logprobs.get("content"):
         return None
