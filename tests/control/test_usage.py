@@ -43,7 +43,7 @@ async def _count(db: Database) -> int:
 
 async def test_stopping_during_a_write_loses_no_record(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     real = db.session
     recorder = UsageRecorder(db, flush_interval_s=0.01)
     for i in range(3):
