@@ -149,7 +149,10 @@ def main() -> None:
     source = build_demo_model("tool-lm-hd32", data_dir / "models")
     config = data_dir / "engines.yaml"
     config.write_text(yaml.safe_dump(catalog(python, source)))
-    with mmserve(data_dir, "--config", str(config), wait_for=["tf", "vl"], timeout=1200) as url:
+    # one torch thread for the transformers engine: two oversubscribe a shared 2-core machine (FACTS.md);
+    # vLLM sets its own threads
+    env = {"OMP_NUM_THREADS": "1"}
+    with mmserve(data_dir, "--config", str(config), wait_for=["tf", "vl"], env=env, timeout=1200) as url:
         results = asyncio.run(bench(url, vllm_socket("vl"), direct_body(source, args.max_tokens), args))
     write_result(
         "engines",

@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import yaml
@@ -52,22 +52,25 @@ VOCAB = 32000
 def cuda_devices(python: Path) -> list[str]:
     """The GPUs vLLM's environment sees; exits (status 2) with the reason when there are none."""
     if not shutil.which("nvidia-smi"):
-        sys.exit("gpu_check needs an NVIDIA GPU: nvidia-smi is not on PATH (no driver). It does not run on CPUs.")
+        _fail("gpu_check needs an NVIDIA GPU: nvidia-smi is not on PATH (no driver). It does not run on CPUs.")
     if not python.exists():
-        sys.exit(f"gpu_check: {python} does not exist. Make a CUDA vLLM environment: mmserve vllm-venv --target cuda")
+        _fail(f"gpu_check: {python} does not exist. Make a CUDA vLLM environment: mmserve vllm-venv --target cuda")
     probe = subprocess.run(
         [str(python), "-c", "import torch; print(torch.cuda.is_available(), torch.cuda.device_count())"],
         capture_output=True,
         text=True,
     )
     if probe.returncode != 0 or not probe.stdout.startswith("True"):
-        print(probe.stdout + probe.stderr, file=sys.stderr)
-        print("gpu_check: the vLLM environment's torch sees no CUDA device.", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"{probe.stdout}{probe.stderr}gpu_check: the vLLM environment's torch sees no CUDA device.")
     names = subprocess.run(
         ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True, text=True
     )
     return [line.strip() for line in names.stdout.splitlines() if line.strip()]
+
+
+def _fail(message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def write_llava_7b(out: Path) -> Path:
@@ -115,7 +118,7 @@ def write_llava_7b(out: Path) -> Path:
         image_seq_length=(IMAGE_SIDE // PATCH) ** 2,
     )
     config.architectures = ["LlavaForConditionalGeneration"]
-    config.torch_dtype = "bfloat16"
+    config.dtype = "bfloat16"
     config.save_pretrained(out)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
@@ -224,7 +227,7 @@ def main() -> None:
     with mmserve(data_dir, "--config", str(config), wait_for=[CARD], timeout=600) as url:
         health = httpx.get(url + "/health").json()["models"][CARD]
         if health != "loaded":
-            sys.exit(f"gpu_check: the model did not load ({health}); see the vLLM output in /tmp/mmserve-vllm-*/")
+            _fail(f"gpu_check: the model did not load ({health}); see the vLLM output in /tmp/mmserve-vllm-*/")
         results = asyncio.run(bench(url, vllm_socket(CARD), args))
     by = {(r["leg"], r["concurrency"]): r for r in results}
     write_result(
