@@ -28,7 +28,11 @@ def free_port() -> int:
 
 @contextmanager
 def mmserve(
-    data_dir: Path, *args: str, wait_for: list[str] | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    wait_for: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> Iterator[str]:
     """Run `mmserve serve` on a free port until the block ends; yields its base URL."""
     with mmserve_process(data_dir, *args, wait_for=wait_for, env=env) as (url, _):
@@ -50,7 +54,7 @@ def mmserve_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError("mmserve exited during start-up")

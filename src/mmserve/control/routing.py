@@ -220,7 +220,7 @@ class ModelRouter:
         if self._failed_until.get(card.id, 0.0) > time.monotonic():
             return False
         dep = self.runtime.deployments.get(card.id)
-        return dep is None or (dep.state != "failed" and not dep.saturated)
+        return dep is None or (dep.state not in ("failed", "restarting") and not dep.saturated)
 
     # -------------------------------------------------------------- policies
 

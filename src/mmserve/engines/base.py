@@ -25,6 +25,7 @@ from mmserve.engines.types import (
     ImageGenInput,
     ImageGenOutput,
     Segment,
+    ServingStats,
     SpeechInput,
     Transcript,
     TranscriptionInput,
@@ -54,6 +55,10 @@ class Engine(ABC):
     Options: ClassVar[type[EngineOptions]] = EngineOptions
     #: Whether the engine computes with torch (its replicas share the process's intra-op threads).
     uses_torch: ClassVar[bool] = False
+    #: False for engines whose model runs in a process of its own (vLLM): the runtime loads the
+    #: in-process ones one at a time (model libraries' lazy imports are not thread-safe), and
+    #: need not hold them back while such a server takes its minute to start.
+    loads_in_process: ClassVar[bool] = True
 
     def __init__(self, card: ModelCard, *, source: Path | None, device: str) -> None:
         self.card = card
@@ -82,6 +87,18 @@ class Engine(ABC):
 
     def batch_size(self) -> int | None:
         """Generations running in the engine's batch now (None: the engine does not batch)."""
+        return None
+
+    @property
+    def available(self) -> bool:
+        """Whether the loaded engine can serve now (False while its server restarts)."""
+        return True
+
+    async def refresh_stats(self) -> None:  # noqa: B027 - optional hook
+        """Update :meth:`stats` (called on the loop before ``/metrics`` is rendered)."""
+
+    def stats(self) -> ServingStats | None:
+        """Queue depth, running requests and time to first token of the engine's own server, if it has one."""
         return None
 
     @classmethod  # noqa: B027 - optional hook: nothing to refuse by default
@@ -123,6 +140,12 @@ class ChatEngine(Engine):
                 "This model's engine cannot generate past the end of sequence. Remove 'ignore_eos'.",
                 param="ignore_eos",
                 code="unsupported_parameter",
+            )
+        if params.ignore_eos and request.constraint is not None:
+            raise InvalidRequestError(
+                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
+                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
+                param="ignore_eos",
             )
 
     @abstractmethod

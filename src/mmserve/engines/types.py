@@ -251,3 +251,17 @@ class EmbeddingOutput:
     vectors: Any  # numpy.ndarray[float32] of shape (len(items), dimensions), in input order
     text_tokens: int = 0  # tokens of the text inputs (what per-1M-token prices bill)
     images: int = 0  # images embedded (what per-image prices bill)
+
+
+# ---------------------------------------------------------------- serving statistics
+
+
+@dataclass
+class ServingStats:
+    """What an engine that runs its own server reports about it (vLLM's /metrics), per replica."""
+
+    waiting: float = 0.0  # requests queued inside the engine
+    running: float = 0.0  # requests being generated
+    ttft_buckets: list[tuple[float, float]] = field(default_factory=list)  # (upper bound s, cumulative count)
+    ttft_sum: float = 0.0  # seconds, over every first token so far
+    ttft_count: float = 0.0

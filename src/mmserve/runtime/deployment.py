@@ -12,6 +12,7 @@ memory is needed (least recently used first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmserve.runtime")
 
-State = Literal["idle", "loading", "loaded", "failed"]
+State = Literal["idle", "loading", "loaded", "restarting", "failed"]
 # Model libraries resolve their lazy imports without a lock (transformers' _LazyModule): two
 # models built or loaded at once in two threads fail with "cannot import name ... from
 # 'transformers'". So builds and loads run one at a time; they compete for the same cores anyway.
@@ -127,8 +128,10 @@ class Deployment:
     def state(self) -> State:
         if any(r.loading or r.loader is not None for r in self.replicas):
             return "loading"
-        if self.loaded_replicas:
-            return "loaded"
+        engines = [r.engine for r in self.replicas if r.engine is not None]
+        if engines:
+            # every loaded replica's server is down (an engine with a process of its own restarts it)
+            return "loaded" if any(e.available for e in engines) else "restarting"
         return "failed" if self.error else "idle"
 
     @property
@@ -215,7 +218,7 @@ class Deployment:
             return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        with LOADING:
+        with LOADING if self.engine_cls.loads_in_process else contextlib.nullcontext():
             if self.progress:
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
@@ -334,6 +337,8 @@ class Deployment:
 
     def _pick(self) -> Replica:
         loaded = [r for r in self.replicas if r.engine is not None]
+        available = [r for r in loaded if r.engine is not None and r.engine.available]
+        loaded = available or loaded  # a replica whose server restarts answers 503 at once: others first
         idle_capacity = [r for r in loaded if r.active < self.max_concurrency]
         if idle_capacity:
             return min(idle_capacity, key=lambda r: r.active)

@@ -186,6 +186,12 @@ class Runtime:
 
     # -------------------------------------------------------------- metrics hooks
 
+    async def refresh_stats(self, timeout: float = 2.0) -> None:
+        """Ask every loaded engine with a server of its own for fresh statistics (before a /metrics scrape)."""
+        engines = [r.engine for d in self.deployments.values() for r in d.replicas if r.engine is not None]
+        if engines:
+            await asyncio.wait([asyncio.ensure_future(e.refresh_stats()) for e in engines], timeout=timeout)
+
     def _loaded(self, dep: Deployment, seconds: float, cold: bool) -> None:
         if self.metrics:
             self.metrics.model_loaded(dep.card.id, seconds, cold and not dep.dedicated)

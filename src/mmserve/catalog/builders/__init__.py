@@ -21,6 +21,7 @@ BUILDERS: dict[str, str] = {
     "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
     "tool-lm": "mmserve.catalog.builders.toollm:build_tiny_tool_lm",
     "audio-lm": "mmserve.catalog.builders.audiolm:build_tiny_audio_lm",
+    "tool-lm-hd32": "mmserve.catalog.builders.toollm:build_tiny_tool_lm_hd32",
     "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
     "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
     "image": "mmserve.catalog.builders.image:build_tiny_image_pipeline",

@@ -128,16 +128,6 @@ class TransformersChatEngine(ChatEngine):
     _row_model_processors = False  # the model's own processors depend on the row (built per request)
 
     @classmethod
-    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
-        super().check_request(options, request)
-        if request.params.ignore_eos and request.constraint is not None:
-            raise InvalidRequestError(
-                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
-                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
-                param="ignore_eos",
-            )
-
-    @classmethod
     def batch_limits(cls, options: EngineOptions, device: str) -> tuple[int, int]:
         """(max_batch_size, max_batch_tokens): the card's, or the defaults for ``device``."""
         assert isinstance(options, TransformersChatOptions)
