@@ -35,13 +35,17 @@ def mmserve(
     timeout: float = 300,
 ) -> Iterator[str]:
     """Run `mmserve serve` on a free port until the block ends; yields its base URL."""
-    with mmserve_process(data_dir, *args, wait_for=wait_for, env=env) as (url, _):
+    with mmserve_process(data_dir, *args, wait_for=wait_for, env=env, timeout=timeout) as (url, _):
         yield url
 
 
 @contextmanager
 def mmserve_process(
-    data_dir: Path, *args: str, wait_for: list[str] | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    wait_for: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> Iterator[tuple[str, int]]:
     """Like :func:`mmserve`, yielding the base URL and the server's process id."""
     port = free_port()
@@ -59,8 +63,8 @@ def mmserve_process(
             if proc.poll() is not None:
                 raise RuntimeError("mmserve exited during start-up")
             try:
-                states = httpx.get(f"{url}/health", timeout=2).json()["models"]
-                if all(states.get(m) == "loaded" for m in (wait_for or [])):
+                ready = httpx.get(f"{url}/ready", timeout=2).json()  # "starting" while the models load
+                if ready["status"] != "starting" and all(ready["models"].get(m) == "loaded" for m in wait_for or []):
                     break
             except httpx.HTTPError:
                 pass

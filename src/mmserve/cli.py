@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +150,8 @@ def _serve(settings: Settings) -> int:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(var, value)
-    with contextlib.suppress(ImportError):  # diffusers reads no environment variable for its loading bar
-        from diffusers.utils import logging as diffusers_logging
-
-        diffusers_logging.disable_progress_bar()
+    # (diffusers reads no environment variable for its loading bar: its engines switch it off when they
+    # load, not here, where importing diffusers, and torch with it, kept the server from listening for seconds)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(name)s: %(message)s",
@@ -176,10 +174,24 @@ def _serve(settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     original_startup = server.startup
+    began = time.monotonic()
+    announcer: list[asyncio.Task[None]] = []  # held: the loop keeps only weak references to tasks
+
+    async def announce_ready() -> None:
+        """Models load after the server listens (/health answers meanwhile): say when /ready turns 200."""
+        runtime = app.state.mm.runtime
+        await runtime.wait_started()
+        progress.done()
+        missing = runtime.not_ready()
+        log = logging.getLogger("mmserve")
+        if missing:
+            log.warning("started without %s (see above); /ready answers 503", ", ".join(missing))
+        else:
+            log.info("ready in %.1f s", time.monotonic() - began)
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
-        progress.done()
+        announcer.append(asyncio.create_task(announce_ready()))
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()

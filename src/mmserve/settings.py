@@ -191,7 +191,9 @@ class Settings(BaseSettings):
         "cooldowns. Unset: each process keeps its own (one gateway). Needs mmserve[redis].",
     )
     redis_prefix: str = Field(default="mmserve:", description="Prefix of every Redis key and channel mmserve uses.")
-    auth: bool = Field(default=False, description="Require a bearer API key on every endpoint but /health.")
+    auth: bool = Field(
+        default=False, description="Require a bearer API key on every endpoint but the probes (/health, /ready)."
+    )
     admin_key: str | None = Field(
         default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."
     )

@@ -34,12 +34,17 @@ class LiveServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.server.started:
+            if self.server.started and self.ready():  # models load after the server listens
                 return self
             if not self.thread.is_alive():
                 raise RuntimeError("server thread died during start-up")
             time.sleep(0.05)
         raise TimeoutError("server did not start")
+
+    def ready(self) -> bool:
+        """mmserve's start-up loads are done (each model loaded or failed), as before they ran in the background."""
+        state = getattr(self.app.state, "mm", None)
+        return state is None or bool(state.runtime.started)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -112,8 +112,10 @@ def create_app(
         if redis is not None:
             await redis.start()
         await recorder.start()
-        await runtime.start()
         await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches
+        # last, and in the background: the loads' threads would slow the steps above (the GIL), and
+        # the server answers /health while they run (/ready once they are done)
+        await runtime.start(background=True)
         janitor = asyncio.create_task(_cleanup_loop(state))
         try:
             yield

@@ -122,6 +122,8 @@ class DiffusersImageEngine(ImageEngine):
         require("diffusers", self.card.engine)
         import diffusers
 
+        diffusers.utils.logging.disable_progress_bar()  # its loading bar: mmserve logs each load itself
+
         from mmserve.engines.common.torch_utils import resolve_device, resolve_dtype
 
         if self.source is None:

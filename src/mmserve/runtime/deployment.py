@@ -36,7 +36,8 @@ log = logging.getLogger("mmserve.runtime")
 State = Literal["idle", "loading", "loaded", "restarting", "failed"]
 # Model libraries resolve their lazy imports without a lock (transformers' _LazyModule): two
 # models built or loaded at once in two threads fail with "cannot import name ... from
-# 'transformers'". So builds and loads run one at a time; they compete for the same cores anyway.
+# 'transformers'". So the torch engines' builds and loads run one at a time (they compete for the
+# same cores anyway); engines without model libraries (espeak-ng, PocketSphinx) load beside them.
 LOADING = threading.Lock()
 # Called before a replica loads, with the bytes it is expected to need (the runtime makes room).
 BeforeLoad = Callable[["Deployment", int], Awaitable[None]]
@@ -218,8 +219,9 @@ class Deployment:
             return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        with LOADING if self.engine_cls.loads_in_process else contextlib.nullcontext():
-            if self.progress:
+        serial = self.engine_cls.loads_in_process and self.engine_cls.uses_torch
+        with LOADING if serial else contextlib.nullcontext():
+            if self.progress and serial:  # one spinner line at a time; the others load in a blink (logged)
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
             engine.load()
