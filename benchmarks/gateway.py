@@ -59,6 +59,7 @@ def process(cmd: list[str], health: str, env: dict[str, str] | None = None, time
 
 async def load(url: str, key: str, model: str, requests: int, concurrency: int) -> dict:
     latencies: list[float] = []
+    overheads: list[float] = []  # x-mmserve-overhead-ms: mmserve's own time (none on the other legs)
     errors = 0
     remaining = requests
     headers = {"Authorization": f"Bearer {key}"}
@@ -73,11 +74,14 @@ async def load(url: str, key: str, model: str, requests: int, concurrency: int) 
                 r = await client.post(f"{url}/chat/completions", json=body, headers=headers)
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - start)
+                    if "x-mmserve-overhead-ms" in r.headers:
+                        overheads.append(float(r.headers["x-mmserve-overhead-ms"]) / 1000)
                 else:
                     errors += 1
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, 4))))  # warm-up connections
         latencies.clear()
+        overheads.clear()
         remaining = requests
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -88,6 +92,7 @@ async def load(url: str, key: str, model: str, requests: int, concurrency: int) 
         "wall_s": wall,
         "requests_per_s": len(latencies) / wall,
         "latency": summarize(latencies),
+        **({"mmserve_overhead": summarize(overheads)} if overheads else {}),
     }
 
 

@@ -27,6 +27,7 @@ from mmserve.catalog.sources import resolve_source
 from mmserve.engines.base import Engine, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
+from mmserve.timing import in_model
 
 if TYPE_CHECKING:
     from mmserve.runtime.cluster import Cluster
@@ -321,6 +322,12 @@ class Deployment:
                 "Retry shortly.",
                 headers={"Retry-After": "1"},
             )
+        with in_model():  # queued, loading or running: not the gateway's own time (x-mmserve-overhead-ms)
+            async with self._admitted() as engine:
+                yield engine
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[Engine]:
         self.waiting += 1
         try:
             await self._slots.acquire()
