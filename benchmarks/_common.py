@@ -63,8 +63,13 @@ def mmserve_process(
             if proc.poll() is not None:
                 raise RuntimeError("mmserve exited during start-up")
             try:
-                ready = httpx.get(f"{url}/ready", timeout=2).json()  # "starting" while the models load
-                if ready["status"] != "starting" and all(ready["models"].get(m) == "loaded" for m in wait_for or []):
+                r = httpx.get(f"{url}/ready", timeout=2)  # "starting" while the models load
+                if r.status_code == 404:  # a tree from before /ready: it listened once loaded
+                    r = httpx.get(f"{url}/health", timeout=2)
+                ready = r.json()
+                if ready.get("status") != "starting" and all(
+                    ready["models"].get(m) == "loaded" for m in wait_for or []
+                ):
                     break
             except httpx.HTTPError:
                 pass
