@@ -103,6 +103,13 @@ def check_bytes(data: bytes, limits: ImageLimits, *, param: str) -> str:
         )
     if fmt == "jpeg":
         scans = jpeg_scan_count(data)
+        if scans is None:  # what the counter cannot read is never handed to the decoder unchecked
+            raise InvalidRequestError(
+                "The JPEG image is corrupt or truncated (its header does not lead to any image data) "
+                "and cannot be decoded.",
+                param=param,
+                code="invalid_image",
+            )
         if scans > limits.max_jpeg_scans:
             raise InvalidRequestError(
                 f"The JPEG has {scans} progressive scans; at most {limits.max_jpeg_scans} are accepted. "
