@@ -40,6 +40,7 @@ from mmserve.settings import FetchSettings
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_URL = 8192
+_LOCATION = "x-mmserve-location"  # where _LocationKept puts a response's Location header
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -119,8 +120,9 @@ class SafeFetcher:
         timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
         if self._ssl is None:  # loading the CA bundle takes ~20 ms: once, not per fetch
             self._ssl = httpx.create_ssl_context()
+        inner = self._transport or httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
         async with httpx.AsyncClient(
-            transport=self._transport, verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=_LocationKept(inner), timeout=timeout, follow_redirects=False, trust_env=False
         ) as client:
             for hop in range(s.max_redirects + 1):
                 request = await self._pinned_request(client, url, param, hop)
@@ -134,12 +136,7 @@ class SafeFetcher:
                     ) from None
                 try:
                     if resp.status_code in _REDIRECTS:
-                        location = resp.headers.get("location", "").strip()
-                        if not location:
-                            raise MediaFetchError(
-                                "The URL redirected without a Location.", param=param, code="url_bad_redirect"
-                            )
-                        url = urljoin(url, location)
+                        url = _redirect_target(url, resp.headers.get(_LOCATION, ""), param)
                         continue
                     if resp.status_code != 200:
                         raise MediaFetchError(
@@ -203,12 +200,48 @@ class _Borrowed(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+class _LocationKept(httpx.AsyncBaseTransport):
+    """Hides each response's ``Location`` from httpx under another name.
+
+    Even with ``follow_redirects=False`` httpx parses a redirect's Location itself (to offer
+    ``response.next_request``), and a value it cannot parse (``javascript:alert(1)``,
+    ``http:\\\\host\\x``) raises ``httpx.InvalidURL`` out of ``send()``, which is no
+    ``httpx.HTTPError``. The fetcher reads and validates Location by its own rules instead.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        raw = resp.headers.raw
+        if any(k.lower() == b"location" for k, _ in raw):
+            resp.headers = httpx.Headers([(_LOCATION.encode() if k.lower() == b"location" else k, v) for k, v in raw])
+        return resp
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _redirect_target(url: str, location: str, param: str) -> str:
+    """The absolute URL a redirect's Location points to (it is validated like any URL next)."""
+    location = location.strip()
+    if not location:
+        raise MediaFetchError("The URL redirected without a Location.", param=param, code="url_redirect_invalid")
+    try:
+        return urljoin(url, location)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise MediaFetchError(
+            "The URL redirected to a malformed URL.", param=param, code="url_redirect_invalid"
+        ) from None
+
+
 def parse_target(url: str, param: str, *, hop: int = 0) -> _Target:
     """Refuse URLs that parsers disagree on; return the parts that will be used."""
 
     def malformed(why: str) -> MMServeError:
         if hop:
-            return MediaFetchError(f"The URL redirected to {why}.", param=param, code="url_bad_redirect")
+            return MediaFetchError(f"The URL redirected to {why}.", param=param, code="url_redirect_invalid")
         return InvalidRequestError(f"The image URL is {why}.", param=param, code="invalid_image_url")
 
     if len(url) > _MAX_URL:
