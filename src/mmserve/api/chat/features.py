@@ -24,10 +24,17 @@ from mmserve.chatformat.output import OutputFormat
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-# apply_chat_template's own arguments (and a processor's inputs): not template variables.
+# apply_chat_template's own arguments (tokenizer's and processor's, and the jinja renderer's
+# they call, "self" included), and a processor's inputs: not template variables. Passed on,
+# such a name collides with the call (a TypeError) or changes what the server set.
+# tests/api/test_chat_features.py checks this list against transformers' signatures.
 RESERVED_TEMPLATE_KWARGS = frozenset(
     [
+        "self",
         "conversation",
+        "conversations",
+        "sanitize_control_tokens",
+        "load_audio_from_video",
         "messages",
         "tools",
         "documents",
