@@ -38,6 +38,12 @@ class LimitSettings(BaseModel):
     """Server-wide request limits; model cards may tighten them per model."""
 
     max_request_bytes: int = 128 * MiB
+    # Slow clients (answered 408 in the envelope, connection closed): a request's headers must
+    # arrive within header_timeout_s of its first byte (or of the connection); its body within
+    # body_timeout_s in all, with no gap longer than body_idle_timeout_s.
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=300.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
     max_image_side: int = 4000
     min_image_side: int = 8
     max_image_pixels: int = 4000 * 4000

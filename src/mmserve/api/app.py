@@ -109,7 +109,13 @@ def create_app(
     install_handlers(app)
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
     authenticator = Authenticator(settings, keys, limiter, open_paths=[p for p in docs if p])
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
+    limits = settings.limits
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_request_bytes,
+        timeout_s=limits.body_timeout_s,
+        idle_timeout_s=limits.body_idle_timeout_s,
+    )
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context

@@ -21,7 +21,7 @@ from mmserve.api.errors import validation_error
 from mmserve.cards import ModelCard
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
 from mmserve.chatformat.output import OutputFormat
-from mmserve.errors import InvalidRequestError, ModelCapabilityError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError, clip
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 # apply_chat_template's own arguments (tokenizer's and processor's, and the jinja renderer's
@@ -151,7 +151,7 @@ def _tools(raw: list[dict[str, Any]] | None) -> list[_Tool]:
             raise validation_error(errors) from None
         name = tool.function.name
         if name in seen:
-            raise InvalidRequestError(f"Two tools are named '{name}'.", param=f"tools[{i}].function.name")
+            raise InvalidRequestError(f"Two tools are named '{clip(name)}'.", param=f"tools[{i}].function.name")
         seen.add(name)
         if tool.function.parameters is not None:
             check_schema(tool.function.parameters, param=f"tools[{i}].function.parameters")
@@ -180,7 +180,7 @@ def _tool_choice(raw: Any, tools: list[_Tool]) -> str:
             param="tool_choice",
         )
     if name not in {t.function.name for t in tools}:
-        raise InvalidRequestError(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice")
+        raise InvalidRequestError(f"tool_choice names '{clip(name)}', which is not in 'tools'.", param="tool_choice")
     return f"function:{name}"
 
 
@@ -246,7 +246,7 @@ def _template_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
     for key in kwargs:
         if not _KWARG_NAME.match(key) or key in RESERVED_TEMPLATE_KWARGS:
             raise InvalidRequestError(
-                f"'{key}' cannot be passed to the chat template (names are identifiers, and "
+                f"'{clip(key)}' cannot be passed to the chat template (names are identifiers, and "
                 "apply_chat_template's own arguments are set by the server).",
                 param=f"chat_template_kwargs.{key}",
             )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio_usage import AudioUsage, record_usage
+from mmserve.api.errors import log_failure
 from mmserve.api.speech.protocol import SpeechRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
@@ -119,7 +120,7 @@ class SpeechService:
                 async for data in s.encoded(enc):
                     yield data
             except Exception as e:
-                log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
+                log_failure(log, e, f"speech stream for '{s.card.id}'")
                 raise
             finally:  # also when the client leaves early: the audio made so far
                 self._record(s)

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import validation_error
-from mmserve.errors import InvalidRequestError, PayloadTooLargeError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, clip
 
 MAX_PROMPT_CHARS = 10_000
 FORM_LIMITS = {"max_files": 1, "max_fields": 64, "max_part_size": 64 * 1024}  # the prompt: 10000 chars
@@ -102,7 +102,7 @@ async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, A
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "input_reference":
-                    raise InvalidRequestError(f"Unexpected file field '{key}'.", param=key)
+                    raise InvalidRequestError(f"Unexpected file field '{clip(key)}'.", param=key)
                 if value.size is not None and value.size > max_file_bytes:
                     raise PayloadTooLargeError(
                         f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"
