@@ -48,6 +48,10 @@ class LimitSettings(BaseModel):
     min_image_side: int = 8
     max_image_pixels: int = 4000 * 4000
     max_images_per_request: int = 32
+    # all the images of one request together (cards may tighten): bytes received (fetched or
+    # sent) and source pixels decoded; over either, 413 request_images_too_large
+    max_request_image_bytes: int = Field(default=64 * MiB, gt=0)
+    max_request_image_pixels: int = Field(default=64_000_000, gt=0)
     max_data_uri_bytes: int = 64 * MiB
     decode_timeout_s: float = 10.0
     max_decode_concurrency: int = 4

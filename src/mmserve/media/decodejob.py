@@ -16,7 +16,7 @@ from PIL import Image
 
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.datauri import decode_base64
-from mmserve.media.image.decode import ImageInputSize, ImageLimits, decode_image
+from mmserve.media.image.decode import SOURCE_PIXELS, ImageInputSize, ImageLimits, decode_image
 
 MAX_HEADER_BYTES = 64 * 1024
 _MODES = {"RGB": 3, "RGBA": 4}
@@ -91,7 +91,8 @@ def result_to_wire(result: Image.Image | MMServeError) -> tuple[bytes, bytes]:
             "message": result.message,
         }
         return json.dumps(head).encode(), b""
-    head = {"ok": True, "mode": result.mode, "size": list(result.size)}
+    source = result.info.get(SOURCE_PIXELS)
+    head = {"ok": True, "mode": result.mode, "size": list(result.size), "source_pixels": source}
     return json.dumps(head).encode(), result.tobytes()
 
 
@@ -109,4 +110,9 @@ def result_from_wire(header: bytes, pixels: bytes, job: DecodeJob) -> Image.Imag
         raise ValueError("decode worker returned an impossible image")
     if len(pixels) != w * h_ * _MODES[mode]:
         raise ValueError("decode worker returned the wrong number of bytes")
-    return Image.frombytes(mode, (w, h_), pixels)
+    source = h.get("source_pixels")
+    if not isinstance(source, int) or not w * h_ <= source <= lim.max_pixels:
+        raise ValueError("decode worker returned an impossible source size")
+    image = Image.frombytes(mode, (w, h_), pixels)
+    image.info[SOURCE_PIXELS] = source
+    return image

@@ -98,20 +98,23 @@ class ImagesService:
             )
         media = self.state.media
         limits = media.limits_for(card.limits)
+        budget = media.budget_for(card.limits)  # all uploads of this request together
         # OpenAI: without a mask, the one image's transparent pixels are the area to edit, so its
         # alpha comes back from the decode worker too
         own_alpha = form.mask is None and len(form.images) == 1
         images: list[Image] = list(
             await asyncio.gather(
                 *(
-                    media.decode(u.data, limits, param=u.param, target_side=None, keep_alpha=own_alpha)
+                    media.decode(u.data, limits, param=u.param, target_side=None, keep_alpha=own_alpha, budget=budget)
                     for u in form.images
                 )
             )
         )
         mask = None
         if form.mask is not None:
-            decoded = await media.decode(form.mask.data, limits, param="mask", target_side=None, keep_alpha=True)
+            decoded = await media.decode(
+                form.mask.data, limits, param="mask", target_side=None, keep_alpha=True, budget=budget
+            )
             mask = mask_from_image(decoded)
             if mask.size != images[0].size:
                 raise InvalidRequestError(

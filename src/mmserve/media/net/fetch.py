@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpx
 
 from mmserve.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
+from mmserve.media.budget import ImageBudget
 from mmserve.media.net.policy import IPAddress, NetworkPolicy, normalize_host, parse_ip
 from mmserve.settings import FetchSettings
 
@@ -84,7 +85,10 @@ class SafeFetcher:
         """The reason an address is refused, or None if it may be fetched."""
         return self.policy.check_address(ip)
 
-    async def fetch(self, url: str, *, param: str, max_bytes: int | None = None) -> Fetched:
+    async def fetch(
+        self, url: str, *, param: str, max_bytes: int | None = None, budget: ImageBudget | None = None
+    ) -> Fetched:
+        """The body of ``url`` (at most ``max_bytes``); ``budget``: the request's total, charged as bytes arrive."""
         s = self.settings
         if not s.enabled:
             raise MediaFetchError(
@@ -101,7 +105,7 @@ class SafeFetcher:
                 "Too many media URLs are being fetched right now; retry shortly.", headers={"Retry-After": "1"}
             ) from None
         try:
-            return await asyncio.wait_for(self._fetch(url, param, limit), s.total_timeout_s)
+            return await asyncio.wait_for(self._fetch(url, param, limit, budget), s.total_timeout_s)
         except TimeoutError:
             raise MediaFetchError(
                 f"Fetching the URL took longer than {s.total_timeout_s:g} s.", param=param, code="url_timeout"
@@ -115,7 +119,7 @@ class SafeFetcher:
             del self._sems[old]
         return self._sems.setdefault(loop, asyncio.Semaphore(self.settings.max_concurrency))
 
-    async def _fetch(self, url: str, param: str, limit: int) -> Fetched:
+    async def _fetch(self, url: str, param: str, limit: int, budget: ImageBudget | None) -> Fetched:
         s = self.settings
         timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
         if self._ssl is None:  # loading the CA bundle takes ~20 ms: once, not per fetch
@@ -144,7 +148,7 @@ class SafeFetcher:
                             param=param,
                             code="url_bad_status",
                         )
-                    data = await _read_capped(resp, limit, param)
+                    data = await _read_capped(resp, limit, param, budget)
                     return Fetched(data, resp.headers.get("content-type"), url)
                 finally:
                     await resp.aclose()
@@ -278,7 +282,7 @@ def _refused(reason: str, param: str, hop: int) -> MediaFetchError:
     return MediaFetchError(f"{prefix}: {reason}.", param=param, code="url_refused")
 
 
-async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
+async def _read_capped(resp: httpx.Response, limit: int, param: str, budget: ImageBudget | None) -> bytes:
     def too_large() -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"The URL's content is larger than the {limit} byte limit.", param=param, code="url_content_too_large"
@@ -293,13 +297,19 @@ async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large()
+    if budget is not None and declared.isdigit() and int(declared) > budget.bytes_left:
+        raise budget.bytes_exceeded(param)
     if resp.is_stream_consumed:  # an in-memory response (httpx.MockTransport) arrives read already
         if len(resp.content) > limit:
             raise too_large()
+        if budget is not None:
+            budget.charge_bytes(len(resp.content), param=param)
         return resp.content
     buf = bytearray()
     async for chunk in resp.aiter_raw():
         buf += chunk
         if len(buf) > limit:
             raise too_large()
+        if budget is not None:
+            budget.charge_bytes(len(chunk), param=param)
     return bytes(buf)
