@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     )
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
+    usage_journal: bool = Field(
+        default=True,
+        description="Write each usage record to a journal file before its response ends, so that a killed "
+        "process loses none (replayed at the next start); false: a crash loses up to usage_flush_interval_s.",
+    )
     audio: AudioSettings = Field(default_factory=AudioSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
 

@@ -66,7 +66,11 @@ def create_app(
     db = Database.from_settings(settings)
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     limiter = RateLimiter()
-    recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
+    recorder = UsageRecorder(
+        db,
+        flush_interval_s=settings.usage_flush_interval_s,
+        journal_dir=settings.data_dir / "usage-journal" if settings.usage_journal else None,
+    )
     artifacts = ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s)
     state = AppState(
         settings=settings,
