@@ -79,6 +79,9 @@ class UsageJournal:
         self._current: Path | None = None
 
     def open(self) -> None:
+        """Take this process's lock (its segments are its own while it lives)."""
+        if self._lock_fd is not None:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,6 +90,7 @@ class UsageJournal:
     def append(self, record: dict[str, Any]) -> None:
         """Write one record; it survives this process's death once this returns."""
         if self._fd is None:
+            self.open()  # a record before start(), or after stop(): still journaled, still owned
             self._seq += 1
             self._current = self.dir / f"{self.owner}-{self._seq}.jsonl"
             self._fd = os.open(self._current, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
