@@ -20,6 +20,7 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.openapi import install_openapi
 from mmserve.api.speech.router import router as speech_router
 from mmserve.api.state import AppState
 from mmserve.api.transcriptions.router import router as transcriptions_router
@@ -113,6 +114,7 @@ def create_app(
     install_handlers(app)
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
     authenticator = Authenticator(settings, keys, limiter, open_paths=[p for p in docs if p])
+    install_openapi(app, keys_required=settings.auth, open_paths=authenticator.is_open)
     limits = settings.limits
     app.add_middleware(
         BodyLimit,

@@ -36,10 +36,14 @@ class Authenticator:
         self.limiter = limiter
         self.open_paths = frozenset([*OPEN_PATHS, *open_paths])
 
+    def is_open(self, path: str) -> bool:
+        """Whether ``path`` (a request's, or a route's template) needs no key."""
+        return path in self.open_paths or path.startswith(OPEN_PREFIXES)
+
     async def authenticate(self, path: str, authorization: str) -> Principal:
         """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        if not self.settings.auth or path in self.open_paths or path.startswith(OPEN_PREFIXES):
+        if not self.settings.auth or self.is_open(path):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
         secret = _bearer(authorization)

@@ -195,6 +195,7 @@ class DiffusersImageEngine(ImageEngine):
             raise InvalidRequestError(
                 f"steps is {request.steps}; the model '{self.card.id}' allows at most {self.options.max_steps}.",
                 param="steps",
+                code="model_limit",
             )
         if not request.images:
             if request.mask is not None:

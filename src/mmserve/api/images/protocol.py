@@ -11,12 +11,15 @@ Dialects and extensions accepted here (listed in docs/api.md):
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
+
+from mmserve.api.jsonbody import SEED_MAX, RequestModel
+from mmserve.api.openapi import NOT_BLANK
 
 MAX_PROMPT_CHARS = 32000  # OpenAI's limit for its newest image models
-MAX_SEED = 2**63 - 1
 
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 ResponseFormat = Literal["url", "b64_json"]
@@ -24,10 +27,10 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Background = Literal["auto", "opaque", "transparent"]
 
 
-class _ImageRequest(BaseModel):
+class _ImageRequest(RequestModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     model: str | None = Field(default=None, min_length=1, description="None: the first image model of the catalog.")
     n: int | None = Field(default=None, ge=1, le=10)
     size: str | None = None
@@ -37,18 +40,18 @@ class _ImageRequest(BaseModel):
     output_compression: int | None = Field(default=None, ge=0, le=100)
     background: Background | None = None
     user: str | None = None
-    stream: bool | None = None
+    stream: bool | None = Field(default=None, json_schema_extra={"enum": [False, None]})  # not supported
     partial_images: int | None = None
     # diffusers extensions
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     steps: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("steps", "num_inference_steps"))
     guidance_scale: float | None = Field(default=None, ge=0, le=100)
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, v: str) -> str:
-        if not v.strip():
+        if not re.search(NOT_BLANK, v):
             raise ValueError("the prompt is empty; describe the image to make")
         return v
 
@@ -78,7 +81,10 @@ def edit_form_schema() -> dict[str, Any]:
     schema = ImageEditRequest.model_json_schema()
     binary = {"type": "string", "format": "binary"}
     schema["properties"] = {
-        "image": {"anyOf": [binary, {"type": "array", "items": binary}], "description": "Also sent as 'image[]'."},
+        "image": {
+            "anyOf": [binary, {"type": "array", "items": binary, "minItems": 1}],
+            "description": "Also sent as 'image[]'.",
+        },
         "mask": {**binary, "description": "Transparent pixels (alpha 0) are repainted; or white = repaint."},
         **schema["properties"],
     }

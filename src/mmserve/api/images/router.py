@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Request
 from mmserve.api.images.multipart import read_edit_form
 from mmserve.api.images.protocol import ImageGenerationRequest, edit_form_schema
 from mmserve.api.images.service import ImagesService
+from mmserve.api.openapi import MODEL, errors
 from mmserve.api.state import AppState, get_state
 from mmserve.storage.signing import public_base_url
 
 router = APIRouter(tags=["images"])
 
 
-@router.post("/v1/images/generations")
+@router.post("/v1/images/generations", responses=errors(*MODEL))
 async def images_generations(
     req: ImageGenerationRequest, request: Request, state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -26,6 +27,7 @@ async def images_generations(
 
 @router.post(
     "/v1/images/edits",
+    responses=errors(*MODEL, 415),
     openapi_extra={
         "requestBody": {
             "required": True,

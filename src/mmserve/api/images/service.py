@@ -94,7 +94,9 @@ class ImagesService:
         limit = min(card.capabilities.max_images, self.state.settings.limits.max_images_per_request)
         if len(form.images) > limit:
             raise InvalidRequestError(
-                f"{len(form.images)} images were sent; the model '{card.id}' takes at most {limit}.", param="image"
+                f"{len(form.images)} images were sent; the model '{card.id}' takes at most {limit}.",
+                param="image",
+                code="model_limit",
             )
         media = self.state.media
         limits = media.limits_for(card.limits)
@@ -150,7 +152,9 @@ class ImagesService:
         n = req.n or 1
         if n > max_n:
             raise InvalidRequestError(
-                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.", param="n"
+                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.",
+                param="n",
+                code="model_limit",
             )
         fmt: OutputFormat = req.output_format or "png"
         if req.background == "transparent" and fmt not in ALPHA_FORMATS:

@@ -74,7 +74,11 @@ class SpeechService:
     async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
         limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
         if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
-            raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
+            raise InvalidRequestError(
+                "'input' has nothing to speak (only spaces or control characters); send the text to speak.",
+                param="input",
+                code="nothing_to_say",
+            )
         if len(req.input) > limit:
             raise InvalidRequestError(
                 f"'input' is {len(req.input)} characters; the model '{card.id}' speaks at most {limit} per request. "

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from mmserve.api.openapi import errors
 from mmserve.api.state import AppState, get_state
 from mmserve.control.context import principal
 from mmserve.control.usage import SUMMED
@@ -15,7 +16,7 @@ from mmserve.errors import PermissionDeniedError
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", responses=errors(403))
 async def usage(
     start: float | None = Query(
         default=None, allow_inf_nan=False, description="Unix time, inclusive (default: 30 days ago)."

@@ -143,7 +143,9 @@ class VideoService:
     ) -> tuple[list[VideoJob], bool]:
         page = await self.store.page(owner=owner, after=after, limit=limit, order=order)
         if page is None:
-            raise InvalidRequestError(f"'after' names no video of yours: '{clip(after)}'.", param="after")
+            raise InvalidRequestError(
+                f"'after' names no video of yours: '{clip(after)}'.", param="after", code="unknown_cursor"
+            )
         return page
 
     async def delete(self, video_id: str, *, owner: str | None) -> str:
