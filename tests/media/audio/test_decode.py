@@ -138,3 +138,12 @@ def test_an_absurd_sample_rate_is_refused_before_resampling(rate: int) -> None:
 def test_high_but_real_sample_rates_decode() -> None:
     data = encode(tone(0.2, rate=192000), 192000, "wav", channels=1)
     assert decode_audio(data, AudioLimits()).sample_rate == TARGET_RATE
+
+
+def test_a_codec_without_a_decoder_is_400() -> None:
+    # found by tests/fuzz: a WAV whose format tag names no codec has no codec context
+    data = bytearray(wav_bytes(tone(0.05, rate=16000), 16000))
+    data[20:22] = (0x00F8).to_bytes(2, "little")
+    with pytest.raises(InvalidRequestError) as e:
+        decode_audio(bytes(data), AudioLimits())
+    assert e.value.code == "invalid_audio"

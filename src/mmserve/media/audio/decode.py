@@ -144,7 +144,10 @@ def _append(chunks: list[np.ndarray], frame: Any, total: int, max_samples: int, 
 def _check_sample_rate(stream: Any, param: str) -> None:
     """Refuse a rate no recording has: resampling from it is one native call that no deadline
     can interrupt (a 309-byte WAV claiming 1.3 GHz took 22-36 s here)."""
-    rate = stream.codec_context.sample_rate or stream.rate or 0
+    context = stream.codec_context
+    if context is None:  # no decoder for this codec: decoding fails with a clear 400 next
+        return
+    rate = context.sample_rate or stream.rate or 0
     if not 0 < rate <= MAX_SAMPLE_RATE:
         raise InvalidRequestError(
             f"The audio's sample rate is {rate} Hz; accepted rates go up to {MAX_SAMPLE_RATE} Hz.",
