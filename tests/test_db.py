@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from mmserve.db import Database, async_url, database_url
@@ -30,7 +28,7 @@ def test_plain_urls_get_async_drivers() -> None:
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'a.db'}")
-    await db.create_all()
+    await db.upgrade()
     try:
         async with db.engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
@@ -50,7 +48,7 @@ async def test_two_databases_on_one_file_write_concurrently(tmp_path: Path) -> N
     """Two engines (as two processes would) interleave 2 x 40 inserts and claims without a lock error."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     one, two = Database(url), Database(url)
-    await one.create_all()
+    await one.upgrade()
     stores = [VideoJobStore(one), VideoJobStore(two)]
     try:
         jobs = await asyncio.gather(*(stores[i % 2].create(_job()) for i in range(80)))
@@ -63,10 +61,9 @@ async def test_two_databases_on_one_file_write_concurrently(tmp_path: Path) -> N
         await two.dispose()
 
 
-@pytest.mark.skipif(not os.environ.get("MMSERVE_TEST_DATABASE_URL"), reason="set MMSERVE_TEST_DATABASE_URL")
-async def test_postgres_round_trip() -> None:  # pragma: no cover - needs a PostgreSQL server
-    db = Database(os.environ["MMSERVE_TEST_DATABASE_URL"])
-    await db.create_all()
+async def test_postgres_round_trip(pg_url: str) -> None:
+    db = Database(pg_url)
+    await db.upgrade()
     try:
         store = VideoJobStore(db)
         job = await store.create(_job())

@@ -128,12 +128,42 @@ class Pricing(_Strict):
 
 class Deployment(_Strict):
     mode: Literal["serverless", "dedicated"] = "serverless"
-    replicas: int = Field(default=1, ge=1, le=64)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("replicas", "max_replicas"),
+        description="The most replicas (max_replicas): more load when every loaded one is busy and requests queue.",
+    )
+    min_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Serverless: replicas kept loaded (loaded at start, never idle-unloaded); 0: scale to zero. "
+        "Dedicated deployments keep all their replicas.",
+    )
     idle_unload_s: float | None = Field(default=None, gt=0, description="Serverless: unload after idle.")
     max_concurrency: int = Field(default=4, ge=1, description="Requests running at once per replica.")
     max_queue: int = Field(default=64, ge=0, description="Requests waiting beyond max_concurrency.")
     device: str | None = Field(default=None, description="Overrides Settings.device for this model.")
-    memory_gb: float | None = Field(default=None, gt=0, description="Budget hint for eviction.")
+    memory_gb: float | None = Field(
+        default=None, gt=0, description="Budget hint for eviction; on a cluster also the memory a replica reserves."
+    )
+    # Placement on a Ray cluster (MMSERVE_CLUSTER__ADDRESS); ignored in-process.
+    num_cpus: float | None = Field(default=None, ge=0, description="CPUs a replica reserves on a node (default 1).")
+    num_gpus: float | None = Field(default=None, ge=0, description="GPUs a replica reserves (fractions share one).")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom node resources a replica needs, e.g. {'a100': 1} (a node label)."
+    )
+    placement: Literal["spread", "pack"] = Field(
+        default="spread", description="spread: a deployment's replicas on different nodes when possible; pack: any."
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Deployment:
+        if self.min_replicas > self.replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is more than replicas ({self.replicas})")
+        return self
 
 
 class ModelCard(_Strict):

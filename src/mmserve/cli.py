@@ -1,4 +1,4 @@
-"""The ``mmserve`` command: serve | models | keys | demo."""
+"""The ``mmserve`` command: serve | models | keys | db | demo."""
 
 from __future__ import annotations
 
@@ -49,10 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--rpm", type=_per_minute, help="requests per minute (0: none)")
     create.add_argument("--tpm", type=_per_minute, help="tokens per minute (0: none)")
     create.add_argument("--admin", action="store_true", help="may read every key's usage")
+    create.add_argument(
+        "--expires-in", type=_duration, help="lifetime, e.g. 30d, 12h, 90m, 3600s, 2w (default: never expires)"
+    )
     listing = keys_sub.add_parser("list", help="list active keys (never their secrets)")
     listing.add_argument("--json", action="store_true")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
     revoke.add_argument("key")
+
+    db = sub.add_parser("db", help="the SQL schema: apply migrations (MMSERVE_DATABASE_URL, or SQLite in the data dir)")
+    db.add_argument("--data-dir", type=Path)
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply every pending migration (also done at each start)")
+    db_sub.add_parser("current", help="print the schema's migration revision")
 
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in SETTINGS_FLAGS and v is not None}
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             from mmserve.keys_cli import keys_command
 
             return asyncio.run(keys_command(settings, args))
+        if args.command == "db":
+            return asyncio.run(_db(settings, args.db_command))
     except CatalogError as e:
         Console(stderr=True).print(f"[red]catalog error:[/red] {e}", highlight=False)
         return 2
@@ -81,6 +92,38 @@ def _per_minute(value: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"{n} is negative: give a count per minute (0 switches the key off)")
     return n
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(value: str) -> float:
+    """``30d`` -> seconds (units s, m, h, d, w; a bare number is seconds)."""
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a duration: write e.g. 30d, 12h, 90m or 3600s") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"'{value}' must be a positive duration")
+    return seconds
+
+
+async def _db(settings: Settings, command: str) -> int:
+    from mmserve.db import Database
+
+    db = Database.from_settings(settings)
+    try:
+        if command == "upgrade":
+            before = await db.revision()
+            after = await db.upgrade()
+            print(f"schema at {after}" + (f" (was {before})" if before != after else " (up to date)"))
+        else:
+            print(await db.revision() or "none")
+        return 0
+    finally:
+        await db.dispose()
 
 
 def _serve(settings: Settings) -> int:

@@ -16,16 +16,21 @@ never block the writer), a busy timeout (a writer waits for the lock instead of 
 ``synchronous=NORMAL`` (durable at each WAL checkpoint, the recommended pairing with WAL) and
 foreign keys on.
 
-Tables are declared on :class:`Base` in their feature's module (``mmserve/jobs/store.py``)
-and created at start-up by :meth:`Database.create_all`; a feature must be imported before
-that call so that its tables are registered.
+Tables are declared on :class:`Base` in their feature's module (``mmserve/jobs/store.py``,
+``control/keys.py``, ``control/usage.py``); the schema is made and changed by the Alembic
+migrations of :mod:`mmserve.migrations`, applied by :meth:`Database.upgrade` (``mmserve db
+upgrade``, and at every start). On PostgreSQL, where several servers may start at once, the
+upgrade runs under a transaction-scoped advisory lock: one server migrates, the others wait
+and then find nothing to do. PostgreSQL's DDL is transactional, so a failed migration leaves
+the schema as it was.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -33,6 +38,9 @@ from sqlalchemy.orm import DeclarativeBase
 from mmserve.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key of schema upgrades ("mmserve" read as a number): any constant, shared by every server
+UPGRADE_LOCK = 0x6D6D7365727665
 
 
 class Base(DeclarativeBase):
@@ -76,17 +84,45 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.url.get_backend_name() == "sqlite"
 
-    async def create_all(self) -> None:
-        """Create missing tables (idempotent). Schema changes will need migrations; none exist yet."""
-        if self.is_sqlite and self.url.database:
-            from pathlib import Path
-
+    async def upgrade(self, revision: str = "head") -> str | None:
+        """Apply the migrations up to ``revision`` (idempotent); returns the schema's revision after."""
+        if self.is_sqlite and self.url.database and self.url.database != ":memory:":
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            if self.url.get_backend_name() == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
+            return await conn.run_sync(_upgrade, revision)
+
+    async def revision(self) -> str | None:
+        """The schema's current migration (None: a database no migration ran on)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _current(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    rev: str | None = MigrationContext.configure(connection).get_current_revision()
+    return rev
+
+
+def _upgrade(connection: Connection, revision: str) -> str | None:
+    from alembic import command
+
+    command.upgrade(_config(connection), revision)
+    return _current(connection)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -115,6 +115,24 @@ class JobSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    """Engine replicas on a Ray cluster (docs/deployment.md); unset ``address``: every replica in this process."""
+
+    address: str | None = Field(
+        default=None,
+        description="ray://head:10001 (Ray Client), host:6379 (a node's GCS), or 'auto' (the Ray node this "
+        "gateway runs on). Needs mmserve[cluster].",
+    )
+    namespace: str = Field(default="mmserve", description="Ray namespace of mmserve's actors.")
+    start_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a replica may take to be placed and load its model."
+    )
+    health_check_interval_s: float = Field(
+        default=5.0, gt=0, description="How often replicas are pinged; a dead one is started again on a live node."
+    )
+    log_to_driver: bool = Field(default=False, description="Show replicas' logs in the gateway's log.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MMSERVE_", env_nested_delimiter="__", extra="ignore")
 
@@ -133,6 +151,11 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, description="Signs artifact URLs; generated and kept in the data dir when unset."
     )
+    artifacts_dir: Path | None = Field(
+        default=None,
+        description="Where generated files are kept (<data_dir>/artifacts when unset). Several gateways "
+        "share one directory (NFS, a mounted volume) so that any of them serves any job's files.",
+    )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     memory_budget_gb: float | None = Field(
@@ -149,6 +172,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job/key/usage database; SQLite in the data dir when unset. "
         "postgresql://user:pass@host/db needs mmserve[postgres].",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis (or Valkey) shared by every gateway: rate-limit windows, key revocations, route "
+        "cooldowns. Unset: each process keeps its own (one gateway). Needs mmserve[redis].",
+    )
+    redis_prefix: str = Field(default="mmserve:", description="Prefix of every Redis key and channel mmserve uses.")
     auth: bool = Field(default=False, description="Require a bearer API key on every endpoint but /health.")
     admin_key: str | None = Field(
         default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."
@@ -164,6 +193,7 @@ class Settings(BaseSettings):
         "process loses none (replayed at the next start); false: a crash loses up to usage_flush_interval_s.",
     )
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
 
     @property

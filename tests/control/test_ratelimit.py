@@ -21,47 +21,47 @@ def limiter() -> tuple[RateLimiter, Clock]:
     return rl, clock
 
 
-def test_requests_per_minute(limiter: tuple[RateLimiter, Clock]) -> None:
+async def test_requests_per_minute(limiter: tuple[RateLimiter, Clock]) -> None:
     rl, clock = limiter
     lim = Limits(requests_per_min=2)
-    h = rl.admit("k", lim)
+    h = await rl.admit("k", lim)
     assert h["x-ratelimit-remaining-requests"] == "1"
-    rl.admit("k", lim)
+    await rl.admit("k", lim)
     with pytest.raises(RateLimitError) as e:
-        rl.admit("k", lim)
+        await rl.admit("k", lim)
     assert e.value.status_code == 429 and e.value.headers["Retry-After"] == "60"
     assert e.value.headers["x-ratelimit-remaining-requests"] == "0"
-    rl.admit("other", lim)  # keys are independent
+    await rl.admit("other", lim)  # keys are independent
     clock.t += 60.5
-    rl.admit("k", lim)  # the window slid
+    await rl.admit("k", lim)  # the window slid
 
 
-def test_tokens_per_minute_charged_after(limiter: tuple[RateLimiter, Clock]) -> None:
+async def test_tokens_per_minute_charged_after(limiter: tuple[RateLimiter, Clock]) -> None:
     rl, clock = limiter
     lim = Limits(tokens_per_min=100)
-    rl.admit("k", lim)
+    await rl.admit("k", lim)
     rl.charge("k", 60)
     clock.t += 10
-    rl.admit("k", lim)
+    await rl.admit("k", lim)
     rl.charge("k", 50)
     with pytest.raises(RateLimitError) as e:
-        rl.admit("k", lim)
+        await rl.admit("k", lim)
     assert "tokens per minute" in e.value.message
     assert e.value.headers["Retry-After"] == "50"  # when the first 60 tokens leave the window
     clock.t += 50.5
-    assert rl.admit("k", lim)["x-ratelimit-remaining-tokens"] == "50"
+    assert (await rl.admit("k", lim))["x-ratelimit-remaining-tokens"] == "50"
 
 
-def test_no_limits_no_headers(limiter: tuple[RateLimiter, Clock]) -> None:
+async def test_no_limits_no_headers(limiter: tuple[RateLimiter, Clock]) -> None:
     rl, _ = limiter
     for _ in range(100):
-        assert rl.admit("k", Limits()) == {}
+        assert await rl.admit("k", Limits()) == {}
 
 
-def test_a_zero_limit_refuses_every_request(limiter: tuple[RateLimiter, Clock]) -> None:
+async def test_a_zero_limit_refuses_every_request(limiter: tuple[RateLimiter, Clock]) -> None:
     """A key with 0 requests (or tokens) per minute is switched off: always a 429, never a crash."""
     rl, _ = limiter
     for lim in (Limits(requests_per_min=0), Limits(tokens_per_min=0)):
         with pytest.raises(RateLimitError) as e:
-            rl.admit("k", lim)
+            await rl.admit("k", lim)
         assert e.value.headers["Retry-After"] == "60"

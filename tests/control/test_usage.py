@@ -45,7 +45,7 @@ async def _count(db: Database) -> int:
 
 async def test_stopping_during_a_write_loses_no_record(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     real = db.session
     recorder = UsageRecorder(db, flush_interval_s=0.01)
     for i in range(3):
@@ -68,7 +68,7 @@ def _event(i: int = 1) -> UsageEvent:
 
 async def test_records_reach_the_journal_before_any_batch(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     recorder = UsageRecorder(db, flush_interval_s=3600, journal_dir=tmp_path / "journal")
     await recorder.start()
     for i in range(5):
@@ -95,7 +95,7 @@ async def test_a_dead_process_journal_is_replayed_once_and_a_torn_line_skipped(t
     from dataclasses import asdict
 
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     journal = tmp_path / "journal"
     good = [json.dumps(asdict(_event(i))).encode() + b"\n" for i in range(3)]
     _dead_process_journal(journal, tmp_path, [*good, b'{"model": "m", "ta'])  # killed mid-write
@@ -117,7 +117,7 @@ async def test_a_segment_committed_before_the_crash_is_not_counted_twice(tmp_pat
     from mmserve.control.usage_journal import JournalDoneRow
 
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     journal = tmp_path / "journal"
     owner = _dead_process_journal(journal, tmp_path, [json.dumps(asdict(_event())).encode() + b"\n"])
     async with db.session() as s, s.begin():  # its batch was committed; the process died before removing the file
@@ -133,7 +133,7 @@ async def test_a_segment_committed_before_the_crash_is_not_counted_twice(tmp_pat
 
 async def test_a_live_process_journal_is_left_alone(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     journal = tmp_path / "journal"
     first = UsageRecorder(db, flush_interval_s=3600, journal_dir=journal)
     await first.start()
@@ -149,7 +149,7 @@ async def test_a_live_process_journal_is_left_alone(tmp_path: Path) -> None:
 
 async def test_a_failed_batch_keeps_its_journal_until_written(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'usage.db'}")
-    await db.create_all()
+    await db.upgrade()
     journal = tmp_path / "journal"
     recorder = UsageRecorder(db, flush_interval_s=3600, journal_dir=journal)
     await recorder.start()

@@ -23,7 +23,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await conn.run_sync(Base.metadata.drop_all)
     else:
         db = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
-    await db.create_all()
+    await db.upgrade()
     yield VideoJobStore(db)
     await db.dispose()
 

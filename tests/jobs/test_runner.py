@@ -108,7 +108,7 @@ async def make_harness(
         ]
         runtime = Runtime(Catalog(cards, base_dir=tmp_path), settings)
         db = Database(f"sqlite:///{tmp_path / db_name}")
-        await db.create_all()
+        await db.upgrade()
         artifacts = ArtifactStore(tmp_path / "artifacts")
         runner = JobRunner(VideoJobStore(db), runtime, artifacts, settings)
         made.append((runner, runtime, db))

@@ -33,7 +33,9 @@ from mmserve.control.auth import Authenticator, AuthMiddleware
 from mmserve.control.context import RequestContextMiddleware
 from mmserve.control.keys import KeyStore
 from mmserve.control.metering import Meter
-from mmserve.control.ratelimit import RateLimiter
+from mmserve.control.ratelimit import Limiter, RateLimiter
+from mmserve.control.redis_limits import RedisRateLimiter
+from mmserve.control.redis_state import RedisState
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
@@ -66,13 +68,16 @@ def create_app(
     runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
     db = Database.from_settings(settings)
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
-    limiter = RateLimiter()
+    redis = RedisState(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else None
+    limiter: Limiter = RedisRateLimiter(redis) if redis else RateLimiter()
     recorder = UsageRecorder(
         db,
         flush_interval_s=settings.usage_flush_interval_s,
         journal_dir=settings.data_dir / "usage-journal" if settings.usage_journal else None,
     )
-    artifacts = ArtifactStore(settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s)
+    artifacts = ArtifactStore(
+        settings.artifacts_dir or settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s
+    )
     state = AppState(
         settings=settings,
         catalog=catalog,
@@ -90,11 +95,19 @@ def create_app(
         jobs=JobRunner(VideoJobStore(db), runtime, artifacts, settings),
     )
     state.meter.on_latency.append(state.router.observe)
+    if redis is not None:  # what one gateway learns, every gateway knows
+        keys.on_revoke.append(redis.publish_revoked)
+        redis.on_revoked.append(keys.forget)
+        redis.on_resync.append(keys.clear_cache)
+        state.router.on_failure.append(redis.report_cooldown)
+        redis.on_cooldown.append(state.router.cool_down)
     state.jobs.on_completed.append(lambda job: meter_video(state, job))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await db.create_all()
+        await db.upgrade()
+        if redis is not None:
+            await redis.start()
         await recorder.start()
         await runtime.start()
         await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches
@@ -106,6 +119,10 @@ def create_app(
             await state.jobs.stop()  # running jobs stop at their next step and are requeued
             await runtime.stop()
             await recorder.stop()  # flush: no accepted request's usage is lost
+            if redis is not None:
+                if isinstance(limiter, RedisRateLimiter):
+                    await limiter.drain()
+                await redis.stop()
             await db.dispose()
             await state.media.aclose()
 

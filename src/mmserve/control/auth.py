@@ -11,6 +11,7 @@ server no upload, JSON parsing or validation.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mmserve.control.context import ANONYMOUS, Principal, current
 from mmserve.control.keys import KeyStore
-from mmserve.control.ratelimit import Limits, RateLimiter
+from mmserve.control.ratelimit import Limiter, Limits
 from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
@@ -28,9 +29,7 @@ OPEN_PREFIXES = ("/v1/artifacts/",)
 
 
 class Authenticator:
-    def __init__(
-        self, settings: Settings, keys: KeyStore, limiter: RateLimiter, *, open_paths: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, limiter: Limiter, *, open_paths: Iterable[str] = ()) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
@@ -53,9 +52,15 @@ class Authenticator:
                 "Invalid API key. Send 'Authorization: Bearer <key>' with a key made by `mmserve keys create`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if found.expires_at is not None and found.expires_at <= time.time():
+            raise AuthenticationError(
+                "This API key has expired. Make a new one with `mmserve keys create` (--expires-in sets its lifetime).",
+                headers={"WWW-Authenticate": "Bearer"},
+                code="key_expired",
+            )
         ctx.principal = found
         if found.key_id is not None:
-            ctx.headers.update(self.limiter.admit(found.key_id, found.limits))
+            ctx.headers.update(await self.limiter.admit(found.key_id, found.limits))
         return found
 
     async def _principal(self, secret: str) -> Principal | None:
@@ -71,6 +76,7 @@ class Authenticator:
             admin=key.admin,
             models=key.models,
             limits=Limits(requests_per_min=key.requests_per_min, tokens_per_min=key.tokens_per_min),
+            expires_at=key.expires_at,
         )
 
 

@@ -28,6 +28,7 @@ class Principal:
     admin: bool = True
     models: tuple[str, ...] | None = None
     limits: Limits = field(default_factory=Limits)
+    expires_at: float | None = None  # Unix time the key stops working (None: never)
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models

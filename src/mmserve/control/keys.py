@@ -4,7 +4,9 @@ A key is ``mms-`` + 32 random bytes (url-safe base64). Only its SHA-256 is store
 secret has 256 bits of entropy, so a fast hash is the right tool (a slow password hash
 protects guessable secrets; it would only slow every request here). Lookups go by hash
 through a short-lived in-memory cache, so a revocation made by the CLI in another process
-takes effect within ``Settings.key_cache_ttl_s``.
+takes effect within ``Settings.key_cache_ttl_s``; with Redis (``MMSERVE_REDIS_URL``) a
+revocation is published and every gateway forgets the key at once
+(:mod:`mmserve.control.redis_state`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, select
@@ -36,6 +39,7 @@ class ApiKeyRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # migration 0002
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class ApiKey:
     admin: bool
     created_at: float
     revoked_at: float | None
+    expires_at: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and time.time() >= self.expires_at
 
     @classmethod
     def of(cls, row: ApiKeyRow) -> ApiKey:
@@ -62,6 +71,7 @@ class ApiKey:
             row.admin,
             row.created_at,
             row.revoked_at,
+            row.expires_at,
         )
 
 
@@ -74,6 +84,15 @@ class KeyStore:
         self.db = db
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        #: awaited with a revoked key's hash after the revocation is stored (publishes it to other gateways)
+        self.on_revoke: list[Callable[[str], Awaitable[None]]] = []
+
+    def forget(self, key_hash: str) -> None:
+        """Drop one key from the cache (revoked elsewhere): its next request reads the database."""
+        self._cache.pop(key_hash, None)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
 
     async def create(
         self,
@@ -83,8 +102,10 @@ class KeyStore:
         requests_per_min: int | None = None,
         tokens_per_min: int | None = None,
         admin: bool = False,
+        expires_in_s: float | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret exists outside the caller)."""
+        now = time.time()
         secret = PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id="key_" + secrets.token_hex(8),
@@ -95,8 +116,9 @@ class KeyStore:
             requests_per_min=requests_per_min,
             tokens_per_min=tokens_per_min,
             admin=admin,
-            created_at=time.time(),
+            created_at=now,
             revoked_at=None,
+            expires_at=now + expires_in_s if expires_in_s is not None else None,
         )
         async with self.db.session() as s, s.begin():
             s.add(row)
@@ -119,11 +141,15 @@ class KeyStore:
                 return None
             rows[0].revoked_at = time.time()
             key = ApiKey.of(rows[0])
+            key_hash = rows[0].hash
         self._cache.clear()
+        for publish in self.on_revoke:
+            await publish(key_hash)
         return key
 
     async def lookup(self, secret: str) -> ApiKey | None:
-        """The active key for ``secret``, or None (unknown or revoked)."""
+        """The key for ``secret``, or None (unknown or revoked). An expired key is returned: callers
+        tell its owner why it stopped working (:attr:`ApiKey.expired`)."""
         digest = hash_secret(secret)
         now = time.monotonic()
         hit = self._cache.get(digest)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 from mmserve.cards import ModelCard
 from mmserve.control.context import current
-from mmserve.control.ratelimit import RateLimiter
+from mmserve.control.ratelimit import Limiter
 from mmserve.control.usage import UsageEvent, UsageRecorder, cost_of
 from mmserve.metrics import Metrics
 
 
 class Meter:
-    def __init__(self, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter) -> None:
+    def __init__(self, recorder: UsageRecorder, metrics: Metrics, limiter: Limiter) -> None:
         self.recorder = recorder
         self.metrics = metrics
         self.limiter = limiter

@@ -84,10 +84,18 @@ class ModelRouter:
         self.cooldown_s = cooldown_s
         self.latency: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
+        #: called with (model, cooldown seconds) when a model fails here (shares it with other gateways)
+        self.on_failure: list[Callable[[str, float], None]] = []
 
     def report_failure(self, model: str) -> None:
-        """A candidate failed to serve: routers try it last for ``cooldown_s``."""
-        self._failed_until[model] = time.monotonic() + self.cooldown_s
+        """A candidate failed to serve: routers try it last for ``cooldown_s`` (on every gateway, with Redis)."""
+        self.cool_down(model, self.cooldown_s)
+        for publish in self.on_failure:
+            publish(model, self.cooldown_s)
+
+    def cool_down(self, model: str, seconds: float) -> None:
+        """Try ``model`` last for ``seconds`` (also called with cooldowns other gateways report)."""
+        self._failed_until[model] = max(self._failed_until.get(model, 0.0), time.monotonic() + seconds)
 
     def observe(self, model: str, seconds: float) -> None:
         old = self.latency.get(model)

@@ -78,6 +78,26 @@ class Engine(ABC):
 
 class ChatEngine(Engine):
     task = "chat"
+    #: Whether the engine returns token log-probabilities (``logprobs`` / ``top_logprobs``).
+    supports_logprobs: ClassVar[bool] = False
+    #: Whether the engine can keep generating past end-of-sequence (``ignore_eos``).
+    supports_ignore_eos: ClassVar[bool] = False
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
+        params = request.params
+        if params.logprobs and not cls.supports_logprobs:
+            raise InvalidRequestError(
+                "This model's engine does not return log-probabilities. Remove 'logprobs' and 'top_logprobs'.",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
+        if params.ignore_eos and not cls.supports_ignore_eos:
+            raise InvalidRequestError(
+                "This model's engine cannot generate past the end of sequence. Remove 'ignore_eos'.",
+                param="ignore_eos",
+                code="unsupported_parameter",
+            )
 
     @abstractmethod
     def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:

@@ -45,6 +45,26 @@ class SamplingParams:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logprobs: bool = False  # return each output token's log-probability
+    top_logprobs: int = 0  # and the k most likely alternatives at each position (0-20)
+    ignore_eos: bool = False  # keep generating past end-of-sequence, up to max_tokens (vLLM's extension)
+
+
+@dataclass
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+@dataclass
+class TokenLogprob:
+    """One output token's log-probability under the distribution it was sampled from (OpenAI's shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +91,9 @@ class ChatDelta:
     completion_tokens: int = 0
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
     image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into
+    # With SamplingParams.logprobs: the entries of the tokens generated since the previous delta
+    # (text held back, e.g. a partial stop string, comes later; its tokens' entries come now).
+    logprobs: list[TokenLogprob] | None = None
 
 
 # ---------------------------------------------------------------- images

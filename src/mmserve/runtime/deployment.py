@@ -18,13 +18,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
 from mmserve.engines.base import Engine, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
+
+if TYPE_CHECKING:
+    from mmserve.runtime.cluster import Cluster
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -48,6 +51,7 @@ class Replica:
         self.loading = False
         self.loader: asyncio.Task[Engine] | None = None  # the load in progress, awaited by every request for it
         self.lock = asyncio.Lock()
+        self.last_used = time.monotonic()
 
 
 class Deployment:
@@ -59,8 +63,10 @@ class Deployment:
         models_dir: Path,
         device: str,
         progress: Callable[[str], None] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.card = card
+        self.cluster = cluster  # None: engines load in this process
         self.base_dir = base_dir
         self.models_dir = models_dir
         self.device = card.deployment.device or device
@@ -93,6 +99,21 @@ class Deployment:
     @property
     def dedicated(self) -> bool:
         return self.card.deployment.mode == "dedicated"
+
+    @property
+    def min_loaded(self) -> int:
+        """Replicas kept loaded: all of a dedicated deployment's, ``min_replicas`` of a serverless one's."""
+        return len(self.replicas) if self.dedicated else self.card.deployment.min_replicas
+
+    @property
+    def replica_nodes(self) -> list[str]:
+        """Where each loaded replica runs: a Ray node id on a cluster, "local" in this process."""
+        return [str(getattr(r.engine, "node_id", "local")) for r in self.replicas if r.engine is not None]
+
+    @property
+    def replica_restarts(self) -> int:
+        """Replicas started again after their actor or node died (on a cluster)."""
+        return sum(getattr(getattr(r.engine, "handle", None), "restarts", 0) for r in self.replicas)
 
     @property
     def loaded_replicas(self) -> int:
@@ -151,11 +172,14 @@ class Deployment:
             replica.loading = True
             start = time.perf_counter()
             try:
-                if self.source is None and self.card.source is not None:
-                    self.source = await asyncio.to_thread(self._resolve_source)
+                if self.cluster is None and self.source is None and self.card.source is not None:
+                    self.source = await asyncio.to_thread(self._resolve_source)  # on a cluster: by the replica
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
-                replica.engine = await asyncio.to_thread(self._load_blocking)
+                if self.cluster is not None:
+                    replica.engine = await self.cluster.start_replica(self.card, self.device)
+                else:
+                    replica.engine = await asyncio.to_thread(self._load_blocking)
             except MMServeError as e:
                 self.error = e.message
                 raise
@@ -190,9 +214,59 @@ class Deployment:
             engine.load()
             return engine
 
-    async def load_all(self) -> None:
-        for replica in self.replicas:
+    async def load_all(self, count: int | None = None) -> None:
+        """Load the first ``count`` replicas (all by default)."""
+        for replica in self.replicas[: len(self.replicas) if count is None else count]:
             await self.ensure_loaded(replica)
+
+    async def unload_idle(self, idle_s: float, now: float) -> bool:
+        """Unload replicas unused for ``idle_s`` down to :attr:`min_loaded` (scale down); whether any was."""
+        unloaded = False
+        for replica in reversed(self.replicas):
+            if self.loaded_replicas <= self.min_loaded:
+                break
+            if replica.engine is None or replica.active or now - replica.last_used < idle_s:
+                continue
+            unloaded = await self._unload_replica(replica, "idle") or unloaded
+        if unloaded:
+            log.info("model '%s' scaled down to %d replica(s) (idle)", self.card.id, self.loaded_replicas)
+            if self.on_unload is not None:
+                self.on_unload(self, "idle")
+        return unloaded
+
+    async def check_health(self) -> int:
+        """Ping remote replicas; start a dead one again (Ray places it on a live node). Returns restarts."""
+        from mmserve.runtime.remote import ReplicaHandle
+
+        restarted = 0
+        for replica in self.replicas:
+            handle = getattr(replica.engine, "handle", None)
+            if not isinstance(handle, ReplicaHandle):
+                continue
+            seen = handle.generation
+            try:
+                await asyncio.wait_for(handle.call("ping"), 10)
+            except Exception:
+                if handle.generation == seen:
+                    log.warning("replica %d of '%s' does not answer: starting it again", replica.index, self.card.id)
+                    try:
+                        await handle.replace(seen)
+                        restarted += 1
+                    except MMServeError as e:
+                        log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+        return restarted
+
+    async def _unload_replica(self, replica: Replica, reason: str) -> bool:
+        async with replica.lock:
+            if replica.active and reason != "shutdown":
+                return False
+            engine, replica.engine = replica.engine, None
+            if engine is None:
+                return False
+            await engine.aclose()
+            await asyncio.to_thread(engine.unload)
+            del engine
+            return True
 
     def expected_bytes(self) -> int:
         """What one more replica will need: the card's hint, the last measurement, or the weights' size."""
@@ -212,15 +286,7 @@ class Deployment:
         """
         unloaded = False
         for replica in self.replicas:
-            async with replica.lock:
-                if replica.active and reason != "shutdown":
-                    continue
-                engine, replica.engine = replica.engine, None
-                if engine is not None:
-                    unloaded = True
-                    await engine.aclose()
-                    await asyncio.to_thread(engine.unload)
-                    del engine
+            unloaded = await self._unload_replica(replica, reason) or unloaded
         if unloaded:
             log.info("model '%s' unloaded (%s)", self.card.id, reason)
             if self.on_unload is not None:
@@ -251,7 +317,7 @@ class Deployment:
         finally:
             replica.active -= 1
             self.active -= 1
-            self.last_used = time.monotonic()
+            self.last_used = replica.last_used = time.monotonic()
             self._slots.release()
 
     def _pick(self) -> Replica:

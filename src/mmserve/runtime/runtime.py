@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
@@ -21,6 +22,9 @@ from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
 from mmserve.runtime.deployment import Deployment
 from mmserve.settings import Settings
+
+if TYPE_CHECKING:
+    from mmserve.runtime.cluster import Cluster
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -40,7 +44,13 @@ class Runtime:
         self.budget = int(settings.memory_budget_gb * 1024**3) if settings.memory_budget_gb else None
         self._evict_lock = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
         self.deployments: dict[str, Deployment] = {}
+        self.cluster: Cluster | None = None
+        if settings.cluster.address:
+            from mmserve.runtime.cluster import Cluster
+
+            self.cluster = Cluster(settings.cluster, base_dir=catalog.base_dir, models_dir=settings.models_dir)
         for card in catalog:
             dep = Deployment(
                 card,
@@ -48,6 +58,7 @@ class Runtime:
                 models_dir=settings.models_dir,
                 device=settings.device,
                 progress=progress,
+                cluster=self.cluster,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
@@ -73,19 +84,24 @@ class Runtime:
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Load every dedicated model (one at a time: loads compete for the same cores)."""
+        """Load every dedicated model and serverless ``min_replicas`` (one at a time: loads compete for cores)."""
+        if self.cluster is not None:
+            await self.cluster.connect()  # a wrong address fails the start, not the first request
         if self.settings.load_on_start:
             for dep in self.deployments.values():
-                if dep.dedicated:
+                if dep.min_loaded:
                     try:
-                        await dep.load_all()
+                        await dep.load_all(dep.min_loaded)
                     except Exception as e:  # a broken model must not keep the others from serving
                         log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
         self._janitor = asyncio.create_task(self._idle_loop())
+        if self.cluster is not None:
+            self._health = asyncio.create_task(self._health_loop())
 
     async def stop(self) -> None:
-        if self._janitor is not None:
-            self._janitor.cancel()
+        for task in (self._janitor, self._health):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(d.unload("shutdown") for d in self.deployments.values()), return_exceptions=True)
 
     # -------------------------------------------------------------- memory
@@ -124,14 +140,21 @@ class Runtime:
             if (
                 not dep.dedicated
                 and idle is not None
-                and dep.loaded_replicas
-                and dep.active == 0
+                and dep.loaded_replicas > dep.min_loaded
                 and dep.waiting == 0
-                and now - dep.last_used >= idle
-                and await dep.unload("idle")
+                and await dep.unload_idle(idle, now)
             ):
                 unloaded.append(dep.card.id)
         return unloaded
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cluster.health_check_interval_s)
+            for dep in self.deployments.values():
+                try:
+                    await dep.check_health()
+                except Exception:  # the health checker must never die
+                    log.exception("health check of '%s' failed", dep.card.id)
 
     async def _idle_loop(self) -> None:
         while True:

@@ -94,6 +94,17 @@ def test_upstream_streaming_usage(client: OpenAI) -> None:
     assert chunks[-1].usage and chunks[-1].usage.completion_tokens == 3
 
 
+@pytest.mark.parametrize("field", ["logprobs", "ignore_eos"])
+def test_what_the_upstream_engine_cannot_give_is_a_400(client: OpenAI, provider: FakeProvider, field: str) -> None:
+    sent = len(provider.requests)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="remote-vlm", messages=[{"role": "user", "content": "x"}], extra_body={field: True}
+        )
+    assert e.value.body["param"] == field  # type: ignore[index]
+    assert len(provider.requests) == sent  # refused before anything was sent
+
+
 def test_missing_key_env_is_503_naming_the_variable(client: OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as e:
         client.chat.completions.create(model="remote-nokey", messages=[{"role": "user", "content": "x"}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -253,3 +254,26 @@ def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 2 and "negative" in done.stderr
+
+
+def test_keys_expire_with_a_401_key_expired(env: tuple[str, Path]) -> None:
+    url, data = env
+    made = json.loads(_cli(data, "create", "--name", "temp", "--expires-in", "30d").stdout)
+    assert made["expires_at"] == pytest.approx(time.time() + 30 * 86400, abs=120)
+    client = OpenAI(base_url=url + "/v1", api_key=made["key"], max_retries=0)
+    assert client.models.list().data
+    short = json.loads(_cli(data, "create", "--name", "short", "--expires-in", "1h").stdout)
+    assert OpenAI(base_url=url + "/v1", api_key=short["key"], max_retries=0).models.list().data
+    with sqlite3.connect(data / "mmserve.db") as db:  # an hour later
+        db.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?", (time.time() - 1, short["id"]))
+    time.sleep(0.3)  # the server's key cache (0.2 s here)
+    r = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {short['key']}"})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "key_expired" and "expired" in r.json()["error"]["message"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data), "create", "--expires-in", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "is not a duration" in bad.stderr

@@ -62,6 +62,20 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
             "multimodal_enabled set to false). Remove the image parts or use a vision model.",
             param=refs[0][1],
         )
+    base = SamplingParams(
+        max_tokens=req.output_limit,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=req.stop_list,
+        seed=req.seed,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0,
+        ignore_eos=req.ignore_eos,
+    )
+    # what the card's engine cannot do (logprobs, ...), before any image is fetched
+    state.runtime.check_request(card, ChatInput(messages=[], params=base, constraint=features.constraint))
     max_images = min(card.capabilities.max_images, limits.max_images_per_request)
     if len(refs) > max_images:
         raise InvalidRequestError(
@@ -76,15 +90,6 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
         input_size=_image_input_size(state, card) if refs else None,
     )
     messages = to_engine_messages(req.messages, iter(images))
-    base = SamplingParams(
-        max_tokens=req.output_limit,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        stop=req.stop_list,
-        seed=req.seed,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-    )
     inputs = []
     for i in range(req.n):
         params = replace(base, seed=None if req.seed is None else req.seed + i)
@@ -137,6 +142,10 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
         )
     if any(not s for s in stops):
         raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError(
+            "top_logprobs needs 'logprobs': true (set both, or remove top_logprobs).", param="top_logprobs"
+        )
     if len(req.messages) > limits.max_messages:
         raise InvalidRequestError(
             f"At most {limits.max_messages} messages are allowed.", param="messages", code="server_limit"

@@ -223,6 +223,13 @@ class ChatCompletionRequest(_Model):
     response_format: dict[str, Any] | None = Field(default=None, json_schema_extra=schema_is(RESPONSE_FORMAT_SCHEMA))
     reasoning_effort: str | None = Field(default=None, json_schema_extra={"enum": [*REASONING_EFFORTS, None]})
     user: str | None = None
+    logprobs: bool | None = Field(default=None, description="Return each output token's log-probability.")
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=20, description="With logprobs: the most likely tokens at each position (0-20)."
+    )
+    ignore_eos: bool = Field(
+        default=False, description="vLLM: keep generating past the end-of-sequence token, up to max_tokens."
+    )
     chat_template_kwargs: dict[str, Any] | None = Field(
         default=None, json_schema_extra=schema_is(template_kwargs_schema(RESERVED_TEMPLATE_KWARGS))
     )

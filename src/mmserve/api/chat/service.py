@@ -26,7 +26,7 @@ from mmserve.cards import ModelCard
 from mmserve.chatformat.output import ChoiceOutput, OutputFormat
 from mmserve.control.context import current
 from mmserve.engines.base import ChatEngine
-from mmserve.engines.types import ChatDelta, ChatInput
+from mmserve.engines.types import ChatDelta, ChatInput, TokenLogprob
 
 log = logging.getLogger("mmserve.chat")
 ENDPOINT = "chat.completions"
@@ -38,6 +38,7 @@ class _Choice:
     output: ChoiceOutput
     finish_reason: str | None = None
     completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None  # a list when the request asked for them
 
 
 @dataclass
@@ -116,7 +117,10 @@ class ChatService:
             raise
         if failure is not None:
             raise failure
-        choices = [c.choice or _Choice(i, fmt.parser()) for i, c in enumerate(collected)]
+        asked = prepared.inputs[0].params.logprobs
+        choices = [
+            c.choice or _Choice(i, fmt.parser(), logprobs=[] if asked else None) for i, c in enumerate(collected)
+        ]
         for c in choices:
             c.output.finish(c.completion_tokens)
         prompt_tokens, completion = self._meter(card, collected)
@@ -130,7 +134,7 @@ class ChatService:
                 {
                     "index": c.index,
                     "message": shaping.message(c.output),
-                    "logprobs": None,
+                    "logprobs": shaping.logprobs(c.logprobs),
                     "finish_reason": c.output.finish_reason(c.finish_reason),
                 }
                 for c in choices
@@ -185,9 +189,23 @@ class ChatService:
             return json.dumps(body, ensure_ascii=False)
 
         first_content = True
+        # log-probabilities not sent yet, per choice: they go with the choice's next chunk
+        pending: list[list[TokenLogprob] | None] = [
+            [] if started.prepared.inputs[0].params.logprobs else None for _ in gens
+        ]
 
         def choice(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-            return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+            entries = pending[i]
+            if entries:
+                pending[i] = []
+            # a chunk without tokens of its own (the role, a tool call's second half) has null logprobs
+            body = {
+                "index": i,
+                "delta": delta,
+                "logprobs": shaping.logprobs(entries or None),
+                "finish_reason": finish_reason,
+            }
+            return chunk([body])
 
         async with started.stack:
             try:
@@ -197,6 +215,9 @@ class ChatService:
                     completion[i] = delta.completion_tokens
                     if delta.prompt_tokens is not None:  # engines may also report it late
                         started.prompt_tokens = delta.prompt_tokens
+                    waiting = pending[i]
+                    if delta.logprobs and waiting is not None:
+                        waiting += delta.logprobs
                     events = outputs[i].feed(delta.text, delta.completion_tokens)
                     if delta.finish_reason:
                         events += outputs[i].finish(delta.completion_tokens)
@@ -234,7 +255,10 @@ class ChatService:
             async for delta in deltas:
                 if into.choice is None:  # the first delta carries the prompt
                     into.choice = _Choice(index, fmt.parser(delta.prompt_text))
+                    into.choice.logprobs = [] if inp.params.logprobs else None
                     into.image_tokens = delta.image_tokens
+                if delta.logprobs and into.choice.logprobs is not None:
+                    into.choice.logprobs += delta.logprobs
                 if delta.prompt_tokens is not None:
                     into.prompt_tokens = delta.prompt_tokens
                 into.choice.output.feed(delta.text, delta.completion_tokens)

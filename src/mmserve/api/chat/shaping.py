@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+from mmserve.engines.types import TokenLogprob
 
 
 def message(out: ChoiceOutput) -> dict[str, Any]:
@@ -32,6 +33,24 @@ def deltas(event: OutputEvent) -> list[dict[str, Any]]:
     head["function"] = {"name": event.call.name, "arguments": ""}
     body = {"index": event.call.index, "function": {"arguments": event.call.arguments}}
     return [{"tool_calls": [head]}, {"tool_calls": [body]}]
+
+
+def logprobs(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """``choices[i].logprobs``: every generated token (content, reasoning and tool calls alike, as vLLM gives them)."""
+    if entries is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": e.token,
+                "logprob": e.logprob,
+                "bytes": e.bytes,
+                "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in e.top_logprobs],
+            }
+            for e in entries
+        ],
+        "refusal": None,
+    }
 
 
 def usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:

@@ -15,6 +15,8 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
     live: dict[str, Any] = {
         "state": None,
         "replicas_loaded": None,
+        "replica_nodes": None,
+        "replica_restarts": None,
         "active": None,
         "queue_depth": None,
         "load_seconds": None,
@@ -24,6 +26,8 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
         live = {
             "state": dep.state,
             "replicas_loaded": dep.loaded_replicas,
+            "replica_nodes": dep.replica_nodes,
+            "replica_restarts": dep.replica_restarts,
             "active": dep.active,
             "queue_depth": dep.queue_depth,
             "load_seconds": dep.load_seconds,

@@ -49,6 +49,11 @@ class GrammarCompiler:
                 )
             return self._lltok
 
+    def token_bytes(self, token: int) -> bytes:
+        """The exact bytes of one token (special tokens: their text)."""
+        raw: bytes = self._ll_tokenizer().decode_bytes([token])
+        return raw
+
     def token_tags(self, constraint: OutputConstraint) -> frozenset[str]:
         """The format tags that are single added tokens (llguidance matches those as tokens, not bytes)."""
         lltok = self._ll_tokenizer()

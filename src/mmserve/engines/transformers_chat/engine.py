@@ -26,9 +26,10 @@ from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
+from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, TokenLogprob
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
@@ -67,6 +68,8 @@ class _Prepared:
 class TransformersChatEngine(ChatEngine):
     Options = TransformersChatOptions
     options: TransformersChatOptions
+    supports_logprobs = True
+    supports_ignore_eos = True
 
     model: Any = None
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)
@@ -76,6 +79,17 @@ class TransformersChatEngine(ChatEngine):
     _pool: ThreadPoolExecutor | None = None
     _grammars: GrammarCompiler | None = None
     _hooks: list[ProcessorFactory] = []
+    _logprobs: LogprobEntries | None = None
+
+    @classmethod
+    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
+        super().check_request(options, request)
+        if request.params.ignore_eos and request.constraint is not None:
+            raise InvalidRequestError(
+                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
+                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
+                param="ignore_eos",
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -129,6 +143,7 @@ class TransformersChatEngine(ChatEngine):
         self._hooks = load_processor_factories(opts.logits_processors, model=self.card.id)
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
+        self._logprobs = LogprobEntries(self._grammars.token_bytes)
         torch.set_grad_enabled(False)
 
     def unload(self) -> None:
@@ -173,11 +188,14 @@ class TransformersChatEngine(ChatEngine):
                     raise EngineError(f"generation failed in '{self.card.id}'") from item
                 if item is None:
                     yield ChatDelta(
-                        text=stream.tail, finish_reason=stream.finish_reason, completion_tokens=stream.count
+                        text=stream.tail,
+                        finish_reason=stream.finish_reason,
+                        completion_tokens=stream.count,
+                        logprobs=stream.take_logprobs(),
                     )
                     return
-                text, count = item
-                yield ChatDelta(text=text, completion_tokens=count)
+                text, count, logprobs = item
+                yield ChatDelta(text=text, completion_tokens=count, logprobs=logprobs)
         finally:
             stream.cancelled.set()  # the consumer went away: stop generating
 
@@ -294,10 +312,10 @@ class TransformersChatEngine(ChatEngine):
                 top_p=None,
                 top_k=None,
                 repetition_penalty=None,
-                eos_token_id=self._eos,
+                eos_token_id=[] if params.ignore_eos else self._eos,  # None would mean "the model's"
                 pad_token_id=self._pad,
             )
-            sampler = SeededSampler(params, prepared.prompt_tokens, self.model.device)
+            sampler = stream.sampler
             with torch.inference_mode():
                 self.model.generate(
                     **prepared.inputs,
@@ -333,7 +351,11 @@ class _Stream:
         tok = engine.tokenizer
         self.detok = IncrementalDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True))
         self.stops = StopMatcher(request.params.stop)
-        self.eos = set(engine._eos)
+        self.eos = set() if request.params.ignore_eos else set(engine._eos)
+        self.sampler = SeededSampler(request.params, engine.model.device, prompt_len=prepared.prompt_tokens)
+        self.entries = engine._logprobs if request.params.logprobs else None
+        self.top = request.params.top_logprobs
+        self.pending: list[TokenLogprob] = []
         self.max_new = prepared.max_new_tokens
         self.count = 0
         self.eos_hit = False
@@ -352,9 +374,18 @@ class _Stream:
             if token in self.eos:
                 self.eos_hit = True
                 return
+            if self.entries is not None and self.sampler.last_logprobs is not None:
+                self.pending.append(self.entries.entry(self.sampler.last_logprobs, token, self.top))
             text = self.stops.push(self.detok.push(token))
             if text:
-                self._send((text, self.count))
+                self._send((text, self.count, self.take_logprobs()))
+
+    def take_logprobs(self) -> list[TokenLogprob] | None:
+        """The entries not sent yet (None when the request did not ask for them)."""
+        if self.entries is None:
+            return None
+        out, self.pending = self.pending, []
+        return out
 
     def end(self) -> None:
         self.tail = self.stops.push(self.detok.flush()) + self.stops.flush()

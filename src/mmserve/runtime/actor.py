@@ -1,0 +1,138 @@
+"""The Ray actor that holds one replica's engine on a cluster node (see :mod:`mmserve.runtime.cluster`).
+
+It builds the card's engine where Ray placed it (resolving the source on that node: a path on
+shared storage, a Hugging Face id in that node's cache, or a demo model built there) and
+serves the engine's task method. Inputs arrive decoded and bounded by the gateway (PIL
+images, numpy audio: both pickle), outputs go back the same way. Streams are actor
+generators: each delta, audio chunk, transcript segment or progress step is one item.
+
+Cancellation: when the gateway stops consuming a stream (its client left, a video job was
+cancelled), Ray cancels the generator here; the engine's progress callback then raises at the
+next step, like the in-process runner's cancel flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from mmserve.cards import ModelCard
+from mmserve.catalog.sources import resolve_source
+from mmserve.engines.base import ChatEngine, Engine, ImageEngine, SpeechEngine, TranscriptionEngine, VideoEngine
+from mmserve.engines.registry import engine_class
+from mmserve.engines.types import (
+    AudioChunk,
+    ChatDelta,
+    ChatInput,
+    ImageGenInput,
+    ImageGenOutput,
+    SpeechInput,
+    TranscriptionInput,
+    VideoGenInput,
+)
+
+
+class Cancelled(Exception):
+    """Raised from a progress callback once the gateway has cancelled the call."""
+
+
+class EngineActor:
+    def __init__(self, card: dict[str, Any], base_dir: str, models_dir: str, device: str) -> None:
+        self.card = ModelCard.model_validate(card)
+        source = resolve_source(self.card, base_dir=Path(base_dir), models_dir=Path(models_dir))
+        self.engine: Engine = engine_class(self.card.engine)(self.card, source=source, device=device)
+        self.engine.load()
+
+    def info(self) -> dict[str, Any]:
+        """Where this replica runs and what the gateway asks engines directly (sizes, voices, memory)."""
+        import ray
+
+        e = self.engine
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "memory_bytes": e.memory_bytes(),
+            "context_length": e.context_length() if isinstance(e, ChatEngine) else None,
+            "image_input_size": e.image_input_size() if isinstance(e, ChatEngine) else None,
+            "voices": e.voices() if isinstance(e, SpeechEngine) else None,
+        }
+
+    def ping(self) -> bool:
+        return True
+
+    async def chat(self, request: ChatInput) -> AsyncIterator[ChatDelta]:
+        assert isinstance(self.engine, ChatEngine)
+        gen = self.engine.generate(request)
+        try:
+            async for delta in gen:
+                yield delta
+        finally:
+            await gen.aclose()
+
+    async def image(self, request: ImageGenInput) -> AsyncIterator[float | ImageGenOutput]:
+        assert isinstance(self.engine, ImageEngine)
+        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+            yield item
+
+    async def speech(self, request: SpeechInput) -> AsyncIterator[AudioChunk]:
+        assert isinstance(self.engine, SpeechEngine)
+        gen = self.engine.synthesize(request)
+        try:
+            async for chunk in gen:
+                yield chunk
+        finally:
+            if hasattr(gen, "aclose"):
+                await gen.aclose()
+
+    async def transcribe(self, request: TranscriptionInput) -> AsyncIterator[Any]:
+        """Segments as they are decoded, then the transcript."""
+        assert isinstance(self.engine, TranscriptionEngine)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        engine = self.engine
+
+        def on_segment(segment: Any) -> None:  # possibly from the engine's worker thread
+            loop.call_soon_threadsafe(queue.put_nowait, ("segment", segment))
+
+        task = asyncio.ensure_future(engine.transcribe(request, on_segment))
+        task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, ("done", None)))
+        try:
+            while (item := await queue.get())[0] != "done":
+                yield item
+            yield ("transcript", task.result())
+        finally:
+            task.cancel()
+
+    async def video(self, request: VideoGenInput) -> AsyncIterator[Any]:
+        assert isinstance(self.engine, VideoEngine)
+        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+            yield item
+
+
+async def _with_progress(start: Any) -> AsyncIterator[Any]:
+    """Run ``start(progress_callback)``; yield each progress fraction, then the result."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[float] = asyncio.Queue()
+    stop = threading.Event()
+
+    def progress(fraction: float) -> None:  # called from the engine's worker thread
+        if stop.is_set():
+            raise Cancelled()
+        loop.call_soon_threadsafe(queue.put_nowait, fraction)
+
+    task = asyncio.ensure_future(start(progress))
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        yield task.result()
+    finally:
+        stop.set()  # the gateway left (or cancelled): the engine stops at its next step
+        if not task.done():
+            await asyncio.wait({task}, timeout=60)

@@ -1,0 +1,233 @@
+"""Engines whose model runs in a Ray actor: the same task interfaces, so services cannot tell.
+
+A remote engine forwards each call to its replica's actor (:mod:`mmserve.runtime.actor`) and
+turns the actor's stream back into the engine's return shape. When the actor's node dies (or
+the actor does) before any output reached the caller, the call is retried on a new actor that
+Ray places on a live node (:meth:`ReplicaHandle.replace`); a stream that already sent output
+continues there when it is reproducible (seeded or greedy chat: the new replica makes the same
+tokens, the ones already sent are skipped), and fails with a 503 otherwise. Errors the engine
+raised on purpose (``MMServeError``: a bad voice, an oversized prompt) arrive as raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from mmserve.cards import ModelCard
+from mmserve.engines.base import (
+    ChatEngine,
+    Engine,
+    ImageEngine,
+    ProgressCallback,
+    SegmentCallback,
+    SpeechEngine,
+    TranscriptionEngine,
+    VideoEngine,
+)
+from mmserve.engines.types import (
+    AudioChunk,
+    ChatDelta,
+    ChatInput,
+    ImageGenInput,
+    ImageGenOutput,
+    SpeechInput,
+    Transcript,
+    TranscriptionInput,
+    VideoGenInput,
+    VideoGenOutput,
+)
+from mmserve.errors import EngineError, EngineUnavailableError, MMServeError
+from mmserve.media.image.decode import ImageInputSize
+
+log = logging.getLogger("mmserve.cluster")
+
+MAX_RESPAWNS = 2
+
+
+class ReplicaHandle:
+    """One replica's actor, replaced by ``respawn`` when it dies (the deployment's loader makes the new one)."""
+
+    def __init__(self, actor: Any, info: dict[str, Any], respawn: Callable[[], Awaitable[tuple[Any, dict[str, Any]]]]):
+        self.actor = actor
+        self.info = info
+        self.generation = 0
+        self.restarts = 0
+        self._respawn = respawn
+        self._lock = asyncio.Lock()
+
+    async def replace(self, seen: int) -> None:
+        """A new actor, unless another call already replaced the one that failed (generation ``seen``)."""
+        async with self._lock:
+            if self.generation != seen:
+                return
+            log.warning("replica actor on node %s died; starting a new one", str(self.info.get("node_id"))[:12])
+            self.actor, self.info = await self._respawn()
+            self.generation += 1
+            self.restarts += 1
+
+    async def stream(self, method: str, *args: Any, replayable: bool = False) -> AsyncIterator[Any]:
+        """Items of an actor generator, retried on a new actor if it dies.
+
+        A retry is safe while nothing was yielded. After that only a ``replayable`` call (one
+        that makes the same items again: seeded or greedy sampling) continues, on the new
+        actor, past the items already yielded.
+        """
+        import ray.exceptions as rex
+
+        attempt, sent = 0, 0
+        while True:
+            seen, index = self.generation, 0
+            gen = getattr(self.actor, method).options(num_returns="streaming").remote(*args)
+            try:
+                async for ref in gen:
+                    item = await ref
+                    index += 1
+                    if index > sent:
+                        sent = index
+                        yield item
+                return
+            except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError) as e:
+                if (sent and not replayable) or attempt >= MAX_RESPAWNS:
+                    raise EngineUnavailableError(
+                        "The replica serving this request was lost mid-stream; retry the request."
+                    ) from e
+                attempt += 1
+                await self.replace(seen)
+            except rex.RayTaskError as e:
+                cause = e.cause
+                if isinstance(cause, MMServeError):
+                    raise cause from None
+                log.error("remote engine failed: %s", e)
+                raise EngineError("The model failed while serving this request.") from None
+            finally:
+                _cancel(gen)  # stops the actor's generator if the caller left early (a no-op once it ended)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        import ray.exceptions as rex
+
+        for attempt in range(MAX_RESPAWNS + 1):
+            seen = self.generation
+            try:
+                return await getattr(self.actor, method).remote(*args)
+            except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError):
+                if attempt == MAX_RESPAWNS:
+                    raise
+                await self.replace(seen)
+        raise AssertionError("unreachable")
+
+    def kill(self) -> None:
+        import ray
+
+        ray.kill(self.actor, no_restart=True)
+
+
+def _cancel(gen: Any) -> None:
+    """Stop the actor generator (a no-op once it finished)."""
+    import ray
+
+    with contextlib.suppress(Exception):  # finished, or its actor is gone: nothing to stop
+        ray.cancel(gen)
+
+
+class _Remote(Engine):
+    """What every remote engine shares: no local load (the actor loaded it), unload kills the actor."""
+
+    def __init__(self, card: ModelCard, handle: ReplicaHandle) -> None:
+        # Engine.__init__ is not called: it validates the options against the base class, while
+        # the real engine (which checked them) lives in the actor.
+        self.card = card
+        self.source = None
+        self.device = "remote"
+        self.handle = handle
+
+    def load(self) -> None:
+        """Loaded by the actor."""
+
+    async def aclose(self) -> None:
+        self.handle.kill()
+
+    def memory_bytes(self) -> int | None:
+        value = self.handle.info.get("memory_bytes")
+        return int(value) if value else None
+
+    @property
+    def node_id(self) -> str:
+        return str(self.handle.info.get("node_id"))
+
+
+class RemoteChatEngine(_Remote, ChatEngine):
+    async def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:
+        params = request.params
+        replayable = params.seed is not None or params.temperature == 0  # the same tokens again
+        async for delta in self.handle.stream("chat", request, replayable=replayable):
+            yield delta
+
+    def context_length(self) -> int | None:
+        value = self.handle.info.get("context_length")
+        return int(value) if value else self.card.capabilities.context_length
+
+    def image_input_size(self) -> ImageInputSize | None:
+        size = self.handle.info.get("image_input_size")
+        return size if isinstance(size, ImageInputSize) else super().image_input_size()
+
+
+class RemoteImageEngine(_Remote, ImageEngine):
+    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
+        return await _progress_stream(self.handle.stream("image", request), progress)  # type: ignore[no-any-return]
+
+
+class RemoteSpeechEngine(_Remote, SpeechEngine):
+    async def synthesize(self, request: SpeechInput) -> AsyncGenerator[AudioChunk, None]:
+        async for chunk in self.handle.stream("speech", request):
+            yield chunk
+
+    def voices(self) -> list[str]:
+        return list(self.handle.info.get("voices") or super().voices())
+
+
+class RemoteTranscriptionEngine(_Remote, TranscriptionEngine):
+    async def transcribe(self, request: TranscriptionInput, on_segment: SegmentCallback | None = None) -> Transcript:
+        async for kind, value in self.handle.stream("transcribe", request):
+            if kind == "segment" and on_segment is not None:
+                on_segment(value)
+            elif kind == "transcript":
+                return value  # type: ignore[no-any-return]
+        raise EngineError("The replica ended the transcription without a result.")
+
+
+class RemoteVideoEngine(_Remote, VideoEngine):
+    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+        return await _progress_stream(self.handle.stream("video", request), progress)  # type: ignore[no-any-return]
+
+
+async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback | None) -> Any:
+    """Progress fractions go to ``progress`` (which may raise to cancel); the last item is the result."""
+    result: Any = None
+    gen = items
+    try:
+        async for item in gen:
+            if isinstance(item, float):
+                if progress is not None:
+                    progress(item)  # raising here ends the stream: the actor is cancelled
+            else:
+                result = item
+    finally:
+        aclose = getattr(gen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if result is None:
+        raise EngineError("The replica ended without a result.")
+    return result
+
+
+REMOTE_CLASSES: dict[str, type[_Remote]] = {
+    "chat": RemoteChatEngine,
+    "image-generation": RemoteImageEngine,
+    "speech": RemoteSpeechEngine,
+    "transcription": RemoteTranscriptionEngine,
+    "video-generation": RemoteVideoEngine,
+}
