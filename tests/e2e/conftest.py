@@ -24,9 +24,18 @@ CHAT_CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:vlm",
-            "capabilities": {"vision": True, "max_images": 4, "context_length": 2048},
-            "limits": {"max_output_tokens": 64},
+            "capabilities": {"vision": True, "max_images": 4, "video": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "video_fps": 1, "max_video_frames": 4},
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
+        },
+        {
+            "id": "demo-audio",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:audio-lm",
+            "capabilities": {"audio_input": True, "max_audios": 2, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "max_audio_seconds": 30},
+            "pricing": {"per_audio_second": 0.01},
         },
         {
             "id": "tiny-text",
@@ -142,11 +151,19 @@ AUDIO_CATALOG = {
             "deployment": {"mode": "dedicated"},
         },
         {
+            # the operator chose DO's dialect for this model: every answer is the JSON envelope
+            "id": "do-tts",
+            "task": "speech",
+            "engine": "espeak-ng",
+            "dialects": {"speech_envelope": "always"},
+        },
+        {
             "id": "demo-asr",
             "task": "transcription",
             "engine": "pocketsphinx",
             "capabilities": {"languages": ["en"]},
             "limits": {"max_audio_seconds": 60},
+            "pricing": {"per_audio_second": 0.0001},
             "deployment": {"mode": "dedicated", "max_concurrency": 2},
         },
         {
@@ -213,5 +230,53 @@ def audio_server(data_dir: Path) -> Iterator[LiveServer]:
     path.write_text(yaml.safe_dump(AUDIO_CATALOG))
     settings = Settings(data_dir=data_dir, config=path, audio=AudioSettings(max_upload_bytes=UPLOAD_LIMIT))
     server = LiveServer(create_app(settings, load_catalog(path))).start(timeout=300)
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------- chat formats (reasoning, tools, JSON)
+
+DEMO_CARDS = yaml.safe_load(DEMO_YAML.read_text())["models"]
+FORMATS = {"reasoning_format": "think-tags", "tool_call_format": "hermes", "context_length": 2048}
+FORMATS_CATALOG = {
+    "models": [
+        {
+            # Plays a real reasoning / tool-calling model: see tests/helpers/scripted.py.
+            "id": "tool-lm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "options": {"logits_processors": ["tests.helpers.scripted:ScriptedReplies"]},
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            # The same weights unscripted: random output, held to shape only by constrained decoding.
+            "id": "tool-lm-random",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            "id": "demo-vlm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:vlm",
+            "capabilities": {"vision": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 256},
+        },
+        next(card for card in DEMO_CARDS if card["id"] == "demo-tools"),  # as `mmserve serve` has it
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def formats_server(data_dir: Path) -> Iterator[LiveServer]:
+    path = data_dir / "formats-catalog.yaml"
+    path.write_text(yaml.safe_dump(FORMATS_CATALOG))
+    settings = Settings(data_dir=data_dir, config=path, fetch=FetchSettings(allow_networks=["127.0.0.1/32"]))
+    server = LiveServer(create_app(settings, load_catalog(path))).start()
     yield server
     server.stop()

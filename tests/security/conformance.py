@@ -34,6 +34,8 @@ MODEL_OR_CONTENT_CODES = {
     "model_capability",
     "context_length_exceeded",
     "too_many_images",
+    "too_many_videos",
+    "too_many_audios",
     "invalid_size",
     "unsupported_size",
     "unsupported_background",
@@ -41,10 +43,15 @@ MODEL_OR_CONTENT_CODES = {
     "unsupported_language",
     "invalid_duration",
     "invalid_fps",
+    "unsupported_dimensions",
     "input_too_long",
     "model_task_mismatch",
     "no_model_fits",
     "reserved_token",
+    # what the model's engine cannot do (logprobs, ignore_eos); and combinations of fields the
+    # server refuses (best_of other than n, logprobs with echo): the fields the server refuses
+    # by design on their own are stated in the schema (enum / type null), so they never get here
+    "unsupported_parameter",
     # the content of media, a user's JSON Schema, or text the model's template refuses
     "invalid_image",
     "invalid_data_uri",
@@ -62,7 +69,11 @@ MODEL_OR_CONTENT_CODES = {
     "nothing_to_say",
     # what is stored: a list cursor naming no job of the caller
     "unknown_cursor",
-    # rules across fields or items that JSON Schema cannot state
+    # rules across fields or items that JSON Schema cannot state; names it cannot list
+    "invalid_period",
+    "invalid_combination",
+    "missing_input",
+    "unknown_time_zone",
     "duplicate_tool_name",
     "tool_choice_mismatch",
 }

@@ -7,11 +7,12 @@ The API responses carry the same figures in OpenAI's shapes (:meth:`AudioUsage.a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
+from mmserve.control.metering import cost_value
 
 AudioTask = Literal["speech", "transcription", "translation"]
 
@@ -22,16 +23,21 @@ class AudioUsage:
     task: AudioTask
     seconds: float  # audio produced (speech) or heard (transcription, translation)
     input_characters: int = 0  # speech input length
+    cost: float | None = None  # USD, once metered
 
     def api(self) -> dict[str, Any]:
-        """OpenAI's duration usage, ``{"type": "duration", "seconds": ...}`` (+ characters for speech)."""
+        """OpenAI's duration usage, ``{"type": "duration", "seconds": ...}`` (+ characters for speech, + cost)."""
         out: dict[str, Any] = {"type": "duration", "seconds": round(self.seconds, 3)}
         if self.task == "speech":
             out["input_characters"] = self.input_characters
+        if self.cost is not None:  # mmserve's extension: USD from the card's prices, as metered
+            out["cost"] = cost_value(self.cost)
         return out
 
 
-def record_usage(state: AppState, card: ModelCard, usage: AudioUsage) -> None:
-    """Called once per audio request, when it is done (or the client left), with what it consumed."""
+def record_usage(state: AppState, card: ModelCard, usage: AudioUsage) -> AudioUsage:
+    """Called once per audio request, when it is done (or the client left), with what it consumed;
+    returns the usage with its cost."""
     endpoint = {"speech": "audio.speech", "transcription": "audio.transcriptions", "translation": "audio.translations"}
-    state.meter.record(card, endpoint[usage.task], audio_seconds=usage.seconds)
+    event = state.meter.record(card, endpoint[usage.task], audio_seconds=usage.seconds)
+    return replace(usage, cost=event.cost)

@@ -3,21 +3,25 @@
 FastAPI documents 200 and a 422 "validation error" (``{"detail": [...]}``) on every route that
 takes input; mmserve never sends that (a bad field is a 400 in the OpenAI envelope) and does
 send 400/401/403/404/408/413/415/422/429/503. One mechanism fixes both, for every route,
-including routes added later:
+including routes added later (on any branch) without a line of their own:
 
 - :func:`install_openapi` replaces ``app.openapi``: FastAPI's 422 validation shapes are
-  dropped, and every operation documents what any route of this server may answer
-  (:data:`EVERY_ROUTE`: the HTTP layer, the body limits and unexpected failures), plus 401 and
-  429 when API keys are required (``Settings.auth``) on the routes that need one;
-- routers declare what their surface adds with :func:`errors` (``APIRouter(responses=errors(
-  *MODEL, 415))``), e.g. 404 for an unknown model, 415 for an unreadable upload.
+  dropped, and every operation documents what the layers every route shares may answer:
+  :data:`EVERY_ROUTE` (the HTTP layer, the body limits and unexpected failures); 401 and 429
+  when API keys are required (``Settings.auth``) on the routes that need one; 404 on a route
+  with a path parameter (the named resource may not exist); and :data:`MODEL` (403, 404, 503)
+  on a route that names a model (a ``model`` body field or a ``model_id`` path parameter: the
+  key may not use it, it may not exist, its queue may be full);
+- routers declare what their surface adds beyond that with :func:`errors`
+  (``responses=errors(415, 422)``), e.g. 415 for an unreadable upload, 422 for an unfetchable
+  media URL, 403 for admin-only routes.
 
 Every error is documented with :class:`ErrorEnvelope`, the one shape errors have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -85,6 +89,24 @@ def schema_with(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     return add
 
 
+def json_or_stream(what: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entry of a route answering JSON, or server-sent events with ``stream: true``."""
+    return {200: {"content": {"application/json": {}, "text/event-stream": {}}, "description": what}}
+
+
+def not_empty(schema: dict[str, Any]) -> None:
+    """A field's ``json_schema_extra``: none of its strings or lists may be empty, nor the
+    strings and lists in its lists (what the service refuses with "must not be empty")."""
+    for member in schema.get("anyOf", [schema]):
+        if member.get("type") == "string":
+            member["minLength"] = max(1, member.get("minLength", 0))
+        elif member.get("type") == "array":
+            member["minItems"] = max(1, member.get("minItems", 0))
+            items = member.get("items", {})
+            if "anyOf" in items or items.get("type") in ("string", "array"):
+                not_empty(items)
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a router or route: these statuses, documented with the error envelope."""
     return {status: {"model": ErrorEnvelope, "description": DESCRIPTIONS[status]} for status in statuses}
@@ -113,11 +135,11 @@ def truthful(schema: dict[str, Any], *, keys_required: bool, open_paths: Callabl
             responses = operation.setdefault("responses", {})
             for status in [s for s, r in responses.items() if _is_validation_error(r)]:
                 del responses[status]
-            extra: Iterable[int] = EVERY_ROUTE
+            extra: set[int] = {*EVERY_ROUTE, *_inferred(path, operation, components)}
             if keys_required and not open_paths(path):
-                extra = (*EVERY_ROUTE, *WITH_KEYS)
+                extra.update(WITH_KEYS)
                 operation["security"] = [{"bearer": []}]
-            for status in extra:
+            for status in sorted(extra):
                 responses.setdefault(str(status), _documented(status))
             operation["responses"] = dict(sorted(responses.items()))
     _exact_bounds(schema)
@@ -129,6 +151,29 @@ def truthful(schema: dict[str, Any], *, keys_required: bool, open_paths: Callabl
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
     return schema
+
+
+def _inferred(path: str, operation: dict[str, Any], components: dict[str, Any]) -> set[int]:
+    """The statuses a route answers by its shape: a path parameter (404), a model it names (:data:`MODEL`)."""
+    out: set[int] = set()
+    params = [p for p in operation.get("parameters", []) if p.get("in") == "path"]
+    if params:
+        out.add(404)
+    if any(p.get("name") == "model_id" for p in params) or _names_model(operation, components):
+        out.update(MODEL)
+    return out
+
+
+def _names_model(operation: dict[str, Any], components: dict[str, Any]) -> bool:
+    """Whether a request body (any of its content types) has a ``model`` property."""
+    for content in operation.get("requestBody", {}).get("content", {}).values():
+        schema = content.get("schema", {})
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            schema = components.get(ref.rsplit("/", 1)[-1], {})
+        if "model" in schema.get("properties", {}):
+            return True
+    return False
 
 
 def _exact_bounds(node: Any) -> None:

@@ -26,6 +26,8 @@ ENGINES: dict[str, EngineSpec] = {
         "chat", "mmserve.engines.transformers_chat.engine:TransformersChatEngine", "transformers"
     ),
     "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
+    # vLLM itself runs in its own environment (options.python): mmserve needs nothing more for it
+    "vllm": EngineSpec("chat", "mmserve.engines.vllm.engine:VLLMChatEngine", "core"),
     "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak.engine:EspeakEngine", "speech"),
     "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
@@ -34,6 +36,9 @@ ENGINES: dict[str, EngineSpec] = {
         "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
     ),
     "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
+    "transformers-embedding": EngineSpec(
+        "embedding", "mmserve.engines.transformers_embedding:TransformersEmbeddingEngine", "transformers"
+    ),
 }
 
 

@@ -59,9 +59,7 @@ class TranscriptionService:
         self.audio: AudioIngestor = state.audio
 
     def _record(self, card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
-        usage = AudioUsage(card.id, _usage_task(task), transcript.duration)
-        record_usage(self.state, card, usage)
-        return usage
+        return record_usage(self.state, card, AudioUsage(card.id, _usage_task(task), transcript.duration))
 
     async def prepare(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> TranscriptionInput:
         form = upload.form

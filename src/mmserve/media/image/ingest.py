@@ -110,12 +110,14 @@ class MediaIngestor:
         model: str,
         target_side: int | None = None,
         input_size: ImageInputSize | None = None,
+        keep_alpha: bool = False,
         budget: ImageBudget | None = None,
     ) -> Image:
         """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image within the card's limits.
 
-        ``model`` names the card in messages. ``budget``: the request's totals, shared by all its
-        images (:meth:`load_images` makes one); without it, this image gets a fresh one.
+        ``model`` names the card in messages; ``keep_alpha``: RGBA, transparency kept (edits).
+        ``budget``: the request's totals, shared by all its images (:meth:`load_images` makes
+        one); without it, this image gets a fresh one.
         """
         url = ref.url.strip()
         param = ref.param
@@ -135,7 +137,13 @@ class MediaIngestor:
             budget.charge_bytes(len(encoded.payload) * 3 // 4, param=param)  # its size once decoded
             payload = encoded.payload.encode("ascii", "replace")  # non-ASCII -> '?' -> invalid base64
             job = DecodeJob(
-                payload, _within(limits, budget), param, base64=True, target_side=side, input_size=input_size
+                payload,
+                _within(limits, budget),
+                param,
+                base64=True,
+                target_side=side,
+                input_size=input_size,
+                keep_alpha=keep_alpha,
             )
             return _charged(await self.decoder.decode(job), budget, param)
         if lowered.startswith(("http://", "https://")):
@@ -148,7 +156,14 @@ class MediaIngestor:
                 )
             fetched = await self.fetcher.fetch(url, param=param, max_bytes=limits.max_bytes, budget=budget)
             return await self.decode(
-                fetched.data, limits, param=param, target_side=side, input_size=input_size, budget=budget, paid=True
+                fetched.data,
+                limits,
+                param=param,
+                target_side=side,
+                input_size=input_size,
+                keep_alpha=keep_alpha,
+                budget=budget,
+                paid=True,
             )
         message = "The image URL must be an http(s) URL or a data URI." if url else "The image URL is empty."
         raise InvalidRequestError(
@@ -206,7 +221,7 @@ class MediaIngestor:
         check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
         within = _within(limits, budget) if budget is not None else limits
         job = DecodeJob(data, within, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
-        image = await self.decoder.decode(job)
+        image = _image(await self.decoder.decode(job))
         return _charged(image, budget, param) if budget is not None else image
 
     async def aclose(self) -> None:
@@ -219,6 +234,12 @@ def _within(limits: ImageLimits, budget: ImageBudget) -> ImageLimits:
     return replace(limits, max_pixels_left=budget.pixels_left, request_max_pixels=budget.max_pixels)
 
 
-def _charged(image: Image, budget: ImageBudget, param: str) -> Image:
+def _charged(result: object, budget: ImageBudget, param: str) -> Image:
+    image = _image(result)
     budget.charge_pixels(int(image.info.get(SOURCE_PIXELS, image.width * image.height)), param=param)
     return image
+
+
+def _image(result: object) -> Image:
+    assert isinstance(result, Image), "an image job decodes to an image"
+    return result
