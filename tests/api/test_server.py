@@ -148,6 +148,22 @@ def test_an_echoed_value_is_clipped(server: LiveServer) -> None:
     assert err["message"].endswith("GET /v1/models lists the models this server serves.")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", "/v1/admin/keys/{v}"),  # an admin key id
+        ("DELETE", "/v1/admin/keys/{v}"),
+        ("GET", "/v1/{v}"),  # an unknown route
+        ("GET", "/v1/responses/resp_x/input_items?after={v}"),
+        ("GET", "/v1/responses/{v}"),
+    ],
+)
+def test_values_echoed_by_every_surface_are_clipped(server: LiveServer, method: str, path: str) -> None:
+    value = "v" * 30_000  # within the HTTP layer's line limit
+    r = httpx.request(method, server.url + path.format(v=value), json={"name": "x"}, timeout=30)
+    assert 400 <= r.status_code < 500 and len(r.content) < 3000, (r.status_code, r.content[:300])
+
+
 def test_a_huge_unknown_field_name_is_clipped_in_param(server: LiveServer) -> None:
     key = "k" * 1_000_000
     r = httpx.post(
