@@ -21,7 +21,8 @@ Concurrent text-to-image requests with the same size, step count, guidance (and 
 they have a negative prompt) are batched into one pipeline call, up to
 ``max_batch_images`` images (:mod:`mmserve.engines.common.batcher`): a worker that frees
 takes the waiting requests together. Each keeps its own generators, so a seed gives the
-same image batched or alone. Edits (an input image, a mask) run one request per call.
+same image batched or alone (to float rounding: a batched convolution may sum in another
+order, moving a pixel by a level or two). Edits (an input image, a mask) run one request per call.
 """
 
 from __future__ import annotations
