@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -13,7 +18,7 @@ from mmserve.api.app import create_app
 from mmserve.catalog.loader import load_catalog
 from mmserve.settings import AudioSettings, FetchSettings, Settings
 from tests.helpers.models import build_short_context_gpt2
-from tests.helpers.server import LiveServer
+from tests.helpers.server import LiveServer, free_port
 
 DEMO_YAML = resources.files("mmserve.catalog").joinpath("demo.yaml")
 
@@ -280,3 +285,34 @@ def formats_server(data_dir: Path) -> Iterator[LiveServer]:
     server = LiveServer(create_app(settings, load_catalog(path))).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cli_server(data_dir: Path) -> Iterator[str]:
+    """`mmserve serve` on the demo catalog, started by its real CLI (no MMSERVE_* settings)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSERVE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{url}/health", timeout=2).json()["models"]["demo-vlm"] == "loaded":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise TimeoutError("mmserve serve did not come up")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
