@@ -91,11 +91,12 @@ async def load(url: str, key: str, model: str, requests: int, concurrency: int) 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    return {"latencies": latencies, "errors": errors, "wall_s": wall}
+    return {"latencies": latencies, "overheads": overheads, "errors": errors, "wall_s": wall}
 
 
 def merge(rounds: list[dict]) -> dict:
     latencies = [x for r in rounds for x in r["latencies"]]
+    overheads = [x for r in rounds for x in r["overheads"]]
     wall = sum(r["wall_s"] for r in rounds)
     return {
         "requests": len(latencies) + sum(r["errors"] for r in rounds),
