@@ -22,10 +22,23 @@ class AudioUsage:
     task: AudioTask
     seconds: float  # audio produced (speech) or heard (transcription, translation)
     input_characters: int = 0  # speech input length
+    # tokens the model billed, when it reports them (a provider's gpt-4o-style usage)
+    input_tokens: int = 0
+    output_tokens: int = 0
 
     def api(self) -> dict[str, Any]:
-        """OpenAI's duration usage, ``{"type": "duration", "seconds": ...}`` (+ characters for speech)."""
-        out: dict[str, Any] = {"type": "duration", "seconds": round(self.seconds, 3)}
+        """OpenAI's duration usage, ``{"type": "duration", "seconds": ...}`` (+ characters for speech),
+        or its token usage, ``{"type": "tokens", ...}``, for a model that billed tokens (+ the seconds)."""
+        if self.input_tokens or self.output_tokens:
+            out: dict[str, Any] = {
+                "type": "tokens",
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "total_tokens": self.input_tokens + self.output_tokens,
+                "seconds": round(self.seconds, 3),
+            }
+        else:
+            out = {"type": "duration", "seconds": round(self.seconds, 3)}
         if self.task == "speech":
             out["input_characters"] = self.input_characters
         return out
@@ -34,4 +47,10 @@ class AudioUsage:
 def record_usage(state: AppState, card: ModelCard, usage: AudioUsage) -> None:
     """Called once per audio request, when it is done (or the client left), with what it consumed."""
     endpoint = {"speech": "audio.speech", "transcription": "audio.transcriptions", "translation": "audio.translations"}
-    state.meter.record(card, endpoint[usage.task], audio_seconds=usage.seconds)
+    state.meter.record(
+        card,
+        endpoint[usage.task],
+        audio_seconds=usage.seconds,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+    )

@@ -54,6 +54,8 @@ class Needs:
     tools: bool = False
     reasoning: bool = False
     units: float = 1.0  # images to make / audio or video seconds, for per-unit prices
+    edits: bool = False  # image edits
+    translation: bool = False  # audio translation
 
     def describe(self) -> str:
         parts = [self.task]
@@ -65,6 +67,10 @@ class Needs:
             parts.append("tool calling")
         if self.reasoning:
             parts.append("reasoning")
+        if self.edits:
+            parts.append("image edits")
+        if self.translation:
+            parts.append("translation")
         return ", ".join(parts)
 
 
@@ -195,6 +201,10 @@ class ModelRouter:
             return "no tool calling"
         if needs.reasoning and not caps.reasoning:
             return "no reasoning"
+        if needs.edits and not caps.edits:
+            return "no image edits"
+        if needs.translation and not caps.translation:
+            return "no translation"
         return None
 
     def _healthy(self, card: ModelCard) -> bool:

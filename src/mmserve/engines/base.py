@@ -9,9 +9,10 @@ inside methods so that importing an engine module is cheap (the catalog validate
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,8 +33,24 @@ from mmserve.engines.types import (
 from mmserve.errors import InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
+if TYPE_CHECKING:
+    from mmserve.media.image.ingest import MediaIngestor
+
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
 SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded
+# Keeps a dict with the job, durably, before the engine goes on (given back as VideoGenInput.resume).
+CheckpointCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the server lends its engines (the runtime sets it before ``load()``).
+
+    Engines that reach the network (the upstream providers) fetch the links a provider returns
+    and decode the files it sends through the same media layer as the API's own inputs.
+    """
+
+    media: MediaIngestor | None = None
 
 
 class EngineOptions(BaseModel):
@@ -45,6 +62,10 @@ class EngineOptions(BaseModel):
 class Engine(ABC):
     task: ClassVar[str]
     Options: ClassVar[type[EngineOptions]] = EngineOptions
+    #: Runs in the gateway process even on a Ray cluster: it holds no weights, only a client of a
+    #: remote service (an upstream provider), so a replica actor would only add a hop.
+    in_gateway: ClassVar[bool] = False
+    context: EngineContext = EngineContext()
 
     def __init__(self, card: ModelCard, *, source: Path | None, device: str) -> None:
         self.card = card
@@ -171,11 +192,18 @@ class VideoEngine(Engine):
     default_size: ClassVar[tuple[int, int]] = (832, 480)
 
     @abstractmethod
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+    async def generate(
+        self,
+        request: VideoGenInput,
+        progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+    ) -> VideoGenOutput:
         """Return exactly ``request.num_frames`` frames at ``request.width`` x ``request.height``.
 
         ``progress`` is called with the fraction done; an exception it raises aborts the
         generation and propagates unchanged (the job runner cancels jobs this way).
+        ``checkpoint`` keeps what a later run needs to resume (a provider's job id) with the job;
+        that run gets it back in ``request.resume``. Engines that cannot resume ignore it.
         """
 
     @classmethod

@@ -25,7 +25,13 @@ ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec(
         "chat", "mmserve.engines.transformers_chat.engine:TransformersChatEngine", "transformers"
     ),
-    "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
+    "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream.chat:UpstreamChatEngine", "core"),
+    "upstream-image": EngineSpec("image-generation", "mmserve.engines.upstream.image:UpstreamImageEngine", "core"),
+    "upstream-speech": EngineSpec("speech", "mmserve.engines.upstream.speech:UpstreamSpeechEngine", "core"),
+    "upstream-transcription": EngineSpec(
+        "transcription", "mmserve.engines.upstream.transcription:UpstreamTranscriptionEngine", "core"
+    ),
+    "upstream-video": EngineSpec("video-generation", "mmserve.engines.upstream.video:UpstreamVideoEngine", "video"),
     "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak.engine:EspeakEngine", "speech"),
     "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),

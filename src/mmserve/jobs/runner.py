@@ -19,6 +19,10 @@
   bound stops a job that itself kills the server (out of memory) from crash-looping it.
   Queued jobs simply run. A graceful shutdown stops generations at their next step and
   requeues them without counting the attempt (a job already encoding finishes first).
+- **Resuming remote work**: an engine whose work lives elsewhere (an upstream provider's job)
+  keeps what it needs to resume in the job's ``params`` through the ``checkpoint`` callback
+  (a row update, before it goes on); a re-run gets it back in ``VideoGenInput.resume`` and
+  polls the same remote job rather than submitting (and paying for) another.
 - **Expiry**: finished jobs and their files are removed after ``jobs.result_ttl_s``.
 """
 
@@ -33,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.types import VideoGenInput
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmserve.jobs")
 
 CompletedHook = Callable[[VideoJob], Awaitable[None] | None]
+ENGINE_STATE = "engine_state"  # the key of job.params where an engine keeps what it needs to resume
 STALE_TMP_S = 3600  # an encode's temporary file older than this was left behind by a dead server
 
 
@@ -249,13 +254,22 @@ class JobRunner:
             negative_prompt=job.params.get("negative_prompt"),
             seed=job.seed,
             image=image,
+            resume=dict(job.params.get(ENGINE_STATE) or {}),
         )
+
+        async def checkpoint(state: dict[str, Any]) -> None:
+            """Keep the engine's resume state (a provider's job id) with the job before it goes on."""
+            params = {**job.params, ENGINE_STATE: state}
+            if not await self.store.save_params(job.id, str(self.worker), params):
+                raise JobCancelled()  # deleted or taken over meanwhile
+            job.params = params
+
         claimed = time.perf_counter()
         async with self.runtime.deployment(card).acquire() as engine:
             assert isinstance(engine, VideoEngine)
             run.phase = "generating"
             started = time.perf_counter()
-            output = await engine.generate(request, progress=run.on_progress)
+            output = await engine.generate(request, progress=run.on_progress, checkpoint=checkpoint)
         run.check_deleted()
         run.phase = "encoding"
         encoded = time.perf_counter()

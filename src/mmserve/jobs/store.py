@@ -203,6 +203,10 @@ class VideoJobStore:
             job_id, worker_id, progress=progress, heartbeat_at=time.time(), expect_status="in_progress"
         )
 
+    async def save_params(self, job_id: str, worker_id: str, params: dict[str, Any]) -> bool:
+        """Replace a running job's ``params`` (an engine's resume state); False when the job is no longer ours."""
+        return await self._update(job_id, worker_id, expect_status="in_progress", params=params)
+
     async def complete(
         self,
         job_id: str,

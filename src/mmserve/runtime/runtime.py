@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.engines.base import VideoEngine
+from mmserve.engines.base import EngineContext, VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
@@ -37,6 +37,7 @@ class Runtime:
         *,
         progress: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -59,6 +60,7 @@ class Runtime:
                 device=settings.device,
                 progress=progress,
                 cluster=self.cluster,
+                context=context,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded

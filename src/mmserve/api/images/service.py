@@ -66,7 +66,7 @@ class ImagesService:
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.default()
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         self.state.runtime.check_request(card, inp)
         result = await self._run(card, inp)
         return await self._respond(card, result, out, base_url, (width, height), "images.generations")
@@ -76,7 +76,7 @@ class ImagesService:
             req = ImageEditRequest.model_validate(form.fields)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
-        return await self._serve(req, lambda card: self._edit(req, form, card, base_url))
+        return await self._serve(req, lambda card: self._edit(req, form, card, base_url), edits=True)
 
     async def _edit(self, req: ImageEditRequest, form: EditForm, card: ModelCard, base_url: str) -> ImagesResult:
         if not card.capabilities.edits:
@@ -125,7 +125,7 @@ class ImagesService:
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         inp.images, inp.mask, inp.strength = images, mask, req.strength
         self.state.runtime.check_request(card, inp)
         result = await self._run(card, inp)
@@ -133,9 +133,11 @@ class ImagesService:
 
     # ------------------------------------------------------------------ steps
 
-    async def _serve(self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult]]) -> ImagesResult:
+    async def _serve(
+        self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult]], *, edits: bool = False
+    ) -> ImagesResult:
         """Run ``attempt`` on the cards for ``req.model`` (routing, fallback); no model means ``auto``."""
-        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1), attempt)
+        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1, edits=edits), attempt)
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
         if req.stream:
@@ -160,7 +162,7 @@ class ImagesService:
         return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT)
 
     @staticmethod
-    def _input(req: _ImageRequest, width: int, height: int) -> ImageGenInput:
+    def _input(req: _ImageRequest, width: int, height: int, out: _Output) -> ImageGenInput:
         quality = req.quality or "auto"
         return ImageGenInput(
             prompt=req.prompt,
@@ -173,6 +175,8 @@ class ImagesService:
             seed=req.seed,
             quality=None if quality == "auto" else QUALITY.get(quality, quality),
             transparent_background=req.background == "transparent",
+            output_format=out.fmt,
+            output_compression=out.compression,
         )
 
     async def _run(self, card: ModelCard, inp: ImageGenInput) -> ImageGenOutput:
@@ -190,19 +194,23 @@ class ImagesService:
         size: tuple[int, int],
         endpoint: str,
     ) -> ImagesResult:
-        encoded = await encode_images(result.images, out.fmt, compression=out.compression)
+        encoded = (  # a provider's files, already checked to be this format, pass as they are
+            result.encoded
+            if result.encoded is not None
+            else await encode_images(result.images, out.fmt, compression=out.compression)
+        )
         if out.response_format == "url":
             data = [{"url": url} for url in await asyncio.to_thread(self._store, encoded, out.fmt, base_url)]
         else:
             data = [{"b64_json": b64} for b64 in await asyncio.to_thread(lambda: [_b64(b) for b in encoded])]
         count = len(encoded)
-        tokens = result.prompt_tokens
-        self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
+        tokens, output_tokens = result.prompt_tokens, result.output_tokens
+        self.state.meter.record(card, endpoint, images=count, input_tokens=tokens, output_tokens=output_tokens)
         usage = {
             "input_tokens": tokens,
             "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
-            "output_tokens": 0,
-            "total_tokens": tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": tokens + output_tokens,
             "images": count,
         }
         body: dict[str, Any] = {
