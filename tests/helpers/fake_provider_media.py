@@ -18,6 +18,7 @@ import base64
 import io
 import json
 import math
+import time
 import wave
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,7 @@ def add_media_routes(fake: FakeProvider) -> None:
 
     @app.get("/files/{name}")
     async def file(name: str) -> Any:
+        fake.hits.append((time.monotonic(), f"/files/{name}", 200))
         data, content_type = fake.files[name]
         return Response(data, media_type=content_type)
 

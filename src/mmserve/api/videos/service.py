@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from mmserve.api.state import AppState
 from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
 from mmserve.cards import ModelCard
+from mmserve.control.context import current
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError
@@ -92,7 +93,10 @@ class VideoService:
 
     def _card(self, model: str | None) -> ModelCard:
         """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
-        return self.state.router.route(model or AUTO, Needs("video-generation")).cards[0]
+        route = self.state.router.route(model or AUTO, Needs("video-generation"))
+        headers = current().headers  # which model takes the job, and why
+        headers["x-mmserve-model"], headers["x-mmserve-route"] = route.cards[0].id, route.reason
+        return route.cards[0]
 
     async def _reference(self, card: ModelCard, inp: CreateInput, spec: ClipSpec) -> Image | None:
         ref = inp.body.input_reference

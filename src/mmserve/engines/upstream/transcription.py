@@ -40,11 +40,10 @@ class UpstreamTranscriptionEngine(UpstreamEngine, TranscriptionEngine):
             fields["prompt"] = request.prompt
         if request.temperature:
             fields["temperature"] = str(request.temperature)
-        data: list[tuple[str, str]] = [(k, str(v)) for k, v in fields.items()]
+        # httpx takes repeated multipart fields as a list in a mapping (a list of pairs would be a body)
+        data: dict[str, str | list[str]] = {k: str(v) for k, v in fields.items()}
         if fmt == "verbose_json":
-            data.append(("timestamp_granularities[]", "segment"))
-            if request.word_timestamps:
-                data.append(("timestamp_granularities[]", "word"))
+            data["timestamp_granularities[]"] = ["segment", "word"] if request.word_timestamps else ["segment"]
         path = "/audio/translations" if request.task == "translate" else "/audio/transcriptions"
         wav = _wav(request.audio, request.sample_rate)
         answer = await self.upstream.request_json(
