@@ -28,9 +28,26 @@ def free_port() -> int:
 
 @contextmanager
 def mmserve(
-    data_dir: Path, *args: str, wait_for: list[str] | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    wait_for: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> Iterator[str]:
     """Run `mmserve serve` on a free port until the block ends; yields its base URL."""
+    with mmserve_process(data_dir, *args, wait_for=wait_for, env=env, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def mmserve_process(
+    data_dir: Path,
+    *args: str,
+    wait_for: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Iterator[tuple[str, int]]:
+    """Like :func:`mmserve`, yielding the base URL and the server's process id."""
     port = free_port()
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
@@ -41,7 +58,7 @@ def mmserve(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError("mmserve exited during start-up")
@@ -52,10 +69,18 @@ def mmserve(
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of a process (Linux: /proc/<pid>/status VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def summarize(latencies: list[float]) -> dict[str, float]:

@@ -1,10 +1,15 @@
-"""Chat throughput and latency on the demo VLM: requests/s and p50/p99 at several concurrencies.
+"""Chat throughput, time to first token and memory under load, on the demo catalog's chat models.
 
-    python benchmarks/chat.py [--requests 48] [--concurrency 1 4 8] [--max-tokens 16]
+    python benchmarks/chat.py [--models demo-vlm demo-tools] [--concurrency 1 4 16]
+                              [--requests 48] [--rounds 2] [--max-tokens 32]
 
-Starts `mmserve serve` on the demo catalog in a subprocess, sends image+text chat requests
-with the async openai-compatible HTTP API, and writes benchmarks/results/chat.json. The
-ratios (throughput at concurrency c over concurrency 1) compare within one run.
+Starts `mmserve serve` on the demo catalog in a subprocess and streams chat requests
+(demo-vlm: a JPEG and a question; demo-tools: text) at each concurrency. The legs are
+interleaved (each round runs every model at every concurrency) so that a slower or busier
+moment of a shared machine falls on all of them alike; the figures of a leg are pooled over
+the rounds. Per leg: requests/s, TTFT and latency p50/p99, and the server's resident memory
+(the most seen, sampled every 50 ms). Ratios at concurrency c over concurrency 1 compare
+within the run; benchmarks/results/chat.json has all of it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
 
-from _common import mmserve, summarize, write_result
+from _common import mmserve_process, rss_bytes, summarize, write_result
 
 
 def _image_uri() -> str:
@@ -29,90 +35,129 @@ def _image_uri() -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-async def run_level(url: str, concurrency: int, requests: int, max_tokens: int, stream: bool) -> dict:
-    body = {
-        "model": "demo-vlm",
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "What is shown in this image?"},
-                    {"type": "image_url", "image_url": {"url": _image_uri()}},
-                ],
-            }
-        ],
+def _body(model: str, max_tokens: int) -> dict[str, Any]:
+    if model == "demo-vlm":
+        content: Any = [
+            {"type": "text", "text": "What is shown in this image?"},
+            {"type": "image_url", "image_url": {"url": _image_uri()}},
+        ]
+    else:
+        content = "Tell me about the weather in Paris and what to wear there."
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
         "max_tokens": max_tokens,
         "temperature": 0.7,
-        "stream": stream,
+        "ignore_eos": True,  # every answer max_tokens long: the legs compare like with like
+        "stream": True,
     }
+
+
+async def run_leg(url: str, pid: int, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+    body = _body(model, max_tokens)
     latencies: list[float] = []
     ttfts: list[float] = []
     errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
+    rss: list[int] = []
+    pending = list(range(requests))
 
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
 
         async def worker() -> None:
             nonlocal errors
-            while not queue.empty():
-                queue.get_nowait()
+            while pending:
+                pending.pop()
                 start = time.perf_counter()
-                if stream:
-                    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
-                        first = None
-                        async for line in r.aiter_lines():
-                            if first is None and '"content": "' in line and '"content": ""' not in line:
-                                first = time.perf_counter() - start
-                        ok = r.status_code == 200
-                    if first is not None:
-                        ttfts.append(first)
-                else:
-                    r = await client.post(f"{url}/v1/chat/completions", json=body)
+                first = None
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                    async for line in r.aiter_lines():
+                        if first is None and '"content": "' in line and '"content": ""' not in line:
+                            first = time.perf_counter() - start
                     ok = r.status_code == 200
-                if ok:
+                if ok and first is not None:
                     latencies.append(time.perf_counter() - start)
+                    ttfts.append(first)
                 else:
                     errors += 1
 
+        async def sample(done: asyncio.Event) -> None:
+            while not done.is_set():
+                rss.append(rss_bytes(pid))
+                await asyncio.sleep(0.05)
+
+        done = asyncio.Event()
+        sampler = asyncio.create_task(sample(done))
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    out = {
-        "concurrency": concurrency,
-        "requests": requests,
-        "errors": errors,
+        done.set()
+        await sampler
+    return {
         "wall_s": wall,
-        "requests_per_s": len(latencies) / wall,
-        "latency": summarize(latencies),
+        "latencies": latencies,
+        "ttfts": ttfts,
+        "errors": errors,
+        "rss_max_bytes": max(rss, default=rss_bytes(pid)),
     }
-    if stream:
-        out["ttft"] = summarize(ttfts)
-    return out
+
+
+def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
+    latencies = [x for r in runs for x in r["latencies"]]
+    wall = sum(r["wall_s"] for r in runs)
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies) + sum(r["errors"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "requests_per_s": len(latencies) / wall,
+        "output_tokens_per_s": len(latencies) * max_tokens / wall,
+        "ttft": summarize([x for r in runs for x in r["ttfts"]]),
+        "latency": summarize(latencies),
+        "rss_max_mb": max(r["rss_max_bytes"] for r in runs) / 2**20,
+    }
 
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--requests", type=int, default=48)
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
-    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--models", nargs="+", default=["demo-vlm", "demo-tools"])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--requests", type=int, default=48, help="per leg and round")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--data-dir", type=Path, default=None)
     args = p.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
-    with mmserve(data_dir, wait_for=["demo-vlm"]) as url:
-        await run_level(url, 2, 4, args.max_tokens, False)  # warm-up
-        levels = [await run_level(url, c, args.requests, args.max_tokens, False) for c in args.concurrency]
-        streamed = await run_level(url, args.concurrency[-1], args.requests, args.max_tokens, True)
-    base = levels[0]["requests_per_s"]
+    runs: dict[tuple[str, int], list[dict]] = {(m, c): [] for m in args.models for c in args.concurrency}
+    with mmserve_process(data_dir, wait_for=["demo-vlm"]) as (url, pid):
+        for model in args.models:  # warm-up: loads serverless models, first-call costs
+            await run_leg(url, pid, model, 2, 4, args.max_tokens)
+        rss_idle = rss_bytes(pid)
+        for _ in range(args.rounds):
+            for model in args.models:
+                for c in args.concurrency:
+                    runs[model, c].append(await run_leg(url, pid, model, c, args.requests, args.max_tokens))
+    results: dict[str, Any] = {}
+    for model in args.models:
+        levels = [_pool(runs[model, c], c, args.max_tokens) for c in args.concurrency]
+        base = levels[0]
+        results[model] = {
+            "levels": levels,
+            "ratios_vs_concurrency_1": {
+                str(lv["concurrency"]): {
+                    "requests_per_s": lv["requests_per_s"] / base["requests_per_s"],
+                    "ttft_p50": lv["ttft"]["p50_s"] / base["ttft"]["p50_s"],
+                    "rss_max": lv["rss_max_mb"] / base["rss_max_mb"],
+                }
+                for lv in levels
+            },
+        }
     write_result(
         "chat",
         {
-            "model": "demo-vlm",
             "max_tokens": args.max_tokens,
-            "levels": levels,
-            "streaming": streamed,
-            "throughput_ratio_vs_concurrency_1": {str(lv["concurrency"]): lv["requests_per_s"] / base for lv in levels},
+            "rounds": args.rounds,
+            "requests_per_leg": args.requests,
+            "rss_after_warmup_mb": rss_idle / 2**20,
+            "models": results,
         },
     )
 

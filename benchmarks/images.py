@@ -8,7 +8,9 @@ loads the very same pipeline directory in this process with diffusers and times 
 pipeline calls with the same prompt, size, steps, guidance and seeds, alternating with the
 served requests (so both see the same machine load; only one computes at a time). The
 ratio end-to-end / direct is the serving overhead (HTTP, validation, queueing, PNG
-encoding, base64, JSON). Writes benchmarks/results/images.json.
+encoding, base64, JSON). Then concurrent clients (n=1 each): images/s at concurrency 1
+(sequential) and 4, the legs interleaved over ``--rounds``; concurrent requests of one size
+share a pipeline call (the engine's batching). Writes benchmarks/results/images.json.
 
 ``--threads`` sets OMP_NUM_THREADS for both sides (default 1: on a shared machine,
 oversubscribed OpenMP threads spin and make timings meaningless; 0 leaves torch's default).
@@ -17,6 +19,7 @@ oversubscribed OpenMP threads spin and make timings meaningless; 0 leaves torch'
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import tempfile
 import time
@@ -87,11 +90,43 @@ def run_level(url: str, direct: Direct, n: int, size: str, requests: int) -> dic
     }
 
 
+async def run_concurrent(url: str, size: str, concurrency: int, requests: int) -> tuple[int, float]:
+    """``requests`` single-image requests from ``concurrency`` clients: (images, seconds)."""
+    body = {"model": "demo-image", "prompt": PROMPT, "n": 1, "size": size, "quality": "medium"}
+    pending = list(range(requests))
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker() -> None:
+            while pending:
+                seed = pending.pop()
+                r = await client.post(f"{url}/v1/images/generations", json={**body, "seed": seed})
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return requests, time.perf_counter() - start
+
+
+def concurrency_legs(url: str, size: str, requests: int, rounds: int) -> dict[str, Any]:
+    done: dict[int, list[tuple[int, float]]] = {1: [], 4: []}
+    for _ in range(rounds):
+        for c in done:
+            done[c].append(asyncio.run(run_concurrent(url, size, c, requests)))
+    rate = {c: sum(n for n, _ in legs) / sum(s for _, s in legs) for c, legs in done.items()}
+    return {
+        "requests_per_leg": requests,
+        "rounds": rounds,
+        "images_per_s": {str(c): r for c, r in rate.items()},
+        "concurrency_4_over_sequential": rate[4] / rate[1],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=8)
     p.add_argument("--size", default="512x512")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the concurrency legs")
     p.add_argument("--data-dir", type=Path, default=None)
     args = p.parse_args()
     if args.threads:
@@ -100,6 +135,7 @@ def main() -> None:
     with mmserve(data_dir, wait_for=["demo-image"]) as url:
         direct = Direct(data_dir / "models" / "image", args.size)
         levels = [run_level(url, direct, n, args.size, args.requests) for n in (1, 4)]
+        concurrent = concurrency_legs(url, args.size, args.requests, args.rounds)
     write_result(
         "images",
         {
@@ -111,6 +147,7 @@ def main() -> None:
             "levels": levels,
             "mmserve_images_per_s_n4_over_n1": levels[1]["mmserve"]["images_per_s"]
             / levels[0]["mmserve"]["images_per_s"],
+            "concurrent_clients": concurrent,
         },
     )
 

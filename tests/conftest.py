@@ -18,6 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One intra-op thread: the test machines are shared, and oversubscribed OpenMP threads spin
 # (diffusers steps measured 30x slower with 2 threads under load than with 1).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MMSERVE_TORCH_THREADS", "1")  # the servers' runtimes would otherwise set cores / replicas
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+import mmserve.api.responses.store
 import mmserve.control.keys
 import mmserve.control.usage
 import mmserve.jobs.store  # noqa: F401 - registers the tables on Base
 from mmserve.control.keys import KeyStore
 from mmserve.db import Base, Database
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation"]
-TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation")
+Task = Literal["chat", "image-generation", "speech", "transcription", "video-generation", "embedding"]
+TASKS: tuple[str, ...] = ("chat", "image-generation", "speech", "transcription", "video-generation", "embedding")
 ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp", "tiff", "avif"]
 DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
 # Output formats of chat models, parsed by mmserve.chatformat (engine independent).
@@ -43,6 +43,14 @@ class Capabilities(_Strict):
         description="Accepts images (Pharia's multimodal_enabled flag).",
     )
     max_images: int = Field(default=8, ge=0, description="Images per request.")
+    video: bool = Field(
+        default=False,
+        description="Accepts video_url parts: sampled frames (limits.video_fps, max_video_frames) go to the model "
+        "as images.",
+    )
+    max_videos: int = Field(default=1, ge=0, description="Videos per request.")
+    audio_input: bool = Field(default=False, description="Hears input_audio parts (an audio-language model).")
+    max_audios: int = Field(default=4, ge=0, description="input_audio parts per request.")
     context_length: int | None = Field(default=None, gt=0, description="Tokens; read from the model if unset.")
     tools: bool = Field(default=False, description="Calls tools; set by tool_call_format.")
     reasoning: bool = Field(default=False, description="Reasons before answering; set by reasoning_format.")
@@ -68,6 +76,15 @@ class Capabilities(_Strict):
     image_to_video: bool = False
     fps: list[int] = Field(default_factory=list)
     durations: list[float] = Field(default_factory=list, description="Allowed clip lengths in seconds.")
+    # embedding (``vision`` and ``max_images`` above also apply: a CLIP-style card embeds images)
+    embedding_dimensions: int | None = Field(
+        default=None, gt=0, description="Length of the model's vectors; read from the model if unset."
+    )
+    matryoshka: bool = Field(
+        default=False,
+        description="Accepts the request's 'dimensions': vectors cut to their first N values and renormalised "
+        "(for models trained for it, e.g. Matryoshka representation learning).",
+    )
 
     @model_validator(mode="after")
     def _formats_imply_flags(self) -> Capabilities:
@@ -90,7 +107,12 @@ class Limits(_Strict):
     """Per-model request limits (tighter than or equal to the server's Settings.limits)."""
 
     max_output_tokens: int = Field(default=1024, gt=0)
-    max_input_chars: int = Field(default=4096, gt=0, description="Speech input length.")
+    max_input_chars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Text input length. Speech: the input (unset: 4096). Chat: all text of a request (messages "
+        "and tool definitions; unset: only the server's MMSERVE_LIMITS__MAX_CHAT_CHARS and the context bound).",
+    )
     max_image_side: int | None = Field(default=None, gt=0)
     max_image_pixels: int | None = Field(default=None, gt=0, description="Also the cap for generated images.")
     image_formats: list[ImageFormat] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))
@@ -98,8 +120,14 @@ class Limits(_Strict):
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_video_seconds: float = Field(default=12.0, gt=0)
     max_n: int = Field(default=4, ge=1)
+    max_inputs: int = Field(default=2048, ge=1, description="Embedding inputs per request (OpenAI's limit).")
     min_image_side: int | None = Field(
         default=None, gt=0, description="Smallest accepted image side (raises the server's minimum)."
+    )
+    max_input_video_seconds: float = Field(default=60.0, gt=0, description="Longest video_url accepted.")
+    video_fps: float = Field(default=1.0, gt=0, le=60, description="Frames sampled per second of a video_url.")
+    max_video_frames: int = Field(
+        default=8, ge=1, le=256, description="Most frames sampled from one video (spread evenly when fps gives more)."
     )
     image_input_side: int | None = Field(
         default=None,
@@ -137,7 +165,12 @@ class Deployment(_Strict):
         "Dedicated deployments keep all their replicas.",
     )
     idle_unload_s: float | None = Field(default=None, gt=0, description="Serverless: unload after idle.")
-    max_concurrency: int = Field(default=4, ge=1, description="Requests running at once per replica.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests running at once per replica. Unset: the engine's default (the transformers chat "
+        "engine: its max_batch_size, as its requests share one batch; other engines: 4).",
+    )
     max_queue: int = Field(default=64, ge=0, description="Requests waiting beyond max_concurrency.")
     device: str | None = Field(default=None, description="Overrides Settings.device for this model.")
     memory_gb: float | None = Field(
@@ -159,6 +192,23 @@ class Deployment(_Strict):
             raise ValueError(f"min_replicas ({self.min_replicas}) is more than replicas ({self.replicas})")
         return self
 
+    def concurrency(self, default: int = 4) -> int:
+        """``max_concurrency``, or ``default`` (the engine's) when the card leaves it unset."""
+        return self.max_concurrency or default
+
+
+SpeechEnvelope = Literal["always", "on_accept_json", "never"]
+
+
+class Dialects(_Strict):
+    """Provider dialects an operator turns on per model (the server-wide settings apply when unset)."""
+
+    speech_envelope: SpeechEnvelope | None = Field(
+        default=None,
+        description="Speech answers in DO's JSON envelope {data: [{b64_json}]}: always, only for clients sending "
+        "Accept: application/json (on_accept_json), or never. Unset: MMSERVE_SPEECH_ENVELOPE.",
+    )
+
 
 class ModelCard(_Strict):
     id: str
@@ -178,6 +228,7 @@ class ModelCard(_Strict):
     limits: Limits = Field(default_factory=Limits)
     pricing: Pricing = Field(default_factory=Pricing)
     deployment: Deployment = Field(default_factory=Deployment)
+    dialects: Dialects = Field(default_factory=Dialects)
 
     @field_validator("id")
     @classmethod

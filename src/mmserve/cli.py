@@ -1,4 +1,4 @@
-"""The ``mmserve`` command: serve | models | keys | db | demo."""
+"""The ``mmserve`` command: serve | models | keys | db | demo | vllm-venv."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="build the demo models into the data directory (no serving)")
     demo.add_argument("--data-dir", type=Path)
 
+    vllm = sub.add_parser("vllm-venv", help="make a virtualenv with vLLM for `engine: vllm` cards (options.python)")
+    from mmserve.engines.vllm.venv import add_arguments as vllm_arguments
+
+    vllm_arguments(vllm)
+
     keys = sub.add_parser("keys", help="create, list and revoke API keys (stored hashed in the database)")
     keys.add_argument("--data-dir", type=Path)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             return models_command(settings, as_json=args.json, url=args.url, key=args.key)
         if args.command == "demo":
             return _demo(settings)
+        if args.command == "vllm-venv":
+            from mmserve.engines.vllm.venv import run as vllm_venv
+
+            return vllm_venv(args)
         if args.command == "keys":
             from mmserve.keys_cli import keys_command
 
@@ -150,6 +159,11 @@ def _serve(settings: Settings) -> int:
         format="%(name)s: %(message)s",
         handlers=[RichHandler(show_path=False)],
     )
+    # httpx logs every request it sends at INFO: one line per proxied chat request (vLLM, upstream
+    # providers) and per health check. Rendered by rich, that was a fifth of the CPU mmserve spent
+    # on a request to vLLM (py-spy, benchmarks/engines.py); the access log already has the request.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
     progress = StartupProgress(enabled=settings.progress)
     app = create_app(settings, catalog, progress=progress)

@@ -17,7 +17,7 @@ never block the writer), a busy timeout (a writer waits for the lock instead of 
 foreign keys on.
 
 Tables are declared on :class:`Base` in their feature's module (``mmserve/jobs/store.py``,
-``control/keys.py``, ``control/usage.py``); the schema is made and changed by the Alembic
+``control/keys.py``, ``control/usage.py``, ``api/responses/store.py``); the schema is made and changed by the Alembic
 migrations of :mod:`mmserve.migrations`, applied by :meth:`Database.upgrade` (``mmserve db
 upgrade``, and at every start). On PostgreSQL, where several servers may start at once, the
 upgrade runs under a transaction-scoped advisory lock: one server migrates, the others wait

@@ -167,14 +167,19 @@ def format_loc(loc: list[Any] | tuple[Any, ...]) -> str:
 
     Pydantic inserts union-member tags (``function-after[...]``, ``str``, ``list[...]``) into
     locations; they mean nothing to the client and are dropped.
+    A tagged union adds the tag too (``content[1].image_url.image_url.url``): a name repeated
+    at once is given once.
     """
     out = ""
+    last = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+            last = None
             continue
         part = str(part)
-        if "[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"}:
+        if "[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"} or part == last:
             continue
         out += f".{part}" if out else part
+        last = part
     return out

@@ -59,9 +59,12 @@ def _table(entries: list[dict[str, Any]], title: str) -> Table:
         table.add_column(col, no_wrap=col in ("id", "task"))
     for e in entries:
         p, d, c, lim = e["pricing"], e["deployment"], e["capabilities"], e["limits"]
-        caps = [name for name in ("vision", "tools", "reasoning", "edits", "translation", "image_to_video") if c[name]]
+        flags = ("vision", "tools", "reasoning", "edits", "translation", "image_to_video", "matryoshka")
+        caps = [name for name in flags if c.get(name)]
         if c.get("context_length"):
             caps.append(f"ctx {c['context_length']}")
+        if c.get("embedding_dimensions"):
+            caps.append(f"{c['embedding_dimensions']} dims")
         state = d["state"] or "-"
         if d.get("replicas_loaded") is not None:
             state += f" {d['replicas_loaded']}/{d['replicas']} queue {d['queue_depth']}"
@@ -70,7 +73,7 @@ def _table(entries: list[dict[str, Any]], title: str) -> Table:
             e["task"],
             e["engine"],
             ", ".join(caps) or "-",
-            f"out {lim['max_output_tokens']} tok" if e["task"] == "chat" else f"n<={lim['max_n']}",
+            _limits(e["task"], lim),
             _price(p["input_per_1m_tokens"]),
             _price(p["output_per_1m_tokens"]),
             _price(p["per_image"]),
@@ -80,6 +83,14 @@ def _table(entries: list[dict[str, Any]], title: str) -> Table:
             state,
         )
     return table
+
+
+def _limits(task: str, lim: dict[str, Any]) -> str:
+    if task == "chat":
+        return f"out {lim['max_output_tokens']} tok"
+    if task == "embedding":
+        return f"inputs<={lim['max_inputs']}"
+    return f"n<={lim['max_n']}"
 
 
 def _price(v: float) -> str:

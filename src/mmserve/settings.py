@@ -46,8 +46,13 @@ class LimitSettings(BaseModel):
     decode_timeout_s: float = 10.0
     max_decode_concurrency: int = 4
     max_messages: int = 2048
+    # Chat text (messages and tool definitions) is bounded before any tokenizer runs: tokenising
+    # a 10 MB prompt took 10-26 s of CPU. Cards bound it further (limits.max_input_chars, context).
+    max_chat_chars: int = Field(default=1_000_000, gt=0, description="Characters of text per chat request.")
+    max_chat_bytes: int = Field(default=4 * MiB, gt=0, description="UTF-8 bytes of text per chat request.")
     max_n: int = 8
     max_stop_sequences: int = 4
+    max_prompts: int = Field(default=64, ge=1, description="Prompts in one legacy completion request.")
     max_tools: int = 128  # OpenAI's limit; each tool's schema becomes part of the decoding grammar
     # generated images: the default cap on pixels per image when the card sets none, and the smallest side
     max_generated_image_pixels: int = 1024 * 1024
@@ -62,6 +67,14 @@ class LimitSettings(BaseModel):
         "thread: in-process threads (faster for small images, no isolation).",
     )
     decode_memory_mb: int = Field(default=2048, ge=0, description="Address-space cap per decode process (0: none).")
+    # Video input (chat video_url parts): bounds checked from the header and again while decoding.
+    max_input_video_seconds: float = Field(default=600.0, gt=0, description="Longest video; cards set their own.")
+    max_video_decoded_frames: int = Field(
+        default=18000, ge=1, description="Frames decoded per video, sampled or not (vLLM's CVE-2026-5497)."
+    )
+    max_video_side: int = Field(default=4096, gt=0)
+    max_video_pixels: int = Field(default=4096 * 2160, gt=0, description="Pixels of one video frame.")
+    video_decode_timeout_s: float = Field(default=30.0, gt=0, description="Per video; the worker is killed after.")
 
 
 class AudioSettings(BaseModel):
@@ -147,11 +160,21 @@ class Settings(BaseSettings):
         "share one directory (NFS, a mounted volume) so that any of them serves any job's files.",
     )
     artifact_ttl_s: float = Field(default=24 * 3600, description="How long generated files are kept.")
+    responses_ttl_s: float = Field(
+        default=30 * 86400, gt=0, description="How long stored Responses API responses are kept (store: true)."
+    )
     url_ttl_s: float = Field(default=3600, description="How long a signed artifact link stays valid.")
     memory_budget_gb: float | None = Field(
         default=None, description="Serverless models are evicted (LRU) to stay under this; None: no budget."
     )
     idle_check_interval_s: float = Field(default=5.0, gt=0, description="How often idle models are checked.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch's intra-op threads (one count per process: torch's setting is process-wide, and each "
+        "engine computing at once runs a team of that many). Unset: the cores divided by the catalog's "
+        "torch replicas, at least 1.",
+    )
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True
@@ -178,6 +201,11 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    speech_envelope: Literal["always", "on_accept_json", "never"] = Field(
+        default="on_accept_json",
+        description="DO's speech dialect: answer {data: [{b64_json}]} always (DO's curl, which sends no Accept "
+        "header), only to clients sending Accept: application/json, or never. Cards may override (dialects).",
+    )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
 

@@ -103,6 +103,30 @@ async def test_a_key_revoked_on_one_gateway_is_refused_on_the_other_within_a_sec
         await db_b.dispose()
 
 
+async def test_a_key_changed_on_one_gateway_is_read_anew_on_the_other_within_a_second(
+    two: tuple[RedisState, RedisState], tmp_path: Path
+) -> None:
+    """The admin API's PATCH (limits, models) reaches every gateway like a revocation does."""
+    db_a, db_b = Database(f"sqlite:///{tmp_path / 'k.db'}"), Database(f"sqlite:///{tmp_path / 'k.db'}")
+    await db_a.upgrade()
+    a, b = KeyStore(db_a, cache_ttl_s=60), KeyStore(db_b, cache_ttl_s=60)
+    for store, state in ((a, two[0]), (b, two[1])):
+        store.on_revoke.append(state.publish_revoked)
+        state.on_revoked.append(store.forget)
+    try:
+        key, secret = await a.create("shared", requests_per_min=100)
+        assert (await b.lookup(secret)).requests_per_min == 100  # type: ignore[union-attr]  # cached on B
+        await a.update(key.id, requests_per_min=5, models=["m"])
+        changed = time.monotonic()
+        while (seen := await b.lookup(secret)) is not None and seen.requests_per_min != 5:
+            assert time.monotonic() - changed < 1.0, "gateway B still applies the old limit"
+            await asyncio.sleep(0.01)
+        assert seen is not None and seen.models == ("m",)
+    finally:
+        await db_a.dispose()
+        await db_b.dispose()
+
+
 async def test_route_cooldowns_reach_every_gateway_and_late_starters(redis_url: str) -> None:
     a, b = RedisState(redis_url), RedisState(redis_url)
     seen_b: list[tuple[str, float]] = []

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -15,7 +20,7 @@ from mmserve.settings import AudioSettings, FetchSettings, Settings
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.models import build_short_context_gpt2
 from tests.helpers.process import ServerProcess
-from tests.helpers.server import LiveServer
+from tests.helpers.server import LiveServer, free_port
 from tests.helpers.upstream import KEY_ENV, upstream_catalog
 
 DEMO_YAML = resources.files("mmserve.catalog").joinpath("demo.yaml")
@@ -27,9 +32,18 @@ CHAT_CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:vlm",
-            "capabilities": {"vision": True, "max_images": 4, "context_length": 2048},
-            "limits": {"max_output_tokens": 64},
+            "capabilities": {"vision": True, "max_images": 4, "video": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "video_fps": 1, "max_video_frames": 4},
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
+        },
+        {
+            "id": "demo-audio",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:audio-lm",
+            "capabilities": {"audio_input": True, "max_audios": 2, "context_length": 2048},
+            "limits": {"max_output_tokens": 64, "max_audio_seconds": 30},
+            "pricing": {"per_audio_second": 0.01},
         },
         {
             "id": "tiny-text",
@@ -145,11 +159,19 @@ AUDIO_CATALOG = {
             "deployment": {"mode": "dedicated"},
         },
         {
+            # the operator chose DO's dialect for this model: every answer is the JSON envelope
+            "id": "do-tts",
+            "task": "speech",
+            "engine": "espeak-ng",
+            "dialects": {"speech_envelope": "always"},
+        },
+        {
             "id": "demo-asr",
             "task": "transcription",
             "engine": "pocketsphinx",
             "capabilities": {"languages": ["en"]},
             "limits": {"max_audio_seconds": 60},
+            "pricing": {"per_audio_second": 0.0001},
             "deployment": {"mode": "dedicated", "max_concurrency": 2},
         },
         {
@@ -218,6 +240,85 @@ def audio_server(data_dir: Path) -> Iterator[LiveServer]:
     server = LiveServer(create_app(settings, load_catalog(path))).start(timeout=300)
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------- chat formats (reasoning, tools, JSON)
+
+DEMO_CARDS = yaml.safe_load(DEMO_YAML.read_text())["models"]
+FORMATS = {"reasoning_format": "think-tags", "tool_call_format": "hermes", "context_length": 2048}
+FORMATS_CATALOG = {
+    "models": [
+        {
+            # Plays a real reasoning / tool-calling model: see tests/helpers/scripted.py.
+            "id": "tool-lm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "options": {"logits_processors": ["tests.helpers.scripted:ScriptedReplies"]},
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            # The same weights unscripted: random output, held to shape only by constrained decoding.
+            "id": "tool-lm-random",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:tool-lm",
+            "capabilities": FORMATS,
+            "limits": {"max_output_tokens": 256},
+        },
+        {
+            "id": "demo-vlm",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:vlm",
+            "capabilities": {"vision": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 256},
+        },
+        next(card for card in DEMO_CARDS if card["id"] == "demo-tools"),  # as `mmserve serve` has it
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def formats_server(data_dir: Path) -> Iterator[LiveServer]:
+    path = data_dir / "formats-catalog.yaml"
+    path.write_text(yaml.safe_dump(FORMATS_CATALOG))
+    settings = Settings(data_dir=data_dir, config=path, fetch=FetchSettings(allow_networks=["127.0.0.1/32"]))
+    server = LiveServer(create_app(settings, load_catalog(path))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cli_server(data_dir: Path) -> Iterator[str]:
+    """`mmserve serve` on the demo catalog, started by its real CLI (no MMSERVE_* settings)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSERVE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{url}/health", timeout=2).json()["models"]["demo-vlm"] == "loaded":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise TimeoutError("mmserve serve did not come up")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # ---------------------------------------------------------------- upstream providers (every task)

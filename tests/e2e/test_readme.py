@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
-import pytest
-
-from tests.helpers.server import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -24,36 +16,6 @@ def _snippet(kind: str) -> str:
     m = re.search(rf"<!-- readme-test: {kind} -->\n```\w+\n(.*?)```", text, re.S)
     assert m, f"README has no '{kind}' example"
     return m.group(1)
-
-
-@pytest.fixture(scope="module")
-def cli_server(data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSERVE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=2).json()["models"]["demo-vlm"] == "loaded":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise TimeoutError("mmserve serve did not come up")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_readme_curl_example(cli_server: str) -> None:
@@ -103,3 +65,54 @@ def test_readme_video_example(cli_server: str, tmp_path: Path) -> None:
     )
     assert "completed 4 256x256" in out.stdout and "frames: 32" in out.stdout
     assert (tmp_path / "video.mp4").stat().st_size > 0
+
+
+def test_readme_embeddings_example(cli_server: str) -> None:
+    code = _snippet("embeddings").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("32 dimensions, cosine ") and "prompt_tokens=" in first
+    assert second == "8 dimensions"
+
+
+def test_readme_responses_example(cli_server: str) -> None:
+    code = _snippet("responses").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
+    lines = out.stdout.strip().splitlines()
+    call = re.match(r"call: get_weather (\{.*\})$", lines[0])
+    assert call and json.loads(call.group(1))["city"] in ("Paris", "Rome"), lines
+    assert re.match(r"answer: (completed|incomplete) \d+ tokens in$", lines[1]), lines
+    assert re.match(r"streamed: response\.(completed|incomplete) resp_\w+$", lines[-1]), lines
+
+
+def test_readme_completions_example(cli_server: str) -> None:
+    code = _snippet("completions").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("0 ") and "'Once upon a time" in lines[0]
+    assert lines[1].startswith("1 ") and "'The weather today" in lines[1]
+    assert lines[2].startswith("CompletionUsage(completion_tokens=")
+
+
+def test_readme_images_stream_example(cli_server: str, tmp_path: Path) -> None:
+    code = _snippet("images-stream").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    ).stdout
+    assert out.splitlines() == [
+        "image_generation.partial_image partial-0.png",
+        "image_generation.partial_image partial-1.png",
+        "image_generation.completed final.png",
+    ]
+    assert (tmp_path / "final.png").stat().st_size > 0
+
+
+def test_readme_video_chat_example(cli_server: str, tmp_path: Path) -> None:
+    from tests.helpers.clips import clip
+
+    (tmp_path / "clip.mp4").write_bytes(clip(5, 8, (320, 240)))
+    code = _snippet("video-chat").replace("http://127.0.0.1:8000", cli_server)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    ).stdout
+    assert "video_tokens=80" in out and "video_frames=5" in out  # 5 s at 1 fps, 16 tokens a frame

@@ -14,7 +14,7 @@ from PIL import Image
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.engines.diffusers_image import DiffusersImageEngine
-from mmserve.engines.types import ImageGenInput
+from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
 OPTIONS = {"quality_steps": {"low": 1, "medium": 2, "high": 4}, "guidance_scale": 5.0, "parallel_generations": 2}
@@ -94,7 +94,8 @@ def test_parallel_generations_do_not_share_a_tokenizer(
     monkeypatch.setattr(DiffusersImageEngine, "_prompt_tokens", staticmethod(spy))
 
     async def main() -> None:
-        reqs = [ImageGenInput(prompt="a cat", width=64, height=64, steps=1, seed=s) for s in (1, 2)]
+        # two sizes: requests of one size would share a pipeline call instead
+        reqs = [ImageGenInput(prompt="a cat", width=64, height=h, steps=1, seed=1) for h in (64, 72)]
         await asyncio.gather(*(engine.generate(r) for r in reqs))
 
     asyncio.run(main())
@@ -250,3 +251,100 @@ models:
     with pytest.raises(CatalogError) as e:
         parse_catalog(text.replace("{quality_steps: {low: 0}}", "{stepz: 3}"), file="c.yaml", base_dir=Path("."))
     assert e.value.field == "options.stepz"
+
+
+@pytest.fixture(scope="module")
+def one_worker(source: Path) -> Iterator[DiffusersImageEngine]:
+    import torch
+
+    # Bit-identical images batched and alone need one reduction order: with several intra-op
+    # threads, oneDNN splits a convolution's work by batch size (pixels then differ by a few
+    # levels). Earlier tests may have left the process at another count (a Runtime sets it).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    eng = DiffusersImageEngine(_card(options={**OPTIONS, "parallel_generations": 1}), source=source, device="cpu")
+    eng.load()
+    yield eng
+    eng.unload()
+    torch.set_num_threads(threads)
+
+
+BATCHABLE = [
+    ImageGenInput(prompt="a red boat", width=128, height=96, seed=3),
+    ImageGenInput(prompt="a green field", n=2, width=128, height=96, seed=40, negative_prompt=None),
+    ImageGenInput(prompt="a cat", width=128, height=96, seed=7),
+]
+
+
+async def _behind_a_busy_worker(engine: DiffusersImageEngine, requests: list[ImageGenInput]) -> list[ImageGenOutput]:
+    """Start a slow call, then the requests: they queue up while the only worker is busy."""
+    busy = asyncio.create_task(engine.generate(ImageGenInput(prompt="slow", width=256, height=256, steps=8, seed=1)))
+    await asyncio.sleep(0.05)
+    outs = await asyncio.gather(*(engine.generate(r) for r in requests))
+    await busy
+    return list(outs)
+
+
+def test_concurrent_requests_of_one_size_share_a_call_and_keep_their_seeds(one_worker: DiffusersImageEngine) -> None:
+    alone = [asyncio.run(one_worker.generate(r)) for r in BATCHABLE]
+    assert one_worker._batcher is not None and one_worker._batcher.largest == 1
+    together = asyncio.run(_behind_a_busy_worker(one_worker, BATCHABLE))
+    assert one_worker._batcher.largest == 3  # the three requests (4 images) in one pipeline call
+    for a, b in zip(alone, together, strict=True):
+        assert (a.seed, a.steps, a.prompt_tokens) == (b.seed, b.steps, b.prompt_tokens)
+        assert len(a.images) == len(b.images)
+        assert all(np.array_equal(x, y) for x, y in zip(_arrays(a.images), _arrays(b.images), strict=True))
+
+
+def test_requests_that_differ_are_not_batched(one_worker: DiffusersImageEngine) -> None:
+    assert one_worker._batcher is not None
+    before = one_worker._batcher.batches
+    mixed = [
+        ImageGenInput(prompt="a", width=128, height=96, seed=1),
+        ImageGenInput(prompt="b", width=96, height=128, seed=1),  # another size
+        ImageGenInput(prompt="c", width=128, height=96, seed=1, steps=3),  # other steps
+        ImageGenInput(prompt="d", width=128, height=96, seed=1, guidance_scale=1.0),  # other guidance
+        ImageGenInput(prompt="e", width=128, height=96, seed=1, n=4),  # one call's worth alone (max_batch_images 4)
+    ]
+    outs = asyncio.run(_behind_a_busy_worker(one_worker, mixed))
+    assert [o.images[0].size for o in outs] == [(128, 96), (96, 128), (128, 96), (128, 96), (128, 96)]
+    assert one_worker._batcher.batches - before == 6  # the busy call, then each request in its own
+
+
+def test_a_cancelled_request_leaves_the_others_of_its_call_alone(one_worker: DiffusersImageEngine) -> None:
+    alone = [asyncio.run(one_worker.generate(r)) for r in (BATCHABLE[0], BATCHABLE[2])]
+
+    async def main() -> list[ImageGenOutput]:
+        busy = asyncio.create_task(one_worker.generate(ImageGenInput(prompt="s", width=256, height=256, steps=8)))
+        await asyncio.sleep(0.05)
+        started: list[float] = []
+        tasks = [asyncio.create_task(one_worker.generate(r, started.append)) for r in BATCHABLE]
+        while not started:  # the call with the three requests has begun
+            await asyncio.sleep(0.005)
+        tasks[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[1]
+        await busy
+        return [await tasks[0], await tasks[2]]
+
+    for a, b in zip(alone, asyncio.run(main()), strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(_arrays(a.images), _arrays(b.images), strict=True))
+
+
+def test_previews_decoded_from_intermediate_latents(engine: DiffusersImageEngine) -> None:
+    previews: list[tuple[int, list]] = []
+
+    async def run() -> object:
+        return await engine.generate(
+            ImageGenInput(prompt="a cat", n=2, width=128, height=96, seed=4, steps=4, partial_images=2),
+            preview=lambda i, images: previews.append((i, images)),
+        )
+
+    out = asyncio.run(run())
+    assert [i for i, _ in previews] == [0, 1]
+    for _, images in previews:
+        assert len(images) == 2 and all(im.size == (128, 96) for im in images)
+    first, last = (np.asarray(previews[k][1][0], dtype=float) for k in (0, 1))
+    final = np.asarray(out.images[0], dtype=float)  # type: ignore[attr-defined]
+    assert not np.array_equal(first, last)  # decoded from different steps
+    assert not np.array_equal(last, final)

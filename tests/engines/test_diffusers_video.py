@@ -14,7 +14,14 @@ from PIL import Image
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
 from mmserve.catalog.builders.video import build_tiny_wan
-from mmserve.engines.diffusers_video import DiffusersVideoEngine, DiffusersVideoOptions, pipeline_frames
+from mmserve.engines.diffusers_video import (
+    DENOISE_SHARE,
+    UPSCALE_FROM,
+    DiffusersVideoEngine,
+    DiffusersVideoOptions,
+    pipeline_frames,
+    render_size,
+)
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import EngineError, InvalidRequestError
 
@@ -77,7 +84,8 @@ async def test_exact_frames_size_and_dtype(engine: DiffusersVideoEngine) -> None
     seen: list[float] = []
     out = await engine.generate(_req(num_frames=6), progress=seen.append)
     assert out.frames.shape == (6, 48, 64, 3) and out.frames.dtype == np.uint8 and out.fps == 8
-    assert seen == [0.5, 1.0]
+    # two denoising steps, then the VAE decodes the 3 latent frames of 9 generated frames
+    assert seen == pytest.approx([0.4, 0.8, 0.8 + 0.2 / 3, 0.8 + 0.4 / 3, 1.0])
 
 
 async def test_seeded_and_reproducible_under_concurrency(engine: DiffusersVideoEngine) -> None:
@@ -132,7 +140,7 @@ async def test_an_exception_from_progress_stops_the_generation_unchanged(engine:
 
     with pytest.raises(Stop):
         await engine.generate(_req(), progress=stop)
-    assert calls == [0.5]
+    assert calls == [0.4]
 
 
 async def test_a_model_failure_is_an_engine_error(tmp_path: Path) -> None:
@@ -143,5 +151,48 @@ async def test_a_model_failure_is_an_engine_error(tmp_path: Path) -> None:
         with pytest.raises(EngineError) as e:
             await eng.generate(_req(num_frames=16))
         assert not e.value.public and e.value.code == "engine_error"
+    finally:
+        eng.unload()
+
+
+@pytest.mark.parametrize(
+    ("size", "cap", "expected"),
+    [
+        ((1280, 720), 65536, (336, 192)),
+        ((720, 1280), 65536, (192, 336)),
+        ((256, 256), 65536, (256, 256)),
+        ((1280, 720), None, (1280, 720)),
+        ((64, 1024), 4096, (16, 256)),
+    ],
+)
+def test_render_size_keeps_the_aspect_under_the_cap(size: tuple, cap: int | None, expected: tuple) -> None:
+    assert render_size(*size, cap, 16) == expected
+
+
+def test_frames_rendered_small_are_upscaled_with_progress_through_the_decode(models_dir: Path) -> None:
+    eng = DiffusersVideoEngine(
+        _card(render_max_pixels=64 * 48), source=build_demo_model("video", models_dir), device="cpu"
+    )
+    eng.load()
+    try:
+        seen: list[float] = []
+        out = asyncio.run(eng.generate(_req(width=256, height=192, num_frames=9), progress=seen.append))
+    finally:
+        eng.unload()
+    assert out.frames.shape == (9, 192, 256, 3) and out.frames.dtype == np.uint8
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    after_denoising = [f for f in seen if DENOISE_SHARE < f < UPSCALE_FROM]
+    assert len(after_denoising) >= 2  # the VAE decode, latent frame by latent frame (9 frames: 3 latent)
+    assert any(UPSCALE_FROM < f < 1.0 for f in seen)  # the upscaling
+    # upscaled from a smaller render: neighbouring pixels are smooth compared with noise at full size
+    small = asyncio.run(_native(models_dir))
+    assert np.abs(np.diff(out.frames.astype(int), axis=2)).mean() < np.abs(np.diff(small.astype(int), axis=2)).mean()
+
+
+async def _native(models_dir: Path) -> np.ndarray:
+    eng = DiffusersVideoEngine(_card(), source=build_demo_model("video", models_dir), device="cpu")
+    eng.load()
+    try:
+        return (await eng.generate(_req(width=256, height=192, num_frames=9))).frames
     finally:
         eng.unload()

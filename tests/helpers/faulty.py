@@ -35,3 +35,16 @@ class FailingSecondChoice(SlowSteps):
             _made[tuple(prompt_ids)] = n + 1
         if n % 2 == 1:
             raise RuntimeError("this choice fails on purpose")
+
+
+class FailsMidway:
+    """Raises at the fourth token of a request whose prompt says FAIL; leaves every other request alone."""
+
+    def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
+        self.fail = "FAIL" in tokenizer.decode(prompt_ids)
+        self.prompt_len = len(prompt_ids)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.fail and input_ids.shape[1] - self.prompt_len >= 3:
+            raise RuntimeError("this row fails on purpose")
+        return scores

@@ -27,12 +27,21 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_for: list[str], timeout: float = 240.0) -> ServerProcess:
+        return self.launch().wait_ready(wait_for, timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting (several servers then start side by side)."""
         self.port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir), "--config", str(self.config)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, wait_for: list[str], timeout: float = 240.0) -> ServerProcess:
+        """Wait until /health shows every model of ``wait_for`` loaded."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

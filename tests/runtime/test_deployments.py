@@ -96,6 +96,16 @@ async def test_serverless_idle_unload_frees_the_model_and_reloads(data_dir: Path
     await rt.stop()
 
 
+async def test_a_background_load_reads_loading_at_once_and_loads_every_replica(data_dir: Path) -> None:
+    rt = _runtime(data_dir, _card("bg", replicas=2))
+    dep = rt.deployments["bg"]
+    task = dep.load_in_background()
+    assert dep.state == "loading"  # before the event loop ran anything: an admin's load shows at once
+    await task
+    assert dep.state == "loaded" and dep.loaded_replicas == 2
+    await rt.stop()
+
+
 async def test_memory_budget_evicts_least_recently_used(data_dir: Path) -> None:
     cards = [_card(m) for m in ("a", "b", "c")]
     probe = _runtime(data_dir, cards[0])

@@ -36,8 +36,8 @@ SECURITY_CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:vlm",
-            "capabilities": {"vision": True, "max_images": 4, "context_length": 2048},
-            "limits": {"max_output_tokens": 16},
+            "capabilities": {"vision": True, "max_images": 4, "video": True, "context_length": 2048},
+            "limits": {"max_output_tokens": 16, "max_input_video_seconds": 5, "max_video_frames": 4},
             "deployment": {"mode": "dedicated", "max_concurrency": 4},
         },
         {
@@ -59,6 +59,14 @@ SECURITY_CATALOG = {
                 "image_formats": ["png", "jpeg", "webp", "gif"],
                 "min_image_side": 16,
             },
+        },
+        {
+            "id": "demo-embed",
+            "task": "embedding",
+            "engine": "transformers-embedding",
+            "source": "demo:clip",
+            "capabilities": {"vision": True, "max_images": 4, "embedding_dimensions": 32, "matryoshka": True},
+            "limits": {"max_inputs": 16},
         },
     ]
 }
@@ -179,6 +187,9 @@ def security_server(data_dir: Path) -> Iterator[SecurityServer]:
             max_data_uri_bytes=1 * MiB,
             decode_timeout_s=decode_time_limit(),
             max_decode_concurrency=2,
+            max_video_decoded_frames=600,
+            max_video_side=1920,
+            max_video_pixels=1920 * 1080,
         ),
     )
     dns, transport = FakeDNS(), RecordingTransport()

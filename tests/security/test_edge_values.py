@@ -47,6 +47,10 @@ def test_tiny_temperatures_are_greedy(security_server: SecurityServer, temperatu
         ),
     ],
 )
-def test_typed_image_placeholders_are_refused(security_server: SecurityServer, messages: list, param: str) -> None:
-    err = error_of(_post(security_server, messages=messages), 400)
-    assert err["code"] == "reserved_token" and err["param"] == param and "<image>" in err["message"]
+def test_typed_image_placeholders_are_plain_text(security_server: SecurityServer, messages: list, param: str) -> None:
+    # user text is escaped (issue 18, item 11): the placeholder claims no image slot, so nothing fails
+    r = _post(security_server, messages=messages)
+    assert r.status_code == 200, r.text
+    images = sum(1 for m in messages if isinstance(m["content"], list) for p in m["content"] if p is IMAGE)
+    without = _post(security_server, messages=[{"role": "user", "content": [IMAGE] * images or "a"}])
+    assert r.json()["usage"]["prompt_tokens"] - without.json()["usage"]["prompt_tokens"] < 16  # no image expansion

@@ -19,7 +19,7 @@ from schemathesis import GenerationMode
 
 from tests.security.conftest import SecurityServer
 
-ENDPOINTS = r"^/(health|v1/models|v1/chat/completions|v1/artifacts|v1/usage)"
+ENDPOINTS = r"^/(health|v1/models|v1/chat/completions|v1/artifacts|v1/usage|v1/me|v1/admin/keys)"
 EXAMPLES = int(os.environ.get("MMSERVE_FUZZ_EXAMPLES", "120"))
 _SMALL = {"max_tokens": 3, "max_completion_tokens": 3, "maximum_tokens": 3, "n": 2}
 

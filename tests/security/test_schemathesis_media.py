@@ -11,8 +11,11 @@ half of the generated bodies are steered to those models with small counts.
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,7 @@ MEDIA_CATALOG = {
 MODELS = {"images": "fuzz-image", "speech": "fuzz-tts", "transcriptions": "fuzz-asr", "translations": "fuzz-asr"}
 _SMALL: dict[str, Any] = {"n": 1, "steps": 1, "num_inference_steps": 1}
 IMAGE = image_bytes((64, 64))
+IMAGE_URI = "data:image/png;base64," + base64.b64encode(IMAGE).decode()
 AUDIO = encode(tone(0.5, rate=16000), 16000, "wav", channels=1)
 
 
@@ -106,8 +110,10 @@ def media_server(data_dir: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-def _steer(case: schemathesis.Case) -> None:
+def _steer(case: schemathesis.Case, completed_video: str) -> None:
     """Point the body at the fuzz model of its endpoint, with small counts and real media files."""
+    if case.path == "/v1/videos/{video_id}/remix":
+        case.path_parameters = {"video_id": completed_video}
     body = case.body
     if not isinstance(body, dict):
         return
@@ -117,7 +123,9 @@ def _steer(case: schemathesis.Case) -> None:
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > cap:
             body[key] = cap
-    if case.path == "/v1/images/edits":
+    if case.path == "/v1/images/edits" and case.media_type == "application/json":
+        body["images"] = [{"image_url": IMAGE_URI}]
+    elif case.path in ("/v1/images/edits", "/v1/images/variations"):
         body["image"] = Binary(IMAGE)
     elif case.path.startswith("/v1/audio/") and case.path != "/v1/audio/speech":
         body["file"] = Binary(AUDIO)
@@ -156,16 +164,40 @@ def _call(case: schemathesis.Case, base_url: str) -> tuple[int, str]:
     return resp.status_code, resp.text
 
 
+def _completed_video(url: str) -> str:
+    body = {"model": "fuzz-video", "prompt": "a remix source", "size": "64x48", "seconds": "0.25"}
+    job = httpx.post(f"{url}/v1/videos", json=body, timeout=30).json()
+    deadline = time.monotonic() + 120
+    while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = httpx.get(f"{url}/v1/videos/{job['id']}", timeout=30).json()
+    assert job["status"] == "completed", job
+    return str(job["id"])
+
+
 def test_fuzzed_media_requests_never_get_a_server_error(media_server: LiveServer) -> None:
     openapi = media_server.app.openapi()
-    for path, media_types in (("/v1/videos", {"application/json", "multipart/form-data"}),):
+    for path, media_types in (
+        ("/v1/videos", {"application/json", "multipart/form-data"}),
+        ("/v1/images/edits", {"application/json", "multipart/form-data"}),
+        ("/v1/images/variations", {"multipart/form-data"}),
+        ("/v1/videos/{video_id}/remix", {"application/json"}),
+    ):
         assert set(openapi["paths"][path]["post"]["requestBody"]["content"]) == media_types  # fuzzed, not skipped
     schema = schemathesis.openapi.from_dict(openapi).include(path_regex=ENDPOINTS)
+    # an operation with two body types is fuzzed with the first one: the JSON edits get a schema of their own
+    only_json = copy.deepcopy(openapi)
+    body = only_json["paths"]["/v1/images/edits"]["post"]["requestBody"]
+    body["content"] = {"application/json": body["content"]["application/json"]}
+    json_edits = schemathesis.openapi.from_dict(only_json).include(path_regex=r"^/v1/images/edits$")
     cases = st.one_of(
         schema.as_strategy(generation_mode=GenerationMode.POSITIVE),
         schema.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        json_edits.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        json_edits.as_strategy(generation_mode=GenerationMode.NEGATIVE),
     )
     seen: dict[int, int] = {}
+    completed_video = _completed_video(media_server.url)  # what steered remixes remix
 
     @settings(
         max_examples=EXAMPLES,
@@ -178,7 +210,7 @@ def test_fuzzed_media_requests_never_get_a_server_error(media_server: LiveServer
     @given(case=cases, steer=st.booleans())
     def check(case: schemathesis.Case, steer: bool) -> None:
         if steer:
-            _steer(case)
+            _steer(case, completed_video)
         status, text = _call(case, media_server.url)
         seen[status] = seen.get(status, 0) + 1
         shown = f"{case.method} {case.path} {case.media_type} {case.body!r:.1500} -> {text[:1500]}"
@@ -187,6 +219,8 @@ def test_fuzzed_media_requests_never_get_a_server_error(media_server: LiveServer
             err = json.loads(text)["error"]  # every error is the OpenAI envelope
             assert set(err) == {"message", "type", "param", "code"}, shown
             assert "Traceback" not in err["message"]
+        elif "event: image_" in text or '"error"' in text[:2000]:  # a stream: no failure after it started
+            assert '"server_error"' not in text, shown
 
     check()
     assert seen.get(200, 0) > 0 and sum(n for s, n in seen.items() if 400 <= s < 500) > 0, seen

@@ -11,15 +11,23 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from mmserve import __version__
+from mmserve.api.admin.router import router as admin_router
 from mmserve.api.artifacts.router import router as artifacts_router
 from mmserve.api.body_limit import BodyLimit
 from mmserve.api.chat.router import router as chat_router
+from mmserve.api.completions.router import router as completions_router
+from mmserve.api.console.mount import PREFIX as CONSOLE_PREFIX
+from mmserve.api.console.mount import mount_console
+from mmserve.api.embeddings.router import router as embeddings_router
 from mmserve.api.errors import install_handlers
 from mmserve.api.health.router import router as health_router
 from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.path_aliases import PathAliases
+from mmserve.api.responses.router import router as responses_router
+from mmserve.api.responses.store import ResponseStore
 from mmserve.api.speech.router import router as speech_router
 from mmserve.api.state import AppState
 from mmserve.api.transcriptions.router import router as transcriptions_router
@@ -127,36 +135,48 @@ def create_app(
     app.state.mm = state
     install_handlers(app)
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    authenticator = Authenticator(settings, keys, limiter, open_paths=[p for p in docs if p])
+    authenticator = Authenticator(
+        settings, keys, limiter, open_paths=[p for p in docs if p], open_prefixes=[CONSOLE_PREFIX]
+    )  # the console's static files hold no data; its API calls carry the key
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
-    app.add_middleware(RequestContextMiddleware)  # outermost: every layer below sees the request context
+    app.add_middleware(RequestContextMiddleware)  # every layer below sees the request context
+    app.add_middleware(PathAliases)  # outermost: provider base URLs (/v1/openai/...) are /v1/... for all
     for router in (
         health_router,
         metrics_router,
         models_router,
         usage_router,
         chat_router,
+        completions_router,
+        responses_router,
+        embeddings_router,
         artifacts_router,
         speech_router,
         transcriptions_router,
         images_router,
         videos_router,
+        admin_router,
     ):
         app.include_router(router)
+    mount_console(app)
     return app
 
 
 async def _cleanup_loop(state: AppState) -> None:
-    """Remove expired artifacts now and then, off the event loop."""
+    """Remove expired artifacts (off the event loop) and expired stored responses now and then."""
+    responses = ResponseStore(state.db, ttl_s=state.settings.responses_ttl_s)
     while True:
         try:
             removed = await asyncio.to_thread(state.artifacts.cleanup_expired)
             if removed:
                 log.info("removed %d expired artifact(s)", removed)
+            removed = await responses.cleanup_expired()
+            if removed:
+                log.info("removed %d expired stored response(s)", removed)
         except Exception:  # the janitor must never die
-            log.exception("artifact cleanup failed")
+            log.exception("cleanup failed")
         await asyncio.sleep(CLEANUP_INTERVAL_S)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mmserve.api.jsonerrors import invalid_json, unknown_route
 from mmserve.errors import (
     InvalidRequestError,
     MMServeError,
-    NotFoundError,
     PayloadTooLargeError,
     error_body,
     format_loc,
@@ -37,13 +37,13 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _json(validation_error(exc.errors()))
+        return _json(validation_error(exc.errors(), body=getattr(exc, "body", None)))
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         err: MMServeError
         if exc.status_code == 404:
-            err = NotFoundError("No such route. See /docs for the API.")
+            err = unknown_route(request.method, request.url.path, request.app.openapi().get("paths", {}))
         elif exc.status_code == 405:
             err = InvalidRequestError("Method not allowed on this route.", code="method_not_allowed")
             err.status_code = 405
@@ -82,8 +82,11 @@ def _json(err: MMServeError) -> JSONResponse:
     return JSONResponse(err.to_dict(), status_code=err.status_code, headers=err.headers)
 
 
-def validation_error(errors: Any) -> InvalidRequestError:
-    """Turn pydantic's error list into one 400 naming the first bad field (``messages[0].content``)."""
+def validation_error(errors: Any, *, body: Any = None) -> InvalidRequestError:
+    """Turn pydantic's error list into one 400 naming the first bad field (``messages[0].content``).
+
+    ``body``: the request's text, when FastAPI kept it (for the position of a JSON syntax error).
+    """
     errs = list(errors)
     if not errs:
         return InvalidRequestError("The request is invalid.")
@@ -93,7 +96,10 @@ def validation_error(errors: Any) -> InvalidRequestError:
     param = format_loc(_strip(first.get("loc", ())))
     kind = first.get("type", "")
     if kind == "json_invalid":
-        return InvalidRequestError("The request body is not valid JSON.", param=None, code="invalid_json")
+        loc = first.get("loc", ())
+        pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+        reason = str((first.get("ctx") or {}).get("error", ""))
+        return invalid_json(reason, pos, body if isinstance(body, str) else None)
     if not param and kind == "missing":
         return InvalidRequestError("The request needs a JSON body.", code="invalid_body")
     if not param and kind in ("model_attributes_type", "model_type", "dict_type"):

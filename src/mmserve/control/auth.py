@@ -24,21 +24,34 @@ from mmserve.control.ratelimit import Limiter, Limits
 from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
+ADMIN_KEY_ID = "admin"  # the key id of Settings.admin_key (it has no row in the key table)
 OPEN_PATHS = ("/health",)
 OPEN_PREFIXES = ("/v1/artifacts/",)
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, keys: KeyStore, limiter: Limiter, *, open_paths: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        limiter: Limiter,
+        *,
+        open_paths: Iterable[str] = (),
+        open_prefixes: Iterable[str] = (),
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.open_paths = frozenset([*OPEN_PATHS, *open_paths])
+        extra = tuple(open_prefixes)
+        # a prefix opens itself and what is under it ("/console", "/console/app.js"), not "/consoles"
+        self.open_paths |= frozenset(p.rstrip("/") for p in extra)
+        self.open_prefixes = (*OPEN_PREFIXES, *(p.rstrip("/") + "/" for p in extra))
 
     async def authenticate(self, path: str, authorization: str) -> Principal:
         """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        if not self.settings.auth or path in self.open_paths or path.startswith(OPEN_PREFIXES):
+        if not self.settings.auth or path in self.open_paths or path.startswith(self.open_prefixes):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
         secret = _bearer(authorization)
@@ -62,7 +75,7 @@ class Authenticator:
     async def _principal(self, secret: str) -> Principal | None:
         admin = self.settings.admin_key
         if admin and hmac.compare_digest(secret.encode(), admin.encode()):
-            return Principal(key_id="admin", name="admin", admin=True)
+            return Principal(key_id=ADMIN_KEY_ID, name=ADMIN_KEY_ID, admin=True)
         key = await self.keys.lookup(secret)
         if key is None:
             return None

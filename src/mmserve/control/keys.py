@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, select
@@ -131,6 +131,15 @@ class KeyStore:
                 q = q.where(ApiKeyRow.revoked_at.is_(None))
             return [ApiKey.of(r) for r in (await s.scalars(q)).all()]
 
+    async def names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Key id -> name for the keys among ``ids`` (revoked ones too: their usage stays)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        async with self.db.session() as s:
+            rows = (await s.execute(select(ApiKeyRow.id, ApiKeyRow.name).where(ApiKeyRow.id.in_(wanted)))).all()
+        return {r.id: r.name for r in rows}
+
     async def revoke(self, id_or_prefix: str) -> ApiKey | None:
         async with self.db.session() as s, s.begin():
             q = select(ApiKeyRow).where(
@@ -144,6 +153,23 @@ class KeyStore:
             key_hash = rows[0].hash
         self._cache.clear()
         for publish in self.on_revoke:
+            await publish(key_hash)
+        return key
+
+    async def update(self, key_id: str, **fields: object) -> ApiKey | None:
+        """Change an active key's name, models or limits (None clears a limit); None if there is no such key."""
+        allowed = {"name", "models", "requests_per_min", "tokens_per_min"}
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)))
+            if row is None:
+                return None
+            for name, value in fields.items():
+                if name in allowed:
+                    setattr(row, name, value)
+            key = ApiKey.of(row)
+            key_hash = row.hash
+        self._cache.clear()
+        for publish in self.on_revoke:  # every gateway forgets the key: its next lookup reads the change
             await publish(key_hash)
         return key
 

@@ -1,4 +1,9 @@
-"""What services call when a request is done: one usage record, metrics, and the key's token budget."""
+"""What services call when a request is done: one usage record, metrics, and the key's token budget.
+
+The request's cost (USD, from the card's prices) also goes to the client: in the
+``x-mmserve-cost`` response header when the response has not started yet (every response
+but a stream), and as ``usage.cost`` in the bodies whose shape has a usage object.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,18 @@ from mmserve.control.context import current
 from mmserve.control.ratelimit import Limiter
 from mmserve.control.usage import UsageEvent, UsageRecorder, cost_of
 from mmserve.metrics import Metrics
+
+COST_HEADER = "x-mmserve-cost"
+
+
+def cost_text(cost: float) -> str:
+    """USD as a plain decimal ("0.0000016", never "1.6e-06"), to 10 places."""
+    return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+def cost_value(cost: float) -> float:
+    """The cost as response bodies show it: rounded to 10 places (no float noise like 2.0000000000000002e-06)."""
+    return round(cost, 10)
 
 
 class Meter:
@@ -52,6 +69,7 @@ class Meter:
         )
         event.cost = cost_of(card, event)
         self.recorder.record(event)
+        ctx.headers[COST_HEADER] = cost_text(event.cost)  # sent if the response has not started
         self.metrics.model_requests.labels(card.id, card.task).inc()
         if input_tokens:
             self.metrics.tokens.labels(card.id, "input").inc(input_tokens)

@@ -49,18 +49,25 @@ class Needs:
 
     task: str
     images: int = 0
+    videos: int = 0
+    audios: int = 0  # input_audio parts
     prompt_tokens: int = 0  # an estimate before tokenization
     output_tokens: int = 0
     tools: bool = False
     reasoning: bool = False
-    units: float = 1.0  # images to make / audio or video seconds, for per-unit prices
+    units: float = 1.0  # images to make / audio or video seconds / embedded tokens, for per-unit prices
     edits: bool = False  # image edits
     translation: bool = False  # audio translation
+    dimensions: int | None = None  # embeddings: the vector length asked for
 
     def describe(self) -> str:
         parts = [self.task]
         if self.images:
             parts.append(f"vision with {self.images} image{'s' if self.images > 1 else ''}")
+        if self.videos:
+            parts.append(f"{self.videos} video{'s' if self.videos > 1 else ''}")
+        if self.audios:
+            parts.append("audio input")
         if self.prompt_tokens:
             parts.append(f"a context of at least ~{self.prompt_tokens + self.output_tokens} tokens")
         if self.tools:
@@ -193,6 +200,12 @@ class ModelRouter:
             return "no vision"
         if needs.images > caps.max_images:
             return f"at most {caps.max_images} images"
+        if needs.videos and not caps.video:
+            return "no video input"
+        if needs.videos > caps.max_videos:
+            return f"at most {caps.max_videos} videos"
+        if needs.audios and not caps.audio_input:
+            return "no audio input"
         if needs.task == "chat" and needs.output_tokens > card.limits.max_output_tokens:
             return f"at most {card.limits.max_output_tokens} output tokens"
         if caps.context_length and needs.prompt_tokens + needs.output_tokens > caps.context_length:
@@ -205,13 +218,19 @@ class ModelRouter:
             return "no image edits"
         if needs.translation and not caps.translation:
             return "no translation"
+        if needs.dimensions is not None:
+            native = caps.embedding_dimensions
+            if native is not None and needs.dimensions > native:
+                return f"{native} dimensions"
+            if not caps.matryoshka and needs.dimensions != native:
+                return "cannot shorten its vectors"
         return None
 
     def _healthy(self, card: ModelCard) -> bool:
         if self._failed_until.get(card.id, 0.0) > time.monotonic():
             return False
         dep = self.runtime.deployments.get(card.id)
-        return dep is None or (dep.state != "failed" and not dep.saturated)
+        return dep is None or (dep.state not in ("failed", "restarting") and not dep.saturated)
 
     # -------------------------------------------------------------- policies
 
@@ -231,6 +250,8 @@ def estimated_cost(card: ModelCard, needs: Needs) -> float:
         return (p.input_per_1m_tokens * prompt + p.output_per_1m_tokens * output) / 1e6
     if card.task == "image-generation":
         return p.per_image * needs.units
+    if card.task == "embedding":
+        return (p.input_per_1m_tokens * max(needs.units, 1.0)) / 1e6 + p.per_image * needs.images
     if card.task in ("speech", "transcription"):
         return p.per_audio_second * needs.units
     return p.per_video_second * needs.units

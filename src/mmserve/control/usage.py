@@ -14,10 +14,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, func, select
+from sqlalchemy import Float, Integer, Select, String, case, cast, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mmserve.cards import ModelCard
+from mmserve.control.usage_series import BucketPlan
 from mmserve.db import Base, Database
 
 log = logging.getLogger("mmserve.usage")
@@ -122,21 +123,69 @@ class UsageRecorder:
     ) -> list[dict[str, Any]]:
         """Sums per key and model over [start, end)."""
         await self.flush()
-        cols = [func.sum(getattr(UsageRow, c)).label(c) for c in SUMMED]
-        q = select(UsageRow.key_id, UsageRow.model, func.count().label("requests"), *cols).group_by(
+        q = select(UsageRow.key_id, UsageRow.model, func.count().label("requests"), *_sums()).group_by(
             UsageRow.key_id, UsageRow.model
         )
-        if not all_keys:
-            q = q.where(UsageRow.key_id == key_id) if key_id is not None else q.where(UsageRow.key_id.is_(None))
-        if start is not None:
-            q = q.where(UsageRow.created_at >= start)
-        if end is not None:
-            q = q.where(UsageRow.created_at < end)
-        if model is not None:
-            q = q.where(UsageRow.model == model)
+        q = _where(q, key_id=key_id, all_keys=all_keys, start=start, end=end, model=model)
         async with self.db.session() as s:
             rows = (await s.execute(q.order_by(UsageRow.key_id, UsageRow.model))).all()
         return [
             {"key_id": r.key_id, "model": r.model, "requests": r.requests, **{c: getattr(r, c) or 0 for c in SUMMED}}
             for r in rows
         ]
+
+    async def series(
+        self, *, key_id: str | None, all_keys: bool, start: float, end: float, model: str | None, plan: BucketPlan
+    ) -> list[dict[str, Any]]:
+        """Sums per bucket of ``plan`` (local hours or days), key and model over [start, end), oldest first."""
+        await self.flush()
+        number = self._bucket_number(plan)
+        q = select(
+            UsageRow.key_id, UsageRow.model, number.label("bucket"), func.count().label("requests"), *_sums()
+        ).group_by(UsageRow.key_id, UsageRow.model, number)
+        q = _where(q, key_id=key_id, all_keys=all_keys, start=start, end=end, model=model)
+        async with self.db.session() as s:
+            rows = (await s.execute(q)).all()
+        out: dict[tuple[int, str, str], dict[str, Any]] = {}
+        for r in rows:  # two numbers may name one bucket only through the plan's fallback
+            bucket = plan.start_of(int(r.bucket))
+            row = out.setdefault(
+                (bucket, r.key_id or "", r.model),
+                {"bucket_start": bucket, "key_id": r.key_id, "model": r.model, "requests": 0}
+                | dict.fromkeys(SUMMED, 0),
+            )
+            row["requests"] += r.requests
+            for c in SUMMED:
+                row[c] += getattr(r, c) or 0
+        return [out[k] for k in sorted(out)]
+
+    def _bucket_number(self, plan: BucketPlan) -> Any:
+        """``floor((created_at + shift) / step)`` with each piece's shift; created_at + shift > 0,
+        so SQLite's truncating integer cast is a floor (Postgres has floor(), its cast rounds)."""
+
+        def number(shift: int) -> Any:
+            x = (UsageRow.created_at + shift) / plan.step
+            return cast(x, Integer) if self.db.is_sqlite else func.floor(x)
+
+        *cut, (_, last) = plan.pieces
+        if not cut:
+            return number(last)
+        return case(*[(UsageRow.created_at < until, number(shift)) for until, shift in cut], else_=number(last))
+
+
+def _sums() -> list[Any]:
+    return [func.sum(getattr(UsageRow, c)).label(c) for c in SUMMED]
+
+
+def _where(
+    q: Select[Any], *, key_id: str | None, all_keys: bool, start: float | None, end: float | None, model: str | None
+) -> Select[Any]:
+    if not all_keys:
+        q = q.where(UsageRow.key_id == key_id) if key_id is not None else q.where(UsageRow.key_id.is_(None))
+    if start is not None:
+        q = q.where(UsageRow.created_at >= start)
+    if end is not None:
+        q = q.where(UsageRow.created_at < end)
+    if model is not None:
+        q = q.where(UsageRow.model == model)
+    return q

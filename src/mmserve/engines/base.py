@@ -21,23 +21,30 @@ from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     Segment,
+    ServingStats,
     SpeechInput,
     Transcript,
     TranscriptionInput,
     VideoGenInput,
     VideoGenOutput,
 )
-from mmserve.errors import InvalidRequestError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError
 from mmserve.media.image.decode import ImageInputSize
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from mmserve.media.image.ingest import MediaIngestor
 
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
 SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded
+# (preview index, one image per image of the batch): a partial image while a diffusion runs
+PreviewCallback = Callable[[int, "list[Image]"], None]
 # Keeps a dict with the job, durably, before the engine goes on (given back as VideoGenInput.resume).
 CheckpointCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -66,6 +73,12 @@ class Engine(ABC):
     #: remote service (an upstream provider), so a replica actor would only add a hop.
     in_gateway: ClassVar[bool] = False
     context: EngineContext = EngineContext()
+    #: Whether the engine computes with torch (its replicas share the process's intra-op threads).
+    uses_torch: ClassVar[bool] = False
+    #: False for engines whose model runs in a process of its own (vLLM): the runtime loads the
+    #: in-process ones one at a time (model libraries' lazy imports are not thread-safe), and
+    #: need not hold them back while such a server takes its minute to start.
+    loads_in_process: ClassVar[bool] = True
 
     def __init__(self, card: ModelCard, *, source: Path | None, device: str) -> None:
         self.card = card
@@ -87,6 +100,27 @@ class Engine(ABC):
         """Approximate resident size once loaded, for the memory budget (None: unknown)."""
         return None
 
+    @classmethod
+    def default_concurrency(cls, options: EngineOptions, device: str) -> int:
+        """Requests a replica runs at once when the card sets no ``deployment.max_concurrency``."""
+        return 4
+
+    def batch_size(self) -> int | None:
+        """Generations running in the engine's batch now (None: the engine does not batch)."""
+        return None
+
+    @property
+    def available(self) -> bool:
+        """Whether the loaded engine can serve now (False while its server restarts)."""
+        return True
+
+    async def refresh_stats(self) -> None:  # noqa: B027 - optional hook
+        """Update :meth:`stats` (called on the loop before ``/metrics`` is rendered)."""
+
+    def stats(self) -> ServingStats | None:
+        """Queue depth, running requests and time to first token of the engine's own server, if it has one."""
+        return None
+
     @classmethod  # noqa: B027 - optional hook: nothing to refuse by default
     def check_request(cls, options: EngineOptions, request: Any) -> None:
         """Refuse, before a model is loaded or a job queued, what this engine cannot do.
@@ -99,6 +133,8 @@ class Engine(ABC):
 
 class ChatEngine(Engine):
     task = "chat"
+    #: Whether the engine continues a raw prompt (``ChatInput.prompt``: legacy completions).
+    raw_prompts: ClassVar[bool] = False
     #: Whether the engine returns token log-probabilities (``logprobs`` / ``top_logprobs``).
     supports_logprobs: ClassVar[bool] = False
     #: Whether the engine can keep generating past end-of-sequence (``ignore_eos``).
@@ -107,6 +143,12 @@ class ChatEngine(Engine):
     @classmethod
     def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
         params = request.params
+        if request.prompt is not None and not cls.raw_prompts:
+            raise ModelCapabilityError(
+                "This model's engine takes chat messages only, not a raw prompt: "
+                "use POST /v1/chat/completions (or a model served by a local engine).",
+                param="prompt",
+            )
         if params.logprobs and not cls.supports_logprobs:
             raise InvalidRequestError(
                 "This model's engine does not return log-probabilities. Remove 'logprobs' and 'top_logprobs'.",
@@ -118,6 +160,12 @@ class ChatEngine(Engine):
                 "This model's engine cannot generate past the end of sequence. Remove 'ignore_eos'.",
                 param="ignore_eos",
                 code="unsupported_parameter",
+            )
+        if params.ignore_eos and request.constraint is not None:
+            raise InvalidRequestError(
+                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
+                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
+                param="ignore_eos",
             )
 
     @abstractmethod
@@ -144,7 +192,13 @@ class ImageEngine(Engine):
     supports_transparency: ClassVar[bool] = False
 
     @abstractmethod
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput: ...
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
+        """Make ``request.n`` images; ``preview`` gets up to ``request.partial_images`` previews (on the loop)."""
 
     @classmethod
     def check_request(cls, options: EngineOptions, request: ImageGenInput) -> None:
@@ -209,3 +263,20 @@ class VideoEngine(Engine):
     @classmethod
     def check_request(cls, options: EngineOptions, request: VideoGenInput) -> None:
         """Refuse, before a job is queued, what this engine cannot make (raise InvalidRequestError)."""
+
+
+class EmbeddingEngine(Engine):
+    task = "embedding"
+
+    @abstractmethod
+    async def embed(self, request: EmbeddingInput) -> EmbeddingOutput:
+        """One vector per item, in order. Inputs the model cannot take (too long, an image for a
+        text-only model, a token id outside the vocabulary) are an InvalidRequestError naming the item's param."""
+
+    def dimensions(self) -> int | None:
+        """The length of this model's vectors (the card's ``embedding_dimensions``; engines read the model)."""
+        return self.card.capabilities.embedding_dimensions
+
+    def image_input_size(self) -> ImageInputSize | None:
+        """How the model's processor resizes images; the media layer downscales to it first."""
+        return card_image_input_size(self.card)

@@ -5,17 +5,23 @@ The text-to-image pipeline is loaded from the card's source with
 pipelines are derived from it with ``from_pipe`` (``AutoPipelineForImage2Image`` /
 ``AutoPipelineForInpainting``), so all three share one copy of the weights.
 
-Each request:
+Each pipeline call:
 - runs in a worker thread (``parallel_generations`` of them), never on the event loop;
 - uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
   schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object; with
   ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
   padding settings on the object, see :mod:`mmserve.engines.common.thread_tokenizers`);
-- makes its ``n`` images in one batch with one seeded ``torch.Generator`` per image
-  (image i from seed + i), so results are reproducible under any concurrency and no global
-  seed is ever touched;
-- reports progress from the pipeline's step callback, and stops at the next step when the
-  caller goes away.
+- makes every image with its own seeded ``torch.Generator`` (image i of a request from its
+  seed + i), so results are reproducible under any concurrency and no global seed is ever
+  touched;
+- reports progress from the pipeline's step callback, and stops at the next step when every
+  caller in it went away.
+
+Concurrent text-to-image requests with the same size, step count, guidance (and whether
+they have a negative prompt) are batched into one pipeline call, up to
+``max_batch_images`` images (:mod:`mmserve.engines.common.batcher`): a worker that frees
+takes the waiting requests together. Each keeps its own generators, so a seed gives the
+same image batched or alone. Edits (an input image, a mask) run one request per call.
 """
 
 from __future__ import annotations
@@ -27,12 +33,16 @@ import logging
 import math
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
+from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
+from mmserve.engines.common.batcher import Batcher
+from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
@@ -73,19 +83,36 @@ class DiffusersImageOptions(EngineOptions):
     paste_unmasked: bool = Field(
         default=True, description="Inpainting: copy the input's pixels back outside the mask, so only the mask changes."
     )
-    parallel_generations: int = Field(default=1, ge=1, description="Generations run at once in worker threads.")
+    parallel_generations: int = Field(default=1, ge=1, description="Pipeline calls run at once in worker threads.")
+    max_batch_images: int = Field(
+        default=4,
+        ge=1,
+        description="Images one pipeline call makes for concurrent text-to-image requests of the same size and "
+        "steps (a request asking more runs alone).",
+    )
 
 
 class _Cancelled(Exception):
-    """Raised inside the step callback when the request was abandoned."""
+    """Raised inside the step callback when every request of the call was abandoned."""
+
+
+@dataclass
+class _Job:
+    kind: Kind
+    request: ImageGenInput
+    cancelled: threading.Event
+    report: ProgressCallback
+    show: PreviewCallback
+    future: Future[ImageGenOutput] = field(default_factory=Future)
 
 
 class DiffusersImageEngine(ImageEngine):
+    uses_torch = True
     Options = DiffusersImageOptions
     options: DiffusersImageOptions
 
     _pipes: dict[str, Any]
-    _pool: ThreadPoolExecutor | None = None
+    _batcher: Batcher[_Job] | None = None
     _size_multiple: int = 8
     _tokenizers: ThreadTokenizers | None = None
 
@@ -119,7 +146,14 @@ class DiffusersImageEngine(ImageEngine):
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
         # parallel calls must not share a tokenizer (see thread_tokenizers); one worker can
         self._tokenizers = ThreadTokenizers(pipe.components) if opts.parallel_generations > 1 else None
-        self._pool = ThreadPoolExecutor(max_workers=opts.parallel_generations, thread_name_prefix=f"img-{self.card.id}")
+        self._batcher = Batcher(
+            self._run_batch,
+            key=self._batch_key,
+            size=lambda job: job.request.n,
+            limit=opts.max_batch_images,
+            workers=opts.parallel_generations,
+            name=f"img-{self.card.id}",
+        )
 
     def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
         try:
@@ -140,9 +174,9 @@ class DiffusersImageEngine(ImageEngine):
     def unload(self) -> None:
         from mmserve.engines.common.torch_utils import release_memory
 
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pipes, self._pool = {}, None
+        if self._batcher is not None:
+            self._batcher.close()
+        self._pipes, self._batcher = {}, None
         release_memory()
 
     def memory_bytes(self) -> int | None:
@@ -159,8 +193,14 @@ class DiffusersImageEngine(ImageEngine):
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
-        if not getattr(self, "_pipes", None) or self._pool is None:
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
+        batcher = self._batcher
+        if not getattr(self, "_pipes", None) or batcher is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         kind = self._check(request)
         loop = asyncio.get_running_loop()
@@ -170,9 +210,14 @@ class DiffusersImageEngine(ImageEngine):
             if progress is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(progress, fraction)
 
-        future = loop.run_in_executor(self._pool, self._run, kind, request, cancelled, report)
+        def show(index: int, images: list[Any]) -> None:
+            if preview is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(preview, index, images)
+
+        job = _Job(kind, request, cancelled, report, show)
+        batcher.submit(job)
         try:
-            return await future
+            return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
             cancelled.set()  # the worker stops at its next step
             raise
@@ -232,16 +277,34 @@ class DiffusersImageEngine(ImageEngine):
             return request.strength
         return self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
 
-    def _run(
-        self,
-        kind: Kind,
-        request: ImageGenInput,
-        cancelled: threading.Event,
-        report: ProgressCallback,
-    ) -> ImageGenOutput:
+    def _batch_key(self, job: _Job) -> Hashable | None:
+        """Text-to-image requests with equal keys can share a pipeline call; None: the job runs alone."""
+        r = job.request
+        if job.kind != "text" or r.n > self.options.max_batch_images or r.partial_images:  # previews: alone
+            return None
+        guidance = r.guidance_scale if r.guidance_scale is not None else self.options.guidance_scale
+        return (r.width, r.height, self._steps(r)[0], guidance, bool(r.negative_prompt))
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        """One pipeline call for ``jobs``; if several fail together, each runs again alone (only its own fails)."""
+        try:
+            outputs = self._run(jobs)
+        except Exception as e:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(e)
+                return
+            log.warning("a batch of %d image requests failed (%s); running them one by one", len(jobs), e)
+            for job in jobs:
+                self._run_batch([job])
+            return
+        for job, out in zip(jobs, outputs, strict=True):
+            job.future.set_result(out)
+
+    def _run(self, jobs: list[_Job]) -> list[ImageGenOutput]:
         import torch
         from PIL import Image
 
+        kind, first = jobs[0].kind, jobs[0].request  # batched jobs share kind, size, steps and guidance
         base = self._pipes[kind]
         pipe = copy.copy(base)  # per-call state lives on the pipeline, its scheduler and its tokenizers
         pipe.scheduler = copy.deepcopy(base.scheduler)
@@ -249,59 +312,76 @@ class DiffusersImageEngine(ImageEngine):
             for name, tokenizer in self._tokenizers.for_this_thread().items():
                 setattr(pipe, name, tokenizer)
         accepted = set(inspect.signature(pipe.__call__).parameters)
-        steps, quality = self._steps(request)
-        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 64)
-        n = request.n
+        steps, quality = self._steps(first)
+        seeds = [j.request.seed if j.request.seed is not None else secrets.randbelow(MAX_SEED - 64) for j in jobs]
+        # one prompt and one generator per image: image i of a request from its seed + i
         kwargs: dict[str, Any] = {
-            "prompt": request.prompt,
-            "num_images_per_prompt": n,
-            "generator": [torch.Generator("cpu").manual_seed((seed + i) % MAX_SEED) for i in range(n)],
+            "prompt": [j.request.prompt for j in jobs for _ in range(j.request.n)],
+            "num_images_per_prompt": 1,
+            "generator": [
+                torch.Generator("cpu").manual_seed((seed + i) % MAX_SEED)
+                for j, seed in zip(jobs, seeds, strict=True)
+                for i in range(j.request.n)
+            ],
             "output_type": "pil",
         }
-        guidance = request.guidance_scale if request.guidance_scale is not None else self.options.guidance_scale
+        guidance = first.guidance_scale if first.guidance_scale is not None else self.options.guidance_scale
         if guidance is not None:
             kwargs["guidance_scale"] = guidance
-        if request.negative_prompt:
+        if first.negative_prompt:
             if "negative_prompt" not in accepted:
                 raise InvalidRequestError(
                     f"The model '{self.card.id}' ({type(pipe).__name__}) does not take a negative_prompt.",
                     param="negative_prompt",
                 )
-            kwargs["negative_prompt"] = request.negative_prompt
-        size = (request.width, request.height)
+            kwargs["negative_prompt"] = [j.request.negative_prompt or "" for j in jobs for _ in range(j.request.n)]
+        size = (first.width, first.height)
         if "height" in accepted:
-            kwargs["height"], kwargs["width"] = request.height, request.width
+            kwargs["height"], kwargs["width"] = first.height, first.width
         init: list[Any] = []
         mask = None
-        if kind != "text":
-            init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in request.images]
+        if kind != "text":  # edits run alone
+            init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in first.images]
             kwargs["image"] = init if len(init) > 1 else init[0]
-            strength = self._strength(kind, request)
+            strength = self._strength(kind, first)
             kwargs["strength"] = strength
             steps = max(steps, math.ceil(1 / strength))  # at least one denoising step runs
-            if request.mask is not None:
-                mask = request.mask.convert("L").resize(size, Image.Resampling.NEAREST)
+            if first.mask is not None:
+                mask = first.mask.convert("L").resize(size, Image.Resampling.NEAREST)
                 kwargs["mask_image"] = mask
         kwargs["num_inference_steps"] = steps
 
+        previews: list[int] | None = None  # the steps after which a preview is decoded
+
         def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if cancelled.is_set():
+            nonlocal previews
+            if all(j.cancelled.is_set() for j in jobs):
                 raise _Cancelled
             total = max(1, int(getattr(p, "num_timesteps", 0) or steps))
-            report(min(1.0, (i + 1) / total) * 0.95)  # the rest is the VAE decode
+            for j in jobs:
+                j.report(min(1.0, (i + 1) / total) * 0.95)  # the rest is the VAE decode
+            if previews is None:  # a request with partial images runs alone (see _batch_key)
+                previews = preview_steps(total, first.partial_images) if len(jobs) == 1 else []
+            if i in previews and "latents" in tensors:
+                jobs[0].show(previews.index(i), decode_preview(p, tensors["latents"], first.height, first.width))
             return tensors
 
         if "callback_on_step_end" in accepted:
             kwargs["callback_on_step_end"] = on_step
-        report(0.0)
+        for j in jobs:
+            j.report(0.0)
         with torch.inference_mode():
             images = list(pipe(**kwargs).images)
         if mask is not None and self.options.paste_unmasked:
             keep = mask.point(lambda v: 255 if v >= 128 else 0)  # the pipeline binarizes the mask the same way
             images = [Image.composite(im.convert("RGB"), init[0], keep) for im in images]
-        report(1.0)
-        tokens = self._prompt_tokens(pipe, request.prompt)
-        return ImageGenOutput(images=images, prompt_tokens=tokens, steps=steps, quality=quality, seed=seed)
+        outputs = []
+        for j, seed in zip(jobs, seeds, strict=True):
+            mine, images = images[: j.request.n], images[j.request.n :]
+            j.report(1.0)
+            tokens = self._prompt_tokens(pipe, j.request.prompt)
+            outputs.append(ImageGenOutput(images=mine, prompt_tokens=tokens, steps=steps, quality=quality, seed=seed))
+        return outputs
 
     def _steps(self, request: ImageGenInput) -> tuple[int, str | None]:
         if request.steps is not None:

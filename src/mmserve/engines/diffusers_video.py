@@ -30,6 +30,7 @@ import inspect
 import logging
 import math
 import queue
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -51,6 +52,8 @@ IMAGE_TO_VIDEO = {
     "HunyuanVideoPipeline": "HunyuanVideoImageToVideoPipeline",
 }
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+DENOISE_SHARE = 0.8  # of the engine's progress; the VAE decode (and any upscaling) is the rest
+UPSCALE_FROM = 0.95
 
 
 class DiffusersVideoOptions(EngineOptions):
@@ -69,9 +72,27 @@ class DiffusersVideoOptions(EngineOptions):
         description="Most frames one call may generate (default 361: 12 s at 30 fps).",
     )
     max_pixels: int | None = Field(default=None, ge=1, description="Largest width * height.")
+    render_max_pixels: int | None = Field(
+        default=None,
+        ge=256,
+        description="Generate frames of at most this many pixels (the requested aspect, sides multiples of "
+        "size_multiple) and upscale them (Lanczos) to the requested size. None: generate at the requested size. "
+        "For CPU demos and previews: a tiny Wan at 1280x720 takes minutes per second of video here.",
+    )
     max_sequence_length: int | None = Field(default=None, ge=1, description="Prompt tokens (pipeline default).")
     cpu_offload: bool = Field(default=False, description="CUDA: keep idle components in CPU memory.")
     vae_tiling: bool = Field(default=False, description="Decode in tiles (large sizes on small GPUs).")
+
+
+def render_size(width: int, height: int, max_pixels: int | None, multiple: int) -> tuple[int, int]:
+    """The size frames are generated at: the requested one, or scaled down (aspect kept) under ``max_pixels``."""
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return (
+        max(multiple, int(width * scale) // multiple * multiple),
+        max(multiple, int(height * scale) // multiple * multiple),
+    )
 
 
 def pipeline_frames(num_frames: int, frame_multiple: int) -> int:
@@ -80,6 +101,7 @@ def pipeline_frames(num_frames: int, frame_multiple: int) -> int:
 
 
 class DiffusersVideoEngine(VideoEngine):
+    uses_torch = True
     Options = DiffusersVideoOptions
     options: DiffusersVideoOptions
 
@@ -157,7 +179,7 @@ class DiffusersVideoEngine(VideoEngine):
         self.pipe = pipe
         self._vaes = queue.SimpleQueue()
         self._vaes.put(pipe.vae)
-        workers = 1 if o.cpu_offload else self.card.deployment.max_concurrency * self.card.deployment.replicas
+        workers = 1 if o.cpu_offload else self.card.deployment.concurrency() * self.card.deployment.replicas
         self._tokenizers = ThreadTokenizers(pipe.components) if workers > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"video-{self.card.id}")
 
@@ -200,11 +222,13 @@ class DiffusersVideoEngine(VideoEngine):
         if cls is None:
             raise InvalidRequestError(f"The model '{self.card.id}' needs an input_reference image.")
         steps = request.steps or o.steps
+        width, height = render_size(request.width, request.height, o.render_max_pixels, o.size_multiple)
+        frames_made = pipeline_frames(request.num_frames, o.frame_multiple)
         kwargs: dict[str, Any] = {
             "prompt": request.prompt,
-            "width": request.width,
-            "height": request.height,
-            "num_frames": pipeline_frames(request.num_frames, o.frame_multiple),
+            "width": width,
+            "height": height,
+            "num_frames": frames_made,
             "num_inference_steps": steps,
             "guidance_scale": o.guidance_scale if request.guidance_scale is None else request.guidance_scale,
             # a CPU generator gives the same noise on every device for a given seed
@@ -219,19 +243,33 @@ class DiffusersVideoEngine(VideoEngine):
         if request.image is not None:
             kwargs["image"] = request.image
         raised: list[BaseException] = []
-        if progress is not None:
-            report = progress
+        upscale = (width, height) != (request.width, request.height)
+        # progress: denoising, then the VAE decoding latent frame by latent frame, then any upscaling
+        done_at = UPSCALE_FROM if upscale else 1.0
 
-            def on_step(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-                try:
-                    report((step + 1) / steps)
-                except BaseException as e:  # the caller's (cancellation): re-raised as is below
-                    raised.append(e)
-                    raise
-                return tensors
+        def report(fraction: float) -> None:
+            if progress is None:
+                return
+            try:
+                progress(fraction)
+            except BaseException as e:  # the caller's (cancellation): re-raised as is below
+                raised.append(e)
+                raise
 
-            kwargs["callback_on_step_end"] = on_step
+        def on_step(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            report(DENOISE_SHARE * (step + 1) / steps)
+            return tensors
+
+        kwargs["callback_on_step_end"] = on_step
+        latent_frames = (frames_made - 1) // o.frame_multiple + 1
+        decoded = [0]
+
+        def on_decoded(*_: Any) -> None:  # Wan's VAE decodes one latent frame per decoder call
+            decoded[0] += 1
+            report(DENOISE_SHARE + (done_at - DENOISE_SHARE) * min(1.0, decoded[0] / latent_frames))
+
         vae = self._take_vae()
+        hook = vae.decoder.register_forward_hook(on_decoded) if hasattr(vae, "decoder") else None
         try:
             with torch.inference_mode():
                 out = self._view(cls, vae)(**kwargs)
@@ -244,11 +282,19 @@ class DiffusersVideoEngine(VideoEngine):
                 ) from e
             raise EngineError(f"{type(e).__name__} in {cls.__name__}: {e}") from e
         finally:
+            if hook is not None:
+                hook.remove()
             if self._vaes is not None:
                 self._vaes.put(vae)
         frames = np.asarray(out.frames[0])[: request.num_frames]
         if frames.dtype != np.uint8:
             frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        if upscale:
+            frames = _upscale(
+                frames, request.width, request.height, lambda f: report(UPSCALE_FROM + (1 - UPSCALE_FROM) * f)
+            )
+            if raised:
+                raise raised[0]
         return VideoGenOutput(frames=frames, fps=request.fps)
 
     def _take_vae(self) -> Any:
@@ -272,6 +318,18 @@ class DiffusersVideoEngine(VideoEngine):
         view = cls(**kwargs)
         view.set_progress_bar_config(disable=True)
         return view
+
+
+def _upscale(frames: Any, width: int, height: int, report: Callable[[float], None]) -> Any:
+    """Frames (T, h, w, 3) uint8 -> (T, height, width, 3), each resized with Lanczos."""
+    import numpy as np
+    from PIL import Image
+
+    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.LANCZOS))
+        report((i + 1) / len(frames))
+    return out
 
 
 def _pipeline_class(diffusers: Any, name: str) -> Any:

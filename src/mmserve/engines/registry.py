@@ -32,6 +32,8 @@ ENGINES: dict[str, EngineSpec] = {
         "transcription", "mmserve.engines.upstream.transcription:UpstreamTranscriptionEngine", "core"
     ),
     "upstream-video": EngineSpec("video-generation", "mmserve.engines.upstream.video:UpstreamVideoEngine", "video"),
+    # vLLM itself runs in its own environment (options.python): mmserve needs nothing more for it
+    "vllm": EngineSpec("chat", "mmserve.engines.vllm.engine:VLLMChatEngine", "core"),
     "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak.engine:EspeakEngine", "speech"),
     "transformers-tts": EngineSpec("speech", "mmserve.engines.transformers_tts:TransformersTTSEngine", "transformers"),
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
@@ -40,6 +42,9 @@ ENGINES: dict[str, EngineSpec] = {
         "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
     ),
     "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
+    "transformers-embedding": EngineSpec(
+        "embedding", "mmserve.engines.transformers_embedding:TransformersEmbeddingEngine", "transformers"
+    ),
 }
 
 

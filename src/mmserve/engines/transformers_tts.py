@@ -38,6 +38,7 @@ class TransformersTTSOptions(EngineOptions):
 
 
 class TransformersTTSEngine(SpeechEngine):
+    uses_torch = True
     Options = TransformersTTSOptions
     options: TransformersTTSOptions
 

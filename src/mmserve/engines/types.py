@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChatPart:
-    type: Literal["text", "image"]
+    type: Literal["text", "image", "audio"]
     text: str = ""
     image: Image | None = None
+    video: int | None = None  # a frame sampled from the request's video number ``video`` (None: an image)
+    audio: Any = None  # numpy.ndarray[float32], mono, at ``sample_rate``
+    sample_rate: int = 16000
 
 
 @dataclass
@@ -68,6 +71,14 @@ class TokenLogprob:
 
 
 @dataclass
+class RawPrompt:
+    """A prompt continued as given (legacy completions): text, or token ids of the model's tokenizer."""
+
+    value: str | list[int]
+    param: str = "prompt"  # names it in errors (``prompt[2]``)
+
+
+@dataclass
 class ChatInput:
     messages: list[ChatMessage]
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -79,6 +90,8 @@ class ChatInput:
     extra: dict[str, Any] = field(default_factory=dict)
     # The answer's shape, enforced while decoding (response_format, tool_choice required/named).
     constraint: OutputConstraint | None = None
+    # Legacy completions: the prompt as given, no chat template (messages is then empty).
+    prompt: RawPrompt | None = None
 
 
 @dataclass
@@ -90,7 +103,9 @@ class ChatDelta:
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     prompt_text: str | None = None  # first delta: the rendered prompt, when the engine renders one
-    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into
+    image_tokens: int = 0  # first delta: how many of the prompt tokens the images expanded into (frames included)
+    video_tokens: int = 0  # first delta: how many of those image tokens are video frames
+    audio_tokens: int = 0  # first delta: how many of the prompt tokens the audio clips expanded into
     # With SamplingParams.logprobs: the entries of the tokens generated since the previous delta
     # (text held back, e.g. a partial stop string, comes later; its tokens' entries come now).
     logprobs: list[TokenLogprob] | None = None
@@ -116,6 +131,7 @@ class ImageGenInput:
     transparent_background: bool = False  # background "transparent": RGBA output (engines that support it)
     output_format: str | None = None  # the file format the client asked for (png | jpeg | webp)
     output_compression: int | None = None  # its compression level (0-100), when asked
+    partial_images: int = 0  # previews to send while generating (streaming), decoded from intermediate latents
 
 
 @dataclass
@@ -224,3 +240,43 @@ class VideoGenInput:
 class VideoGenOutput:
     frames: Any  # numpy.ndarray[uint8] of shape (T, H, W, 3)
     fps: int
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+@dataclass
+class EmbeddingItem:
+    """One input to embed: exactly one of text, token ids (already tokenized text) or an image."""
+
+    text: str | None = None
+    tokens: list[int] | None = None
+    image: Image | None = None
+    param: str = "input"  # names this input in errors (``input[3]``)
+
+
+@dataclass
+class EmbeddingInput:
+    items: list[EmbeddingItem]
+    dimensions: int | None = None  # cut each vector to its first N values and renormalise (card permitting)
+
+
+@dataclass
+class EmbeddingOutput:
+    vectors: Any  # numpy.ndarray[float32] of shape (len(items), dimensions), in input order
+    text_tokens: int = 0  # tokens of the text inputs (what per-1M-token prices bill)
+    images: int = 0  # images embedded (what per-image prices bill)
+
+
+# ---------------------------------------------------------------- serving statistics
+
+
+@dataclass
+class ServingStats:
+    """What an engine that runs its own server reports about it (vLLM's /metrics), per replica."""
+
+    waiting: float = 0.0  # requests queued inside the engine
+    running: float = 0.0  # requests being generated
+    ttft_buckets: list[tuple[float, float]] = field(default_factory=list)  # (upper bound s, cumulative count)
+    ttft_sum: float = 0.0  # seconds, over every first token so far
+    ttft_count: float = 0.0

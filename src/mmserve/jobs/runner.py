@@ -1,6 +1,6 @@
 """The video job runner: takes queued jobs from the store and runs them on the runtime's deployments.
 
-- **Bounded concurrency per model**: at most ``deployment.max_concurrency * replicas`` jobs of
+- **Bounded concurrency per model**: at most ``deployment.max_concurrency * replicas`` (default 4) jobs of
   a model run at once in this process; the rest wait in the store (the queue is durable).
 - **Dispatch**: woken when a job is submitted, and every ``jobs.dispatch_interval_s`` to pick
   up work it was not told about (submitted through another server, or recovered).
@@ -199,7 +199,7 @@ class JobRunner:
 
     async def _dispatch(self) -> None:
         for card in self.catalog.filter(task="video-generation"):
-            free = card.deployment.max_concurrency * card.deployment.replicas - self._active[card.id]
+            free = card.deployment.concurrency() * card.deployment.replicas - self._active[card.id]
             if free <= 0:
                 continue
             for job_id in await self.store.next_queued(card.id, free):
@@ -302,7 +302,7 @@ class JobRunner:
         if not completed:  # deleted (or taken over) while we worked: nobody will ever serve these
             await self._delete_files(stored.ids)
             return
-        await self._delete_files([job.reference_artifact] if job.reference_artifact else [])
+        # the reference image stays with the completed job (a remix reuses it) and goes with its files
         done = replace(job, status="completed", progress=100, video_seconds=stored.video_seconds, timings=timings)
         log.info("job %s completed: %s", job.id, {k: round(v, 3) for k, v in timings.items()})
         await self._fire_completed(done)

@@ -232,7 +232,6 @@ class VideoJobStore:
             timings=timings,
             completed_at=time.time(),
             expires_at=expires_at,
-            reference_artifact=None,
         )
 
     async def fail(

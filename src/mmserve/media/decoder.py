@@ -33,11 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from PIL.Image import Image
-
 import mmserve
 from mmserve.errors import InvalidRequestError, MMServeError, OverloadedError
-from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, job_header, result_from_wire, run_job
+from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, DecodeResult, job_header, result_from_wire, run_job
 from mmserve.media.worker import READY, frame
 
 log = logging.getLogger("mmserve.media")
@@ -56,16 +54,16 @@ _WORKER_ENV = {
 
 
 class Decoder(Protocol):
-    async def decode(self, job: DecodeJob) -> Image: ...
+    async def decode(self, job: DecodeJob) -> DecodeResult: ...
 
     async def aclose(self) -> None: ...
 
 
 def _timeout_error(job: DecodeJob, seconds: float) -> InvalidRequestError:
     return InvalidRequestError(
-        f"The image took longer than {seconds:g} s to decode; send a smaller or simpler image.",
+        f"The {job.what} took longer than {seconds:g} s to decode; send a smaller or simpler {job.what}.",
         param=job.param,
-        code="image_decode_timeout",
+        code=f"{job.what}_decode_timeout",
     )
 
 
@@ -94,22 +92,23 @@ class ThreadDecoder:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="mmserve-decode")
         self._slots = _LoopSemaphore(concurrency)
 
-    async def decode(self, job: DecodeJob) -> Image:
+    async def decode(self, job: DecodeJob) -> DecodeResult:
         sem = self._slots.get()
         await sem.acquire()
-        future: Future[Image] = self._pool.submit(run_job, job)
+        future: Future[DecodeResult] = self._pool.submit(run_job, job)
         loop = asyncio.get_running_loop()
+        timeout = job.timeout_s or self.timeout_s
 
-        def done(f: Future[Image]) -> None:
+        def done(f: Future[DecodeResult]) -> None:
             if not f.cancelled():
                 f.exception()  # retrieved: no "never retrieved" warning after a timeout
             loop.call_soon_threadsafe(sem.release)
 
         future.add_done_callback(done)
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout_s)
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
         except TimeoutError:
-            raise _timeout_error(job, self.timeout_s) from None
+            raise _timeout_error(job, timeout) from None
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -155,7 +154,7 @@ class _Worker:
     def usable(self) -> bool:
         return self.proc.returncode is None and self.loop is asyncio.get_running_loop()
 
-    async def run(self, job: DecodeJob) -> Image:
+    async def run(self, job: DecodeJob) -> DecodeResult:
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None
         stdin.write(frame(job_header(job), job.payload))
@@ -166,7 +165,7 @@ class _Worker:
             raise ConnectionError("oversized reply header")
         header = await stdout.readexactly(head_len)
         n = int.from_bytes(await stdout.readexactly(8), "big")
-        if n > 4 * job.limits.max_pixels:
+        if n > job.max_reply_bytes:
             raise ConnectionError("oversized reply")
         return result_from_wire(header, await stdout.readexactly(n), job)
 
@@ -185,25 +184,26 @@ class ProcessDecoder:
         self._slots = _LoopSemaphore(concurrency)
         self._idle: list[_Worker] = []
 
-    async def decode(self, job: DecodeJob) -> Image:
+    async def decode(self, job: DecodeJob) -> DecodeResult:
+        timeout = job.timeout_s or self.timeout_s
         async with self._slots.get():
             worker = await self._take()
             try:
-                image = await asyncio.wait_for(worker.run(job), self.timeout_s)
+                image = await asyncio.wait_for(worker.run(job), timeout)
             except MMServeError:  # a well-formed refusal: the worker is fine
                 self._idle.append(worker)
                 raise
             except TimeoutError:
                 worker.kill()
-                raise _timeout_error(job, self.timeout_s) from None
+                raise _timeout_error(job, timeout) from None
             except (EOFError, ConnectionError, ValueError, asyncio.IncompleteReadError):
                 worker.kill()
                 code = await asyncio.wait_for(worker.proc.wait(), 5)
                 log.warning("decode worker for %s stopped (exit code %s)", job.param, code)
                 raise InvalidRequestError(
-                    "The image could not be decoded: the decoder gave up on it. Send a different image.",
+                    f"The {job.what} could not be decoded: the decoder gave up on it. Send a different {job.what}.",
                     param=job.param,
-                    code="invalid_image",
+                    code=f"invalid_{job.what}",
                 ) from None
             except BaseException:  # cancelled mid-exchange: the pipe's state is unknown
                 worker.kill()
@@ -222,7 +222,7 @@ class ProcessDecoder:
         except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as e:
             log.error("could not start a decode worker: %s", e)
             raise OverloadedError(
-                "The server could not start an image decoder; retry shortly.", headers={"Retry-After": "1"}
+                "The server could not start a media decoder; retry shortly.", headers={"Retry-After": "1"}
             ) from None
 
     def worker_pids(self) -> list[int]:

@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     # them, or closes their stdin), so a worker does not die mid-job with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from PIL import Image
+    import av  # noqa: F401 - imported before READY: a first video decode must not pay for it
+    from PIL import Image  # noqa: F401 - likewise for images
 
     from mmserve.errors import MMServeError, PayloadTooLargeError
-    from mmserve.media.decodejob import job_from_wire, result_to_wire, run_job
+    from mmserve.media.decodejob import DecodeResult, job_from_wire, result_to_wire, run_job
 
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the server's pipe
@@ -83,13 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         if got is None:
             return 0
         job = job_from_wire(*got)
-        result: Image.Image | MMServeError
+        result: DecodeResult | MMServeError
         try:
             result = run_job(job)
         except MMServeError as e:
             result = e
         except MemoryError:
-            result = PayloadTooLargeError("The image needs too much memory to decode.", code="image_too_large")
+            result = PayloadTooLargeError(
+                f"The {job.what} needs too much memory to decode.", code=f"{job.what}_too_large"
+            )
         del got, job
         header, pixels = result_to_wire(result)
         out.write(frame(header, pixels))

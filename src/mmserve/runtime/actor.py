@@ -21,14 +21,23 @@ from typing import Any
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
-from mmserve.engines.base import ChatEngine, Engine, ImageEngine, SpeechEngine, TranscriptionEngine, VideoEngine
+from mmserve.engines.base import (
+    ChatEngine,
+    EmbeddingEngine,
+    Engine,
+    ImageEngine,
+    SpeechEngine,
+    TranscriptionEngine,
+    VideoEngine,
+)
 from mmserve.engines.registry import engine_class
 from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
-    ImageGenOutput,
     SpeechInput,
     TranscriptionInput,
     VideoGenInput,
@@ -55,7 +64,8 @@ class EngineActor:
             "node_id": ray.get_runtime_context().get_node_id(),
             "memory_bytes": e.memory_bytes(),
             "context_length": e.context_length() if isinstance(e, ChatEngine) else None,
-            "image_input_size": e.image_input_size() if isinstance(e, ChatEngine) else None,
+            "image_input_size": e.image_input_size() if isinstance(e, ChatEngine | EmbeddingEngine) else None,
+            "dimensions": e.dimensions() if isinstance(e, EmbeddingEngine) else None,
             "voices": e.voices() if isinstance(e, SpeechEngine) else None,
         }
 
@@ -71,9 +81,10 @@ class EngineActor:
         finally:
             await gen.aclose()
 
-    async def image(self, request: ImageGenInput) -> AsyncIterator[float | ImageGenOutput]:
+    async def image(self, request: ImageGenInput) -> AsyncIterator[Any]:
+        """Progress fractions, ``("preview", index, images)`` partial images (streaming), then the output."""
         assert isinstance(self.engine, ImageEngine)
-        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+        async for item in _with_progress(lambda cb, show: self.engine.generate(request, cb, show)):
             yield item
 
     async def speech(self, request: SpeechInput) -> AsyncIterator[AudioChunk]:
@@ -105,16 +116,22 @@ class EngineActor:
         finally:
             task.cancel()
 
+    async def embed(self, request: EmbeddingInput) -> AsyncIterator[EmbeddingOutput]:
+        """One item: the vectors (a generator, so that errors and retries go the way of every other call)."""
+        assert isinstance(self.engine, EmbeddingEngine)
+        yield await self.engine.embed(request)
+
     async def video(self, request: VideoGenInput) -> AsyncIterator[Any]:
         assert isinstance(self.engine, VideoEngine)
-        async for item in _with_progress(lambda cb: self.engine.generate(request, cb)):
+        async for item in _with_progress(lambda cb, _: self.engine.generate(request, cb)):
             yield item
 
 
 async def _with_progress(start: Any) -> AsyncIterator[Any]:
-    """Run ``start(progress_callback)``; yield each progress fraction, then the result."""
+    """Run ``start(progress_callback, preview_callback)``; yield each progress fraction and
+    ``("preview", index, images)``, then the result."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[float] = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
 
     def progress(fraction: float) -> None:  # called from the engine's worker thread
@@ -122,7 +139,10 @@ async def _with_progress(start: Any) -> AsyncIterator[Any]:
             raise Cancelled()
         loop.call_soon_threadsafe(queue.put_nowait, fraction)
 
-    task = asyncio.ensure_future(start(progress))
+    def preview(index: int, images: list[Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("preview", index, images))
+
+    task = asyncio.ensure_future(start(progress, preview))
     try:
         while not task.done():
             getter = asyncio.ensure_future(queue.get())

@@ -68,12 +68,16 @@ class Cluster:
             )
         log.info("connected to the Ray cluster at %s", self.settings.address)
 
-    def actor_options(self, card: ModelCard) -> dict[str, Any]:
+    def actor_options(self, card: ModelCard, device: str = "auto") -> dict[str, Any]:
+        from mmserve.engines.registry import engine_class
+
         dep = card.deployment
+        engine = engine_class(card.engine)  # unset max_concurrency: the engine's (a batching engine's batch)
+        concurrency = dep.concurrency(engine.default_concurrency(engine.Options.model_validate(card.options), device))
         options: dict[str, Any] = {
             "num_cpus": dep.num_cpus if dep.num_cpus is not None else 1,
             "num_gpus": dep.num_gpus or 0,
-            "max_concurrency": max(dep.max_concurrency, 1) + 4,  # + health checks and info calls
+            "max_concurrency": max(concurrency, 1) + 4,  # + health checks and info calls
             "max_restarts": 0,  # a dead replica is replaced by the deployment manager (on a live node)
         }
         if dep.resources:
@@ -101,7 +105,7 @@ class Cluster:
 
         from mmserve.runtime.actor import EngineActor
 
-        remote_cls: Any = ray.remote(EngineActor).options(**self.actor_options(card))
+        remote_cls: Any = ray.remote(EngineActor).options(**self.actor_options(card, device))
         actor: Any = remote_cls.remote(card.model_dump(mode="json"), str(self.base_dir), str(self.models_dir), device)
         try:
             info = await asyncio.wait_for(actor.info.remote(), self.settings.start_timeout_s)
@@ -109,7 +113,7 @@ class Cluster:
             ray.kill(actor)
             raise EngineUnavailableError(
                 f"No cluster node could start a replica of '{card.id}' within {self.settings.start_timeout_s:g} s "
-                f"(resources asked: {self.actor_options(card)}).",
+                f"(resources asked: {self.actor_options(card, device)}).",
                 code="no_capacity",
             ) from None
         except rex.RayActorError as e:

@@ -1,6 +1,7 @@
 """A deployment: one card's replicas (engine instances), their load state and admission control.
 
-``acquire()`` admits a request (``max_concurrency`` per replica plus a bounded queue; beyond
+``acquire()`` admits a request (``max_concurrency`` per replica, by default the engine's: a
+batching engine admits as many as it batches; plus a bounded queue; beyond
 it a 503 with Retry-After), picks the least busy loaded replica, loads one when none is
 (serverless cold start) or when all are busy and one is still unloaded (scale-up), and
 hands out its engine for the whole request. Dedicated deployments load every replica at
@@ -11,6 +12,7 @@ memory is needed (least recently used first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmserve.runtime")
 
-State = Literal["idle", "loading", "loaded", "failed"]
+State = Literal["idle", "loading", "loaded", "restarting", "failed"]
 # Model libraries resolve their lazy imports without a lock (transformers' _LazyModule): two
 # models built or loaded at once in two threads fail with "cannot import name ... from
 # 'transformers'". So builds and loads run one at a time; they compete for the same cores anyway.
@@ -81,7 +83,10 @@ class Deployment:
         self.active = 0
         self.waiting = 0
         self.source: Path | None = None
-        slots = card.deployment.max_concurrency * card.deployment.replicas
+        self.max_concurrency = card.deployment.concurrency(
+            self.engine_cls.default_concurrency(self.options, self.device)
+        )
+        slots = self.max_concurrency * card.deployment.replicas
         self._slots = asyncio.Semaphore(slots)
         self.before_load: BeforeLoad | None = None
         self.on_load: LoadHook | None = None
@@ -123,10 +128,12 @@ class Deployment:
 
     @property
     def state(self) -> State:
-        if any(r.loading for r in self.replicas):
+        if any(r.loading or r.loader is not None for r in self.replicas):
             return "loading"
-        if self.loaded_replicas:
-            return "loaded"
+        engines = [r.engine for r in self.replicas if r.engine is not None]
+        if engines:
+            # every loaded replica's server is down (an engine with a process of its own restarts it)
+            return "loaded" if any(e.available for e in engines) else "restarting"
         return "failed" if self.error else "idle"
 
     @property
@@ -155,10 +162,14 @@ class Deployment:
         replica = replica or self.replicas[0]
         if replica.engine is not None:
             return replica.engine
+        return await asyncio.shield(self._loader(replica))
+
+    def _loader(self, replica: Replica) -> asyncio.Task[Engine]:
+        """The task loading ``replica``, started if there is none (the deployment reads "loading" from now)."""
         if replica.loader is None:
             replica.loader = asyncio.create_task(self._load(replica))
             replica.loader.add_done_callback(_retrieved)
-        return await asyncio.shield(replica.loader)
+        return replica.loader
 
     async def _load(self, replica: Replica) -> Engine:
         try:
@@ -210,7 +221,7 @@ class Deployment:
             return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        with LOADING:
+        with LOADING if self.engine_cls.loads_in_process else contextlib.nullcontext():
             if self.progress:
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
@@ -222,6 +233,13 @@ class Deployment:
         """Load the first ``count`` replicas (all by default)."""
         for replica in self.replicas[: len(self.replicas) if count is None else count]:
             await self.ensure_loaded(replica)
+
+    def load_in_background(self) -> asyncio.Task[None]:
+        """Load every replica, one after the other, in a task; the state is "loading" when this returns."""
+        first = next((r for r in self.replicas if r.engine is None), None)
+        if first is not None:
+            self._loader(first)  # started now, so that the state says so at once; load_all waits for it
+        return asyncio.create_task(self.load_all())
 
     async def unload_idle(self, idle_s: float, now: float) -> bool:
         """Unload replicas unused for ``idle_s`` down to :attr:`min_loaded` (scale down); whether any was."""
@@ -247,17 +265,14 @@ class Deployment:
             handle = getattr(replica.engine, "handle", None)
             if not isinstance(handle, ReplicaHandle):
                 continue
-            seen = handle.generation
             try:
-                await asyncio.wait_for(handle.call("ping"), 10)
-            except Exception:
-                if handle.generation == seen:
-                    log.warning("replica %d of '%s' does not answer: starting it again", replica.index, self.card.id)
-                    try:
-                        await handle.replace(seen)
-                        restarted += 1
-                    except MMServeError as e:
-                        log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+                if await handle.check(timeout=10):
+                    log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)
+                    restarted += 1
+            except MMServeError as e:
+                log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+            except Exception:  # the next round tries again; the loop must live on
+                log.exception("health check of replica %d of '%s' failed", replica.index, self.card.id)
         return restarted
 
     async def _unload_replica(self, replica: Replica, reason: str) -> bool:
@@ -326,7 +341,9 @@ class Deployment:
 
     def _pick(self) -> Replica:
         loaded = [r for r in self.replicas if r.engine is not None]
-        idle_capacity = [r for r in loaded if r.active < self.card.deployment.max_concurrency]
+        available = [r for r in loaded if r.engine is not None and r.engine.available]
+        loaded = available or loaded  # a replica whose server restarts answers 503 at once: others first
+        idle_capacity = [r for r in loaded if r.active < self.max_concurrency]
         if idle_capacity:
             return min(idle_capacity, key=lambda r: r.active)
         unloaded = [r for r in self.replicas if r.engine is None]

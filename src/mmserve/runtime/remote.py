@@ -21,8 +21,10 @@ from mmserve.cards import ModelCard
 from mmserve.engines.base import (
     ChatEngine,
     CheckpointCallback,
+    EmbeddingEngine,
     Engine,
     ImageEngine,
+    PreviewCallback,
     ProgressCallback,
     SegmentCallback,
     SpeechEngine,
@@ -33,6 +35,8 @@ from mmserve.engines.types import (
     AudioChunk,
     ChatDelta,
     ChatInput,
+    EmbeddingInput,
+    EmbeddingOutput,
     ImageGenInput,
     ImageGenOutput,
     SpeechInput,
@@ -47,6 +51,9 @@ from mmserve.media.image.decode import ImageInputSize
 log = logging.getLogger("mmserve.cluster")
 
 MAX_RESPAWNS = 2
+# Pings a replica may miss in a row before it counts as hung. One slow answer is a busy machine,
+# not a dead replica: a replacement started beside a live actor would wait for the slot it holds.
+MISSED_PINGS = 3
 
 
 class ReplicaHandle:
@@ -57,6 +64,7 @@ class ReplicaHandle:
         self.info = info
         self.generation = 0
         self.restarts = 0
+        self.missed_pings = 0
         self._respawn = respawn
         self._lock = asyncio.Lock()
 
@@ -65,8 +73,12 @@ class ReplicaHandle:
         async with self._lock:
             if self.generation != seen:
                 return
-            log.warning("replica actor on node %s died; starting a new one", str(self.info.get("node_id"))[:12])
+            log.warning("replica actor on node %s lost; starting a new one", str(self.info.get("node_id"))[:12])
+            # Killed first (a no-op when it is dead already): a hung actor still holds its CPUs and
+            # slots, which the new one may need, and its callers then fail over to the new one.
+            self.kill()
             self.actor, self.info = await self._respawn()
+            self.missed_pings = 0
             self.generation += 1
             self.restarts += 1
 
@@ -120,10 +132,36 @@ class ReplicaHandle:
                 await self.replace(seen)
         raise AssertionError("unreachable")
 
+    async def check(self, timeout: float) -> bool:
+        """Ping the actor; replace it when Ray says it died or it missed :data:`MISSED_PINGS` in a row.
+
+        Returns whether it was replaced.
+        """
+        import ray.exceptions as rex
+
+        seen = self.generation
+        try:
+            await asyncio.wait_for(self.actor.ping.remote(), timeout)
+            self.missed_pings = 0
+            return False
+        except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError):
+            pass  # dead: replace now
+        except TimeoutError:
+            self.missed_pings += 1
+            if self.missed_pings < MISSED_PINGS:
+                node = str(self.info.get("node_id"))[:12]
+                log.warning("replica on node %s missed a ping (%d in a row)", node, self.missed_pings)
+                return False
+        if self.generation != seen:
+            return False  # a caller replaced it meanwhile
+        await self.replace(seen)
+        return True
+
     def kill(self) -> None:
         import ray
 
-        ray.kill(self.actor, no_restart=True)
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(self.actor, no_restart=True)
 
 
 def _cancel(gen: Any) -> None:
@@ -177,8 +215,14 @@ class RemoteChatEngine(_Remote, ChatEngine):
 
 
 class RemoteImageEngine(_Remote, ImageEngine):
-    async def generate(self, request: ImageGenInput, progress: ProgressCallback | None = None) -> ImageGenOutput:
-        return await _progress_stream(self.handle.stream("image", request), progress)  # type: ignore[no-any-return]
+    async def generate(
+        self,
+        request: ImageGenInput,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> ImageGenOutput:
+        items = self.handle.stream("image", request)
+        return await _progress_stream(items, progress, preview)  # type: ignore[no-any-return]
 
 
 class RemoteSpeechEngine(_Remote, SpeechEngine):
@@ -210,8 +254,29 @@ class RemoteVideoEngine(_Remote, VideoEngine):
         return await _progress_stream(self.handle.stream("video", request), progress)  # type: ignore[no-any-return]
 
 
-async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback | None) -> Any:
-    """Progress fractions go to ``progress`` (which may raise to cancel); the last item is the result."""
+class RemoteEmbeddingEngine(_Remote, EmbeddingEngine):
+    async def embed(self, request: EmbeddingInput) -> EmbeddingOutput:
+        result = None
+        async for output in self.handle.stream("embed", request, replayable=True):  # embeddings are deterministic
+            result = output
+        if result is None:
+            raise EngineError("The replica ended without vectors.")
+        return result  # type: ignore[no-any-return]
+
+    def dimensions(self) -> int | None:
+        value = self.handle.info.get("dimensions")
+        return int(value) if value else super().dimensions()
+
+    def image_input_size(self) -> ImageInputSize | None:
+        size = self.handle.info.get("image_input_size")
+        return size if isinstance(size, ImageInputSize) else super().image_input_size()
+
+
+async def _progress_stream(
+    items: AsyncIterator[Any], progress: ProgressCallback | None, preview: PreviewCallback | None = None
+) -> Any:
+    """Progress fractions go to ``progress`` (which may raise to cancel), ``("preview", index, images)``
+    to ``preview``; the last item is the result."""
     result: Any = None
     gen = items
     try:
@@ -219,6 +284,9 @@ async def _progress_stream(items: AsyncIterator[Any], progress: ProgressCallback
             if isinstance(item, float):
                 if progress is not None:
                     progress(item)  # raising here ends the stream: the actor is cancelled
+            elif isinstance(item, tuple) and item and item[0] == "preview":
+                if preview is not None:
+                    preview(item[1], item[2])
             else:
                 result = item
     finally:
@@ -236,4 +304,5 @@ REMOTE_CLASSES: dict[str, type[_Remote]] = {
     "speech": RemoteSpeechEngine,
     "transcription": RemoteTranscriptionEngine,
     "video-generation": RemoteVideoEngine,
+    "embedding": RemoteEmbeddingEngine,
 }

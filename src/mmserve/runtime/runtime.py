@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -85,10 +86,29 @@ class Runtime:
 
     # -------------------------------------------------------------- lifecycle
 
+    def torch_threads(self) -> int | None:
+        """torch's intra-op threads for this catalog: the setting, or the cores shared by its torch replicas.
+
+        None when no card runs a torch engine here (torch is then left alone, and not imported),
+        or when replicas run in a Ray cluster (its workers set their own).
+        """
+        if self.cluster is not None:
+            return None
+        replicas = sum(d.card.deployment.replicas for d in self.deployments.values() if d.engine_cls.uses_torch)
+        if not replicas:
+            return None
+        return self.settings.torch_threads or max(1, len(os.sched_getaffinity(0)) // replicas)
+
     async def start(self) -> None:
-        """Load every dedicated model and serverless ``min_replicas`` (one at a time: loads compete for cores)."""
+        """Set torch's threads, then load every dedicated model and serverless ``min_replicas`` (one at a
+        time: loads compete for cores)."""
         if self.cluster is not None:
             await self.cluster.connect()  # a wrong address fails the start, not the first request
+        threads = self.torch_threads()
+        if threads is not None:
+            from mmserve.engines.common.torch_utils import set_intra_op_threads
+
+            set_intra_op_threads(threads)
         if self.settings.load_on_start:
             for dep in self.deployments.values():
                 if dep.min_loaded:
@@ -167,6 +187,12 @@ class Runtime:
                 log.exception("idle unloading failed")
 
     # -------------------------------------------------------------- metrics hooks
+
+    async def refresh_stats(self, timeout: float = 2.0) -> None:
+        """Ask every loaded engine with a server of its own for fresh statistics (before a /metrics scrape)."""
+        engines = [r.engine for d in self.deployments.values() for r in d.replicas if r.engine is not None]
+        if engines:
+            await asyncio.wait([asyncio.ensure_future(e.refresh_stats()) for e in engines], timeout=timeout)
 
     def _loaded(self, dep: Deployment, seconds: float, cold: bool) -> None:
         if self.metrics:

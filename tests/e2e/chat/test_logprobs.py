@@ -84,9 +84,12 @@ def test_streamed_logprobs_match_the_plain_answer(client: OpenAI) -> None:
                 assert c.logprobs.content
                 streamed[c.index] += c.logprobs.content
     expected = plain.choices[0].logprobs.content  # type: ignore[union-attr]
-    assert [(e.token, e.logprob) for e in streamed[0]] == [(e.token, e.logprob) for e in expected]
+    assert [e.token for e in streamed[0]] == [e.token for e in expected]
+    # the same tokens; batched with the second choice, the float sums may round differently (~1e-6)
+    assert [e.logprob for e in streamed[0]] == pytest.approx([e.logprob for e in expected], abs=1e-4)
     assert text[0] == plain.choices[0].message.content
-    assert streamed[1] and "".join(e.token for e in streamed[1]) == text[1]
+    # sampled special tokens (e.g. "</s>") have entries but no text in the content
+    assert streamed[1] and "".join(e.token for e in streamed[1] if not _special(e.token)) == text[1]
 
 
 def test_top_logprobs_needs_logprobs(client: OpenAI) -> None:
@@ -97,6 +100,10 @@ def test_top_logprobs_needs_logprobs(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="tiny-text", messages=MESSAGES, logprobs=True, top_logprobs=21)
     assert e.value.body["param"] == "top_logprobs"  # type: ignore[index]
+
+
+def _special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("<") and token.endswith(">")
 
 
 def _image() -> dict:

@@ -200,7 +200,7 @@ def test_system_and_developer_roles(client: OpenAI) -> None:
 
 def test_models_list_and_get(client: OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == ["demo-vlm", "tiny-text", "broken-gpt2", "faulty-choices", "slow-text"]
+    assert ids == ["demo-vlm", "demo-audio", "tiny-text", "broken-gpt2", "faulty-choices", "slow-text"]
     m = client.models.retrieve("demo-vlm")
     extra = m.model_extra or {}
     assert extra["task"] == "chat"

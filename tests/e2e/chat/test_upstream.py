@@ -147,3 +147,10 @@ def test_upstream_tool_calls_reach_the_client(client: OpenAI, provider: FakeProv
     sent = provider.requests[-1]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}  # OpenAI's shape
     assert [t["function"]["name"] for t in sent["tools"]] == ["search", "lookup"]
+
+
+def test_legacy_completions_are_refused_for_an_upstream_card(client: OpenAI, provider: FakeProvider) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="remote-vlm", prompt="Hello")
+    err = e.value.body
+    assert err["param"] == "prompt" and "chat messages only" in err["message"]  # type: ignore[index]

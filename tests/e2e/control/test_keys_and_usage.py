@@ -198,6 +198,8 @@ def test_one_key_never_sees_another_keys_jobs_and_is_billed_for_its_own(env: tup
         bob.videos.download_content(video.id)
     with pytest.raises(openai.NotFoundError):
         bob.videos.delete(video.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.videos.remix(video.id, prompt="a wolf")
     assert [v.id for v in bob.videos.list()] == []
     assert [v.id for v in alice.videos.list()] == [video.id]
     time.sleep(0.3)  # usage is written in batches
@@ -256,6 +258,118 @@ def test_negative_limits_are_refused_by_the_cli(tmp_path: Path) -> None:
     assert done.returncode == 2 and "negative" in done.stderr
 
 
+def test_usage_per_hour_and_day_has_bucket_starts_and_key_names(env: tuple[str, Path]) -> None:
+    url, data = env
+    key = _key(data, "--name", "hourly")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    before = time.time()
+    for _ in range(2):
+        client.chat.completions.create(model="paid-text", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    auth = {"Authorization": f"Bearer {key}"}
+    hourly = httpx.get(url + "/v1/usage", params={"group_by": "hour", "start": before - 7200}, headers=auth).json()
+    assert hourly["group_by"] == "hour" and hourly["tz"] == "UTC"
+    assert len(hourly["buckets"]) in (3, 4) and all(b % 3600 == 0 for b in hourly["buckets"])
+    [row] = hourly["data"]
+    assert row["bucket_start"] == int(before // 3600 * 3600) or row["bucket_start"] == hourly["buckets"][-1]
+    assert (row["model"], row["requests"], row["key_name"]) == ("paid-text", 2, "hourly")
+    assert hourly["total"]["requests"] == 2 and row["cost"] == pytest.approx(hourly["total"]["cost"])
+    # period totals carry the key's name too; an admin sees every key's rows, named
+    assert httpx.get(url + "/v1/usage", headers=auth).json()["data"][0]["key_name"] == "hourly"
+    admin = {"Authorization": "Bearer admin-secret"}
+    daily = httpx.get(
+        url + "/v1/usage", params={"group_by": "day", "tz": "Asia/Kolkata", "key_id": "all"}, headers=admin
+    ).json()
+    assert daily["tz"] == "Asia/Kolkata" and len(daily["buckets"]) in (30, 31)
+    assert all((b + 5.5 * 3600) % 86400 == 0 for b in daily["buckets"])  # local midnights
+    assert "hourly" in {r["key_name"] for r in daily["data"]}
+    assert {r["bucket_start"] for r in daily["data"]} <= set(daily["buckets"])
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"group_by": "week"}, "group_by"),
+        ({"group_by": "day", "tz": "Mars/Olympus"}, "tz"),
+        ({"tz": "UTC"}, "tz"),
+        ({"group_by": "hour", "start": 0}, "group_by"),
+        ({"start": 100, "end": 50}, "end"),
+        ({"start": -1}, "start"),
+        ({"end": 1e300}, "end"),
+    ],
+)
+def test_bad_usage_queries_are_400_naming_the_parameter(env: tuple[str, Path], params: dict, param: str) -> None:
+    url, _ = env
+    r = httpx.get(url + "/v1/usage", params=params, headers={"Authorization": "Bearer admin-secret"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_each_response_carries_its_cost_as_metered(env: tuple[str, Path]) -> None:
+    url, data = env
+    key = _key(data, "--name", "costs")
+    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="paid-text", messages=[{"role": "user", "content": "Hello there"}], max_tokens=4
+    )
+    r = raw.parse()
+    assert r.usage is not None
+    expected = (10 * r.usage.prompt_tokens + 20 * r.usage.completion_tokens) / 1e6
+    assert float(raw.headers["x-mmserve-cost"]) == pytest.approx(expected)
+    assert "e" not in raw.headers["x-mmserve-cost"]  # a plain decimal
+    assert r.usage.model_dump()["cost"] == pytest.approx(expected)
+    chunks = list(
+        client.chat.completions.create(
+            model="paid-vlm",
+            messages=[{"role": "user", "content": "Describe"}],
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    u = chunks[-1].usage
+    assert u is not None
+    streamed = (1000 * u.prompt_tokens + 3000 * u.completion_tokens) / 1e6
+    assert u.model_dump()["cost"] == pytest.approx(streamed)
+    rows = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    assert {row["model"]: row["cost"] for row in rows} == pytest.approx({"paid-text": expected, "paid-vlm": streamed})
+    # a refused request costs nothing and says nothing about cost
+    refused = httpx.post(
+        url + "/v1/chat/completions", json={"model": "paid-text"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert refused.status_code == 400 and "x-mmserve-cost" not in refused.headers
+
+
+def test_the_owner_gets_signed_links_a_player_can_use_without_a_key(env: tuple[str, Path]) -> None:
+    url, data = env
+    owner_key = _key(data, "--name", "player")
+    owner = OpenAI(base_url=url + "/v1", api_key=owner_key, max_retries=0)
+    video = owner.videos.create_and_poll(
+        model="paid-video", prompt="a fox", seconds="0.5", size="64x48", extra_body={"fps": 8}
+    )
+    auth = {"Authorization": f"Bearer {owner_key}"}
+    body = httpx.get(f"{url}/v1/videos/{video.id}", headers=auth).json()
+    content, thumb = body["content_url"], body["thumbnail_url"]
+    assert body["usage"] == {"video_seconds": 0.5, "cost": 0.25}  # 0.5 s at $0.5 a second, as billed
+    assert owner_key not in content and "signature=" in content and "expires=" in content
+    whole = httpx.get(content)  # no key: the signature is the authorization
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert whole.content == owner.videos.download_content(video.id).read()
+    part = httpx.get(content, headers={"Range": "bytes=4-7"})  # players seek with Range
+    assert part.status_code == 206 and part.content == b"ftyp"
+    image = httpx.get(thumb)
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+    assert httpx.get(content.replace("signature=", "signature=0")).status_code == 403
+    expires = int(content.split("expires=")[1].split("&")[0])
+    assert expires - time.time() <= 3600 + 5  # short-lived: the link TTL, never longer
+    # others still see nothing; jobs not completed have no links yet
+    other = {"Authorization": f"Bearer {_key(data)}"}
+    assert httpx.get(f"{url}/v1/videos/{video.id}", headers=other).status_code == 404
+    queued = owner.videos.create(model="paid-video", prompt="a cat", seconds="0.5", size="64x48", extra_body={"fps": 8})
+    early = httpx.get(f"{url}/v1/videos/{queued.id}", headers=auth).json()
+    assert early["status"] == "completed" or (early["content_url"] is None and early["usage"] is None)
+    assert httpx.get(url + "/health").json()["auth"] is True
+
+
 def test_keys_expire_with_a_401_key_expired(env: tuple[str, Path]) -> None:
     url, data = env
     made = json.loads(_cli(data, "create", "--name", "temp", "--expires-in", "30d").stdout)
@@ -277,3 +391,20 @@ def test_keys_expire_with_a_401_key_expired(env: tuple[str, Path]) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "is not a duration" in bad.stderr
+
+
+def test_stored_responses_belong_to_their_key(env: tuple[str, Path]) -> None:
+    url, data = env
+    alice = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "alice"), max_retries=0)
+    bob = OpenAI(base_url=url + "/v1", api_key=_key(data, "--name", "bob"), max_retries=0)
+    r = alice.responses.create(model="paid-text", input="hi", max_output_tokens=2)
+    assert alice.responses.retrieve(r.id).id == r.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="paid-text", input="and?", previous_response_id=r.id, max_output_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.delete(r.id)
+    alice.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        alice.responses.retrieve(r.id)

@@ -60,7 +60,7 @@ def test_size_beyond_the_pixel_cap_of_a_free_size_card(client: OpenAI) -> None:
         ({"output_compression": 101}, "output_compression", "100"),
         ({"background": "transparent", "output_format": "jpeg"}, "background", "alpha channel"),
         ({"background": "transparent"}, "background", "cannot make transparent"),
-        ({"stream": True}, "stream", "not supported"),
+        ({"stream": True, "partial_images": 4}, "partial_images", "less than or equal to 3"),
         ({"steps": 500}, "steps", "at most 150"),
         ({"seed": -1}, "seed", "0"),
         ({"guidance_scale": -2}, "guidance_scale", "0"),
@@ -94,9 +94,14 @@ def test_bad_edits(image_server: LiveServer) -> None:
     # no image
     err = _error(httpx.post(f"{image_server.url}/v1/images/edits", data={"model": "demo-image", "prompt": "x"}), 400)
     assert err["param"] == "image"
-    # not multipart
-    err = _error(httpx.post(f"{image_server.url}/v1/images/edits", json={"prompt": "x"}), 415)
-    assert "multipart/form-data" in err["message"]
+    # JSON without images
+    err = _error(httpx.post(f"{image_server.url}/v1/images/edits", json={"prompt": "x"}), 400)
+    assert err["param"] == "images"
+    # neither multipart nor JSON
+    err = _error(
+        httpx.post(f"{image_server.url}/v1/images/edits", content=b"x", headers={"content-type": "text/plain"}), 415
+    )
+    assert "multipart/form-data" in err["message"] and "JSON" in err["message"]
     # not an image
     err = _error(_edit(image_server, [("image", ("in.png", b"hello, not an image", "image/png"))]), 415)
     assert err["param"] == "image"

@@ -153,3 +153,11 @@ def test_default_model_and_size(client: OpenAI) -> None:
 def test_free_size_card_takes_any_size_within_its_pixels(client: OpenAI) -> None:
     resp = client.images.generate(model="free-size-image", prompt="A road", size="320x192")
     assert decode_b64(resp.data[0].b64_json).size == (320, 192)
+
+
+def test_the_cost_comes_in_a_header_and_in_usage(client: OpenAI) -> None:
+    raw = client.images.with_raw_response.generate(
+        model="demo-image", prompt="Two cats", size="256x256", n=2, quality="low"
+    )
+    assert raw.headers["x-mmserve-cost"] == "0.004"  # 2 images at $0.002
+    assert raw.parse().usage.model_dump()["cost"] == pytest.approx(0.004)  # type: ignore[union-attr]

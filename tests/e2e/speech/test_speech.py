@@ -83,6 +83,7 @@ def test_sse_stream_format(audio_server: LiveServer) -> None:
     usage = events[-1]["usage"]
     assert usage["type"] == "duration" and usage["seconds"] == pytest.approx(seconds, abs=0.1)
     assert usage["input_characters"] == len(TEXT)
+    assert usage["cost"] == pytest.approx(usage["seconds"] * 0.000015, rel=1e-3)  # the card's per_audio_second
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
@@ -102,6 +103,8 @@ def test_json_envelope_for_clients_asking_for_json(client: OpenAI, fmt: str) -> 
     if fmt == "wav":  # buffered: exact RIFF sizes
         assert int.from_bytes(audio[4:8], "little") == len(audio) - 8
     assert body["usage"]["seconds"] == pytest.approx(_seconds(audio, fmt), abs=0.1)
+    assert body["usage"]["cost"] == pytest.approx(body["usage"]["seconds"] * 0.000015, rel=1e-3)
+    assert float(raw.headers["x-mmserve-cost"]) == pytest.approx(body["usage"]["cost"])
 
 
 def test_neural_model_speaks_too(client: OpenAI) -> None:
@@ -170,3 +173,36 @@ def test_an_alias_falls_back_when_its_first_speech_model_fails(client: OpenAI) -
         client.audio.speech.create(model="broken-tts", input=TEXT, voice="alloy")
     assert err.value.status_code == 503 and "'broken-tts' is unavailable" in err.value.message
     assert "missing-tts-weights" not in err.value.message  # the server's paths are not the client's business
+
+
+def test_models_list_the_loaded_engines_voices_and_each_one_speaks(client: OpenAI, audio_server: LiveServer) -> None:
+    models = httpx.get(f"{audio_server.url}/v1/models", params={"task": "speech"}).json()["data"]
+    voices = {m["id"]: m["capabilities"]["voices"] for m in models}
+    espeak = voices["demo-tts"]  # the card lists none: espeak-ng's voices and the OpenAI names it maps
+    assert {"alloy", "coral", "sage"} <= set(espeak) and len(espeak) > 50
+    native = [
+        v
+        for v in espeak
+        if v
+        not in (
+            "alloy",
+            "ash",
+            "ballad",
+            "coral",
+            "echo",
+            "fable",
+            "nova",
+            "onyx",
+            "sage",
+            "shimmer",
+            "verse",
+            "marin",
+            "cedar",
+        )
+    ]
+    for voice in (native[0], native[len(native) // 2], native[-1]):
+        audio = client.audio.speech.create(model="demo-tts", input="Bonjour", voice=voice, response_format="wav")
+        assert _seconds(audio.content, "wav") > 0.2, voice
+    assert voices["tiny-vits"][:2] == ["alloy", "ash"] and "default" in voices["tiny-vits"]
+    one = httpx.get(f"{audio_server.url}/v1/models/demo-tts").json()
+    assert one["capabilities"]["voices"] == espeak

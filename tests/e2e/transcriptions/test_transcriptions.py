@@ -38,10 +38,14 @@ def _shares_words(text: str, n: int = 8) -> bool:
 
 
 def test_json(client: OpenAI, speech_wav: bytes, speech: np.ndarray) -> None:
-    t = client.audio.transcriptions.create(model="demo-asr", file=("speech.wav", speech_wav))
+    raw = client.audio.transcriptions.with_raw_response.create(model="demo-asr", file=("speech.wav", speech_wav))
+    t = raw.parse()
     assert _shares_words(t.text), t.text
     assert t.usage is not None and t.usage.type == "duration"
     assert t.usage.seconds == pytest.approx(len(speech) / 16000, abs=0.01)  # type: ignore[union-attr]
+    cost = t.usage.seconds * 0.0001  # type: ignore[union-attr]
+    assert t.usage.model_dump()["cost"] == pytest.approx(cost, rel=1e-3)
+    assert float(raw.headers["x-mmserve-cost"]) == pytest.approx(cost, rel=1e-3)
 
 
 def test_text(client: OpenAI, speech_wav: bytes) -> None:
@@ -129,6 +133,7 @@ def test_streaming_sends_deltas_then_done(client: OpenAI, speech_wav: bytes) -> 
     assert len(deltas) >= 2 and done.type == "transcript.text.done"
     assert "".join(d.delta for d in deltas) == done.text and _shares_words(done.text)
     assert done.usage is not None and done.usage.type == "duration"
+    assert done.usage.model_dump()["cost"] == pytest.approx(done.usage.seconds * 0.0001, rel=1e-3)  # type: ignore[union-attr]
 
 
 def test_pharia_transcribe_route(audio_server: LiveServer, speech_wav: bytes) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmserve.catalog.builders.tokenizer import train_bpe_tokenizer
@@ -44,3 +46,21 @@ def test_stop_matcher_earliest_of_several() -> None:
 def test_no_stops_passes_through() -> None:
     m = StopMatcher([])
     assert m.push("x") == "x" and m.flush() == ""
+
+
+@pytest.mark.parametrize("name", ["text-lm", "tool-lm"])
+def test_the_fast_decoder_decodes_as_the_tokenizer(models_dir: Path, name: str) -> None:
+    import random
+
+    from transformers import AutoTokenizer
+
+    from mmserve.catalog.builders import build_demo_model
+    from mmserve.engines.transformers_chat.textstream import fast_decoder
+
+    tok = AutoTokenizer.from_pretrained(build_demo_model(name, models_dir))
+    fast = fast_decoder(tok)
+    assert fast is not tok.decode  # the Rust tokenizer's own
+    rng = random.Random(0)
+    for _ in range(200):
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randrange(1, 12))]
+        assert fast(ids, skip_special_tokens=True) == tok.decode(ids, skip_special_tokens=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,27 @@ def test_long_prompts_keep_their_end(engine: WhisperEngine) -> None:
     assert ids.shape[-1] == engine.options.max_prompt_tokens + 1
     assert ids[0].item() == engine.processor.tokenizer.convert_tokens_to_ids("<|startofprev|>")
     assert engine._prompt_ids("  ") is None
+
+
+async def test_windows_of_concurrent_requests_decode_in_one_batch(engine: WhisperEngine) -> None:
+    rng = np.random.default_rng(1)
+    requests = [
+        TranscriptionInput(rng.standard_normal(16000 * 45).astype(np.float32) * 0.1, language="en"),  # 2 windows
+        TranscriptionInput(SPEECH, language="en", word_timestamps=False),
+        TranscriptionInput(rng.standard_normal(16000 * 10).astype(np.float32) * 0.1, language="en"),
+    ]
+    alone = [await engine.transcribe(r) for r in requests]
+    assert engine._batcher is not None
+    before = engine._batcher.batches
+    # a request of another key keeps the worker busy while the three queue up: their 4 windows go together
+    busy = asyncio.create_task(engine.transcribe(TranscriptionInput(np.tile(NOISE, 30), language="de")))
+    await asyncio.sleep(0.05)
+    together = await asyncio.gather(*(engine.transcribe(r) for r in requests))
+    await busy
+    assert engine._batcher.largest == 4  # no request has 4 windows: the 4 came from three requests
+    assert engine._batcher.batches - before == 2
+    for a, b in zip(alone, together, strict=True):
+        assert a.text == b.text and a.language == b.language
+        assert [(s.start, s.end, s.text, s.tokens) for s in a.segments] == [
+            (s.start, s.end, s.text, s.tokens) for s in b.segments
+        ]

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from typing import Any
 
 from mmserve.api.chat.features import ChatFeatures, resolve_features
-from mmserve.api.chat.protocol import ChatCompletionRequest, ImagePart, Message
+from mmserve.api.chat.limits import check_text_size
+from mmserve.api.chat.media import check_media, load_media, media_refs, text_length, to_engine_messages
+from mmserve.api.chat.protocol import ChatCompletionRequest
 from mmserve.api.state import AppState
 from mmserve.cards import ModelCard
 from mmserve.control.routing import Needs
 from mmserve.engines.base import ChatEngine, card_image_input_size
-from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, SamplingParams
-from mmserve.errors import InvalidRequestError, ModelCapabilityError
+from mmserve.engines.types import ChatInput, SamplingParams
+from mmserve.errors import InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
-from mmserve.media.image.ingest import ImageRef
 
 # A rough prompt-size estimate for routing by context length, before any tokenizer runs.
 CHARS_PER_TOKEN = 4
@@ -32,16 +32,25 @@ class Prepared:
     card: ModelCard
     inputs: list[ChatInput]
     features: ChatFeatures
+    groups: list[int] | None = None  # the prompt of each input (legacy completions); None: one prompt
+    video_frames: int = 0  # frames sampled from the request's videos (sent to the model as images)
+    audio_seconds: float = 0.0  # length of the request's audio parts
+
+    def group(self, index: int) -> int:
+        return self.groups[index] if self.groups else 0
 
 
 def needs_of(req: ChatCompletionRequest) -> Needs:
     """What the request requires of a model, for routing."""
-    refs = image_refs(req.messages)
-    chars = sum(_text_len(m) for m in req.messages)
+    refs = media_refs(req.messages)
+    chars = sum(text_length(m) for m in req.messages)
+    visual = len(refs.images) + len(refs.videos)  # a video: at least what one image costs
     return Needs(
         "chat",
-        images=len(refs),
-        prompt_tokens=chars // CHARS_PER_TOKEN + TOKENS_PER_IMAGE_ESTIMATE * len(refs),
+        images=len(refs.images),
+        videos=len(refs.videos),
+        audios=len(refs.audios),
+        prompt_tokens=chars // CHARS_PER_TOKEN + TOKENS_PER_IMAGE_ESTIMATE * visual,
         output_tokens=req.output_limit or 0,
         tools=bool(req.tools) and req.tool_choice != "none",
         reasoning=req.reasoning_effort not in (None, "none"),
@@ -49,19 +58,14 @@ def needs_of(req: ChatCompletionRequest) -> Needs:
 
 
 async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) -> Prepared:
-    refs = image_refs(req.messages)
+    refs = media_refs(req.messages)
     limits = state.settings.limits
     check_params(state, req, card)
     if req.tools or req.response_format:  # their JSON Schemas are checked: CPU work as large as the body
         features = await asyncio.to_thread(resolve_features, req, card, max_tools=limits.max_tools)
     else:
         features = resolve_features(req, card, max_tools=limits.max_tools)
-    if refs and not card.capabilities.vision:
-        raise ModelCapabilityError(
-            f"The model '{card.id}' does not accept images (its card has capabilities.vision / "
-            "multimodal_enabled set to false). Remove the image parts or use a vision model.",
-            param=refs[0][1],
-        )
+    check_media(state, card, refs)
     base = SamplingParams(
         max_tokens=req.output_limit,
         temperature=req.temperature,
@@ -74,22 +78,11 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
         top_logprobs=req.top_logprobs or 0,
         ignore_eos=req.ignore_eos,
     )
-    # what the card's engine cannot do (logprobs, ...), before any image is fetched
+    # what the card's engine cannot do (logprobs, ...), before any media is fetched
     state.runtime.check_request(card, ChatInput(messages=[], params=base, constraint=features.constraint))
-    max_images = min(card.capabilities.max_images, limits.max_images_per_request)
-    if len(refs) > max_images:
-        raise InvalidRequestError(
-            f"The request has {len(refs)} images; the model '{card.id}' accepts at most {max_images}.",
-            param="messages",
-            code="too_many_images",
-        )
-    images = await state.media.load_images(
-        [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in refs],
-        card.limits,
-        model=card.id,
-        input_size=_image_input_size(state, card) if refs else None,
-    )
-    messages = to_engine_messages(req.messages, iter(images))
+    visual = refs.images or refs.videos
+    media = await load_media(state, card, refs, _image_input_size(state, card) if visual else None)
+    messages = to_engine_messages(req.messages, media)
     inputs = []
     for i in range(req.n):
         params = replace(base, seed=None if req.seed is None else req.seed + i)
@@ -105,7 +98,7 @@ async def prepare(state: AppState, req: ChatCompletionRequest, card: ModelCard) 
                 constraint=features.constraint,
             )
         )
-    return Prepared(card, inputs, features)
+    return Prepared(card, inputs, features, video_frames=media.video_frames, audio_seconds=media.audio_seconds)
 
 
 def _image_input_size(state: AppState, card: ModelCard) -> ImageInputSize | None:
@@ -123,6 +116,7 @@ def _image_input_size(state: AppState, card: ModelCard) -> ImageInputSize | None
 
 def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -> None:
     limits = state.settings.limits
+    check_text_size(req, card, limits)  # before anything tokenises (or even reads) the text
     out = req.output_limit
     if out is not None and out > card.limits.max_output_tokens:
         raise InvalidRequestError(
@@ -143,47 +137,3 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
         )
     if len(req.messages) > limits.max_messages:
         raise InvalidRequestError(f"At most {limits.max_messages} messages are allowed.", param="messages")
-
-
-def image_refs(messages: list[Message]) -> list[tuple[ImagePart, str]]:
-    refs = []
-    for mi, m in enumerate(messages):
-        if isinstance(m.content, list):
-            for pi, part in enumerate(m.content):
-                if isinstance(part, ImagePart):
-                    refs.append((part, f"messages[{mi}].content[{pi}].image_url"))
-    return refs
-
-
-def to_engine_messages(messages: list[Message], images: Any) -> list[ChatMessage]:
-    out = []
-    for m in messages:
-        content: str | list[ChatPart]
-        if m.content is None:
-            content = ""
-        elif isinstance(m.content, str):
-            content = m.content
-        else:
-            content = [
-                ChatPart("image", image=next(images)) if isinstance(p, ImagePart) else ChatPart("text", text=p.text)
-                for p in m.content
-            ]
-        out.append(
-            ChatMessage(
-                role="system" if m.role == "developer" else m.role,
-                content=content,
-                name=m.name,
-                tool_calls=[tc.model_dump() for tc in m.tool_calls] if m.tool_calls else None,
-                tool_call_id=m.tool_call_id,
-                reasoning_content=m.reasoning_content,
-            )
-        )
-    return out
-
-
-def _text_len(m: Message) -> int:
-    if isinstance(m.content, str):
-        return len(m.content)
-    if isinstance(m.content, list):
-        return sum(len(p.text) for p in m.content if not isinstance(p, ImagePart))
-    return 0

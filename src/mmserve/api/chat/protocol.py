@@ -4,13 +4,15 @@ Dialects accepted here (see docs/dialects.md):
 - ``maximum_tokens`` (Pharia / aleph-alpha-client) is an alias of ``max_tokens``.
 - ``image_url`` may be a bare string instead of ``{"url": ...}`` (several open clients send it).
 - ``developer`` messages are treated as ``system``.
+- ``video_url`` parts (vLLM's shape, ``{"video_url": {"url": ...}}``) carry a video; ``input_audio``
+  parts (OpenAI's, ``{"input_audio": {"data": <base64>, "format": "wav"|"mp3"}}``) carry audio.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mmserve.api.unicode import refuse_lone_surrogates
 
@@ -39,7 +41,51 @@ class ImagePart(_Model):
         return {"url": v} if isinstance(v, str) else v
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class VideoURL(_Model):
+    url: str
+
+
+class VideoPart(_Model):
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+    @field_validator("video_url", mode="before")
+    @classmethod
+    def _bare_string(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+class InputAudio(_Model):
+    data: str = Field(description="Base64 audio (no data: prefix needed; one is accepted).")
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Model):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+PART_TYPES = ("text", "image_url", "video_url", "input_audio")
+
+
+def _known_part(v: Any) -> Any:
+    """Name an unsupported part type and the supported ones (instead of a union's tag error)."""
+    if isinstance(v, dict):
+        kind = v.get("type")
+        if kind is None:
+            raise ValueError(f"a content part needs a 'type', one of: {', '.join(PART_TYPES)}")
+        if kind not in PART_TYPES:
+            shown = repr(kind)[:64]
+            raise ValueError(
+                f"content part type {shown} is not supported in chat completions; supported part types: "
+                f"{', '.join(PART_TYPES)}"
+            )
+    return v
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | VideoPart | AudioPart, Field(discriminator="type"), BeforeValidator(_known_part)
+]
 
 
 class ToolCallFunction(_Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.chatformat.output import ChoiceOutput, OutputEvent, ToolCall
+from mmserve.control.metering import cost_value
 from mmserve.engines.types import TokenLogprob
 
 
@@ -53,12 +54,42 @@ def logprobs(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
     }
 
 
-def usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
-    return {
+def usage(
+    prompt: int,
+    completion: int,
+    reasoning: int = 0,
+    details: dict[str, int] | None = None,
+    cost: float | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+    if details:
+        out["prompt_tokens_details"] = details
+    if cost is not None:  # mmserve's extension: USD from the card's prices, as metered
+        out["cost"] = cost_value(cost)
+    return out
+
+
+def prompt_details(
+    image_tokens: int, video_tokens: int, video_frames: int, audio_tokens: int = 0
+) -> dict[str, int] | None:
+    """What the media of a prompt cost, within ``prompt_tokens`` (None for a text-only prompt).
+
+    ``image_tokens`` counts images only; a video's sampled frames are counted in
+    ``video_tokens`` (and ``video_frames``), even for models that see them as images.
+    """
+    if not (image_tokens or video_tokens or video_frames or audio_tokens):
+        return None
+    return {
+        "cached_tokens": 0,
+        "audio_tokens": audio_tokens,
+        "image_tokens": image_tokens - video_tokens,
+        "video_tokens": video_tokens,
+        "video_frames": video_frames,
     }
 
 

@@ -1,4 +1,4 @@
-"""GET /health: liveness plus each model's load state (never needs a key)."""
+"""GET /health: liveness, whether keys are needed, and each model's load state (never needs a key)."""
 
 from __future__ import annotations
 
@@ -15,5 +15,6 @@ router = APIRouter(tags=["health"])
 async def health(state: AppState = Depends(get_state)) -> dict[str, Any]:
     return {
         "status": "ok",
+        "auth": state.settings.auth,  # clients (the console) learn that a key is needed without a 401
         "models": {cid: dep.state for cid, dep in state.runtime.deployments.items()},
     }

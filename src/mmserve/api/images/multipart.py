@@ -35,14 +35,19 @@ class EditForm:
     mask: Upload | None = None
 
 
-async def read_edit_form(request: Request, limits: LimitSettings) -> EditForm:
+async def read_edit_form(request: Request, limits: LimitSettings, *, endpoint: str = "/v1/images/edits") -> EditForm:
     ctype = request.headers.get("content-type", "")
     # a urlencoded form cannot carry files, but parsing it gives the clearer "'image' is required"
     if not ctype.lower().startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        if endpoint.endswith("edits"):
+            what = (
+                "multipart/form-data (the image file(s) as 'image' or 'image[]', an optional 'mask' file, the other "
+                "fields as text parts) or JSON (images: [{image_url}], mask: {image_url})"
+            )
+        else:
+            what = "multipart/form-data: the image file as 'image', the other fields as text parts"
         raise UnsupportedMediaError(
-            "POST /v1/images/edits takes multipart/form-data: the image file(s) as 'image' (or 'image[]'), "
-            f"an optional 'mask' file, and the other fields as text parts. Got Content-Type '{ctype or 'none'}'.",
-            code="invalid_content_type",
+            f"POST {endpoint} takes {what}. Got Content-Type '{ctype or 'none'}'.", code="invalid_content_type"
         )
     max_files = limits.max_images_per_request + 1  # + the mask
     try:

@@ -7,6 +7,7 @@ Dialects and extensions accepted here (listed in docs/api.md):
 - diffusers extensions: ``negative_prompt``, ``seed``, ``steps`` (alias ``num_inference_steps``),
   ``guidance_scale``, and for edits ``strength``.
 - ``null`` for an optional field means "the default", as clients that serialise every field send it.
+- Edits as JSON (the current OpenAI API): ``images: [{"image_url": ...}]`` and ``mask: {"image_url": ...}``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class _ImageRequest(BaseModel):
     background: Background | None = None
     user: str | None = None
     stream: bool | None = None
-    partial_images: int | None = None
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="Previews streamed before the image.")
     # diffusers extensions
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
@@ -71,6 +72,86 @@ class ImageEditRequest(_ImageRequest):
 
     strength: float | None = Field(default=None, gt=0, le=1, description="How far from the input to go (diffusers).")
     input_fidelity: Literal["high", "low"] | None = None  # gpt-image's; accepted
+
+
+class ImageInput(BaseModel):
+    """An input image of a JSON edit: ``{"image_url": "https://... | data:image/...;base64,..."}`` (or a file id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = None
+    file_id: str | None = None
+
+
+class ImageEditJSONRequest(ImageEditRequest):
+    """``POST /v1/images/edits`` with a JSON body, as the current OpenAI API takes it."""
+
+    images: list[ImageInput] = Field(min_length=1, description="The image(s) to edit.")
+    mask: ImageInput | None = None
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _one_image(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
+
+
+class ImageVariationRequest(BaseModel):
+    """The text fields of ``POST /v1/images/variations`` (multipart; the image is a file part)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    model: str | None = Field(default=None, min_length=1)
+    n: int | None = Field(default=None, ge=1, le=10)
+    size: str | None = None
+    response_format: ResponseFormat | None = None
+    output_format: OutputFormat | None = None
+    user: str | None = None
+    # diffusers extensions
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    steps: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("steps", "num_inference_steps"))
+    guidance_scale: float | None = Field(default=None, ge=0, le=100)
+    strength: float | None = Field(default=None, gt=0, le=1, description="How far from the input to go.")
+
+    def as_edit(self) -> ImageEditRequest:
+        """The same request as an edit with an empty prompt (image-to-image, unconditioned)."""
+        return ImageEditRequest.model_construct(prompt="", **self.model_dump(exclude_none=True))
+
+
+def edit_body_schema() -> dict[str, Any]:
+    """The OpenAPI request body of edits: the multipart form (files), or JSON with image URLs."""
+    json_schema = _inline_defs(ImageEditJSONRequest.model_json_schema())
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": edit_form_schema()},
+            "application/json": {"schema": json_schema},
+        },
+    }
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its ``$defs`` written in place (an OpenAPI body's ``#/$defs/...`` would point nowhere)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+def variation_form_schema() -> dict[str, Any]:
+    schema = ImageVariationRequest.model_json_schema()
+    schema["properties"] = {"image": {"type": "string", "format": "binary"}, **schema["properties"]}
+    schema["required"] = ["image"]
+    return schema
 
 
 def edit_form_schema() -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""POST /v1/images/generations (JSON) and POST /v1/images/edits (multipart)."""
+"""POST /v1/images/generations (JSON), /v1/images/edits (multipart or JSON), /v1/images/variations (multipart).
+
+``stream: true`` answers server-sent events (partial images, then the finished ones).
+"""
 
 from __future__ import annotations
 
@@ -7,34 +10,44 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from mmserve.api.images.multipart import read_edit_form
-from mmserve.api.images.protocol import ImageGenerationRequest, edit_form_schema
-from mmserve.api.images.service import ImagesService
+from mmserve.api.images.protocol import ImageGenerationRequest, edit_body_schema, variation_form_schema
+from mmserve.api.images.service import ImagesResult, ImagesService
+from mmserve.api.jsonerrors import loads
 from mmserve.api.state import AppState, get_state
+from mmserve.api.streaming import ReleasingEventSourceResponse, Stream
 from mmserve.storage.signing import public_base_url
 
 router = APIRouter(tags=["images"])
 
 
+def _answer(result: ImagesResult | Stream) -> Any:
+    if isinstance(result, Stream):
+        return ReleasingEventSourceResponse(result, sep="\n", ping=15)
+    return result.body
+
+
 @router.post("/v1/images/generations")
 async def images_generations(
     req: ImageGenerationRequest, request: Request, state: AppState = Depends(get_state)
-) -> dict[str, Any]:
-    base_url = public_base_url(request, state.settings)
-    result = await ImagesService(state).generate(req, base_url)
-    return result.body
+) -> Any:
+    return _answer(await ImagesService(state).generate(req, public_base_url(request, state.settings)))
+
+
+@router.post("/v1/images/edits", openapi_extra={"requestBody": edit_body_schema()})
+async def images_edits(request: Request, state: AppState = Depends(get_state)) -> Any:
+    service, base_url = ImagesService(state), public_base_url(request, state.settings)
+    if request.headers.get("content-type", "").lower().startswith("application/json"):
+        return _answer(await service.edit_json(loads(await request.body()), base_url))
+    form = await read_edit_form(request, state.settings.limits)
+    return _answer(await service.edit(form, base_url))
 
 
 @router.post(
-    "/v1/images/edits",
+    "/v1/images/variations",
     openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": edit_form_schema()}},
-        }
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": variation_form_schema()}}}
     },
 )
-async def images_edits(request: Request, state: AppState = Depends(get_state)) -> dict[str, Any]:
-    form = await read_edit_form(request, state.settings.limits)
-    base_url = public_base_url(request, state.settings)
-    result = await ImagesService(state).edit(form, base_url)
-    return result.body
+async def images_variations(request: Request, state: AppState = Depends(get_state)) -> Any:
+    form = await read_edit_form(request, state.settings.limits, endpoint="/v1/images/variations")
+    return _answer(await ImagesService(state).variation(form, public_base_url(request, state.settings)))

@@ -13,23 +13,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PIL.Image import Image
 from pydantic import ValidationError
 
 from mmserve.api.errors import validation_error
 from mmserve.api.images.multipart import EditForm
-from mmserve.api.images.protocol import ImageEditRequest, ImageGenerationRequest, _ImageRequest
+from mmserve.api.images.protocol import (
+    ImageEditJSONRequest,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageVariationRequest,
+    _ImageRequest,
+)
 from mmserve.api.images.sizes import SizeRules, parse_size
+from mmserve.api.images.sources import EditSources, decode_sources
+from mmserve.api.images.streaming import StreamShape, sse, start_run
 from mmserve.api.state import AppState
+from mmserve.api.streaming import Stream
 from mmserve.cards import ModelCard
 from mmserve.control.context import principal
+from mmserve.control.metering import cost_value
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.base import ImageEngine
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import InvalidRequestError, ModelCapabilityError
-from mmserve.media.image.decode import flatten_alpha
 from mmserve.media.image.encode import ALPHA_FORMATS, CONTENT_TYPES, EXTENSIONS, OutputFormat, encode_images
-from mmserve.media.image.masks import mask_from_image, transparency_mask
+from mmserve.media.image.ingest import ImageRef
 from mmserve.storage.artifacts import ArtifactMeta
 
 TASK = "image-generation"
@@ -50,6 +58,7 @@ class _Output:
     fmt: OutputFormat
     compression: int | None
     response_format: str
+    stream: bool = False
 
 
 class ImagesService:
@@ -58,93 +67,96 @@ class ImagesService:
 
     # ------------------------------------------------------------------ entry points
 
-    async def generate(self, req: ImageGenerationRequest, base_url: str) -> ImagesResult:
+    async def generate(self, req: ImageGenerationRequest, base_url: str) -> ImagesResult | Stream:
         return await self._serve(req, lambda card: self._generate(req, card, base_url))
 
-    async def _generate(self, req: ImageGenerationRequest, card: ModelCard, base_url: str) -> ImagesResult:
+    async def _generate(self, req: ImageGenerationRequest, card: ModelCard, base_url: str) -> ImagesResult | Stream:
         out = self._check_common(req, card)
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.default()
         inp = self._input(req, width, height, out)
         self.state.runtime.check_request(card, inp)
-        result = await self._run(card, inp)
-        return await self._respond(card, result, out, base_url, (width, height), "images.generations")
+        return await self._run_or_stream(card, inp, out, base_url, "images.generations")
 
-    async def edit(self, form: EditForm, base_url: str) -> ImagesResult:
+    async def edit(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
+        """A multipart edit (the SDK's ``images.edit``)."""
         try:
             req = ImageEditRequest.model_validate(form.fields)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
-        return await self._serve(req, lambda card: self._edit(req, form, card, base_url), edits=True)
+        sources = EditSources.from_form(form)
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
 
-    async def _edit(self, req: ImageEditRequest, form: EditForm, card: ModelCard, base_url: str) -> ImagesResult:
+    async def edit_json(self, raw: Any, base_url: str) -> ImagesResult | Stream:
+        """A JSON edit: ``images: [{image_url}]``, ``mask: {image_url}`` (the current OpenAI API)."""
+        try:
+            req = ImageEditJSONRequest.model_validate(raw)
+        except ValidationError as e:
+            raise validation_error(e.errors()) from None
+        sources = EditSources.from_json(req)
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
+
+    async def variation(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
+        """``images/variations``: image-to-image from the one uploaded image with an empty prompt."""
+        try:
+            var = ImageVariationRequest.model_validate(form.fields)
+        except ValidationError as e:
+            raise validation_error(e.errors()) from None
+        if form.mask is not None:
+            raise InvalidRequestError("Variations take no mask; use /v1/images/edits to repaint an area.", param="mask")
+        if len(form.images) > 1:
+            raise InvalidRequestError("A variation is made from one image; send one 'image' file.", param="image")
+        req = var.as_edit()
+        sources = EditSources(list(form.images), inpaint_transparency=False)
+        return await self._serve(
+            req, lambda card: self._edit(req, sources, card, base_url, "images.variations"), edits=True
+        )
+
+    async def _edit(
+        self, req: ImageEditRequest, sources: EditSources, card: ModelCard, base_url: str, endpoint: str
+    ) -> ImagesResult | Stream:
         if not card.capabilities.edits:
+            what = "make variations of" if endpoint == "images.variations" else "edit"
             raise ModelCapabilityError(
-                f"The model '{card.id}' does not edit images (its card has capabilities.edits: false). "
-                "GET /v1/models?task=image-generation&capability=edits lists the models that do.",
+                f"The model '{card.id}' does not {what} images (its card has capabilities.edits: false; variations "
+                "are image-to-image). GET /v1/models?task=image-generation&capability=edits lists the models that do.",
                 param="model",
             )
         out = self._check_common(req, card)
-        if not form.images:
+        if not sources.images:
             raise InvalidRequestError(
                 "'image' is required: upload the image to edit as a file part named 'image' (or 'image[]').",
                 param="image",
             )
         limit = min(card.capabilities.max_images, self.state.settings.limits.max_images_per_request)
-        if len(form.images) > limit:
+        if len(sources.images) > limit:
             raise InvalidRequestError(
-                f"{len(form.images)} images were sent; the model '{card.id}' takes at most {limit}.", param="image"
+                f"{len(sources.images)} images were sent; the model '{card.id}' takes at most {limit}.",
+                param="images" if isinstance(sources.images[0], ImageRef) else "image",
             )
-        media = self.state.media
-        limits = media.limits_for(card.limits)
-        # OpenAI: without a mask, the one image's transparent pixels are the area to edit, so its
-        # alpha comes back from the decode worker too
-        own_alpha = form.mask is None and len(form.images) == 1
-        images: list[Image] = list(
-            await asyncio.gather(
-                *(
-                    media.decode(u.data, limits, param=u.param, target_side=None, keep_alpha=own_alpha)
-                    for u in form.images
-                )
-            )
-        )
-        mask = None
-        if form.mask is not None:
-            decoded = await media.decode(form.mask.data, limits, param="mask", target_side=None, keep_alpha=True)
-            mask = mask_from_image(decoded)
-            if mask.size != images[0].size:
-                raise InvalidRequestError(
-                    f"The mask is {mask.size[0]}x{mask.size[1]} but the image is {images[0].size[0]}x"
-                    f"{images[0].size[1]}; they must be the same size.",
-                    param="mask",
-                )
-        elif own_alpha:
-            mask = transparency_mask(images[0])
-            images[0] = flatten_alpha(images[0])
+        images, mask = await decode_sources(self.state, card, sources)
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
         inp = self._input(req, width, height, out)
         inp.images, inp.mask, inp.strength = images, mask, req.strength
         self.state.runtime.check_request(card, inp)
-        result = await self._run(card, inp)
-        return await self._respond(card, result, out, base_url, (width, height), "images.edits")
+        return await self._run_or_stream(card, inp, out, base_url, endpoint)
 
     # ------------------------------------------------------------------ steps
 
     async def _serve(
-        self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult]], *, edits: bool = False
-    ) -> ImagesResult:
+        self,
+        req: _ImageRequest,
+        attempt: Callable[[ModelCard], Awaitable[ImagesResult | Stream]],
+        *,
+        edits: bool = False,
+    ) -> ImagesResult | Stream:
         """Run ``attempt`` on the cards for ``req.model`` (routing, fallback); no model means ``auto``."""
         return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1, edits=edits), attempt)
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
-        if req.stream:
-            raise InvalidRequestError(
-                "Streaming partial images is not supported; leave 'stream' out (or false) for the finished images.",
-                param="stream",
-            )
         max_n = min(card.limits.max_n, self.state.settings.limits.max_n)
         n = req.n or 1
         if n > max_n:
@@ -159,7 +171,7 @@ class ImagesService:
                 param="background",
             )
         # output_compression with PNG: OpenAI accepts and ignores it (PNG is lossless); so do we.
-        return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT)
+        return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT, bool(req.stream))
 
     @staticmethod
     def _input(req: _ImageRequest, width: int, height: int, out: _Output) -> ImageGenInput:
@@ -177,7 +189,24 @@ class ImagesService:
             transparent_background=req.background == "transparent",
             output_format=out.fmt,
             output_compression=out.compression,
+            partial_images=(req.partial_images or 0) if req.stream else 0,
         )
+
+    async def _run_or_stream(
+        self, card: ModelCard, inp: ImageGenInput, out: _Output, base_url: str, endpoint: str
+    ) -> ImagesResult | Stream:
+        size = (inp.width, inp.height)
+        if not out.stream:
+            result = await self._run(card, inp)
+            return await self._respond(card, result, out, base_url, size, endpoint)
+        prefix = "image_generation" if endpoint == "images.generations" else "image_edit"
+        shape = StreamShape(prefix, out.fmt, out.compression, f"{size[0]}x{size[1]}", inp.quality or "auto")
+        run = await start_run(card, self.state.runtime.deployment(card).acquire(), inp, shape)
+
+        async def finish(result: ImageGenOutput) -> dict[str, Any]:
+            return self._meter(card, result, len(result.images), endpoint)
+
+        return sse(run, finish)
 
     async def _run(self, card: ModelCard, inp: ImageGenInput) -> ImageGenOutput:
         dep = self.state.runtime.deployment(card)
@@ -204,15 +233,7 @@ class ImagesService:
         else:
             data = [{"b64_json": b64} for b64 in await asyncio.to_thread(lambda: [_b64(b) for b in encoded])]
         count = len(encoded)
-        tokens, output_tokens = result.prompt_tokens, result.output_tokens
-        self.state.meter.record(card, endpoint, images=count, input_tokens=tokens, output_tokens=output_tokens)
-        usage = {
-            "input_tokens": tokens,
-            "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
-            "output_tokens": output_tokens,
-            "total_tokens": tokens + output_tokens,
-            "images": count,
-        }
+        usage = self._meter(card, result, count, endpoint)
         body: dict[str, Any] = {
             "created": int(time.time()),
             "data": data,
@@ -224,6 +245,19 @@ class ImagesService:
         if result.quality:
             body["quality"] = result.quality
         return ImagesResult(model=card.id, images=count, usage=usage, body=body)
+
+    def _meter(self, card: ModelCard, result: ImageGenOutput, count: int, endpoint: str) -> dict[str, Any]:
+        """Record the request's usage; returns it in OpenAI's shape."""
+        tokens, output_tokens = result.prompt_tokens, result.output_tokens  # output: a provider's image tokens
+        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens, output_tokens=output_tokens)
+        return {
+            "input_tokens": tokens,
+            "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
+            "output_tokens": output_tokens,
+            "total_tokens": tokens + output_tokens,
+            "images": count,
+            "cost": cost_value(event.cost),  # mmserve's extension: USD from the card's prices, as metered
+        }
 
     def _store(self, encoded: list[bytes], fmt: OutputFormat, base_url: str) -> list[str]:
         """Keep each image in the artifact store; answer signed, expiring links under ``base_url``."""

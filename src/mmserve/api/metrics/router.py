@@ -13,4 +13,5 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(state: AppState = Depends(get_state)) -> Response:
+    await state.runtime.refresh_stats()  # engines with servers of their own (vLLM) report their queues
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

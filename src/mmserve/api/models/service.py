@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmserve.cards import ModelCard
+from mmserve.engines.base import SpeechEngine
 from mmserve.runtime.deployment import Deployment
 
 CREATED = 1_767_225_600  # 2026-01-01: cards have no creation date of their own
@@ -29,6 +30,7 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
             "replica_nodes": dep.replica_nodes,
             "replica_restarts": dep.replica_restarts,
             "active": dep.active,
+            "max_concurrency": dep.max_concurrency,
             "queue_depth": dep.queue_depth,
             "load_seconds": dep.load_seconds,
             "error": dep.error,
@@ -42,8 +44,17 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
         "description": card.description,
         "engine": card.engine,
         "aliases": card.aliases,
-        "capabilities": card.capabilities.model_dump(by_alias=False),
+        "capabilities": {**card.capabilities.model_dump(by_alias=False), **_engine_capabilities(dep)},
         "limits": card.limits.model_dump(),
         "pricing": card.pricing.model_dump(),
         "deployment": {**card.deployment.model_dump(exclude={"device"}), **live},
     }
+
+
+def _engine_capabilities(dep: Deployment | None) -> dict[str, Any]:
+    """What a loaded engine knows better than its card: a speech engine's voices (espeak-ng's, a
+    multi-speaker model's speakers) when the card lists none."""
+    engine = dep.engine if dep is not None else None
+    if isinstance(engine, SpeechEngine):
+        return {"voices": engine.voices()}
+    return {}

@@ -3,7 +3,8 @@
 Dialects accepted here (listed in docs/api.md):
 - ``voice`` may be a name or ``{"id": ...}`` (OpenAI's custom-voice object).
 - DigitalOcean: a client sending ``Accept: application/json`` gets ``{"data": [{"b64_json"}]}``
-  (see :func:`wants_json`).
+  (see :func:`wants_json`); with ``speech_envelope: always`` (setting or card) every client does,
+  as DO answers its own curl example (no Accept header); ``never`` turns the dialect off.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class SpeechRequest(_Model):
                 raise ValueError('a voice object must look like {"id": "alloy"}')
             return v["id"]
         return v
+
+
+def use_envelope(mode: str, accept: str | None) -> bool:
+    """Whether to answer in DO's JSON envelope: the operator's ``speech_envelope`` mode for this card."""
+    if mode == "always":
+        return True
+    return mode == "on_accept_json" and wants_json(accept)
 
 
 def wants_json(accept: str | None) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from mmserve.api.speech.protocol import SpeechRequest, wants_json
+from mmserve.api.speech.protocol import SpeechRequest, use_envelope
 from mmserve.api.speech.service import SpeechService
 from mmserve.api.state import AppState, get_state
 from mmserve.api.streaming import ReleasingEventSourceResponse, ReleasingStreamingResponse
@@ -21,7 +21,8 @@ async def speech(req: SpeechRequest, request: Request, state: AppState = Depends
     stream = await service.start(req)
     if req.stream_format == "sse":
         return ReleasingEventSourceResponse(service.stream(stream, service.sse(stream)), sep="\n", ping=15)
-    if wants_json(request.headers.get("accept")):
+    mode = stream.card.dialects.speech_envelope or state.settings.speech_envelope
+    if use_envelope(mode, request.headers.get("accept")):
         return await service.envelope(stream)
     audio = service.stream(stream, service.audio(stream))
     return ReleasingStreamingResponse(audio, media_type=CONTENT_TYPES[req.response_format])

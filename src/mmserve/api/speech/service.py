@@ -30,6 +30,7 @@ from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.errors import InvalidRequestError
 from mmserve.media.audio.encode import AudioEncoder
 
+DEFAULT_SPEECH_CHARS = 4096  # OpenAI's limit, for cards that set no limits.max_input_chars
 log = logging.getLogger("mmserve.speech")
 
 
@@ -75,7 +76,7 @@ class SpeechService:
         return await self.state.router.serve(req.model, Needs("speech"), lambda card: self._start(req, card))
 
     async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
-        limit = min(card.limits.max_input_chars, self.state.settings.audio.max_speech_chars)
+        limit = min(card.limits.max_input_chars or DEFAULT_SPEECH_CHARS, self.state.settings.audio.max_speech_chars)
         if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
             raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
         if len(req.input) > limit:
@@ -166,7 +167,7 @@ class SpeechService:
         usage = AudioUsage(s.card.id, "speech", s.produced, s.chars, s.input_tokens, s.output_tokens)
         if not s.recorded:
             s.recorded = True
-            record_usage(self.state, s.card, usage)
+            usage = record_usage(self.state, s.card, usage)
         return usage
 
 

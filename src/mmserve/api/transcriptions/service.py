@@ -67,8 +67,7 @@ class TranscriptionService:
             input_tokens=transcript.input_tokens,
             output_tokens=transcript.output_tokens,
         )
-        record_usage(self.state, card, usage)
-        return usage
+        return record_usage(self.state, card, usage)
 
     async def prepare(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> TranscriptionInput:
         form = upload.form

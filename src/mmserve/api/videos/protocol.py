@@ -14,7 +14,6 @@ Dialects accepted here:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import validation_error
+from mmserve.api.jsonerrors import loads
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 
 MAX_PROMPT_CHARS = 10_000
@@ -52,6 +52,14 @@ class VideoCreateRequest(BaseModel):
     @classmethod
     def _bare_url(cls, v: Any) -> Any:
         return {"image_url": v} if isinstance(v, str) else v
+
+
+class VideoRemixRequest(BaseModel):
+    """``POST /v1/videos/{id}/remix``: the new prompt (everything else comes from the source video)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
 def openapi_body() -> dict[str, Any]:
@@ -136,12 +144,7 @@ def _form_error(detail: str) -> InvalidRequestError:
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        raw = json.loads(data or b"null")
-    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
-        raise InvalidRequestError(
-            "The request body is not valid JSON (or send multipart/form-data).", code="invalid_json"
-        ) from None
+    raw = loads(data)  # a 400 naming the line and column of a syntax error
     if not isinstance(raw, dict):
         raise InvalidRequestError("The request body must be a JSON object with at least 'prompt'.", param="prompt")
     return raw

@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from mmserve.api.artifacts.files import file_response
 from mmserve.api.state import AppState, get_state
-from mmserve.api.videos.protocol import openapi_body, read_create_request
+from mmserve.api.videos.metering import video_usage
+from mmserve.api.videos.protocol import VideoRemixRequest, openapi_body, read_create_request
 from mmserve.api.videos.service import Variant, VideoService
 from mmserve.api.videos.views import POLL_HEADER, generation_object, poll_after_ms, video_list, video_object
 from mmserve.control.context import principal
@@ -49,6 +50,17 @@ async def create_generation(
     return _job_response(state, job, generation_object(job, None))
 
 
+@router.post("/v1/videos/{video_id}/remix")
+async def remix_video(
+    video_id: str,
+    body: VideoRemixRequest,
+    state: AppState = Depends(get_state),
+    owner: str | None = Depends(get_owner),
+) -> JSONResponse:
+    job = await VideoService(state).remix(video_id, body.prompt, owner=owner)
+    return _job_response(state, job, video_object(job))
+
+
 @router.get("/v1/videos")
 async def list_videos(
     after: str | None = Query(default=None, description="Cursor: the last id of the previous page."),
@@ -63,10 +75,14 @@ async def list_videos(
 
 @router.get("/v1/videos/{video_id}")
 async def retrieve_video(
-    video_id: str, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
+    video_id: str, request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
-    job = await VideoService(state).get(video_id, owner=owner)
-    return _job_response(state, job, video_object(job))
+    service = VideoService(state)
+    job = await service.get(video_id, owner=owner)
+    urls = service.signed_urls(job, public_base_url(request, state.settings)) or {}
+    # signed links for players (<video src> cannot send a key; they support Range): null until completed
+    links = {"content_url": urls.get("url"), "thumbnail_url": urls.get("thumbnail_url")}
+    return _job_response(state, job, {**video_object(job), **links, "usage": video_usage(state, job)})
 
 
 @router.delete("/v1/videos/{video_id}")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 REFERENCE_TTL_S = 7 * 24 * 3600  # kept while the job waits; removed as soon as it finishes
 Variant = Literal["video", "thumbnail", "spritesheet"]
+REMIXED_FROM = "remixed_from_video_id"  # kept in the job's params
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,7 @@ class VideoService:
         card = self._card(body.model)
         spec = clip_spec(card, body, self.state.runtime)
         image = await self._reference(card, inp, spec)
-        queued = await self.store.count_queued(card.id)
-        if queued >= card.deployment.max_queue:
-            raise OverloadedError(
-                f"The model '{card.id}' has {queued} video jobs waiting (its limit). Retry later.",
-                headers={"Retry-After": "30"},
-            )
+        await self._check_queue(card)
         job_id = new_job_id()
         reference = None
         if image is not None:
@@ -90,6 +86,69 @@ class VideoService:
         job = await self.store.create(job)
         self.state.jobs.notify()
         return job
+
+    async def remix(self, video_id: str, prompt: str, *, owner: str | None) -> VideoJob:
+        """A new job from a completed video's model, size, length, fps, seed and reference, with a new prompt.
+
+        The same seed starts the diffusion from the same noise, so the remix keeps the source's
+        composition where the prompts agree. Only the video's owner may remix it.
+        """
+        source = await self.get(video_id, owner=owner)
+        if source.status != "completed":
+            detail = f": {source.error_message}" if source.status == "failed" else f" ({source.progress}% done)"
+            raise InvalidRequestError(
+                f"Only a completed video can be remixed; '{video_id}' is {source.status}{detail}.",
+                param="video_id",
+                code="video_failed" if source.status == "failed" else "video_not_ready",
+            )
+        card = self._card(source.model)  # the key may still use the model; the model is still served
+        await self._check_queue(card)
+        job_id = new_job_id()
+        reference = None
+        if source.reference_artifact:
+            reference = await asyncio.to_thread(self._copy_reference, source.reference_artifact, job_id, owner)
+        job = VideoJob(
+            id=job_id,
+            owner=owner,
+            model=source.model,
+            prompt=prompt,
+            width=source.width,
+            height=source.height,
+            seconds=source.seconds,
+            fps=source.fps,
+            num_frames=source.num_frames,
+            seed=source.seed,
+            params={**source.params, REMIXED_FROM: source.id},
+            reference_artifact=reference,
+            created_at=time.time(),
+        )
+        job = await self.store.create(job)
+        self.state.jobs.notify()
+        return job
+
+    def _copy_reference(self, aid: str, job_id: str, owner: str | None) -> str:
+        """The remix's own copy of the source's reference (each job's files go with it)."""
+        try:
+            _, path = self.state.artifacts.get(aid)
+            data = path.read_bytes()
+        except (NotFoundError, OSError):
+            raise InvalidRequestError(
+                "The reference image of this video is no longer stored, so it cannot be remixed; create a new video.",
+                param="video_id",
+                code="reference_missing",
+            ) from None
+        meta = ArtifactMeta(
+            "image/png", filename=f"{job_id}-reference.png", ttl_s=REFERENCE_TTL_S, owner=owner, kind="video-reference"
+        )
+        return self.state.artifacts.put_bytes(data, meta).id
+
+    async def _check_queue(self, card: ModelCard) -> None:
+        queued = await self.store.count_queued(card.id)
+        if queued >= card.deployment.max_queue:
+            raise OverloadedError(
+                f"The model '{card.id}' has {queued} video jobs waiting (its limit). Retry later.",
+                headers={"Retry-After": "30"},
+            )
 
     def _card(self, model: str | None) -> ModelCard:
         """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""

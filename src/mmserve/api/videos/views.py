@@ -34,7 +34,7 @@ def video_object(job: VideoJob) -> dict[str, Any]:
         "size": f"{job.width}x{job.height}",
         "fps": job.fps,  # DO dialect / mmserve: the clip's frame rate
         "error": {"code": job.error_code, "message": job.error_message} if job.status == "failed" else None,
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": job.params.get("remixed_from_video_id"),
     }
 
 

@@ -20,10 +20,14 @@ BUILDERS: dict[str, str] = {
     "vlm": "mmserve.catalog.builders.vlm:build_tiny_vlm",
     "text-lm": "mmserve.catalog.builders.vlm:build_tiny_text_lm",
     "tool-lm": "mmserve.catalog.builders.toollm:build_tiny_tool_lm",
+    "audio-lm": "mmserve.catalog.builders.audiolm:build_tiny_audio_lm",
+    "tool-lm-hd32": "mmserve.catalog.builders.toollm:build_tiny_tool_lm_hd32",
     "whisper": "mmserve.catalog.builders.whisper:build_tiny_whisper",
     "vits": "mmserve.catalog.builders.vits:build_tiny_vits",
     "image": "mmserve.catalog.builders.image:build_tiny_image_pipeline",
     "video": "mmserve.catalog.builders.video:build_tiny_wan",
+    "embed-text": "mmserve.catalog.builders.embed:build_tiny_text_encoder",
+    "clip": "mmserve.catalog.builders.embed:build_tiny_clip",
 }
 
 _MARK = ".mmserve-built"

@@ -78,13 +78,13 @@ def tool_tokenizer() -> Any:
     return tok
 
 
-def build_tiny_tool_lm(out: Path, *, seed: int = 0) -> None:
+def build_tiny_tool_lm(out: Path, *, seed: int = 0, head_dim: int | None = None) -> None:
     import torch
     from transformers import LlamaForCausalLM
 
     tok = tool_tokenizer()
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(_text_config(tok)).eval()
+    model = LlamaForCausalLM(_text_config(tok, head_dim=head_dim)).eval()
     # Random weights may pick raw bytes: keep them to printable text (and newlines, which tool calls need).
     specials = set(tok.all_special_ids)
     model.generation_config.suppress_tokens = [
@@ -95,3 +95,9 @@ def build_tiny_tool_lm(out: Path, *, seed: int = 0) -> None:
     ]
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+def build_tiny_tool_lm_hd32(out: Path) -> None:
+    """``demo:tool-lm-hd32``: the same model with 32-wide attention heads, which vLLM's CPU attention
+    needs (it supports head sizes 32, 64, 80... but not the 16 of ``demo:tool-lm``)."""
+    build_tiny_tool_lm(out, head_dim=32)

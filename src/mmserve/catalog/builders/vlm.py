@@ -17,7 +17,10 @@ PATCH = 14
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2  # 16
 
 
-def _text_config(tok: Any, *, layers: int = 2, hidden: int = 64, max_positions: int = 2048) -> Any:
+def _text_config(
+    tok: Any, *, layers: int = 2, hidden: int = 64, max_positions: int = 2048, head_dim: int | None = None
+) -> Any:
+    """A tiny Llama text config. ``head_dim`` defaults to hidden / heads (16)."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -32,6 +35,7 @@ def _text_config(tok: Any, *, layers: int = 2, hidden: int = 64, max_positions: 
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False,
+        head_dim=head_dim,
     )
 
 

@@ -26,6 +26,16 @@ def resolve_dtype(name: str, device: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def set_intra_op_threads(threads: int) -> None:
+    """torch's intra-op thread count (process-wide), when torch is installed."""
+    try:
+        import torch
+    except ImportError:  # no torch engine can load either: nothing to size
+        return
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def release_memory() -> None:
     gc.collect()
     try:

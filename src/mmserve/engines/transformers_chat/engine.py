@@ -1,10 +1,21 @@
-"""Chat on any transformers vision-language model (AutoModelForImageTextToText) or causal LM.
+"""Chat on any transformers vision-language model (AutoModelForImageTextToText) or causal LM, batched.
 
 The prompt is built with the model's own chat template and processor, so
 ``prompt_tokens`` counts exactly the image tokens the processor expands images into.
-Generation runs in a worker thread per request and streams token by token through an
-asyncio queue. Sampling is done by a per-request seeded sampler (:mod:`mmserve.engines.transformers_chat.sampling`),
-so concurrent requests with a ``seed`` are reproducible without a global torch seed.
+Requests are prepared (template, tokenizer, image processor, grammar) in a small thread
+pool, then join the replica's continuous batch (:mod:`.scheduler`): one decode loop per
+replica, new requests prefilled and joining between decode steps, finished ones leaving at
+once. Each row keeps its own seeded sampler, logits processors and grammar, stop strings,
+``max_tokens``, stream and cancellation.
+
+Why our own loop on the model's forward, and not transformers 5's
+``ContinuousBatchingManager``: the manager takes token ids only (no pixel values, so no
+image requests), applies one generation config to every request (no per-request logits
+processors, hence no per-request grammar, hooks or seeded sampler), and runs on its own
+paged cache whose attention kernels cover fewer architectures than ``DynamicCache``. The
+loop here calls the model's own forward with a left-padded ``DynamicCache``
+(:mod:`.batch`), which every decoder in transformers accepts; models whose cache layers or
+rotary positions cannot be padded that way decode one row at a time.
 """
 
 from __future__ import annotations
@@ -12,84 +23,120 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.chatformat.templates import template_tool_calls
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.registry import require
+from mmserve.engines.transformers_chat.audio_input import resample
+from mmserve.engines.transformers_chat.batch import batchable
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
-from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
-from mmserve.engines.transformers_chat.sampling import SeededSampler
-from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
-from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, TokenLogprob
-from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
+from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
+from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
+from mmserve.engines.transformers_chat.row import Prepared, Row, merged_delta
+from mmserve.engines.transformers_chat.scheduler import DecodeLoop
+from mmserve.engines.transformers_chat.textstream import fast_decoder
+from mmserve.engines.transformers_chat.typed_specials import ESCAPED_ROLES, TypedSpecials
+from mmserve.engines.types import ChatDelta, ChatInput
+from mmserve.errors import EngineError, InvalidRequestError
 from mmserve.media.image.decode import ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat.engine")
+
+# (max_batch_size, max_batch_tokens) when the card sets none. On a CPU a decoding step
+# costs little more for 16 rows than for 1 (benchmarks/chat.py), and a prefill holds up
+# every running row, so few prompt tokens join per step; a GPU batches far more.
+CPU_BATCH = (16, 512)
+GPU_BATCH = (64, 8192)
+PREPARE_THREADS = 2  # templates, tokenizers and image processors, off the decode loop
 
 
 class TransformersChatOptions(EngineOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = Field(default=None, description="Jinja template overriding the model's.")
-    model_class: Literal["auto", "image-text-to-text", "causal-lm"] = "auto"
+    model_class: Literal["auto", "image-text-to-text", "multimodal-lm", "causal-lm"] = Field(
+        default="auto",
+        description="auto: image-text-to-text with a vision_config, multimodal-lm with an audio_config "
+        "(AutoModelForMultimodalLM: Qwen2-Audio...), else causal-lm.",
+    )
     logits_processors: list[ProcessorTarget] = Field(
         default_factory=list,
         description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
         "run before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
     )
-    parallel_generations: int = Field(
-        default=1,
+    user_special_tokens: Literal["escape", "allow"] = Field(
+        default="escape",
+        description="Special tokens typed in user and tool text (<|im_start|>, <image>...): 'escape' reads them as "
+        "plain text (a zero-width space after their first character); 'allow' makes them control tokens, as vLLM "
+        "does (a user can then forge turns).",
+    )
+    max_batch_size: int | None = Field(
+        default=None,
         ge=1,
-        description="Generations run at once in worker threads. Measured on a 2-core CPU (benchmarks/chat.py): "
-        "4 threads gave half the throughput of 1 (GIL and intra-op thread contention), so requests queue "
-        "for one generation thread by default.",
+        le=4096,
+        description=f"Generations decoded together per replica (rows of the batch; a request with n: 4 is 4 rows). "
+        f"Unset: {CPU_BATCH[0]} on a CPU, {GPU_BATCH[0]} on a GPU. Also the deployment's default max_concurrency.",
+    )
+    max_batch_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Prompt tokens prefilled between two decoding steps (at least one prompt, however long). "
+        f"Unset: {CPU_BATCH[1]} on a CPU, {GPU_BATCH[1]} on a GPU.",
     )
 
 
-@dataclass
-class _Prepared:
-    inputs: Any  # BatchEncoding on the model's device
-    prompt_tokens: int
-    max_new_tokens: int
-    prompt: str = ""
-    processors: list[Any] = field(default_factory=list)  # before the sampler: card hooks, then the grammar
-    image_tokens: int = 0
+class _SuppressMask:
+    """The model's suppressed tokens as one precomputed mask, applied to every row of the batch at once."""
+
+    def __init__(self, tokens: Any, vocab: int, device: Any) -> None:
+        import torch
+
+        self.mask = torch.isin(torch.arange(vocab, device=device), tokens.to(device))
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return scores.masked_fill(self.mask[: scores.shape[-1]], float("-inf"))
 
 
 class TransformersChatEngine(ChatEngine):
     Options = TransformersChatOptions
+    raw_prompts = True
     options: TransformersChatOptions
     supports_logprobs = True
     supports_ignore_eos = True
+    uses_torch = True
 
     model: Any = None
     processor: Any = None  # a processor (VLM) or a tokenizer (text-only)
     tokenizer: Any = None
     vision: bool = False
+    audio: bool = False  # hears audio parts (an audio_config and a processor with a feature extractor)
     _context: int | None = None
     _pool: ThreadPoolExecutor | None = None
+    _loop: DecodeLoop | None = None
     _grammars: GrammarCompiler | None = None
     _hooks: list[ProcessorFactory] = []
     _logprobs: LogprobEntries | None = None
+    _decoder: Any = None  # ids -> text (see fast_decoder)
+    _typed: TypedSpecials | None = None
+    _row_model_processors = False  # the model's own processors depend on the row (built per request)
 
     @classmethod
-    def check_request(cls, options: EngineOptions, request: ChatInput) -> None:
-        super().check_request(options, request)
-        if request.params.ignore_eos and request.constraint is not None:
-            raise InvalidRequestError(
-                "ignore_eos cannot be combined with an enforced output format (response_format json_schema or "
-                "json_object, tool_choice required or named): the format ends the answer. Remove one of them.",
-                param="ignore_eos",
-            )
+    def batch_limits(cls, options: EngineOptions, device: str) -> tuple[int, int]:
+        """(max_batch_size, max_batch_tokens): the card's, or the defaults for ``device``."""
+        assert isinstance(options, TransformersChatOptions)
+        size, tokens = GPU_BATCH if _on_gpu(device) else CPU_BATCH
+        return options.max_batch_size or size, options.max_batch_tokens or tokens
+
+    @classmethod
+    def default_concurrency(cls, options: EngineOptions, device: str) -> int:
+        return cls.batch_limits(options, device)[0]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,6 +147,7 @@ class TransformersChatEngine(ChatEngine):
             AutoConfig,
             AutoModelForCausalLM,
             AutoModelForImageTextToText,
+            AutoModelForMultimodalLM,
             AutoProcessor,
             AutoTokenizer,
         )
@@ -115,17 +163,16 @@ class TransformersChatEngine(ChatEngine):
         kind = opts.model_class
         if kind == "auto":
             kind = "image-text-to-text" if hasattr(config, "vision_config") else "causal-lm"
-        self.vision = kind == "image-text-to-text"
-        if self.vision:
-            self.model = from_pretrained(
-                AutoModelForImageTextToText, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc
-            )
+            kind = "multimodal-lm" if hasattr(config, "audio_config") else kind
+        self.vision = hasattr(config, "vision_config") and kind != "causal-lm"
+        self.audio = hasattr(config, "audio_config") and kind != "causal-lm"
+        autos = {"image-text-to-text": AutoModelForImageTextToText, "multimodal-lm": AutoModelForMultimodalLM}
+        auto = autos.get(kind, AutoModelForCausalLM)
+        self.model = from_pretrained(auto, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc)
+        if kind != "causal-lm":
             self.processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=trc)
             self.tokenizer = self.processor.tokenizer
         else:
-            self.model = from_pretrained(
-                AutoModelForCausalLM, self.source, device=self.device, dtype=opts.dtype, trust_remote_code=trc
-            )
             self.processor = self.tokenizer = AutoTokenizer.from_pretrained(self.source, trust_remote_code=trc)
         if opts.chat_template:
             self.processor.chat_template = opts.chat_template
@@ -136,28 +183,94 @@ class TransformersChatEngine(ChatEngine):
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(self.tokenizer.eos_token_id)
         self._eos = sorted(eos_ids)
-        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos[0]
-        self._pool = ThreadPoolExecutor(
-            max_workers=opts.parallel_generations, thread_name_prefix=f"chat-{self.card.id}"
-        )
         self._hooks = load_processor_factories(opts.logits_processors, model=self.card.id)
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._grammars = GrammarCompiler(self.tokenizer, vocab, self._eos)
         self._logprobs = LogprobEntries(self._grammars.token_bytes)
+        self._decoder = fast_decoder(self.tokenizer)
+        self._typed = TypedSpecials(self.tokenizer, self.processor if self.vision or self.audio else None)
         torch.set_grad_enabled(False)
+        self._start_loop(vocab)
+
+    def _start_loop(self, vocab: int) -> None:
+        from transformers import DynamicCache, SuppressTokensLogitsProcessor
+
+        # The model's own generation config (suppressed tokens, ...) minus its sampling
+        # defaults: the request's parameters rule, and the row's sampler does the sampling.
+        self._gen_config = copy.deepcopy(self.model.generation_config)
+        self._gen_config.update(
+            max_length=None,
+            min_new_tokens=None,
+            min_length=0,
+            do_sample=False,
+            num_beams=1,
+            num_return_sequences=1,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=None,
+        )
+        own = self._model_processors(1)
+        if all(isinstance(p, SuppressTokensLogitsProcessor) for p in own):
+            batch_processors: list[Any] = [_SuppressMask(p.suppress_tokens, vocab, self.model.device) for p in own]
+            self._row_model_processors = False
+        else:  # processors that read the row's tokens (no_repeat_ngram_size, ...): made for each request
+            batch_processors = []
+            self._row_model_processors = True
+        size, tokens = self.batch_limits(self.options, self.device)
+        can_batch = batchable(self.model)
+        if not can_batch and size > 1:
+            log.info("model '%s' decodes one request at a time (its cache cannot be batched)", self.card.id)
+        model_config = self.model.config
+        self._pool = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix=f"chat-prep-{self.card.id}")
+        self._loop = DecodeLoop(
+            self.model,
+            new_cache=lambda: DynamicCache(config=model_config),
+            batch_processors=batch_processors,
+            max_batch_size=size if can_batch else 1,
+            max_batch_tokens=tokens,
+            positions=can_batch,
+            pad_id=self._pad_id(),
+            name=f"chat-decode-{self.card.id}",
+        )
+
+    def _pad_id(self) -> int:
+        """A token that fills the left of shorter prompts in a batched prefill (masked): never an image slot."""
+        reserved = {getattr(self.processor, "image_token_id", None)}
+        for candidate in (self.tokenizer.pad_token_id, *self._eos, 0):
+            if candidate is not None and candidate not in reserved:
+                return int(candidate)
+        return 0
+
+    def _model_processors(self, prompt_len: int) -> list[Any]:
+        # What generate() would apply from the model's generation config: the same private
+        # helper generate() calls, so that every option it knows is honoured.
+        made = self.model._get_logits_processor(
+            generation_config=self._gen_config,
+            input_ids_seq_length=prompt_len,
+            encoder_input_ids=None,
+            device=str(self.model.device),
+        )
+        return list(made)
 
     def unload(self) -> None:
         from mmserve.engines.common.torch_utils import release_memory
 
+        if self._loop is not None:
+            self._loop.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self.model = self.processor = self.tokenizer = self._pool = self._grammars = None
+        self.model = self.processor = self.tokenizer = self._pool = self._loop = self._grammars = None
         release_memory()
 
     def memory_bytes(self) -> int | None:
         from mmserve.engines.common.torch_utils import module_bytes
 
         return module_bytes(self.model) if self.model is not None else None
+
+    def batch_size(self) -> int | None:
+        loop = self._loop
+        return loop.running if loop is not None else None
 
     def context_length(self) -> int | None:
         return self._context
@@ -171,40 +284,103 @@ class TransformersChatEngine(ChatEngine):
     # ------------------------------------------------------------------ generation
 
     async def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:
-        if self.model is None or self._pool is None:
+        pool, decode_loop = self._pool, self._loop
+        if self.model is None or pool is None or decode_loop is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._pool, self._prepare, request)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        stream = _Stream(self, request, prepared, loop, queue)
-        loop.run_in_executor(self._pool, self._run, prepared, stream)
+        row = await loop.run_in_executor(pool, self._row, request, decode_loop.outbox.sender(loop, queue))
+        decode_loop.submit(row)
         try:
+            p = row.prepared
             yield ChatDelta(
-                prompt_tokens=prepared.prompt_tokens, prompt_text=prepared.prompt, image_tokens=prepared.image_tokens
+                prompt_tokens=p.prompt_tokens,
+                prompt_text=p.prompt,
+                image_tokens=p.image_tokens,
+                video_tokens=p.video_tokens,
+                audio_tokens=p.audio_tokens,
             )
+            # A consumer slower than the decoder (a busy event loop) gets the tokens that are waiting
+            # in one delta: fewer events to encode and send. Not for a reasoning model: its
+            # reasoning tokens are counted up to the delta that ends the trace.
+            together = not self.card.capabilities.reasoning_format
             while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise EngineError(f"generation failed in '{self.card.id}'") from item
-                if item is None:
-                    yield ChatDelta(
-                        text=stream.tail,
-                        finish_reason=stream.finish_reason,
-                        completion_tokens=stream.count,
-                        logprobs=stream.take_logprobs(),
-                    )
+                items = [await queue.get()]
+                while together and not queue.empty():
+                    items.append(queue.get_nowait())
+                delta = merged_delta(items, self.card.id)
+                yield delta
+                if delta.finish_reason:
                     return
-                text, count, logprobs = item
-                yield ChatDelta(text=text, completion_tokens=count, logprobs=logprobs)
         finally:
-            stream.cancelled.set()  # the consumer went away: stop generating
+            row.cancel()  # the consumer went away (or the row ended): the loop drops it
 
-    def _prepare(self, request: ChatInput) -> _Prepared:
-        messages, images = self._template_messages(request.messages)
+    def _row(self, request: ChatInput, send: Any) -> Row:
+        """Prepare one request (in the pool): template, tokens, image features' inputs, processors."""
+        prepared = self._prepare(request)
+        return Row(
+            prepared,
+            request.params,
+            eos=self._eos,
+            decode=self._decode,
+            entries=self._logprobs,
+            send=send,
+            device=self.model.device,
+        )
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        text: str = self._decoder(ids, skip_special_tokens=True)
+        return text
+
+    def _prepare(self, request: ChatInput) -> Prepared:
+        raw = request.prompt
+        if raw is not None:  # legacy completions: the prompt as given, no chat template
+            reserved = media_token_ids(self.processor) if self.vision else {}
+            vocab = int(self.model.get_input_embeddings().weight.shape[0])
+            prompt, inputs = raw_prompt_inputs(self.tokenizer, raw, vocab=vocab, reserved=reserved)
+            images: list[Any] = []
+        else:
+            prompt, inputs, images = self._templated(request)
+        inputs = inputs.to(self.model.device)
+        for key in ("pixel_values", "input_features"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
+        prompt_ids = inputs["input_ids"][0].tolist()
+        limit = self.card.limits.max_output_tokens
+        max_new = max_new_tokens(self._context, len(prompt_ids), request.params.max_tokens, limit, raw=raw)
+        processors = self._model_processors(len(prompt_ids)) if self._row_model_processors else []
+        processors += [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
+        if request.constraint is not None and self._grammars is not None:
+            processors.append(self._grammars.processor(request.constraint, prompt, len(prompt_ids)))
+        image_tokens = 0
+        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
+        if image_token_id is not None:
+            image_tokens = prompt_ids.count(image_token_id)
+        # in the order of `images`: which are video frames
+        frames = [
+            p.video is not None
+            for m in request.messages
+            if not isinstance(m.content, str)
+            for p in m.content
+            if p.type == "image"
+        ]
+        video_tokens = video_share(self.processor, images, frames, image_tokens) if any(frames) else 0
+        audio_token_id = getattr(self.processor, "audio_token_id", None) if self.audio else None
+        audio_tokens = prompt_ids.count(audio_token_id) if audio_token_id is not None else 0
+        return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens, video_tokens, audio_tokens)
+
+    def _templated(self, request: ChatInput) -> tuple[str, Any, list[Any]]:
+        """The prompt the chat template renders, the processor's inputs for it and its media, and the images."""
+        messages, images, audios = template_messages(request.messages, vision=self.vision, audio=self.audio)
         if images and not self.vision:
             raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
-        if self.vision:
-            refuse_placeholder_tokens(request.messages, self.processor)
+        if audios and not self.audio:
+            raise InvalidRequestError(f"The model '{self.card.id}' does not hear audio.", param="messages")
+        escape = self.options.user_special_tokens == "escape" and self._typed is not None
+        if self.vision or self.audio:
+            refuse_placeholder_tokens(request.messages, self.processor, skip_roles=ESCAPED_ROLES if escape else ())
+        if escape and self._typed is not None:
+            messages = self._typed.escape_entries(messages)
         try:
             prompt = self.processor.apply_chat_template(
                 messages,
@@ -219,196 +395,20 @@ class TransformersChatEngine(ChatEngine):
                     f"The model's chat template refused the conversation: {e}", param="messages"
                 ) from None
             raise
-        if self.vision:
-            inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        if self.vision or self.audio:
+            kwargs: dict[str, Any] = {"images": images or None} if self.vision else {}
+            if audios:
+                rate = int(self.processor.feature_extractor.sampling_rate)
+                kwargs.update(audio=[resample(a, rate) for a in audios], sampling_rate=rate)
+            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         else:
             inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        prompt_tokens = int(inputs["input_ids"].shape[1])
-        max_new = self._max_new_tokens(prompt_tokens, request.params.max_tokens)
-        processors = []
-        if self._hooks:
-            prompt_ids = inputs["input_ids"][0].tolist()
-            processors = [hook(self.tokenizer, prompt_ids) for hook in self._hooks]
-        if request.constraint is not None and self._grammars is not None:
-            processors.append(self._grammars.processor(request.constraint, prompt, prompt_tokens))
-        image_tokens = 0
-        image_token_id = getattr(self.processor, "image_token_id", None) if self.vision else None
-        if image_token_id is not None:
-            image_tokens = int((inputs["input_ids"] == image_token_id).sum())
-        return _Prepared(inputs, prompt_tokens, max_new, prompt, processors, image_tokens)
-
-    def _max_new_tokens(self, prompt_tokens: int, requested: int | None) -> int:
-        ctx = self._context
-        room = (ctx - prompt_tokens) if ctx else None
-        if room is not None and room <= 0:
-            raise ContextLengthError(
-                f"The prompt is {prompt_tokens} tokens, more than the model's context of {ctx} tokens. "
-                "Shorten the messages or send fewer images.",
-                param="messages",
-            )
-        if requested is None:
-            limit = self.card.limits.max_output_tokens
-            return min(limit, room) if room is not None else limit
-        if room is not None and requested > room:
-            raise ContextLengthError(
-                f"The prompt ({prompt_tokens} tokens) plus max_tokens ({requested}) exceeds the model's "
-                f"context of {ctx} tokens. Lower max_tokens to at most {room}.",
-                param="max_tokens",
-            )
-        return requested
-
-    def _template_messages(self, messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[Any]]:
-        out: list[dict[str, Any]] = []
-        images: list[Any] = []
-        for m in messages:
-            entry: dict[str, Any] = {"role": m.role}
-            if isinstance(m.content, str):
-                entry["content"] = m.content
-            elif self.vision:
-                parts: list[dict[str, Any]] = []
-                for p in m.content:
-                    if p.type == "image":
-                        parts.append({"type": "image"})
-                        images.append(p.image)
-                    else:
-                        parts.append({"type": "text", "text": p.text})
-                entry["content"] = parts
-            else:  # text-only templates expect strings
-                if any(p.type == "image" for p in m.content):
-                    images.append(None)
-                entry["content"] = "".join(p.text for p in m.content if p.type == "text")
-            if m.name:
-                entry["name"] = m.name
-            if m.tool_calls:
-                entry["tool_calls"] = template_tool_calls(m.tool_calls)
-            if m.reasoning_content:
-                entry["reasoning_content"] = m.reasoning_content
-            if m.tool_call_id:
-                entry["tool_call_id"] = m.tool_call_id
-            out.append(entry)
-        return out, images
-
-    def _run(self, prepared: _Prepared, stream: _Stream) -> None:
-        import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
-        try:
-            params = stream.request.params
-            # The model's own generation config (suppressed tokens, ...) minus its sampling
-            # defaults: the request's parameters rule, and SeededSampler does the sampling.
-            config = copy.deepcopy(self.model.generation_config)
-            config.update(
-                max_new_tokens=prepared.max_new_tokens,
-                max_length=None,
-                min_new_tokens=None,
-                min_length=0,
-                do_sample=False,
-                num_beams=1,
-                num_return_sequences=1,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                repetition_penalty=None,
-                eos_token_id=[] if params.ignore_eos else self._eos,  # None would mean "the model's"
-                pad_token_id=self._pad,
-            )
-            sampler = stream.sampler
-            with torch.inference_mode():
-                self.model.generate(
-                    **prepared.inputs,
-                    generation_config=config,
-                    logits_processor=LogitsProcessorList([*prepared.processors, sampler]),
-                    stopping_criteria=StoppingCriteriaList([stream]),
-                    streamer=stream,
-                )
-            stream.finish()
-        except BaseException as e:
-            stream.fail(e)
+        return prompt, inputs, images
 
 
-class _Stream:
-    """Streamer + stopping criterion for one generate() call, run in the worker thread.
-
-    Detokenizes and applies stop strings in the worker, and hands text deltas to the
-    event loop through ``call_soon_threadsafe``. ``cancelled`` stops generation at the next
-    step (client gone); a stop string or EOS stops it too.
-    """
-
-    def __init__(
-        self,
-        engine: TransformersChatEngine,
-        request: ChatInput,
-        prepared: _Prepared,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[Any],
-    ) -> None:
-        self.request = request
-        self.loop, self.queue = loop, queue
-        self.cancelled = threading.Event()
-        tok = engine.tokenizer
-        self.detok = IncrementalDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True))
-        self.stops = StopMatcher(request.params.stop)
-        self.eos = set() if request.params.ignore_eos else set(engine._eos)
-        self.sampler = SeededSampler(request.params, engine.model.device, prompt_len=prepared.prompt_tokens)
-        self.entries = engine._logprobs if request.params.logprobs else None
-        self.top = request.params.top_logprobs
-        self.pending: list[TokenLogprob] = []
-        self.max_new = prepared.max_new_tokens
-        self.count = 0
-        self.eos_hit = False
-        self.tail = ""
-        self._prompt_seen = False
-
-    # BaseStreamer protocol
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first passes the prompt ids
-            self._prompt_seen = True
-            return
-        for token in value.reshape(-1).tolist():
-            if self.eos_hit or self.stops.stopped:
-                return
-            self.count += 1
-            if token in self.eos:
-                self.eos_hit = True
-                return
-            if self.entries is not None and self.sampler.last_logprobs is not None:
-                self.pending.append(self.entries.entry(self.sampler.last_logprobs, token, self.top))
-            text = self.stops.push(self.detok.push(token))
-            if text:
-                self._send((text, self.count, self.take_logprobs()))
-
-    def take_logprobs(self) -> list[TokenLogprob] | None:
-        """The entries not sent yet (None when the request did not ask for them)."""
-        if self.entries is None:
-            return None
-        out, self.pending = self.pending, []
-        return out
-
-    def end(self) -> None:
-        self.tail = self.stops.push(self.detok.flush()) + self.stops.flush()
-
-    # StoppingCriteria protocol
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+def _on_gpu(device: str) -> bool:
+    if device == "auto":
         import torch
 
-        done = self.cancelled.is_set() or self.stops.stopped or self.eos_hit
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    @property
-    def finish_reason(self) -> str:
-        if self.eos_hit or self.stops.stopped:
-            return "stop"
-        return "length" if self.count >= self.max_new else "stop"
-
-    def finish(self) -> None:
-        self._send(None)
-
-    def fail(self, exc: BaseException) -> None:
-        self._send(exc)
-
-    def _send(self, item: Any) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        return bool(torch.cuda.is_available())
+    return device.startswith("cuda")

@@ -1,5 +1,6 @@
-"""What a transformers processor does with images: its resize (:func:`processor_input_size`)
-and its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`).
+"""What a transformers processor does with images: its resize (:func:`processor_input_size`),
+its placeholder tokens, which user text may not contain (:func:`refuse_placeholder_tokens`), and
+how many of an image-token count are video frames' (:func:`video_share`).
 
 Processors describe their resize with a ``size`` dict (``SizeDict`` in transformers 5) whose
 keys mean different things per family, so only the shapes known here are translated; an
@@ -9,6 +10,7 @@ When in doubt the answer keeps more pixels, never fewer, than the processor uses
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from mmserve.engines.types import ChatMessage
@@ -46,16 +48,19 @@ def processor_input_size(image_processor: Any) -> ImageInputSize | None:
     return None
 
 
-def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any) -> None:
-    """User text must not contain the processor's media placeholders (``<image>``, ...).
+def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any, *, skip_roles: Collection[str] = ()) -> None:
+    """Text must not contain the processor's media placeholders (``<image>``, ...).
 
     The processor expands every placeholder in the prompt into an image's tokens; one typed
-    by a user would claim an image slot (the processor then fails, or shifts the images).
+    in a message would claim an image slot (the processor then fails, or shifts the images).
+    ``skip_roles``: messages whose placeholders are escaped instead (see :mod:`.typed_specials`).
     """
     tokens = [t for t in (getattr(processor, a, None) for a in _PLACEHOLDERS) if isinstance(t, str) and t]
     if not tokens:
         return
     for i, m in enumerate(messages):
+        if m.role in skip_roles:
+            continue
         if isinstance(m.content, str):
             texts = [(f"messages[{i}].content", m.content)]
         else:
@@ -69,6 +74,24 @@ def refuse_placeholder_tokens(messages: list[ChatMessage], processor: Any) -> No
                         param=param,
                         code="reserved_token",
                     )
+
+
+def video_share(processor: Any, images: list[Any], frames: list[bool], image_tokens: int) -> int:
+    """Of ``image_tokens`` (all images of a prompt, ``frames[i]``: image i is a video frame), the frames' tokens.
+
+    Exact when the processor says how many tokens each image becomes (``_get_num_multimodal_tokens``,
+    what vLLM asks it too); else shared out by count (exact when every image costs the same,
+    as in LLaVA 1.5).
+    """
+    count = getattr(processor, "_get_num_multimodal_tokens", None)
+    if callable(count):
+        try:
+            per = list(count(image_sizes=[(im.height, im.width) for im in images]).num_image_tokens)
+        except Exception:  # a processor whose helper needs more arguments: fall back to the share
+            per = []
+        if len(per) == len(images) and sum(per) == image_tokens:
+            return int(sum(n for n, frame in zip(per, frames, strict=True) if frame))
+    return round(image_tokens * sum(frames) / max(1, len(images)))
 
 
 _PLACEHOLDERS = ("image_token", "video_token", "audio_token")

@@ -1,9 +1,15 @@
-"""Sampling with a per-request random generator, and the log-probabilities of what was sampled.
+"""Sampling for a batch of rows, each with its own parameters and random generator.
 
-``generate`` samples with torch's global RNG, so two concurrent requests with a ``seed``
-would disturb each other. :class:`SeededSampler` draws the token itself from its own
-``torch.Generator``; it also keeps the log-probabilities of the distribution it drew from
-when the request asks for them (``logprobs``).
+Rows of one batch must not share a random stream (torch's global RNG), or a ``seed`` would
+give different text depending on what else runs: each row draws from its own
+``torch.Generator`` (one uniform number per token, turned into a token through the row's
+cumulative distribution). The arithmetic is batched, but a row goes through the same
+operations whatever its neighbours (rows are grouped by what their parameters ask:
+greedy, sampled, sampled with top_p), so a row gives the same tokens batched or alone.
+
+The log-probabilities returned (``logprobs``) are the log-softmax of the processed logits
+the token was drawn from: after the processors and penalties, temperature and top_p
+(greedy: before any temperature).
 """
 
 from __future__ import annotations
@@ -12,18 +18,13 @@ from typing import Any
 
 # JSON has no -Infinity: a token that cannot be sampled gets this log-probability (as in vLLM).
 MIN_LOGPROB = -9999.0
+GREEDY_BELOW = 1e-5  # temperatures below this are greedy, as in vLLM (dividing by less overflows)
 
 
 class SeededSampler:
-    """Samples one row's next token with the row's own torch.Generator. temperature 0 means greedy.
+    """One row's sampling parameters and random generator."""
 
-    Presence/frequency penalties follow OpenAI's definition over the tokens generated so
-    far. The log-probabilities (``want_logprobs``) are the log-softmax of the processed logits
-    the token was drawn from: after the processors and penalties, temperature and top_p
-    (greedy: before any temperature).
-    """
-
-    def __init__(self, params: Any, device: Any, *, prompt_len: int = 0) -> None:
+    def __init__(self, params: Any, device: Any) -> None:
         import torch
 
         self.t = params.temperature
@@ -31,41 +32,92 @@ class SeededSampler:
         self.presence = params.presence_penalty
         self.frequency = params.frequency_penalty
         self.want_logprobs = bool(params.logprobs)
-        self.prompt_len = prompt_len
         self.gen = torch.Generator(device=device)
         if params.seed is not None:
             self.gen.manual_seed(params.seed % 2**64)  # torch takes 64 bits; the API allows any int64 (+n)
         else:
             self.gen.seed()
-        self.last_logprobs: Any = None  # the log-softmax row of the last sample (want_logprobs)
 
-    def sample(self, scores: Any, generated: Any) -> int:
-        """The next token from ``scores`` (1 x vocab, processed) given the ``generated`` ids so far (1 x n)."""
-        import torch
+    @property
+    def greedy(self) -> bool:
+        return bool(self.t < GREEDY_BELOW)
 
-        scores = scores.float()
-        if (self.presence or self.frequency) and generated.shape[-1]:
-            counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-            scores = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
-        if self.t < 1e-5:  # greedy, as in vLLM: dividing by a tinier temperature overflows to inf/NaN
-            token = int(scores.argmax(-1))
-            self.last_logprobs = scores.log_softmax(-1)[0] if self.want_logprobs else None
-            return token
-        scores = scores / self.t
-        if self.top_p < 1.0:
-            sorted_scores, idx = torch.sort(scores, descending=True)
-            cum = sorted_scores.softmax(-1).cumsum(-1)
-            drop = cum - sorted_scores.softmax(-1) > self.top_p  # keep at least the top token
-            sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-            scores = torch.full_like(scores, float("-inf")).scatter(1, idx, sorted_scores)
-        probs = scores.softmax(-1)
-        token = int(torch.multinomial(probs, 1, generator=self.gen))
-        self.last_logprobs = scores.log_softmax(-1)[0] if self.want_logprobs else None
-        return token
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        """As a transformers LogitsProcessor: a one-hot score on the sampled token, which greedy search keeps."""
-        import torch
+def sample_rows(scores: Any, samplers: list[SeededSampler], generated: list[Any]) -> tuple[list[int], list[Any]]:
+    """The next token of every row of ``scores`` (rows x vocab, processed), and the log-probabilities
+    (a vocab-long tensor, or None when the row did not ask) of the distribution it was drawn from.
 
-        token = self.sample(scores, input_ids[:, self.prompt_len :])
-        return torch.full_like(scores, float("-inf"), dtype=torch.float32).index_fill_(1, torch.tensor([token]), 0.0)
+    ``generated`` holds each row's output ids so far (1 x n), for the presence/frequency penalties.
+    """
+    import torch
+
+    scores = scores.float()
+    penalized = [
+        i
+        for i, s in enumerate(samplers)
+        if (s.presence or s.frequency) and generated[i] is not None and generated[i].numel()
+    ]
+    if penalized:
+        scores = scores.clone()
+        for i in penalized:
+            scores[i : i + 1] = _penalize(scores[i : i + 1], generated[i], samplers[i])
+    tokens: list[int] = [0] * len(samplers)
+    logprobs: list[Any] = [None] * len(samplers)
+    greedy = [i for i, s in enumerate(samplers) if s.greedy]
+    plain = [i for i, s in enumerate(samplers) if not s.greedy and s.top_p >= 1.0]
+    nucleus = [i for i, s in enumerate(samplers) if not s.greedy and s.top_p < 1.0]
+    if greedy:
+        rows = _rows(scores, greedy)
+        for i, token in zip(greedy, rows.argmax(-1).tolist(), strict=True):
+            tokens[i] = int(token)
+        _keep_logprobs(rows, greedy, samplers, logprobs)
+    for group in (plain, nucleus):
+        if not group:
+            continue
+        temps = torch.tensor([samplers[i].t for i in group], device=scores.device, dtype=scores.dtype)
+        rows = _rows(scores, group) / temps[:, None]
+        if group is nucleus:
+            rows = _top_p(rows, torch.tensor([samplers[i].top_p for i in group], device=scores.device))
+        cdf = rows.softmax(-1).cumsum(-1)
+        draws = torch.cat([torch.rand(1, generator=samplers[i].gen, device=scores.device) for i in group])
+        # the first token whose cumulative probability passes the draw: never one of probability 0
+        chosen = torch.searchsorted(cdf, (draws.to(cdf.dtype) * cdf[:, -1])[:, None], right=True)
+        for i, token in zip(group, chosen.clamp_(max=cdf.shape[-1] - 1)[:, 0].tolist(), strict=True):
+            tokens[i] = int(token)
+        _keep_logprobs(rows, group, samplers, logprobs)
+    return tokens, logprobs
+
+
+def _rows(scores: Any, group: list[int]) -> Any:
+    if len(group) == scores.shape[0]:
+        return scores
+    import torch
+
+    return scores.index_select(0, torch.tensor(group, device=scores.device))
+
+
+def _keep_logprobs(rows: Any, group: list[int], samplers: list[SeededSampler], out: list[Any]) -> None:
+    wanted = [j for j, i in enumerate(group) if samplers[i].want_logprobs]
+    if wanted:
+        lps = rows.log_softmax(-1)
+        for j in wanted:
+            out[group[j]] = lps[j]
+
+
+def _penalize(scores: Any, generated: Any, s: SeededSampler) -> Any:
+    """OpenAI's presence and frequency penalties over the tokens generated so far."""
+    import torch
+
+    counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+    return scores - s.frequency * counts - s.presence * (counts > 0).to(scores.dtype)
+
+
+def _top_p(rows: Any, top_p: Any) -> Any:
+    """Keep each row's most likely tokens up to ``top_p`` of the mass (at least the top one)."""
+    import torch
+
+    sorted_scores, idx = torch.sort(rows, descending=True)
+    probs = sorted_scores.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p[:, None]
+    sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+    return torch.full_like(rows, float("-inf")).scatter(1, idx, sorted_scores)

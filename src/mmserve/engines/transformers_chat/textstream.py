@@ -1,4 +1,4 @@
-"""Pure-Python helpers to stream text out of token ids: incremental detokenization and stops.
+"""Helpers to stream text out of token ids: incremental detokenization, stops, the fast decoder.
 
 Hand-written because transformers' TextIteratorStreamer holds text back until a word
 boundary (print-friendly, not token-friendly) and knows nothing of OpenAI stop strings.
@@ -7,6 +7,7 @@ boundary (print-friendly, not token-friendly) and knows nothing of OpenAI stop s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class IncrementalDetokenizer:
@@ -70,3 +71,22 @@ class StopMatcher:
     def flush(self) -> str:
         out, self._buf = ("" if self.stopped else self._buf), ""
         return out
+
+
+def fast_decoder(tokenizer: Any) -> Any:
+    """The tokenizer's decode, called twice per streamed token.
+
+    For a fast tokenizer whose decode is transformers' own (no subclass override, no space
+    clean-up), the Rust tokenizer it delegates to, without ~10 us of Python per call.
+    """
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if (
+        backend is not None
+        and isinstance(tokenizer, TokenizersBackend)
+        and type(tokenizer)._decode is TokenizersBackend._decode
+        and not tokenizer.clean_up_tokenization_spaces
+    ):
+        return backend.decode
+    return tokenizer.decode

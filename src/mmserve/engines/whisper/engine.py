@@ -3,12 +3,15 @@
 Any ``WhisperForConditionalGeneration`` checkpoint (tiny to large-v3, distil-whisper, or the
 tiny demo model) served with its own processor and ``generation_config``.
 
-Long audio is cut into 30 s windows that are decoded as a batch, each by one call to
-Whisper's ``generate`` with timestamps on (its timestamp rules, language detection, prompt
-conditioning and temperature included). Fixed windows rather than transformers' sequential
-"seek to the last timestamp" loop: the loop can stall on a window whose timestamps never
-advance, while fixed windows bound the work of a request to
-``ceil(seconds / 30) x max_new_tokens`` decoder steps. The decoded windows are split into
+Long audio is cut into 30 s windows that are decoded in batches by Whisper's ``generate``
+with timestamps on (its timestamp rules, language detection, prompt conditioning and
+temperature included). The windows of concurrent requests share those batches
+(:mod:`mmserve.engines.common.batcher`): a free worker takes up to ``batch_size`` waiting
+windows that ask the same of ``generate`` (language, task, prompt, temperature, word times),
+from one request or several, so a burst of short requests decodes together. Fixed windows
+rather than transformers' sequential "seek to the last timestamp" loop: the loop can stall
+on a window whose timestamps never advance, while fixed windows bound the work of a request
+to ``ceil(seconds / 30) x max_new_tokens`` decoder steps. The decoded windows are split into
 segments by :mod:`mmserve.engines.whisper.segments`; word times, when asked, come from
 Whisper's cross-attention alignment heads (``return_token_timestamps``).
 """
@@ -18,17 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
+from mmserve.engines.common.batcher import Batcher
 from mmserve.engines.registry import require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.engines.whisper.segments import WindowOutput, split_window
 from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
 
+log = logging.getLogger("mmserve.engines.whisper")
 RATE = 16000
 WINDOW_S = 30.0
 
@@ -40,18 +47,40 @@ def _quiet_length_warning(record: logging.LogRecord) -> bool:
 
 class WhisperOptions(EngineOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(default=4, ge=1, le=64, description="30 s windows decoded at once.")
+    batch_size: int = Field(
+        default=4, ge=1, le=64, description="30 s windows decoded at once (of one request or of several)."
+    )
     max_new_tokens: int = Field(default=224, ge=1, le=444, description="Decoder steps per window.")
     max_prompt_tokens: int = Field(default=223, ge=0, description="The prompt keeps its last tokens (OpenAI: 224).")
 
 
+@dataclass
+class _Window:
+    """One 30 s window of a request, waiting for a batch."""
+
+    request: TranscriptionInput
+    language: str | None
+    prompt_ids: Any
+    index: int
+    audio: Any
+    future: Future[tuple[WindowOutput, str | None]] = field(default_factory=Future)
+
+    @property
+    def key(self) -> Hashable:
+        """Windows with equal keys ask the same of ``generate`` and can share a call."""
+        r = self.request
+        prompt = None if self.prompt_ids is None else tuple(self.prompt_ids.reshape(-1).tolist())
+        return (self.language, r.task, prompt, r.temperature, r.word_timestamps)
+
+
 class WhisperEngine(TranscriptionEngine):
+    uses_torch = True
     Options = WhisperOptions
     options: WhisperOptions
 
     model: Any = None
     processor: Any = None
-    _pool: ThreadPoolExecutor | None = None
+    _batcher: Batcher[_Window] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,16 +111,21 @@ class WhisperEngine(TranscriptionEngine):
         )
         self._languages = {k.strip("<|>"): v for k, v in (getattr(gen, "lang_to_id", None) or {}).items()}
         self._multilingual = bool(getattr(gen, "is_multilingual", False)) and bool(self._languages)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whisper-{self.card.id}")
+        self._batcher = Batcher(
+            self._decode_batch,
+            key=lambda w: w.key,
+            limit=self.options.batch_size,
+            name=f"whisper-{self.card.id}",
+        )
         torch.set_grad_enabled(False)
         logging.getLogger("transformers.generation.utils").addFilter(_quiet_length_warning)
 
     def unload(self) -> None:
         from mmserve.engines.common.torch_utils import release_memory
 
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self.model = self.processor = self._pool = None
+        if self._batcher is not None:
+            self._batcher.close()
+        self.model = self.processor = self._batcher = None
         release_memory()
 
     def memory_bytes(self) -> int | None:
@@ -102,11 +136,11 @@ class WhisperEngine(TranscriptionEngine):
     # ------------------------------------------------------------------ transcription
 
     async def transcribe(self, request: TranscriptionInput, on_segment: SegmentCallback | None = None) -> Transcript:
-        if self.model is None or self._pool is None:
+        batcher = self._batcher
+        if self.model is None or batcher is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         language = self._check(request)
-        loop = asyncio.get_running_loop()
-        segments, detected = await loop.run_in_executor(self._pool, self._run, request, language, on_segment)
+        segments, detected = await self._run(batcher, request, language, on_segment)
         text = "".join(s.text if i == 0 else " " + s.text for i, s in enumerate(segments))
         return Transcript(
             text=text,
@@ -141,20 +175,29 @@ class WhisperEngine(TranscriptionEngine):
             )
         return lang
 
-    def _run(
-        self, request: TranscriptionInput, language: str | None, on_segment: SegmentCallback | None
+    async def _run(
+        self,
+        batcher: Batcher[_Window],
+        request: TranscriptionInput,
+        language: str | None,
+        on_segment: SegmentCallback | None,
     ) -> tuple[list[Segment], str | None]:
+        """Queue the request's windows for the batcher, then split them into segments in order as they come."""
         audio = request.audio
         n = max(1, math.ceil(len(audio) / (WINDOW_S * RATE)))
-        windows = [audio[int(i * WINDOW_S * RATE) : int((i + 1) * WINDOW_S * RATE)] for i in range(n)]
-        prompt_ids = self._prompt_ids(request.prompt)
+        prompt_ids = await asyncio.to_thread(self._prompt_ids, request.prompt)
+        windows = [
+            _Window(request, language, prompt_ids, i, audio[int(i * WINDOW_S * RATE) : int((i + 1) * WINDOW_S * RATE)])
+            for i in range(n)
+        ]
+        for w in windows:
+            batcher.submit(w)
         segments: list[Segment] = []
         detected: str | None = None
-        bs = self.options.batch_size
-        for b in range(0, n, bs):
-            outs, lang = self._decode(windows[b : b + bs], b, language, request, prompt_ids)
-            detected = detected or lang
-            for out in outs:
+        try:
+            for w in windows:
+                out, lang = await asyncio.wrap_future(w.future)
+                detected = detected or lang
                 for seg in split_window(
                     out,
                     timestamp_begin=self._ts_begin,
@@ -166,7 +209,25 @@ class WhisperEngine(TranscriptionEngine):
                     segments.append(seg)
                     if on_segment is not None:
                         on_segment(seg)
+        finally:  # failed or abandoned: windows not decoded yet are dropped from the queue
+            for w in windows:
+                w.future.cancel()
         return segments, detected
+
+    def _decode_batch(self, windows: list[_Window]) -> None:
+        """Decode windows together; if a batch of several fails, each again alone (only its own request fails)."""
+        try:
+            outs = self._decode(windows)
+        except Exception as e:
+            if len(windows) == 1:
+                windows[0].future.set_exception(e)
+                return
+            log.warning("a batch of %d windows failed (%s); decoding them one by one", len(windows), e)
+            for w in windows:
+                self._decode_batch([w])
+            return
+        for w, out in zip(windows, outs, strict=True):
+            w.future.set_result(out)
 
     def _decode_text(self, ids: list[int]) -> str:
         text: str = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
@@ -181,14 +242,15 @@ class WhisperEngine(TranscriptionEngine):
             ids = ids[..., [0, *range(ids.shape[-1] - keep, ids.shape[-1])]]
         return ids.to(self.device)
 
-    def _decode(
-        self, windows: list[Any], first: int, language: str | None, request: TranscriptionInput, prompt_ids: Any
-    ) -> tuple[list[WindowOutput], str | None]:
+    def _decode(self, windows: list[_Window]) -> list[tuple[WindowOutput, str | None]]:
+        """One ``generate`` call for windows that share a key; each window's output and detected language."""
         import torch
         from transformers import LogitsProcessorList
 
+        first = windows[0]
+        request, language, prompt_ids = first.request, first.language, first.prompt_ids
         feats = self.processor.feature_extractor(
-            windows, sampling_rate=RATE, return_tensors="pt", return_attention_mask=True
+            [w.audio for w in windows], sampling_rate=RATE, return_tensors="pt", return_attention_mask=True
         )
         features = feats.input_features.to(self.device, self.model.dtype)
         kwargs: dict[str, Any] = {}
@@ -223,23 +285,21 @@ class WhisperEngine(TranscriptionEngine):
         if self._no_speech is not None and out.get("logits"):
             no_speech = out["logits"][0].float().softmax(-1)[:, self._no_speech].tolist()
         times = out.get("token_timestamps")
-        detected = None
-        if self._multilingual and language is None:
-            init = seqs[0, : seqs.shape[1] - steps].tolist()
-            ids = {v: k for k, v in self._languages.items()}
-            detected = next((ids[t] for t in init if t in ids), None)
+        ids = {v: k for k, v in self._languages.items()}
         outs = []
         for i, w in enumerate(windows):
-            outs.append(
-                WindowOutput(
-                    tokens=gen[i].tolist(),
-                    logprobs=logprobs[i].tolist(),
-                    offset=(first + i) * WINDOW_S,
-                    duration=len(w) / RATE,
-                    token_times=times[i, seqs.shape[1] - steps :].tolist() if times is not None else None,
-                    no_speech_prob=float(no_speech[i]),
-                    temperature=request.temperature,
-                    seek=int((first + i) * WINDOW_S * 100),
-                )
+            detected = None
+            if self._multilingual and language is None:
+                detected = next((ids[t] for t in seqs[i, : seqs.shape[1] - steps].tolist() if t in ids), None)
+            window = WindowOutput(
+                tokens=gen[i].tolist(),
+                logprobs=logprobs[i].tolist(),
+                offset=w.index * WINDOW_S,
+                duration=len(w.audio) / RATE,
+                token_times=times[i, seqs.shape[1] - steps :].tolist() if times is not None else None,
+                no_speech_prob=float(no_speech[i]),
+                temperature=request.temperature,
+                seek=int(w.index * WINDOW_S * 100),
             )
-        return outs, detected
+            outs.append((window, detected))
+        return outs

@@ -97,10 +97,11 @@ class MediaIngestor:
         model: str,
         target_side: int | None = None,
         input_size: ImageInputSize | None = None,
+        keep_alpha: bool = False,
     ) -> Image:
         """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image within the card's limits.
 
-        ``model`` names the card in messages.
+        ``model`` names the card in messages; ``keep_alpha``: RGBA, transparency kept (edits).
         """
         url = ref.url.strip()
         param = ref.param
@@ -117,8 +118,10 @@ class MediaIngestor:
                     code="invalid_image_url",
                 )
             payload = encoded.payload.encode("ascii", "replace")  # non-ASCII -> '?' -> invalid base64
-            job = DecodeJob(payload, limits, param, base64=True, target_side=side, input_size=input_size)
-            return await self.decoder.decode(job)
+            job = DecodeJob(
+                payload, limits, param, base64=True, target_side=side, input_size=input_size, keep_alpha=keep_alpha
+            )
+            return _image(await self.decoder.decode(job))
         if lowered.startswith(("http://", "https://")):
             if not card.allow_image_urls:
                 raise MediaFetchError(
@@ -128,7 +131,9 @@ class MediaIngestor:
                     code="image_urls_disabled",
                 )
             fetched = await self.fetcher.fetch(url, param=param, max_bytes=limits.max_bytes)
-            return await self.decode(fetched.data, limits, param=param, target_side=side, input_size=input_size)
+            return await self.decode(
+                fetched.data, limits, param=param, target_side=side, input_size=input_size, keep_alpha=keep_alpha
+            )
         message = "The image URL must be an http(s) URL or a data URI." if url else "The image URL is empty."
         raise InvalidRequestError(
             f"{message} Send an http(s) URL or a data URI like 'data:image/png;base64,...'.",
@@ -173,8 +178,13 @@ class MediaIngestor:
         """
         check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
         job = DecodeJob(data, limits, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
-        return await self.decoder.decode(job)
+        return _image(await self.decoder.decode(job))
 
     async def aclose(self) -> None:
         """Stop the decode workers (the app's lifespan calls this on shutdown)."""
         await self.decoder.aclose()
+
+
+def _image(result: object) -> Image:
+    assert isinstance(result, Image), "an image job decodes to an image"
+    return result

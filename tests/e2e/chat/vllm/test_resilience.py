@@ -1,0 +1,107 @@
+"""A client leaving aborts the vLLM request; a killed vLLM server gives a clear error, is restarted, and serves again.
+
+These run after test_chat.py (the kill restarts the shared server, which takes a while).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.e2e.chat.vllm.conftest import ADMIN
+from tests.helpers.process import ServerProcess
+from tests.helpers.vllm import SETUP_TIMEOUT_S
+
+pytestmark = pytest.mark.timeout(SETUP_TIMEOUT_S)
+
+HELLO = [{"role": "user", "content": "Hello"}]
+LONG = {"max_tokens": 256, "extra_body": {"ignore_eos": True}, "reasoning_effort": "none"}
+
+
+def _running(server: ServerProcess) -> float:
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30).text
+    found = re.search(r'mmserve_engine_running_requests\{model="tiny-vllm",replica="0"\} (\S+)', text)
+    assert found, "the replica reports no running count"
+    return float(found.group(1))
+
+
+def _vllm_api_server() -> int:
+    """The pid of the vLLM API server mmserve started for tiny-vllm."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in argv and b"tiny-vllm" in argv:
+            return int(entry.name)
+    raise AssertionError("no vLLM API server for tiny-vllm is running")
+
+
+def _group(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def test_client_leaving_mid_stream_aborts_the_vllm_request(client: OpenAI, vllm_server: ServerProcess) -> None:
+    stream = client.chat.completions.create(model="tiny-vllm", messages=HELLO, stream=True, **LONG)  # type: ignore[call-overload]
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    assert _running(vllm_server) >= 1  # generating inside vLLM now
+    stream.close()
+    deadline = time.monotonic() + 10
+    while _running(vllm_server) != 0:
+        assert time.monotonic() < deadline, "vLLM kept generating for a client that left"
+        time.sleep(0.1)
+
+
+def test_killed_vllm_server_errors_clearly_falls_back_restarts_and_serves(
+    client: OpenAI, vllm_server: ServerProcess
+) -> None:
+    pid = _vllm_api_server()
+    engine_processes = _group(pid)
+    assert len(engine_processes) >= 3  # API server, EngineCore, Worker (and a resource tracker)
+    stream = client.chat.completions.create(model="tiny-vllm", messages=HELLO, stream=True, **LONG)  # type: ignore[call-overload]
+    with pytest.raises(openai.APIError) as failed:
+        for i, _ in enumerate(stream):
+            if i == 2:
+                os.kill(pid, signal.SIGKILL)
+    assert "vLLM server of 'tiny-vllm'" in str(failed.value.message)
+    # the engine processes the killed server orphaned are stopped too
+    deadline = time.monotonic() + 30
+    while any(p in engine_processes for p in _group(pid)):
+        assert time.monotonic() < deadline, f"orphans of the killed vLLM server remain: {_group(pid)}"
+        time.sleep(0.2)
+    # while it restarts: the card answers 503 at once, and routers send its requests elsewhere
+    assert httpx.get(vllm_server.url + "/health").json()["models"]["tiny-vllm"] == "restarting"
+    with pytest.raises(openai.InternalServerError) as down:
+        client.chat.completions.create(model="tiny-vllm", messages=HELLO, max_tokens=2)
+    assert down.value.status_code == 503 and isinstance(down.value.body, dict)
+    assert down.value.body["code"] == "model_restarting" and "restarting" in down.value.body["message"]
+    routed = client.chat.completions.with_raw_response.create(model="resilient-chat", messages=HELLO, max_tokens=2)
+    assert routed.headers["x-mmserve-model"] == "tiny-tf"
+    deadline = time.monotonic() + SETUP_TIMEOUT_S - 120
+    while httpx.get(vllm_server.url + "/health").json()["models"]["tiny-vllm"] != "loaded":
+        assert time.monotonic() < deadline, "the vLLM server was not restarted"
+        time.sleep(1)
+    assert _vllm_api_server() != pid
+    r = client.chat.completions.create(model="tiny-vllm", messages=HELLO, max_tokens=4, reasoning_effort="none")
+    assert r.choices[0].message.content is not None and r.usage and r.usage.completion_tokens > 0

@@ -1,0 +1,35 @@
+"""Health checks of remote replicas (runtime/remote.py) against real actors on the test Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers.ray_cluster import REPO, RayCluster
+
+
+@pytest.mark.slow
+def test_a_hung_replica_is_killed_and_replaced_only_after_missing_pings_in_a_row(ray_cluster: RayCluster) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.ray_health", ray_cluster.address],
+        env=ray_cluster.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    missed = result["missed_pings"]
+    assert missed > 1
+    # one slow answer is a busy machine: the replica stays until it missed `missed` pings in a row
+    assert result["hung"]["checks"] == [False] * (missed - 1) + [True]
+    assert result["hung"]["generation"] == 1
+    # the hung actor was killed, not left holding its CPUs and slots beside its replacement
+    assert result["hung"]["old"] == "dead"
+    assert result["hung"]["healthy_check"] is False
+    # an actor Ray knows is dead is replaced at the first check
+    assert result["dead"] == {"replaced": True, "generation": 1}
