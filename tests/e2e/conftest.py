@@ -350,7 +350,7 @@ def upstream_server(
         "MMSERVE_JOBS__DISPATCH_INTERVAL_S": "0.2",
     }
     server = ServerProcess(root / "data", config, env=env)
-    server.start(wait_for=["local-image", "local-tts", "local-asr"], timeout=600)
+    server.start(wait_for=["local-image", "local-tts", "local-asr", "local-embed"], timeout=600)
     yield server
     server.stop()
 

@@ -7,6 +7,9 @@
 - ``POST /v1/audio/speech``: raw 24 kHz s16le PCM only (anything else is a 400, as mmserve must ask
   for pcm), SPEECH_SECONDS_PER_WORD of a tone per word, in pieces; ``stream_format: sse`` sends
   ``speech.audio.delta`` events and a ``speech.audio.done`` with token usage.
+- ``POST /v1/embeddings``: a unit vector seeded by each input (:func:`fake_embedding`), EMBEDDING_DIMENSIONS
+  long or ``dimensions``, as JSON floats or base64, listed in reverse (``index`` orders them); usage
+  ``prompt_tokens``: words of text inputs + token-id inputs' lengths.
 - ``POST /v1/audio/transcriptions`` and ``/translations``: reads the WAV it is sent and answers
   ``transcript_text`` with segments and words (verbose_json) and usage ``{type: duration, seconds:
   the WAV's length rounded up}`` (as whisper-1 bills whole seconds).
@@ -165,3 +168,38 @@ def add_media_routes(fake: FakeProvider) -> None:
     @app.post("/v1/audio/translations")
     async def translations(request: Request) -> Any:
         return await transcribe(request, "translate")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        body = await request.json()
+        fake.requests.append(body)
+        refused = await fake.check(request)
+        if refused is not None:
+            return refused
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if inputs and all(isinstance(v, int) for v in inputs):
+            inputs = [inputs]  # one tokenized text
+        dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        data = []
+        for i, item in enumerate(inputs):
+            vector = fake_embedding(item, dims)
+            encoded: Any = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if body.get("encoding_format") == "base64"
+                else vector.tolist()
+            )
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
+        data.reverse()  # answered out of order: the index says where each goes
+        tokens = sum(len(v) if isinstance(v, list) else len(v.split()) for v in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": body["model"], "usage": usage}
+
+
+EMBEDDING_DIMENSIONS = 32  # as the local demo-embed: a router can mix them
+
+
+def fake_embedding(item: str | list[int], dims: int) -> np.ndarray:
+    """The fake's vector for an input: seeded by its text (or token ids), unit length."""
+    seed = sum(ord(c) * (i + 1) for i, c in enumerate(item)) if isinstance(item, str) else sum(item) + len(item)
+    vector = np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+    return vector / np.linalg.norm(vector)

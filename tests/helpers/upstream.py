@@ -123,6 +123,38 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
             "deployment": {"mode": "dedicated"},
         },
         {"id": "broken-asr", "task": "transcription", "engine": "whisper", "source": "./missing-whisper-weights"},
+        # ---------------------------------------------------------------- embeddings
+        {
+            "id": "remote-embed",
+            "task": "embedding",
+            "engine": "upstream-embedding",
+            "options": remote("their-embed"),
+            "capabilities": {"embedding_dimensions": 32, "matryoshka": True},
+            "pricing": {"input_per_1m_tokens": 0.13},
+        },
+        {
+            "id": "remote-embed-float",  # a provider without base64 vectors
+            "task": "embedding",
+            "engine": "upstream-embedding",
+            "options": remote("their-embed", encoding_format="float"),
+            "capabilities": {"embedding_dimensions": 32},
+        },
+        {
+            "id": "local-embed",
+            "task": "embedding",
+            "engine": "transformers-embedding",
+            "source": "demo:clip",
+            "capabilities": {"vision": True, "embedding_dimensions": 32, "matryoshka": True},
+            "pricing": {"input_per_1m_tokens": 0.02},
+            "deployment": {"mode": "dedicated"},
+        },
+        {
+            "id": "broken-embed",
+            "task": "embedding",
+            "engine": "transformers-embedding",
+            "source": "./missing-embed-weights",
+            "capabilities": {"embedding_dimensions": 32},
+        },
         # ---------------------------------------------------------------- video
         {
             "id": "remote-video",
@@ -144,6 +176,9 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         {"id": "speech-local-first", "task": "speech", "policy": "priority"},
         {"id": "asr-remote-first", "task": "transcription", "policy": "priority"},
         {"id": "asr-local-first", "task": "transcription", "policy": "priority"},
+        {"id": "embed-remote-first", "task": "embedding", "policy": "priority"},
+        {"id": "embed-local-first", "task": "embedding", "policy": "priority"},
+        {"id": "embed-cheapest", "task": "embedding", "policy": "cheapest"},
     ]
     candidates = {
         "images-remote-first": ["remote-image", "local-image"],
@@ -155,6 +190,9 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         "speech-local-first": ["broken-tts", "remote-tts"],
         "asr-remote-first": ["remote-asr", "local-asr"],
         "asr-local-first": ["broken-asr", "remote-asr"],
+        "embed-remote-first": ["remote-embed", "local-embed"],
+        "embed-local-first": ["broken-embed", "remote-embed"],
+        "embed-cheapest": ["remote-embed", "local-embed"],
     }
     for r in routers:
         r["candidates"] = candidates[r["id"]]

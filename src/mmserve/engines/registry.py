@@ -31,6 +31,7 @@ ENGINES: dict[str, EngineSpec] = {
     "upstream-transcription": EngineSpec(
         "transcription", "mmserve.engines.upstream.transcription:UpstreamTranscriptionEngine", "core"
     ),
+    "upstream-embedding": EngineSpec("embedding", "mmserve.engines.upstream.embedding:UpstreamEmbeddingEngine", "core"),
     "upstream-video": EngineSpec("video-generation", "mmserve.engines.upstream.video:UpstreamVideoEngine", "video"),
     # vLLM itself runs in its own environment (options.python): mmserve needs nothing more for it
     "vllm": EngineSpec("chat", "mmserve.engines.vllm.engine:VLLMChatEngine", "core"),
