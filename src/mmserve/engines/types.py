@@ -146,6 +146,11 @@ class ImageGenOutput:
     # instead of encoding ``images`` again. ``images`` may then be empty.
     encoded: list[bytes] | None = None
 
+    @property
+    def count(self) -> int:
+        """How many images were made (``encoded`` ones or decoded ones)."""
+        return len(self.encoded) if self.encoded is not None else len(self.images)
+
 
 # ---------------------------------------------------------------- speech
 

@@ -196,3 +196,20 @@ def test_the_cheapest_router_weighs_local_and_remote_prices(client: OpenAI, upst
     _, headers = _gen(client, "images-cheapest", size="64x64")
     assert headers["x-mmserve-model"] == "local-image"  # 0.001 per image against the provider's 0.04
     assert "cheapest of 2 fitting" in headers["x-mmserve-route"]
+
+
+def test_a_streamed_request_ends_with_the_providers_images_billed(
+    client: OpenAI, upstream: FakeProvider, upstream_server: ServerProcess
+) -> None:
+    before = usage_of(upstream_server.url, "remote-image", 0)
+    stream = client.images.generate(
+        model="remote-image", prompt="a red square", size="64x64", n=2, stream=True, partial_images=1
+    )
+    events = list(stream)
+    done = [e for e in events if e.type == "image_generation.completed"]
+    assert len(done) == 2  # no previews: the provider is asked for finished images only
+    for e in done:
+        assert _image(e.b64_json).getpixel((1, 1)) == RED
+    assert done[-1].usage.output_tokens == 2 * IMAGE_OUTPUT_TOKENS
+    after = usage_of(upstream_server.url, "remote-image", before["requests"] + 1)
+    assert after["images"] - before["images"] == 2

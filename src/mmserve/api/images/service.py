@@ -204,7 +204,7 @@ class ImagesService:
         run = await start_run(card, self.state.runtime.deployment(card).acquire(), inp, shape)
 
         async def finish(result: ImageGenOutput) -> dict[str, Any]:
-            return self._meter(card, result, len(result.images), endpoint)
+            return self._meter(card, result, result.count, endpoint)
 
         return sse(run, finish)
 
