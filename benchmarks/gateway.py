@@ -1,7 +1,20 @@
-"""Gateway overhead: the same chat traffic sent to a loopback fake provider directly, through
+"""Gateway overhead: the same traffic sent to a loopback fake provider directly, through
 mmserve (auth + routing + metering on an upstream card), and through LiteLLM's proxy.
 
     python benchmarks/gateway.py [--requests 600] [--concurrency 16] [--litellm PATH]
+                                 [--c1-requests 300] [--rounds 10]
+
+Two parts:
+
+- **Chat under load** (``--concurrency``): direct, mmserve and LiteLLM, one leg after the other.
+- **Every task at concurrency 1** (chat, image generation, speech through ``upstream-chat``,
+  ``upstream-image`` and ``upstream-speech``): the direct and mmserve legs interleaved in
+  ``--rounds`` rounds (the machine is shared: both legs see the same load), ``--c1-requests`` per
+  leg and task. Images are 64x64 PNGs as base64 (mmserve decodes the provider's JSON, checks the
+  file's format and writes its own JSON); speech is raw PCM streamed through (mmserve asks the
+  provider for PCM, meters its seconds and re-chunks it). Beside the latencies, the CPU time the
+  serving process spent per request (the provider's for the direct leg, mmserve's for its leg,
+  read from /proc): on a shared machine, latency includes waiting for a core, CPU time does not.
 
 LiteLLM runs from its own virtualenv (``python -m venv /opt/litellm && /opt/litellm/bin/pip
 install 'litellm[proxy]'``) given by ``--litellm`` (default: `litellm` on PATH); without it that
@@ -27,14 +40,25 @@ from pathlib import Path
 
 import httpx
 
-from _common import free_port, mmserve, summarize, write_result
+from _common import cpu_seconds, free_port, mmserve_process, summarize, write_result
 
 HERE = Path(__file__).resolve().parent
 BODY = {"messages": [{"role": "user", "content": "one two three four five six seven eight"}], "max_tokens": 8}
+# task -> (path, body) sent at concurrency 1, and the mmserve card / the provider's model
+TASKS: dict[str, tuple[str, dict]] = {
+    "chat": ("/chat/completions", BODY),
+    "image": ("/images/generations", {"prompt": "a red square", "size": "64x64", "output_format": "png"}),
+    "speech": ("/audio/speech", {"input": "one two three four", "voice": "alloy", "response_format": "pcm"}),
+}
+CARDS = {
+    "chat": ("remote", "their-model"),
+    "image": ("remote-image", "their-image"),
+    "speech": ("remote-tts", "their-tts"),
+}
 
 
 @contextmanager
-def process(cmd: list[str], health: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[None]:
+def process(cmd: list[str], health: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[int]:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
     )
@@ -51,7 +75,7 @@ def process(cmd: list[str], health: str, env: dict[str, str] | None = None, time
             time.sleep(0.3)
         else:
             raise TimeoutError(f"{cmd} did not start")
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -91,11 +115,65 @@ async def load(url: str, key: str, model: str, requests: int, concurrency: int) 
     }
 
 
+async def one_by_one(legs: dict[str, tuple[str, str, str, int]], task: str, requests: int, rounds: int) -> dict:
+    """``task`` at concurrency 1 on every leg (name -> base URL, key, model, the serving process's pid),
+    interleaved in ``rounds``."""
+    path, body = TASKS[task]
+    latencies: dict[str, list[float]] = {name: [] for name in legs}
+    errors = dict.fromkeys(legs, 0)
+    cpu = dict.fromkeys(legs, 0.0)
+    clients = {
+        name: httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"})
+        for name, (_, key, _, _) in legs.items()
+    }
+    try:
+        for name, (url, _, model, _) in legs.items():  # warm-up: connections, the card's first request
+            for _ in range(5):
+                r = await clients[name].post(url + path, json={**body, "model": model})
+                if r.status_code != 200:
+                    raise RuntimeError(f"{task} on {name}: HTTP {r.status_code} {r.text[:200]}")
+        per_round = max(1, requests // rounds)
+        for _ in range(rounds):
+            for name, (url, _, model, pid) in legs.items():
+                client, sent = clients[name], {**body, "model": model}
+                cpu[name] -= cpu_seconds(pid)
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    r = await client.post(url + path, json=sent)
+                    if r.status_code == 200:
+                        latencies[name].append(time.perf_counter() - start)
+                    else:
+                        errors[name] += 1
+                cpu[name] += cpu_seconds(pid)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    out: dict = {
+        name: {
+            "errors": errors[name],
+            "latency": summarize(xs),
+            "server_cpu_ms_per_request": cpu[name] * 1000 / max(1, len(xs) + errors[name]),
+        }
+        for name, xs in latencies.items()
+    }
+    direct = out["direct"]["latency"]
+    for name in legs:
+        if name != "direct":
+            lat = out[name]["latency"]
+            out[name]["added_p50_ms"] = (lat["p50_s"] - direct["p50_s"]) * 1000
+            out[name]["added_p99_ms"] = (lat["p99_s"] - direct["p99_s"]) * 1000
+            out[name]["p50_ratio_vs_direct"] = lat["p50_s"] / direct["p50_s"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=600)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--litellm", default=shutil.which("litellm"))
+    p.add_argument("--c1-requests", type=int, default=300, help="per leg and task, at concurrency 1")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the concurrency-1 legs")
+    p.add_argument("--tasks", default="chat,image,speech", help="tasks of the concurrency-1 part")
     args = p.parse_args()
     data = Path(tempfile.mkdtemp(prefix="mmserve-gw-"))
     provider_port = free_port()
@@ -106,6 +184,14 @@ def main() -> None:
         f"    options: {{base_url: '{provider_url}', model: their-model, api_key_env: GW_PROVIDER_KEY}}\n"
         "    pricing: {input_per_1m_tokens: 1.0, output_per_1m_tokens: 2.0}\n"
         "    deployment: {mode: dedicated, max_concurrency: 256, max_queue: 1024}\n"
+        "  - id: remote-image\n    task: image-generation\n    engine: upstream-image\n"
+        f"    options: {{base_url: '{provider_url}', model: their-image, api_key_env: GW_PROVIDER_KEY}}\n"
+        "    capabilities: {sizes: ['64x64']}\n    pricing: {per_image: 0.04}\n"
+        "    deployment: {mode: dedicated, max_concurrency: 64}\n"
+        "  - id: remote-tts\n    task: speech\n    engine: upstream-speech\n"
+        f"    options: {{base_url: '{provider_url}', model: their-tts, api_key_env: GW_PROVIDER_KEY}}\n"
+        "    pricing: {per_audio_second: 0.0002}\n"
+        "    deployment: {mode: dedicated, max_concurrency: 64}\n"
     )
     created = subprocess.run(
         [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data), "create", "--name", "bench"],
@@ -115,13 +201,23 @@ def main() -> None:
     )
     key = json.loads(created.stdout)["key"]
     legs: dict[str, dict] = {}
+    c1: dict[str, dict] = {}
     with process(
         [sys.executable, str(HERE / "fake_provider_main.py"), "--port", str(provider_port)], f"{provider_url}/models"
-    ):
+    ) as provider_pid:
         run = lambda url, k, m: asyncio.run(load(url, k, m, args.requests, args.concurrency))  # noqa: E731
         legs["direct"] = run(provider_url, "sk-upstream", "their-model")
         env = {"GW_PROVIDER_KEY": "sk-upstream", "MMSERVE_AUTH": "true", "MMSERVE_LOG_LEVEL": "warning"}
-        with mmserve(data, "--config", str(catalog), "--log-level", "warning", wait_for=["remote"], env=env) as url:
+        wait = [card for card, _ in CARDS.values()]
+        served = mmserve_process(data, "--config", str(catalog), "--log-level", "warning", wait_for=wait, env=env)
+        with served as (url, pid):
+            for task in args.tasks.split(","):
+                card, theirs = CARDS[task]
+                both = {
+                    "direct": (provider_url, "sk-upstream", theirs, provider_pid),
+                    "mmserve": (url + "/v1", key, card, pid),
+                }
+                c1[task] = asyncio.run(one_by_one(both, task, args.c1_requests, args.rounds))
             legs["mmserve"] = run(url + "/v1", key, "remote")
         if args.litellm:
             port = free_port()
@@ -156,6 +252,7 @@ def main() -> None:
             "concurrency": args.concurrency,
             "legs": legs,
             "compare": compare,
+            "concurrency_1": {"requests_per_leg": args.c1_requests, "rounds": args.rounds, "tasks": c1},
             "mmserve_path": "bearer auth + routing + usage metering (SQLite) + metrics",
             "litellm_path": "master-key auth + routing, no spend database",
         },
