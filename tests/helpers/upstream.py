@@ -133,6 +133,13 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
             "pricing": {"input_per_1m_tokens": 0.13},
         },
         {
+            "id": "remote-embed-timed",  # only the fastest-router test uses it: its latency is that test's
+            "task": "embedding",
+            "engine": "upstream-embedding",
+            "options": remote("their-embed"),
+            "capabilities": {"embedding_dimensions": 32},
+        },
+        {
             "id": "remote-embed-float",  # a provider without base64 vectors
             "task": "embedding",
             "engine": "upstream-embedding",
@@ -179,6 +186,7 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         {"id": "embed-remote-first", "task": "embedding", "policy": "priority"},
         {"id": "embed-local-first", "task": "embedding", "policy": "priority"},
         {"id": "embed-cheapest", "task": "embedding", "policy": "cheapest"},
+        {"id": "embed-fastest", "task": "embedding", "policy": "fastest"},
     ]
     candidates = {
         "images-remote-first": ["remote-image", "local-image"],
@@ -193,6 +201,7 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         "embed-remote-first": ["remote-embed", "local-embed"],
         "embed-local-first": ["broken-embed", "remote-embed"],
         "embed-cheapest": ["remote-embed", "local-embed"],
+        "embed-fastest": ["remote-embed-timed", "local-embed"],
     }
     for r in routers:
         r["candidates"] = candidates[r["id"]]

@@ -97,3 +97,14 @@ def test_the_cheapest_router_weighs_local_and_remote_prices(client: OpenAI) -> N
     _, headers = _embed(client, "embed-cheapest", ["a caption"])
     assert headers["x-mmserve-model"] == "local-embed"  # 0.02 per 1M tokens against the provider's 0.13
     assert "cheapest of 2 fitting" in headers["x-mmserve-route"]
+
+
+def test_the_fastest_router_measures_the_provider_against_the_local_model(
+    client: OpenAI, upstream: FakeProvider
+) -> None:
+    upstream.delay_s = 0.5  # the provider is slow today
+    served = [_embed(client, "embed-fastest", ["a caption"])[1]["x-mmserve-model"] for _ in range(3)]
+    assert served[0] == "remote-embed-timed"  # not yet measured: tried first
+    _, headers = _embed(client, "embed-fastest", ["a caption"])
+    assert headers["x-mmserve-model"] == "local-embed" and "fastest" in headers["x-mmserve-route"]
+    assert served.count("remote-embed-timed") == 1  # once measured slow, never chosen again
