@@ -172,6 +172,28 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
             "pricing": {"per_video_second": 0.1},
             "deployment": {"max_concurrency": 4},
         },
+        {
+            "id": "remote-video-down",  # a provider that cannot be reached (nothing listens there)
+            "task": "video-generation",
+            "engine": "upstream-video",
+            "options": {**remote("their-video"), "base_url": "http://127.0.0.1:9/v1"},
+            "capabilities": {"sizes": ["64x48"], "fps": [8], "durations": [1, 2]},
+        },
+        {
+            "id": "local-video",
+            "task": "video-generation",
+            "engine": "diffusers-video",
+            "source": "demo:video",
+            "options": {"steps": 1, "guidance_scale": 1.0, "render_max_pixels": 4096},
+            "capabilities": {"sizes": ["64x48"], "fps": [8], "durations": [1, 2]},
+        },
+        {
+            "id": "broken-video",
+            "task": "video-generation",
+            "engine": "diffusers-video",
+            "source": "./missing-video-weights",
+            "capabilities": {"sizes": ["64x48"], "fps": [8], "durations": [1, 2]},
+        },
     ]
     routers = [
         {"id": "images-remote-first", "task": "image-generation", "policy": "priority"},
@@ -187,6 +209,8 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         {"id": "embed-local-first", "task": "embedding", "policy": "priority"},
         {"id": "embed-cheapest", "task": "embedding", "policy": "cheapest"},
         {"id": "embed-fastest", "task": "embedding", "policy": "fastest"},
+        {"id": "videos-remote-first", "task": "video-generation", "policy": "priority"},
+        {"id": "videos-local-first", "task": "video-generation", "policy": "priority"},
     ]
     candidates = {
         "images-remote-first": ["remote-image", "local-image"],
@@ -202,6 +226,8 @@ def upstream_catalog(base_url: str) -> dict[str, Any]:
         "embed-local-first": ["broken-embed", "remote-embed"],
         "embed-cheapest": ["remote-embed", "local-embed"],
         "embed-fastest": ["remote-embed-timed", "local-embed"],
+        "videos-remote-first": ["remote-video-down", "local-video"],
+        "videos-local-first": ["broken-video", "remote-video"],
     }
     for r in routers:
         r["candidates"] = candidates[r["id"]]

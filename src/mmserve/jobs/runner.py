@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import EngineUnavailableError, MMServeError
+from mmserve.jobs.fallback import ENGINE_STATE, fall_back
 from mmserve.jobs.outputs import StoredOutputs, delete_artifacts, describe_failure, store_outputs
 from mmserve.jobs.store import VideoJob, VideoJobStore
 from mmserve.jobs.worker import WorkerId, is_dead
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmserve.jobs")
 
 CompletedHook = Callable[[VideoJob], Awaitable[None] | None]
-ENGINE_STATE = "engine_state"  # the key of job.params where an engine keeps what it needs to resume
 STALE_TMP_S = 3600  # an encode's temporary file older than this was left behind by a dead server
 
 
@@ -265,11 +265,23 @@ class JobRunner:
             job.params = params
 
         claimed = time.perf_counter()
-        async with self.runtime.deployment(card).acquire() as engine:
-            assert isinstance(engine, VideoEngine)
-            run.phase = "generating"
-            started = time.perf_counter()
-            output = await engine.generate(request, progress=run.on_progress, checkpoint=checkpoint)
+        while True:
+            try:
+                async with self.runtime.deployment(card).acquire() as engine:
+                    assert isinstance(engine, VideoEngine)
+                    run.phase = "generating"
+                    started = time.perf_counter()
+                    output = await engine.generate(request, progress=run.on_progress, checkpoint=checkpoint)
+                break
+            except Exception as e:  # its model failed before starting it: the route's next one, if any
+                moved = fall_back(job.params, e, set(self.catalog.cards)) if not run.cancel.is_set() else None
+                if moved is None:
+                    raise
+                log.warning("job %s: '%s' failed (%s); moving it to '%s'", job.id, card.id, e, moved[0])
+                if not await self.store.rebind(job.id, str(self.worker), model=moved[0], params=moved[1]):
+                    raise JobCancelled() from e  # deleted or taken over meanwhile
+                job.model, job.params = moved
+                card = self.catalog.cards[job.model]
         run.check_deleted()
         run.phase = "encoding"
         encoded = time.perf_counter()

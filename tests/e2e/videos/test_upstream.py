@@ -137,3 +137,31 @@ def test_a_providers_job_survives_mmserve_being_killed(lone_server: ServerProces
     assert _submits(upstream, "survive a crash") == 1  # the same remote job, polled again: not paid for twice
     content = httpx.get(f"{lone_server.url}/v1/videos/{created['id']}/content", timeout=30)
     assert content.status_code == 200 and mp4_info(content.content)[:3] == (8, 64, 48)
+
+
+def test_a_job_whose_provider_cannot_be_reached_is_made_by_the_local_model(client: OpenAI) -> None:
+    raw = client.videos.with_raw_response.create(model="videos-remote-first", prompt="fall back", seconds="1")
+    assert raw.headers["x-mmserve-model"] == "remote-video-down"  # bound when submitted; it fails when run
+    video = client.videos.poll(raw.parse().id, poll_interval_ms=200)
+    assert video.status == "completed" and video.model == "local-video"
+    assert mp4_info(client.videos.download_content(video.id).read())[:3] == (8, 64, 48)
+
+
+def test_a_job_whose_local_model_is_broken_is_made_by_the_provider(client: OpenAI, upstream: FakeProvider) -> None:
+    video = client.videos.create_and_poll(model="videos-local-first", prompt="to the provider", seconds="1")
+    assert video.status == "completed" and video.model == "remote-video"
+    assert _submits(upstream, "to the provider") == 1
+
+
+def test_a_job_the_provider_fails_is_not_run_again_elsewhere(client: OpenAI, upstream: FakeProvider) -> None:
+    video = client.videos.create_and_poll(model="videos-local-first", prompt="please fail here", seconds="1")
+    assert video.status == "failed" and video.error is not None and video.error.code == "upstream_job_failed"
+    assert video.model == "remote-video"  # the provider took the job (and may bill it): no second model
+
+
+def test_a_remix_is_a_new_job_on_the_provider(client: OpenAI, upstream: FakeProvider) -> None:
+    source = client.videos.create_and_poll(model="remote-video", prompt="a blue dusk", seconds="1", size="64x48")
+    remix = client.videos.remix(source.id, prompt="a blue dusk, remixed")
+    remix = client.videos.poll(remix.id, poll_interval_ms=200)
+    assert remix.status == "completed" and remix.model == "remote-video"
+    assert _submits(upstream, "a blue dusk, remixed") == 1  # submitted anew, not the source's job polled again
