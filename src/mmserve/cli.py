@@ -140,6 +140,7 @@ def _serve(settings: Settings) -> int:
     from rich.logging import RichHandler
 
     from mmserve.api.app import create_app
+    from mmserve.api.server import uvicorn_config
     from mmserve.progress import StartupProgress
 
     # mmserve shows its own start-up progress; the model libraries' bars and advisories are noise here
@@ -167,14 +168,7 @@ def _serve(settings: Settings) -> int:
     catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
     progress = StartupProgress(enabled=settings.progress)
     app = create_app(settings, catalog, progress=progress)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:

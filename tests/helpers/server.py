@@ -10,6 +10,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from mmserve.api.server import uvicorn_config
+from mmserve.settings import Settings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,7 +25,9 @@ class LiveServer:
         self.app = app
         self.host = host
         self.port = free_port()
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        settings = app.state.mm.settings if hasattr(app.state, "mm") else Settings()
+        # the server as `mmserve serve` runs it (its HTTP protocol and limits), on a free port
+        config = uvicorn_config(app, settings, host=host, port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -25,6 +25,7 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.openapi import install_openapi
 from mmserve.api.path_aliases import PathAliases
 from mmserve.api.responses.router import router as responses_router
 from mmserve.api.responses.store import ResponseStore
@@ -79,7 +80,11 @@ def create_app(
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     redis = RedisState(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else None
     limiter: Limiter = RedisRateLimiter(redis) if redis else RateLimiter()
-    recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
+    recorder = UsageRecorder(
+        db,
+        flush_interval_s=settings.usage_flush_interval_s,
+        journal_dir=settings.data_dir / "usage-journal" if settings.usage_journal else None,
+    )
     artifacts = ArtifactStore(
         settings.artifacts_dir or settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s
     )
@@ -138,7 +143,14 @@ def create_app(
     authenticator = Authenticator(
         settings, keys, limiter, open_paths=[p for p in docs if p], open_prefixes=[CONSOLE_PREFIX]
     )  # the console's static files hold no data; its API calls carry the key
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
+    install_openapi(app, keys_required=settings.auth, open_paths=authenticator.is_open)
+    limits = settings.limits
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_request_bytes,
+        timeout_s=limits.body_timeout_s,
+        idle_timeout_s=limits.body_idle_timeout_s,
+    )
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # every layer below sees the request context

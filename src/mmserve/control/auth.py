@@ -48,10 +48,14 @@ class Authenticator:
         self.open_paths |= frozenset(p.rstrip("/") for p in extra)
         self.open_prefixes = (*OPEN_PREFIXES, *(p.rstrip("/") + "/" for p in extra))
 
+    def is_open(self, path: str) -> bool:
+        """Whether ``path`` (a request's, or a route's template) needs no key."""
+        return path in self.open_paths or path.startswith(self.open_prefixes)
+
     async def authenticate(self, path: str, authorization: str) -> Principal:
         """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        if not self.settings.auth or path in self.open_paths or path.startswith(self.open_prefixes):
+        if not self.settings.auth or self.is_open(path):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
         secret = _bearer(authorization)

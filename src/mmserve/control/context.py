@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmserve.control.ratelimit import Limits
-from mmserve.errors import PermissionDeniedError
+from mmserve.errors import PermissionDeniedError, clip
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Principal:
     def check_model(self, model_id: str, param: str = "model") -> None:
         if not self.may_use(model_id):
             raise PermissionDeniedError(
-                f"This API key may not use the model '{model_id}'. Allowed: {', '.join(self.models or ())}.",
+                f"This API key may not use the model '{clip(model_id)}'. Allowed: {', '.join(self.models or ())}.",
                 param=param,
                 code="model_not_allowed",
             )

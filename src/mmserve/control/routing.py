@@ -31,6 +31,7 @@ from mmserve.errors import (
     InvalidRequestError,
     OverloadedError,
     PermissionDeniedError,
+    clip,
 )
 from mmserve.runtime.runtime import Runtime
 
@@ -127,7 +128,7 @@ class ModelRouter:
         )
         if spec.task != needs.task:
             raise InvalidRequestError(
-                f"The router '{name}' routes {spec.task} requests, not {needs.task}.",
+                f"The router '{clip(name)}' routes {spec.task} requests, not {needs.task}.",
                 param=param,
                 code="model_task_mismatch",
             )
@@ -141,7 +142,7 @@ class ModelRouter:
         allowed = [c for c in pool if who.may_use(c.id)]
         if pool and not allowed:
             raise PermissionDeniedError(
-                f"This API key may use none of the models behind '{name}'.", param=param, code="model_not_allowed"
+                f"This API key may use none of the models behind '{clip(name)}'.", param=param, code="model_not_allowed"
             )
         for card in allowed:
             why = self._misfit(card, needs)
@@ -152,7 +153,7 @@ class ModelRouter:
         if not fitting:
             detail = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or f"no {needs.task} models"
             raise InvalidRequestError(
-                f"No model behind '{name}' fits this request, which needs {needs.describe()} ({detail}).",
+                f"No model behind '{clip(name)}' fits this request, which needs {needs.describe()} ({detail}).",
                 param=param,
                 code="no_model_fits",
             )

@@ -13,7 +13,9 @@
 - **Restart recovery**: on start (and periodically), jobs left ``in_progress`` by a runner
   that is dead (see :mod:`mmserve.jobs.worker`) are **re-run from the start** with their
   stored seed, until ``jobs.max_attempts`` starts; after that they fail with code
-  ``interrupted``. Re-running is safe because a run has no side effect until its files are
+  ``interrupted``. An attempt is counted when the model starts on the job, not when a
+  runner claims it: a server killed between the two (milliseconds after a submission)
+  costs the job nothing. Re-running is safe because a run has no side effect until its files are
   stored atomically and the job is completed in one compare-and-set; it is right because a
   video pipeline cannot resume mid-denoising and the same seed gives the same video. The
   bound stops a job that itself kills the server (out of memory) from crash-looping it.
@@ -70,6 +72,7 @@ class _Run:
     fraction: float = 0.0
     phase: str = "starting"  # starting | generating | encoding
     shutdown: bool = False  # stopped by the server's shutdown: requeue, don't fail
+    started: bool = False  # the model started on it: the attempt is counted in the store
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # ends the monitor
 
     def on_progress(self, fraction: float) -> None:  # called from the engine's thread
@@ -178,7 +181,7 @@ class JobRunner:
                 ):
                     log.warning("job %s failed: interrupted %d times", job.id, job.attempts)
                     await self._delete_files([job.reference_artifact] if job.reference_artifact else [])
-            elif await self.store.requeue(job.id, job.worker_id, count_attempt=True):
+            elif await self.store.requeue(job.id, job.worker_id):
                 log.warning("job %s was interrupted (runner %s gone); queued to run again", job.id, job.worker_id)
 
     # ------------------------------------------------------------------ dispatch
@@ -224,7 +227,7 @@ class JobRunner:
             await self._run(run)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.requeue(job.id, str(self.worker), count_attempt=False))
+                await asyncio.shield(self.store.requeue(job.id, str(self.worker), refund_attempt=run.started))
             raise
         except BaseException as exc:
             try:
@@ -269,6 +272,11 @@ class JobRunner:
             try:
                 async with self.runtime.deployment(card).acquire() as engine:
                     assert isinstance(engine, VideoEngine)
+                    # the attempt counts from here: a server killed before (just after the claim) cost nothing
+                    if not run.started and not await self.store.start(job.id, str(self.worker)):
+                        run.cancel.set()  # deleted (or taken over) while waiting for the model
+                        raise JobCancelled()
+                    run.started = True
                     run.phase = "generating"
                     started = time.perf_counter()
                     output = await engine.generate(request, progress=run.on_progress, checkpoint=checkpoint)
@@ -322,7 +330,7 @@ class JobRunner:
     async def _settle(self, run: _Run, exc: BaseException) -> None:
         job, worker = run.job, str(self.worker)
         if run.shutdown:
-            await self.store.requeue(job.id, worker, count_attempt=False)
+            await self.store.requeue(job.id, worker, refund_attempt=run.started)
             return
         if run.cancel.is_set():
             log.info("job %s cancelled", job.id)

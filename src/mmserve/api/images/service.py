@@ -134,6 +134,7 @@ class ImagesService:
             raise InvalidRequestError(
                 f"{len(sources.images)} images were sent; the model '{card.id}' takes at most {limit}.",
                 param="images" if isinstance(sources.images[0], ImageRef) else "image",
+                code="model_limit",
             )
         images, mask = await decode_sources(self.state, card, sources)
         rules = SizeRules.for_card(card, self.state.settings.limits)
@@ -161,7 +162,9 @@ class ImagesService:
         n = req.n or 1
         if n > max_n:
             raise InvalidRequestError(
-                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.", param="n"
+                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.",
+                param="n",
+                code="model_limit",
             )
         fmt: OutputFormat = req.output_format or "png"
         if req.background == "transparent" and fmt not in ALPHA_FORMATS:

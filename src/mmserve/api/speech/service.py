@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio_usage import AudioUsage, record_usage
+from mmserve.api.errors import log_failure
 from mmserve.api.speech.protocol import SpeechRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
@@ -78,7 +79,11 @@ class SpeechService:
     async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
         limit = min(card.limits.max_input_chars or DEFAULT_SPEECH_CHARS, self.state.settings.audio.max_speech_chars)
         if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
-            raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
+            raise InvalidRequestError(
+                "'input' has nothing to speak (only spaces or control characters); send the text to speak.",
+                param="input",
+                code="nothing_to_say",
+            )
         if len(req.input) > limit:
             raise InvalidRequestError(
                 f"'input' is {len(req.input)} characters; the model '{card.id}' speaks at most {limit} per request. "
@@ -127,7 +132,7 @@ class SpeechService:
                 async for data in s.encoded(enc):
                     yield data
             except Exception as e:
-                log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
+                log_failure(log, e, f"speech stream for '{s.card.id}'")
                 raise
             finally:  # also when the client leaves early: the audio made so far
                 self._record(s)

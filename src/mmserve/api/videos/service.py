@@ -29,6 +29,7 @@ from mmserve.errors import (
     ModelCapabilityError,
     NotFoundError,
     OverloadedError,
+    clip,
 )
 from mmserve.jobs.fallback import ENGINE_STATE, FALLBACK_MODELS
 from mmserve.jobs.store import VideoJob, new_job_id
@@ -232,7 +233,7 @@ class VideoService:
     async def get(self, video_id: str, *, owner: str | None) -> VideoJob:
         job = await self.store.get(video_id, owner=owner)
         if job is None:
-            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+            raise NotFoundError(f"No video with id '{clip(video_id)}'.", param="video_id", code="video_not_found")
         return job
 
     async def page(
@@ -240,13 +241,15 @@ class VideoService:
     ) -> tuple[list[VideoJob], bool]:
         page = await self.store.page(owner=owner, after=after, limit=limit, order=order)
         if page is None:
-            raise InvalidRequestError(f"'after' names no video of yours: '{after}'.", param="after")
+            raise InvalidRequestError(
+                f"'after' names no video of yours: '{clip(after)}'.", param="after", code="unknown_cursor"
+            )
         return page
 
     async def delete(self, video_id: str, *, owner: str | None) -> str:
         job = await self.store.delete(video_id, owner=owner)
         if job is None:
-            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+            raise NotFoundError(f"No video with id '{clip(video_id)}'.", param="video_id", code="video_not_found")
         self.state.jobs.cancel(job.id)  # a running job stops at its next step and drops what it made
         artifacts = self.state.artifacts
         await asyncio.to_thread(lambda: [artifacts.delete(a) for a in job.artifacts])
@@ -260,13 +263,13 @@ class VideoService:
         if job.status != "completed":
             detail = f": {job.error_message}" if job.status == "failed" else f" ({job.progress}% done); poll it"
             raise InvalidRequestError(
-                f"The video '{video_id}' is {job.status}{detail}.",
+                f"The video '{clip(video_id)}' is {job.status}{detail}.",
                 param="video_id",
                 code="video_failed" if job.status == "failed" else "video_not_ready",
             )
         aid = {"video": job.video_artifact, "thumbnail": job.thumbnail_artifact}.get(variant, job.spritesheet_artifact)
         if aid is None:
-            raise NotFoundError(f"The video '{video_id}' has no {variant}.", param="variant")
+            raise NotFoundError(f"The video '{clip(video_id)}' has no {variant}.", param="variant")
         art, path = await asyncio.to_thread(self.state.artifacts.get, aid)
         return path, art.content_type, art.filename
 
@@ -290,7 +293,9 @@ def clip_spec(card: ModelCard, body: VideoCreateRequest, runtime: Runtime) -> Cl
     size = body.size if body.size is not None else (caps.sizes[0] if caps.sizes else default_size)
     match = _SIZE.match(size)
     if not match:
-        raise InvalidRequestError(f"size must look like '1280x720', not '{size}'.", param="size", code="invalid_size")
+        raise InvalidRequestError(
+            f"size must look like '1280x720', not '{clip(size)}'.", param="size", code="invalid_size"
+        )
     width, height = int(match[1]), int(match[2])
     if caps.sizes and f"{width}x{height}" not in caps.sizes:
         raise InvalidRequestError(
@@ -314,8 +319,8 @@ def clip_spec(card: ModelCard, body: VideoCreateRequest, runtime: Runtime) -> Cl
             f"The model '{card.id}' makes videos at {allowed} fps, not {fps}.", param="fps", code="invalid_fps"
         )
     spec = ClipSpec(width, height, seconds, fps)
-    clip = VideoGenInput(prompt=body.prompt, width=width, height=height, num_frames=spec.num_frames, fps=fps)
-    runtime.check_request(card, clip)
+    request = VideoGenInput(prompt=body.prompt, width=width, height=height, num_frames=spec.num_frames, fps=fps)
+    runtime.check_request(card, request)
     return spec
 
 
@@ -329,7 +334,9 @@ def _seconds(card: ModelCard, raw: str | float | None) -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidRequestError(
-            f"seconds must be a positive number like \"4\", not '{raw}'.", param="seconds", code="invalid_duration"
+            f"seconds must be a positive number like \"4\", not '{clip(raw)}'.",
+            param="seconds",
+            code="invalid_duration",
         )
     if caps.durations and not any(math.isclose(seconds, d) for d in caps.durations):
         allowed = ", ".join(f'"{d:g}"' for d in caps.durations)
