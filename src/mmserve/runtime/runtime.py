@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.engines.base import VideoEngine
+from mmserve.engines.base import EngineContext, VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
@@ -40,6 +40,7 @@ class Runtime:
         *,
         progress: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -64,6 +65,7 @@ class Runtime:
                 device=settings.device,
                 progress=progress,
                 cluster=self.cluster,
+                context=context,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
