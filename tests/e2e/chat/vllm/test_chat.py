@@ -219,6 +219,13 @@ def test_ignore_eos_generates_max_tokens(client: OpenAI) -> None:
     assert r.usage and r.usage.completion_tokens == 40 and r.choices[0].finish_reason == "length"
 
 
+def test_without_max_tokens_the_card_limit_applies(client: OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="tiny-vllm", messages=HELLO, extra_body={"ignore_eos": True}, **NO_THINKING
+    )
+    assert r.usage and r.usage.completion_tokens == 256 and r.choices[0].finish_reason == "length"
+
+
 def test_image_part_to_the_text_model_is_refused_clearly(client: OpenAI) -> None:
     parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": data_uri()}}]
     with pytest.raises(openai.BadRequestError) as e:
