@@ -35,13 +35,17 @@ def mmserve(
     timeout: float = 300,
 ) -> Iterator[str]:
     """Run `mmserve serve` on a free port until the block ends; yields its base URL."""
-    with mmserve_process(data_dir, *args, wait_for=wait_for, env=env) as (url, _):
+    with mmserve_process(data_dir, *args, wait_for=wait_for, env=env, timeout=timeout) as (url, _):
         yield url
 
 
 @contextmanager
 def mmserve_process(
-    data_dir: Path, *args: str, wait_for: list[str] | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    wait_for: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> Iterator[tuple[str, int]]:
     """Like :func:`mmserve`, yielding the base URL and the server's process id."""
     port = free_port()
@@ -65,6 +69,8 @@ def mmserve_process(
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        else:
+            raise RuntimeError(f"mmserve did not load {wait_for} within {timeout:.0f} s")
         yield url, proc.pid
     finally:
         proc.terminate()

@@ -51,7 +51,8 @@ def catalog(python: Path, source: Path) -> dict[str, Any]:
                 **common,
                 "id": "tf",
                 "engine": "transformers-chat",
-                "deployment": {"mode": "dedicated", "max_concurrency": 4, "max_queue": 256},
+                # no max_concurrency: the engine's batch size (max_batch_size, 16 on a CPU) is admitted
+                "deployment": {"mode": "dedicated", "max_queue": 256},
             },
             {
                 **common,
