@@ -63,8 +63,13 @@ def mmserve_process(
             if proc.poll() is not None:
                 raise RuntimeError("mmserve exited during start-up")
             try:
-                states = httpx.get(f"{url}/health", timeout=2).json()["models"]
-                if all(states.get(m) == "loaded" for m in (wait_for or [])):
+                r = httpx.get(f"{url}/ready", timeout=2)  # "starting" while the models load
+                if r.status_code == 404:  # a tree from before /ready: it listened once loaded
+                    r = httpx.get(f"{url}/health", timeout=2)
+                ready = r.json()
+                if ready.get("status") != "starting" and all(
+                    ready["models"].get(m) == "loaded" for m in wait_for or []
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -83,6 +88,22 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def summarize(latencies: list[float]) -> dict[str, float]:

@@ -19,7 +19,7 @@ import mmserve.jobs.store  # noqa: F401 - registers the tables on Base
 from mmserve.control.keys import KeyStore
 from mmserve.db import Base, Database
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,7 +46,7 @@ async def test_migrated_schema_is_the_models_schema(url: str) -> None:
 
 
 async def test_a_database_made_before_migrations_is_adopted_and_keeps_its_rows(url: str) -> None:
-    """As ``create_all`` left it: the baseline tables, no ``alembic_version``. Upgrading adds key expiry."""
+    """As ``create_all`` left it: the baseline tables, no ``alembic_version``. Upgrading adds the rest."""
     db = Database(url)
     try:
         await db.upgrade("0001")

@@ -117,6 +117,12 @@ class Limits(_Strict):
     max_image_pixels: int | None = Field(default=None, gt=0, description="Also the cap for generated images.")
     image_formats: list[ImageFormat] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))
     allow_image_urls: bool = Field(default=True, description="False: base64 data URIs only (Pharia-style).")
+    max_request_image_bytes: int | None = Field(
+        default=None, gt=0, description="Bytes of all images of one request together (tightens the server's)."
+    )
+    max_request_image_pixels: int | None = Field(
+        default=None, gt=0, description="Source pixels of all images of one request together (tightens the server's)."
+    )
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_video_seconds: float = Field(default=12.0, gt=0)
     max_n: int = Field(default=4, ge=1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,7 @@ def _serve(settings: Settings) -> int:
     from rich.logging import RichHandler
 
     from mmserve.api.app import create_app
+    from mmserve.api.server import uvicorn_config
     from mmserve.progress import StartupProgress
 
     # mmserve shows its own start-up progress; the model libraries' bars and advisories are noise here
@@ -150,10 +151,8 @@ def _serve(settings: Settings) -> int:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(var, value)
-    with contextlib.suppress(ImportError):  # diffusers reads no environment variable for its loading bar
-        from diffusers.utils import logging as diffusers_logging
-
-        diffusers_logging.disable_progress_bar()
+    # (diffusers reads no environment variable for its loading bar: its engines switch it off when they
+    # load, not here, where importing diffusers, and torch with it, kept the server from listening for seconds)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(name)s: %(message)s",
@@ -167,19 +166,26 @@ def _serve(settings: Settings) -> int:
     catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
     progress = StartupProgress(enabled=settings.progress)
     app = create_app(settings, catalog, progress=progress)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     original_startup = server.startup
+    began = time.monotonic()
+    announcer: list[asyncio.Task[None]] = []  # held: the loop keeps only weak references to tasks
+
+    async def announce_ready() -> None:
+        """Models load after the server listens (/health answers meanwhile): say when /ready turns 200."""
+        runtime = app.state.mm.runtime
+        await runtime.wait_started()
+        progress.done()
+        missing = runtime.not_ready()
+        log = logging.getLogger("mmserve")
+        if missing:
+            log.warning("started without %s (see above); /ready answers 503", ", ".join(missing))
+        else:
+            log.info("ready in %.1f s", time.monotonic() - began)
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
-        progress.done()
+        announcer.append(asyncio.create_task(announce_ready()))
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()

@@ -13,6 +13,7 @@ and no web framework, so the lowest layers can raise without importing upwards.
     ├── PermissionDeniedError    403 permission_error
     ├── NotFoundError            404 not_found_error
     │   └── ModelNotFoundError   404 model_not_found
+    ├── RequestTimeoutError      408 request_timeout        (a client too slow to send its request)
     ├── PayloadTooLargeError     413 request_too_large
     ├── UnsupportedMediaError    415 unsupported_media_type
     ├── MediaFetchError          422 media_fetch_error      (reason: private address, timeout, ...)
@@ -20,11 +21,35 @@ and no web framework, so the lowest layers can raise without importing upwards.
     ├── OverloadedError          503 overloaded             (Retry-After)
     ├── EngineError              500 engine_error           (message is generic to the client)
     └── EngineUnavailableError   503 model_unavailable      (missing extra, bad weights, not loadable)
+        └── UpstreamError        502 upstream_error         (a third-party provider failed; it is named)
+            └── UpstreamTimeoutError 504 upstream_timeout
+
+Values a client sent are echoed clipped (:func:`clip`), and every message and ``param`` is
+bounded here whatever its source: a 3 MB model name is never sent back whole.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+MAX_MESSAGE_CHARS = 2000
+MAX_PARAM_CHARS = 300
+
+
+def clip(value: object, limit: int = 120) -> str:
+    """A client's value as it may be echoed: at most ``limit`` characters, saying how long it was."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` cut in the middle past ``limit`` (a message's end holds the fix: it is kept)."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 4
+    return f"{text[:head]} [... {len(text) - head - tail} characters ...] {text[-tail:]}"
 
 
 class MMServeError(Exception):
@@ -33,6 +58,9 @@ class MMServeError(Exception):
     default_code: str | None = None
     #: Whether ``message`` may be shown to the client as-is.
     public: bool = True
+    #: A condition the server expects under load or by configuration (503 overloaded, model
+    #: unavailable), not a bug: logged as a one-line warning, never with a traceback.
+    expected: bool = False
 
     def __init__(
         self,
@@ -42,9 +70,10 @@ class MMServeError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        message = _bounded(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
-        self.param = param
+        self.param = _bounded(param, MAX_PARAM_CHARS) if param is not None else None
         self.code = code or self.default_code
         self.headers = headers or {}
 
@@ -89,9 +118,15 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str, *, param: str = "model") -> None:
         super().__init__(
-            f"The model '{model}' does not exist. GET /v1/models lists the models this server serves.",
+            f"The model '{clip(model)}' does not exist. GET /v1/models lists the models this server serves.",
             param=param,
         )
+
+
+class RequestTimeoutError(MMServeError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class PayloadTooLargeError(MMServeError):
@@ -122,6 +157,7 @@ class OverloadedError(MMServeError):
     status_code = 503
     error_type = "server_error"
     default_code = "overloaded"
+    expected = True
 
 
 class EngineError(MMServeError):
@@ -137,6 +173,21 @@ class EngineUnavailableError(MMServeError):
     status_code = 503
     error_type = "server_error"
     default_code = "model_unavailable"
+    expected = True
+
+
+class UpstreamError(EngineUnavailableError):
+    """A third-party provider behind an upstream card failed: unreachable, refused mmserve's key, answered
+    5xx or something unreadable. The message names the provider, never its key or its raw answer; routers
+    fall back from it like from any unavailable model."""
+
+    status_code = 502
+    default_code = "upstream_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    default_code = "upstream_timeout"
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

@@ -38,10 +38,20 @@ class LimitSettings(BaseModel):
     """Server-wide request limits; model cards may tighten them per model."""
 
     max_request_bytes: int = 128 * MiB
+    # Slow clients (answered 408 in the envelope, connection closed): a request's headers must
+    # arrive within header_timeout_s of its first byte (or of the connection); its body within
+    # body_timeout_s in all, with no gap longer than body_idle_timeout_s.
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=300.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
     max_image_side: int = 4000
     min_image_side: int = 8
     max_image_pixels: int = 4000 * 4000
     max_images_per_request: int = 32
+    # all the images of one request together (cards may tighten): bytes received (fetched or
+    # sent) and source pixels decoded; over either, 413 request_images_too_large
+    max_request_image_bytes: int = Field(default=64 * MiB, gt=0)
+    max_request_image_pixels: int = Field(default=64_000_000, gt=0)
     max_data_uri_bytes: int = 64 * MiB
     decode_timeout_s: float = 10.0
     max_decode_concurrency: int = 4
@@ -191,7 +201,9 @@ class Settings(BaseSettings):
         "cooldowns. Unset: each process keeps its own (one gateway). Needs mmserve[redis].",
     )
     redis_prefix: str = Field(default="mmserve:", description="Prefix of every Redis key and channel mmserve uses.")
-    auth: bool = Field(default=False, description="Require a bearer API key on every endpoint but /health.")
+    auth: bool = Field(
+        default=False, description="Require a bearer API key on every endpoint but the probes (/health, /ready)."
+    )
     admin_key: str | None = Field(
         default=None, description="A bootstrap key with admin rights (not stored); keys are made with `mmserve keys`."
     )
@@ -200,6 +212,11 @@ class Settings(BaseSettings):
     )
     key_cache_ttl_s: float = Field(default=5.0, ge=0, description="A revoked key stops working within this.")
     usage_flush_interval_s: float = Field(default=0.5, gt=0, description="Usage records are written in batches.")
+    usage_journal: bool = Field(
+        default=True,
+        description="Write each usage record to a journal file before its response ends, so that a killed "
+        "process loses none (replayed at the next start); false: a crash loses up to usage_flush_interval_s.",
+    )
     audio: AudioSettings = Field(default_factory=AudioSettings)
     speech_envelope: Literal["always", "on_accept_json", "never"] = Field(
         default="on_accept_json",

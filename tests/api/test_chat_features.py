@@ -114,3 +114,23 @@ def test_json_schema_strict_must_be_a_boolean(strict: Any) -> None:
     with pytest.raises(InvalidRequestError) as e:
         resolve_features(request(response_format=rf), CARD)
     assert e.value.param == "response_format.json_schema.strict"
+
+
+def test_every_name_of_the_template_call_is_refused() -> None:
+    """Each parameter of the call chain that renders a chat template (tokenizer, processor, the
+    jinja renderer) collides with a template variable of the same name: a 500 before ("self")."""
+    import inspect
+
+    from transformers import PreTrainedTokenizerBase, ProcessorMixin
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    names = {"self"}
+    for f in (PreTrainedTokenizerBase.apply_chat_template, ProcessorMixin.apply_chat_template, render_jinja_template):
+        names |= set(inspect.signature(f).parameters)
+    for name in sorted(names):
+        with pytest.raises(InvalidRequestError) as e:
+            resolve_features(request(chat_template_kwargs={name: 1}), CARD)
+        assert e.value.param == f"chat_template_kwargs.{name}"
+    assert resolve_features(request(chat_template_kwargs={"custom_flag": 1}), CARD).template_kwargs == {
+        "custom_flag": 1
+    }

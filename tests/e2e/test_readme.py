@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
-import pytest
-
-from tests.helpers.server import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -24,36 +16,6 @@ def _snippet(kind: str) -> str:
     m = re.search(rf"<!-- readme-test: {kind} -->\n```\w+\n(.*?)```", text, re.S)
     assert m, f"README has no '{kind}' example"
     return m.group(1)
-
-
-@pytest.fixture(scope="module")
-def cli_server(data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSERVE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=2).json()["models"]["demo-vlm"] == "loaded":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise TimeoutError("mmserve serve did not come up")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_readme_curl_example(cli_server: str) -> None:

@@ -50,6 +50,14 @@ def _arrays(images: list[Image.Image]) -> list[np.ndarray]:
     return [np.asarray(im) for im in images]
 
 
+def _same_images(a: list[Image.Image], b: list[Image.Image]) -> bool:
+    """Equal up to batch numerics: a convolution over a batch of 3 may sum in another order than
+    over one (oneDNN picks kernels by shape), moving a pixel by a level or two. Another seed
+    moves most pixels by tens of levels."""
+    pairs = zip(_arrays(a), _arrays(b), strict=True)
+    return all(np.abs(x.astype(int) - y.astype(int)).max() <= 2 for x, y in pairs)
+
+
 def test_batch_of_n_with_per_image_seeds(engine: DiffusersImageEngine) -> None:
     out = asyncio.run(engine.generate(ImageGenInput(prompt="a cat", n=3, width=128, height=96, seed=7)))
     assert [im.size for im in out.images] == [(128, 96)] * 3
@@ -255,18 +263,10 @@ models:
 
 @pytest.fixture(scope="module")
 def one_worker(source: Path) -> Iterator[DiffusersImageEngine]:
-    import torch
-
-    # Bit-identical images batched and alone need one reduction order: with several intra-op
-    # threads, oneDNN splits a convolution's work by batch size (pixels then differ by a few
-    # levels). Earlier tests may have left the process at another count (a Runtime sets it).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     eng = DiffusersImageEngine(_card(options={**OPTIONS, "parallel_generations": 1}), source=source, device="cpu")
     eng.load()
     yield eng
     eng.unload()
-    torch.set_num_threads(threads)
 
 
 BATCHABLE = [
@@ -293,7 +293,8 @@ def test_concurrent_requests_of_one_size_share_a_call_and_keep_their_seeds(one_w
     for a, b in zip(alone, together, strict=True):
         assert (a.seed, a.steps, a.prompt_tokens) == (b.seed, b.steps, b.prompt_tokens)
         assert len(a.images) == len(b.images)
-        assert all(np.array_equal(x, y) for x, y in zip(_arrays(a.images), _arrays(b.images), strict=True))
+        assert _same_images(a.images, b.images)
+    assert not _same_images(alone[0].images, together[2].images)  # another seed is another image
 
 
 def test_requests_that_differ_are_not_batched(one_worker: DiffusersImageEngine) -> None:
@@ -328,7 +329,7 @@ def test_a_cancelled_request_leaves_the_others_of_its_call_alone(one_worker: Dif
         return [await tasks[0], await tasks[2]]
 
     for a, b in zip(alone, asyncio.run(main()), strict=True):
-        assert all(np.array_equal(x, y) for x, y in zip(_arrays(a.images), _arrays(b.images), strict=True))
+        assert _same_images(a.images, b.images)
 
 
 def test_previews_decoded_from_intermediate_latents(engine: DiffusersImageEngine) -> None:

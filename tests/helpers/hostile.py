@@ -101,6 +101,12 @@ def progressive_jpeg_with_scans(side: int, extra_scans: int) -> bytes:
     return data[:end] + scan * extra_scans + data[end:]
 
 
+def with_junk_after_first_segment(data: bytes, junk: bytes = b"\x00") -> bytes:
+    """A JPEG with ``junk`` between its first header segment and the next: libjpeg and Pillow skip it."""
+    end = 4 + int.from_bytes(data[4:6], "big")
+    return data[:end] + junk + data[end:]
+
+
 @cache
 def slow_jpeg() -> bytes:
     """Within every limit (4000x4000, 99 scans) yet slow: about 2 s of decoding on a 2-core box."""

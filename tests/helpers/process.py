@@ -40,15 +40,16 @@ class ServerProcess:
         return self
 
     def wait_ready(self, wait_for: list[str], timeout: float = 240.0) -> ServerProcess:
-        """Wait until /health shows every model of ``wait_for`` loaded."""
+        """Wait until the start-up loads are done (/ready no longer says "starting": every model loaded,
+        or one failed) and every model of ``wait_for`` is loaded."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mmserve exited during start-up:\n{self.log.read_text()[-3000:]}")
             try:
-                states = httpx.get(f"{self.url}/health", timeout=2).json()["models"]
-                if all(states.get(m) == "loaded" for m in wait_for):
+                ready = httpx.get(f"{self.url}/ready", timeout=2).json()
+                if ready["status"] != "starting" and all(ready["models"].get(m) == "loaded" for m in wait_for):
                     return self
             except httpx.HTTPError:
                 pass

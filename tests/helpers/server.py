@@ -10,6 +10,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from mmserve.api.server import uvicorn_config
+from mmserve.settings import Settings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,7 +25,9 @@ class LiveServer:
         self.app = app
         self.host = host
         self.port = free_port()
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        settings = app.state.mm.settings if hasattr(app.state, "mm") else Settings()
+        # the server as `mmserve serve` runs it (its HTTP protocol and limits), on a free port
+        config = uvicorn_config(app, settings, host=host, port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -34,12 +39,17 @@ class LiveServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.server.started:
+            if self.server.started and self.ready():  # models load after the server listens
                 return self
             if not self.thread.is_alive():
                 raise RuntimeError("server thread died during start-up")
             time.sleep(0.05)
         raise TimeoutError("server did not start")
+
+    def ready(self) -> bool:
+        """mmserve's start-up loads are done (each model loaded or failed), as before they ran in the background."""
+        state = getattr(self.app.state, "mm", None)
+        return state is None or bool(state.runtime.started)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -163,9 +163,23 @@ async def test_a_job_interrupted_by_a_dead_server_runs_again(make_harness: Calla
     dead = str(WorkerId(WorkerId.current().host, proc.pid, "gone"))
     job = await h.store.create(make_job(model="tiny"))
     assert await h.store.claim(job.id, dead)  # it was running when its server died
+    assert await h.store.start(job.id, dead)
     await h.runner.start()
     done = await h.finished(job.id)
     assert done.status == "completed" and done.attempts == 2
+
+
+async def test_a_job_whose_server_died_before_it_started_keeps_its_attempts(make_harness: Callable) -> None:
+    # killed within milliseconds of the claim, before the model ever ran: that is no attempt
+    # (it used to spend one, so with max_attempts 1 the job failed as "interrupted")
+    h: Harness = await make_harness(start=False, max_attempts=1)
+    dead = str(WorkerId(WorkerId.current().host, WorkerId.current().pid, "an-earlier-start"))
+    job = await h.store.create(make_job(model="tiny"))
+    claimed = await h.store.claim(job.id, dead)
+    assert claimed is not None and claimed.attempts == 0
+    await h.runner.start()
+    done = await h.finished(job.id)
+    assert done.status == "completed" and done.attempts == 1
 
 
 async def test_a_job_interrupted_too_often_fails_with_a_reason(make_harness: Callable) -> None:
@@ -173,8 +187,10 @@ async def test_a_job_interrupted_too_often_fails_with_a_reason(make_harness: Cal
     dead = str(WorkerId(WorkerId.current().host, WorkerId.current().pid, "an-earlier-start"))
     job = await h.store.create(make_job(model="tiny", reference_artifact=None))
     await h.store.claim(job.id, dead)
-    await h.store.requeue(job.id, dead, count_attempt=True)
-    await h.store.claim(job.id, dead)  # second start, also interrupted
+    await h.store.start(job.id, dead)
+    await h.store.requeue(job.id, dead)
+    await h.store.claim(job.id, dead)
+    await h.store.start(job.id, dead)  # second start, also interrupted
     await h.runner.start()
     failed = await h.finished(job.id)
     assert failed.status == "failed" and failed.error_code == "interrupted"

@@ -20,7 +20,7 @@ async def test_only_one_runner_claims_a_job(store: VideoJobStore) -> None:
     job = await store.create(make_job())
     first = await store.claim(job.id, "a")
     second = await store.claim(job.id, "b")
-    assert first is not None and first.status == "in_progress" and first.worker_id == "a" and first.attempts == 1
+    assert first is not None and first.status == "in_progress" and first.worker_id == "a" and first.attempts == 0
     assert second is None
     assert not await store.heartbeat(job.id, "b", 50)  # not b's job
     assert await store.heartbeat(job.id, "a", 50)
@@ -62,9 +62,15 @@ async def test_complete_fail_and_requeue(store: VideoJobStore) -> None:
     assert await store.fail(b.id, "w", code="engine_error", message="m", expires_at=None)
     failed = await store.get(b.id, owner=None)
     assert failed and failed.status == "failed" and failed.error_code == "engine_error" and failed.completed_at
-    assert await store.requeue(c.id, "w", count_attempt=False)
+    assert await store.start(c.id, "w")
+    assert (await store.get(c.id, owner=None)).attempts == 1  # type: ignore[union-attr]
+    assert await store.requeue(c.id, "w", refund_attempt=True)
     again = await store.get(c.id, owner=None)
     assert again and again.status == "queued" and again.attempts == 0 and again.worker_id is None
+    await store.claim(c.id, "w")
+    assert not await store.start(c.id, "other")  # not its job
+    assert await store.requeue(c.id, "w")
+    assert (await store.get(c.id, owner=None)).attempts == 0  # type: ignore[union-attr]
     assert await store.next_queued("m", 10) == [c.id]
 
 

@@ -157,13 +157,36 @@ def test_redirect_to_refused_url_is_checked(sec: SecurityServer, targets: Target
 def test_redirect_to_another_scheme_and_loops(sec: SecurityServer, targets: Targets) -> None:
     targets.allowed.routes["/ftp"] = (302, {"Location": "ftp://127.0.0.2/x.png"}, b"")
     err = error_of(post_chat(sec, targets.allowed.url("/ftp")), 422)
-    assert err["code"] == "url_bad_redirect" and "http(s)" in err["message"]
+    assert err["code"] == "url_redirect_invalid" and "http(s)" in err["message"]
     targets.allowed.routes["/loop"] = (301, {"Location": "/loop"}, b"")
     err = error_of(post_chat(sec, targets.allowed.url("/loop")), 422)
     assert err["code"] == "url_too_many_redirects" and "3" in err["message"]
     assert targets.allowed.paths().count("/loop") == 4  # the first request and 3 redirects
     targets.allowed.routes["/nowhere"] = (302, {}, b"")
-    assert error_of(post_chat(sec, targets.allowed.url("/nowhere")), 422)["code"] == "url_bad_redirect"
+    assert error_of(post_chat(sec, targets.allowed.url("/nowhere")), 422)["code"] == "url_redirect_invalid"
+
+
+BAD_LOCATIONS = [
+    "http:\\\\127.0.0.2:{P}\\x",  # http:\\127.0.0.2:P\x
+    "javascript:alert(1)",
+    "data:image/png;base64,iVBORw0KGgo=",
+    "http://[::1",
+    "http://127.0.0.2:99999/x.png",
+    "http://%zz/x.png",
+    "http://exa mple.com/x.png",
+    "mailto:someone@example.com",
+]
+
+
+@pytest.mark.parametrize("location", BAD_LOCATIONS)
+def test_a_malformed_redirect_location_is_a_clean_4xx(sec: SecurityServer, targets: Targets, location: str) -> None:
+    # httpx parses Location itself (even with follow_redirects=False): some values raised
+    # httpx.InvalidURL out of send() and the request was a 500 with a traceback in the log.
+    targets.allowed.routes["/bad"] = (302, {"Location": location.format(P=targets.port)}, b"")
+    err = error_of(post_chat(sec, targets.allowed.url("/bad")), 422)
+    assert err["param"] == PARAM and err["code"] in ("url_redirect_invalid", "url_refused"), err
+    assert "redirect" in err["message"]
+    assert targets.allowed.paths() == ["/bad"] and targets.private.requests == []
 
 
 def test_allowlisted_loopback_works_with_redirects(sec: SecurityServer, targets: Targets) -> None:

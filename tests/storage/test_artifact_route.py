@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,25 @@ def _request(headers: dict[str, str], client: str = "127.0.0.1") -> Request:
         "root_path": "",
     }
     return Request(scope)
+
+
+def test_files_larger_than_a_read_chunk_come_whole_and_by_range(server: LiveServer) -> None:
+    state = _state(server)
+    data = os.urandom(5 * (1 << 20) + 12345)  # several 1 MiB read chunks, and a partial one
+    art = state.artifacts.put_bytes(data, ArtifactMeta("video/mp4", filename="v.mp4"))
+    url = f"{server.url}/v1/artifacts/{art.id}?{state.signer.query(art.id, 60)}"
+    whole = httpx.get(url, timeout=60)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-length"] == str(len(data)) and whole.headers["accept-ranges"] == "bytes"
+    start, end = (1 << 20) - 7, 3 * (1 << 20) + 9  # across chunk boundaries
+    part = httpx.get(url, headers={"Range": f"bytes={start}-{end}"}, timeout=60)
+    assert part.status_code == 206 and part.content == data[start : end + 1]
+    assert part.headers["content-range"] == f"bytes {start}-{end}/{len(data)}"
+    tail = httpx.get(url, headers={"Range": "bytes=-100"}, timeout=60)
+    assert tail.status_code == 206 and tail.content == data[-100:]
+    several = httpx.get(url, headers={"Range": f"bytes=0-9,{len(data) - 10}-"}, timeout=60)
+    assert several.status_code == 206 and several.headers["content-type"].startswith("multipart/byteranges")
+    assert data[:10] in several.content and data[-10:] in several.content
 
 
 def test_signed_link_downloads_with_range(server: LiveServer) -> None:

@@ -25,6 +25,7 @@ from mmserve.api.images.router import router as images_router
 from mmserve.api.metrics.middleware import MetricsMiddleware
 from mmserve.api.metrics.router import router as metrics_router
 from mmserve.api.models.router import router as models_router
+from mmserve.api.openapi import install_openapi
 from mmserve.api.path_aliases import PathAliases
 from mmserve.api.responses.router import router as responses_router
 from mmserve.api.responses.store import ResponseStore
@@ -46,6 +47,7 @@ from mmserve.control.redis_state import RedisState
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.engines.base import EngineContext
 from mmserve.jobs.runner import JobRunner
 from mmserve.jobs.store import VideoJobStore
 from mmserve.media.audio.ingest import AudioIngestor
@@ -72,12 +74,17 @@ def create_app(
     catalog = catalog if catalog is not None else load_catalog(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
-    runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
+    media = MediaIngestor(settings, fetcher)
+    runtime = Runtime(catalog, settings, progress=progress, metrics=metrics, context=EngineContext(media=media))
     db = Database.from_settings(settings)
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     redis = RedisState(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else None
     limiter: Limiter = RedisRateLimiter(redis) if redis else RateLimiter()
-    recorder = UsageRecorder(db, flush_interval_s=settings.usage_flush_interval_s)
+    recorder = UsageRecorder(
+        db,
+        flush_interval_s=settings.usage_flush_interval_s,
+        journal_dir=settings.data_dir / "usage-journal" if settings.usage_journal else None,
+    )
     artifacts = ArtifactStore(
         settings.artifacts_dir or settings.data_dir / "artifacts", default_ttl_s=settings.artifact_ttl_s
     )
@@ -85,7 +92,7 @@ def create_app(
         settings=settings,
         catalog=catalog,
         runtime=runtime,
-        media=MediaIngestor(settings, fetcher),
+        media=media,
         artifacts=artifacts,
         signer=UrlSigner.from_settings(settings),
         metrics=metrics,
@@ -112,8 +119,10 @@ def create_app(
         if redis is not None:
             await redis.start()
         await recorder.start()
-        await runtime.start()
         await state.jobs.start()  # recovers jobs a previous run left behind, then dispatches
+        # last, and in the background: the loads' threads would slow the steps above (the GIL), and
+        # the server answers /health while they run (/ready once they are done)
+        await runtime.start(background=True)
         janitor = asyncio.create_task(_cleanup_loop(state))
         try:
             yield
@@ -136,7 +145,14 @@ def create_app(
     authenticator = Authenticator(
         settings, keys, limiter, open_paths=[p for p in docs if p], open_prefixes=[CONSOLE_PREFIX]
     )  # the console's static files hold no data; its API calls carry the key
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
+    install_openapi(app, keys_required=settings.auth, open_paths=authenticator.is_open)
+    limits = settings.limits
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_request_bytes,
+        timeout_s=limits.body_timeout_s,
+        idle_timeout_s=limits.body_idle_timeout_s,
+    )
     app.add_middleware(AuthMiddleware, authenticator=authenticator)  # before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # every layer below sees the request context

@@ -31,8 +31,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_mmserve(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MMServeError)
-        if exc.status_code >= 500:
-            log.error("%s: %s", type(exc).__name__, exc.message, exc_info=exc.__cause__ or exc)
+        log_failure(log, exc, "request")
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -76,6 +75,21 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def log_failure(logger: logging.Logger, exc: BaseException, what: str) -> None:
+    """Log a request (or stream) that failed, at the level its kind deserves.
+
+    Client errors (4xx) are not logged; expected server conditions (503 overloaded, model
+    unavailable: ``MMServeError.expected``) are one-line warnings; anything else is an error
+    with its traceback (an internal exception, or an engine's failure and its cause).
+    """
+    if not isinstance(exc, MMServeError):
+        logger.error("%s failed", what, exc_info=exc)
+    elif exc.expected:
+        logger.warning("%s answered %d %s: %s", what, exc.status_code, exc.code, exc.message)
+    elif exc.status_code >= 500:
+        logger.error("%s failed: %s", what, exc.message, exc_info=exc.__cause__ or exc)
+
+
 def _json(err: MMServeError) -> JSONResponse:
     from fastapi.responses import JSONResponse
 
@@ -85,15 +99,21 @@ def _json(err: MMServeError) -> JSONResponse:
 def validation_error(errors: Any, *, body: Any = None) -> InvalidRequestError:
     """Turn pydantic's error list into one 400 naming the first bad field (``messages[0].content``).
 
-    ``body``: the request's text, when FastAPI kept it (for the position of a JSON syntax error).
+    ``body``: the input that was validated, which lets the location drop the tags pydantic
+    inserts for discriminated unions (see :func:`untag_loc`); or the request's text, when
+    FastAPI kept it (for the position of a JSON syntax error).
     """
     errs = list(errors)
     if not errs:
         return InvalidRequestError("The request is invalid.")
+
+    def loc_of(e: Any) -> list[Any]:
+        return untag_loc(_strip(e.get("loc", ())), body)
+
     # A union (e.g. content: str | list[part]) reports one error per member; the deepest
     # location is the one that points at what the client actually got wrong.
-    first = max(errs, key=lambda e: len(format_loc(_strip(e.get("loc", ())))))
-    param = format_loc(_strip(first.get("loc", ())))
+    first = max(errs, key=lambda e: len(format_loc(loc_of(e))))
+    param = format_loc(loc_of(first))
     kind = first.get("type", "")
     if kind == "json_invalid":
         loc = first.get("loc", ())
@@ -117,6 +137,48 @@ def validation_error(errors: Any, *, body: Any = None) -> InvalidRequestError:
     if len(errs) > 1:
         msg += f" ({len(errs) - 1} more problem{'s' if len(errs) > 2 else ''} in the request.)"
     return InvalidRequestError(msg, param=param or None, code="invalid_value")
+
+
+def untag_loc(loc: list[Any], data: Any) -> list[Any]:
+    """``loc`` without the tags pydantic inserts for discriminated unions, found by walking ``data``.
+
+    For ``{"type": "image_url", "image_url": {"detail": "ultra"}}`` pydantic reports
+    ``image_url, image_url, detail``: the first segment is the union's tag (the value of the
+    part's ``type``), not a key. A segment equal to a string value of the object at hand may be
+    such a tag; it is dropped only when the location then fits the input and does not fit it
+    otherwise (every step but the last is a key or index that exists). Markers such as
+    ``str`` or ``list[...]`` (dropped later by ``format_loc``) are kept and not walked.
+    """
+    if data is None:
+        return list(loc)
+    found = _fit(list(loc), data, drop_ok=True)
+    return found if found is not None else list(loc)
+
+
+_MARKERS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _fit(loc: list[Any], data: Any, *, drop_ok: bool) -> list[Any] | None:
+    """``loc`` (with at most one tag dropped per object) if it fits ``data``, else None."""
+    if not loc:
+        return []
+    part, rest = loc[0], loc[1:]
+    if isinstance(part, str) and ("[" in part or part in _MARKERS):
+        tail = _fit(rest, data, drop_ok=drop_ok)
+        return None if tail is None else [part, *tail]
+    if not rest:  # the last step: its parent must be something that has keys or indices
+        return [part] if isinstance(data, dict | list) else None
+    if isinstance(data, dict) and isinstance(part, str) and part in data:
+        tail = _fit(rest, data[part], drop_ok=True)
+        if tail is not None:
+            return [part, *tail]
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        tail = _fit(rest, data[part], drop_ok=True)
+        if tail is not None:
+            return [part, *tail]
+    if drop_ok and isinstance(data, dict) and part in {v for v in data.values() if isinstance(v, str)}:
+        return _fit(rest, data, drop_ok=False)  # the union's tag: the same object goes on
+    return None
 
 
 def _strip(loc: Any) -> list[Any]:

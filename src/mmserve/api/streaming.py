@@ -22,7 +22,8 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from mmserve.errors import MMServeError, error_body
+from mmserve.api.errors import log_failure
+from mmserve.errors import error_body
 
 
 @dataclass
@@ -40,10 +41,7 @@ class Stream:
 
 def error_event(e: Exception, logger: logging.Logger, what: str) -> str:
     """The last data of a stream that failed midway: the error envelope, never a traceback (the log has it)."""
-    if not isinstance(e, MMServeError):
-        logger.exception("%s failed", what, exc_info=e)
-    elif e.status_code >= 500:
-        logger.error("%s failed: %s", what, e.message, exc_info=e.__cause__ or e)
+    log_failure(logger, e, what)
     return json.dumps(error_body(e))
 
 

@@ -1,7 +1,7 @@
 """Bearer-key authentication and per-key rate limiting, as an ASGI middleware.
 
 With ``Settings.auth`` off every request is the anonymous principal (all models, no
-limits). With it on, every route but ``/health``, the API docs and signed artifact links
+limits). With it on, every route but the probes (``/health``, ``/ready``), the API docs and signed artifact links
 (the signature is the authorization, as with presigned URLs) needs
 ``Authorization: Bearer <key>``. Keys and limits are checked from the headers alone,
 before the body is read: a caller without a valid key, or past its limits, costs the
@@ -25,7 +25,7 @@ from mmserve.errors import AuthenticationError, MMServeError
 from mmserve.settings import Settings
 
 ADMIN_KEY_ID = "admin"  # the key id of Settings.admin_key (it has no row in the key table)
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/ready")
 OPEN_PREFIXES = ("/v1/artifacts/",)
 
 
@@ -48,10 +48,14 @@ class Authenticator:
         self.open_paths |= frozenset(p.rstrip("/") for p in extra)
         self.open_prefixes = (*OPEN_PREFIXES, *(p.rstrip("/") + "/" for p in extra))
 
+    def is_open(self, path: str) -> bool:
+        """Whether ``path`` (a request's, or a route's template) needs no key."""
+        return path in self.open_paths or path.startswith(self.open_prefixes)
+
     async def authenticate(self, path: str, authorization: str) -> Principal:
         """The caller of a request to ``path`` (also set on the request context), or a 401 / 429."""
         ctx = current()
-        if not self.settings.auth or path in self.open_paths or path.startswith(self.open_prefixes):
+        if not self.settings.auth or self.is_open(path):
             ctx.principal = ANONYMOUS
             return ANONYMOUS
         secret = _bearer(authorization)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmserve.control.ratelimit import Limits
-from mmserve.errors import PermissionDeniedError
+from mmserve.errors import PermissionDeniedError, clip
+from mmserve.timing import CLOCK, RequestClock
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Principal:
     def check_model(self, model_id: str, param: str = "model") -> None:
         if not self.may_use(model_id):
             raise PermissionDeniedError(
-                f"This API key may not use the model '{model_id}'. Allowed: {', '.join(self.models or ())}.",
+                f"This API key may not use the model '{clip(model_id)}'. Allowed: {', '.join(self.models or ())}.",
                 param=param,
                 code="model_not_allowed",
             )
@@ -64,8 +65,12 @@ def principal() -> Principal:
     return current().principal
 
 
+# The gateway's own milliseconds before the response started (see mmserve.timing)
+OVERHEAD_HEADER = b"x-mmserve-overhead-ms"
+
+
 class RequestContextMiddleware:
-    """Creates the request's context and adds its headers to the response."""
+    """Creates the request's context and clock, and adds their headers to the response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,20 +80,25 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = RequestContext()
-        token = _current.set(ctx)
+        clock = RequestClock()
+        token, clock_token = _current.set(ctx), CLOCK.set(clock)
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start" and ctx.headers:
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [
-                    (k.lower().encode(), v.encode())
-                    for k, v in ctx.headers.items()
-                    if k.lower().encode() not in present
-                ]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if ctx.headers:
+                    present = {k.lower() for k, _ in headers}
+                    headers += [
+                        (k.lower().encode(), v.encode())
+                        for k, v in ctx.headers.items()
+                        if k.lower().encode() not in present
+                    ]
+                headers.append((OVERHEAD_HEADER, b"%.3f" % (clock.overhead_s() * 1000)))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            CLOCK.reset(clock_token)
             _current.reset(token)

@@ -31,6 +31,7 @@ from mmserve.errors import (
     InvalidRequestError,
     OverloadedError,
     PermissionDeniedError,
+    clip,
 )
 from mmserve.runtime.runtime import Runtime
 
@@ -56,6 +57,8 @@ class Needs:
     tools: bool = False
     reasoning: bool = False
     units: float = 1.0  # images to make / audio or video seconds / embedded tokens, for per-unit prices
+    edits: bool = False  # image edits
+    translation: bool = False  # audio translation
     dimensions: int | None = None  # embeddings: the vector length asked for
 
     def describe(self) -> str:
@@ -72,6 +75,10 @@ class Needs:
             parts.append("tool calling")
         if self.reasoning:
             parts.append("reasoning")
+        if self.edits:
+            parts.append("image edits")
+        if self.translation:
+            parts.append("translation")
         return ", ".join(parts)
 
 
@@ -121,7 +128,7 @@ class ModelRouter:
         )
         if spec.task != needs.task:
             raise InvalidRequestError(
-                f"The router '{name}' routes {spec.task} requests, not {needs.task}.",
+                f"The router '{clip(name)}' routes {spec.task} requests, not {needs.task}.",
                 param=param,
                 code="model_task_mismatch",
             )
@@ -135,7 +142,7 @@ class ModelRouter:
         allowed = [c for c in pool if who.may_use(c.id)]
         if pool and not allowed:
             raise PermissionDeniedError(
-                f"This API key may use none of the models behind '{name}'.", param=param, code="model_not_allowed"
+                f"This API key may use none of the models behind '{clip(name)}'.", param=param, code="model_not_allowed"
             )
         for card in allowed:
             why = self._misfit(card, needs)
@@ -146,7 +153,7 @@ class ModelRouter:
         if not fitting:
             detail = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or f"no {needs.task} models"
             raise InvalidRequestError(
-                f"No model behind '{name}' fits this request, which needs {needs.describe()} ({detail}).",
+                f"No model behind '{clip(name)}' fits this request, which needs {needs.describe()} ({detail}).",
                 param=param,
                 code="no_model_fits",
             )
@@ -208,6 +215,10 @@ class ModelRouter:
             return "no tool calling"
         if needs.reasoning and not caps.reasoning:
             return "no reasoning"
+        if needs.edits and not caps.edits:
+            return "no image edits"
+        if needs.translation and not caps.translation:
+            return "no translation"
         if needs.dimensions is not None:
             native = caps.embedding_dimensions
             if native is not None and needs.dimensions > native:

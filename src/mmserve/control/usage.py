@@ -1,23 +1,29 @@
 """Usage metering: one record per request (key, model, tokens, images, audio/video seconds, cost).
 
-``UsageRecorder.record()`` only appends to an in-memory queue (no I/O on the request path);
-a background task writes the queue to SQL in batches every ``usage_flush_interval_s``,
-and ``stop()`` flushes what is left, so an accepted request's record is not lost on a
-clean shutdown. Costs come from the card's prices at the time of the request.
+``UsageRecorder.record()`` appends the record to the write-ahead journal (one ``os.write``:
+durable against a killed process before the response ends, see
+:mod:`mmserve.control.usage_journal`) and to an in-memory queue; a background task writes the
+queue to SQL in batches every ``usage_flush_interval_s`` (no database round trip on the request
+path), ``stop()`` flushes what is left, and ``start()`` replays the journals that processes
+killed between two batches left behind. Costs come from the card's prices at the time of the
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, String, case, cast, func, select
+from sqlalchemy import Float, Integer, Select, String, case, cast, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mmserve.cards import ModelCard
+from mmserve.control.usage_journal import JournalDoneRow, UsageJournal
 from mmserve.control.usage_series import BucketPlan
 from mmserve.db import Base, Database
 
@@ -71,21 +77,46 @@ def cost_of(card: ModelCard, e: UsageEvent) -> float:
     )
 
 
+_COLUMNS = {f.name for f in fields(UsageEvent)}
+
+
+def _columns(record: dict[str, Any]) -> dict[str, Any]:
+    """A journal line's fields that are columns (a newer version may have written more)."""
+    return {k: v for k, v in record.items() if k in _COLUMNS}
+
+
 SUMMED = ("input_tokens", "output_tokens", "image_tokens", "images", "audio_seconds", "video_seconds", "cost")
 
 
 class UsageRecorder:
-    def __init__(self, db: Database, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, db: Database, *, flush_interval_s: float = 0.5, journal_dir: Path | None = None) -> None:
         self.db = db
         self.flush_interval_s = flush_interval_s
+        self.journal = UsageJournal(journal_dir) if journal_dir is not None else None
         self._pending: list[UsageEvent] = []
+        self._segments: list[Path] = []  # closed journal segments whose records are not committed yet
+        self._forget: list[str] = []  # committed segments, removed: their names go in the next transaction
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._journal_failed = False
 
     def record(self, event: UsageEvent) -> None:
+        if self.journal is not None:
+            try:
+                self.journal.append(asdict(event))
+            except OSError:  # e.g. a full disk: the batch write still has it; only a crash would lose it now
+                if not self._journal_failed:
+                    log.exception("writing the usage journal failed; records are kept in memory until written")
+                self._journal_failed = True
         self._pending.append(event)
 
     async def start(self) -> None:
+        if self.journal is not None:
+            self.journal.open()
+            try:
+                await self.replay()
+            except Exception:  # left on disk: the next start replays them
+                log.exception("replaying the usage journals of a stopped process failed")
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -96,19 +127,57 @@ class UsageRecorder:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.flush()
+        await self.flush()  # the names of the segments the last batch removed
+        if self.journal is not None and not self._pending and not self._segments:
+            self.journal.close()
 
     async def flush(self) -> int:
         async with self._lock:
             batch, self._pending = self._pending, []
-            if not batch:
+            if self.journal is not None and (segment := self.journal.rotate()) is not None:
+                self._segments.append(segment)
+            segments, forget = list(self._segments), list(self._forget)
+            if not batch and not segments and not forget:
                 return 0
             try:
                 async with self.db.session() as s, s.begin():
                     s.add_all([UsageRow(**asdict(e)) for e in batch])
+                    s.add_all([JournalDoneRow(segment=p.name) for p in segments])
+                    if forget:
+                        await s.execute(delete(JournalDoneRow).where(JournalDoneRow.segment.in_(forget)))
             except Exception:
-                self._pending[:0] = batch  # keep them for the next attempt
+                self._pending[:0] = batch  # keep them for the next attempt (their segments stay too)
                 raise
+            for path in segments:
+                path.unlink(missing_ok=True)
+            self._segments = []
+            self._forget = [p.name for p in segments]
             return len(batch)
+
+    async def replay(self) -> int:
+        """Write the records that processes killed between two batches left in their journals."""
+        assert self.journal is not None
+        replayed = 0
+        for orphan in self.journal.orphans():
+            names = [p.name for p in orphan.segments]
+            try:
+                for segment in orphan.segments:
+                    async with self.db.session() as s, s.begin():
+                        if await s.get(JournalDoneRow, segment.name) is not None:
+                            continue  # committed before its process died: only the file was left
+                        rows = [UsageRow(**_columns(r)) for r in orphan.records(segment)]
+                        s.add_all([*rows, JournalDoneRow(segment=segment.name)])
+                        replayed += len(rows)
+                orphan.release()
+            except BaseException:
+                os.close(orphan.fd)  # unlocked, files kept: replayed at the next start
+                raise
+            if names:
+                async with self.db.session() as s, s.begin():
+                    await s.execute(delete(JournalDoneRow).where(JournalDoneRow.segment.in_(names)))
+        if replayed:
+            log.warning("recovered %d usage record(s) that a stopped process had not written yet", replayed)
+        return replayed
 
     async def _loop(self) -> None:
         while True:

@@ -34,7 +34,9 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory of the database
         raise InvalidRequestError(
-            f"Unknown time zone '{name}'. Use an IANA name such as 'UTC' or 'Europe/Paris'.", param="tz"
+            f"Unknown time zone '{name}'. Use an IANA name such as 'UTC' or 'Europe/Paris'.",
+            param="tz",
+            code="unknown_time_zone",
         ) from None
 
 
@@ -59,6 +61,7 @@ def buckets(start: float, end: float, group_by: GroupBy, tz: ZoneInfo) -> list[i
                 f"That period has more than {MAX_BUCKETS} {group_by}s; shorten it"
                 + (" or use group_by=day." if group_by == "hour" else "."),
                 param="group_by",
+                code="server_limit",
             )
         if group_by == "hour":  # hours are 3600 s in UTC whatever the zone says on the wall
             current += 3600

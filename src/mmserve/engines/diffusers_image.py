@@ -21,7 +21,8 @@ Concurrent text-to-image requests with the same size, step count, guidance (and 
 they have a negative prompt) are batched into one pipeline call, up to
 ``max_batch_images`` images (:mod:`mmserve.engines.common.batcher`): a worker that frees
 takes the waiting requests together. Each keeps its own generators, so a seed gives the
-same image batched or alone. Edits (an input image, a mask) run one request per call.
+same image batched or alone (to float rounding: a batched convolution may sum in another
+order, moving a pixel by a level or two). Edits (an input image, a mask) run one request per call.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ class DiffusersImageEngine(ImageEngine):
     def load(self) -> None:
         require("diffusers", self.card.engine)
         import diffusers
+
+        diffusers.utils.logging.disable_progress_bar()  # its loading bar: mmserve logs each load itself
 
         from mmserve.engines.common.torch_utils import resolve_device, resolve_dtype
 
@@ -240,6 +243,7 @@ class DiffusersImageEngine(ImageEngine):
             raise InvalidRequestError(
                 f"steps is {request.steps}; the model '{self.card.id}' allows at most {self.options.max_steps}.",
                 param="steps",
+                code="model_limit",
             )
         if not request.images:
             if request.mask is not None:
@@ -269,6 +273,7 @@ class DiffusersImageEngine(ImageEngine):
                 f"strength {request.strength:g} is too small: no denoising step would run within the model's "
                 f"{self.options.max_steps} steps. Use a strength of at least {1 / self.options.max_steps:.3g}.",
                 param="strength",
+                code="model_limit",
             )
         return kind
 

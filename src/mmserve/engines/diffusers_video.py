@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.engines.base import EngineOptions, ProgressCallback, VideoEngine
+from mmserve.engines.base import CheckpointCallback, EngineOptions, ProgressCallback, VideoEngine
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
@@ -146,6 +146,8 @@ class DiffusersVideoEngine(VideoEngine):
         require("diffusers", self.card.engine)
         import diffusers
 
+        diffusers.utils.logging.disable_progress_bar()  # its loading bar: mmserve logs each load itself
+
         from mmserve.engines.common.torch_utils import resolve_device, resolve_dtype
 
         if self.source is None:
@@ -202,7 +204,12 @@ class DiffusersVideoEngine(VideoEngine):
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+    async def generate(
+        self,
+        request: VideoGenInput,
+        progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+    ) -> VideoGenOutput:
         if self._pool is None or self.pipe is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         loop = asyncio.get_running_loop()

@@ -178,7 +178,11 @@ class VideoJobStore:
             return list(await s.scalars(q))
 
     async def claim(self, job_id: str, worker_id: str) -> VideoJob | None:
-        """queued -> in_progress for this worker; None if someone else got it first (or it was deleted)."""
+        """queued -> in_progress for this worker; None if someone else got it first (or it was deleted).
+
+        A claim is not an attempt: a server killed between the claim and the model's start
+        (milliseconds after a submission) costs the job nothing; :meth:`start` counts it.
+        """
         now = time.time()
         stmt = (
             update(VideoJobRow)
@@ -189,7 +193,6 @@ class VideoJobStore:
                 started_at=now,
                 heartbeat_at=now,
                 progress=0,
-                attempts=VideoJobRow.attempts + 1,
             )
             .returning(VideoJobRow)
         )
@@ -197,11 +200,25 @@ class VideoJobStore:
             row = (await s.execute(stmt)).scalar_one_or_none()
             return _job(row) if row else None
 
+    async def start(self, job_id: str, worker_id: str) -> bool:
+        """The model starts running the job: count the attempt. False when the job is no longer ours."""
+        return await self._update(
+            job_id, worker_id, expect_status="in_progress", attempts=VideoJobRow.attempts + 1, heartbeat_at=time.time()
+        )
+
     async def heartbeat(self, job_id: str, worker_id: str, progress: int) -> bool:
         """Record progress; False when the job is no longer ours (deleted, or taken over)."""
         return await self._update(
             job_id, worker_id, progress=progress, heartbeat_at=time.time(), expect_status="in_progress"
         )
+
+    async def save_params(self, job_id: str, worker_id: str, params: dict[str, Any]) -> bool:
+        """Replace a running job's ``params`` (an engine's resume state); False when the job is no longer ours."""
+        return await self._update(job_id, worker_id, expect_status="in_progress", params=params)
+
+    async def rebind(self, job_id: str, worker_id: str, *, model: str, params: dict[str, Any]) -> bool:
+        """Move a running job to another model (its own failed before starting it); False when not ours."""
+        return await self._update(job_id, worker_id, expect_status="in_progress", model=model, params=params)
 
     async def complete(
         self,
@@ -246,10 +263,11 @@ class VideoJobStore:
             reference_artifact=None,
         )
 
-    async def requeue(self, job_id: str, worker_id: str, *, count_attempt: bool) -> bool:
-        """in_progress -> queued (a graceful shutdown does not count the interrupted start)."""
+    async def requeue(self, job_id: str, worker_id: str, *, refund_attempt: bool = False) -> bool:
+        """in_progress -> queued; ``refund_attempt`` takes back the count of a started run
+        (a graceful shutdown stopped it: that start was no fault of the job)."""
         values: dict[str, Any] = {"status": "queued", "progress": 0, "worker_id": None, "heartbeat_at": None}
-        if not count_attempt:
+        if refund_attempt:
             values["attempts"] = VideoJobRow.attempts - 1
         return await self._update(job_id, worker_id, expect_status="in_progress", **values)
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.datauri import decode_base64
-from mmserve.media.image.decode import ImageInputSize, ImageLimits, decode_image
+from mmserve.media.image.decode import SOURCE_PIXELS, ImageInputSize, ImageLimits, decode_image
 from mmserve.media.video.decode import DecodedVideo, FrameSampling, VideoLimits, decode_video
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -145,7 +145,8 @@ def result_to_wire(result: DecodeResult | MMServeError) -> tuple[bytes, bytes]:
         ]
         video = {"duration": result.duration, "container": result.container, "frames": frames}
         return json.dumps({"ok": True, "video": video}).encode(), b"".join(f.tobytes() for f in result.frames)
-    head = {"ok": True, "mode": result.mode, "size": list(result.size)}
+    source = result.info.get(SOURCE_PIXELS)
+    head = {"ok": True, "mode": result.mode, "size": list(result.size), "source_pixels": source}
     return json.dumps(head).encode(), result.tobytes()
 
 
@@ -165,7 +166,12 @@ def result_from_wire(header: bytes, pixels: bytes, job: DecodeJob) -> DecodeResu
         raise ValueError("decode worker returned an impossible image")
     if len(pixels) != w * h_ * _MODES[mode]:
         raise ValueError("decode worker returned the wrong number of bytes")
-    return Image.frombytes(mode, (w, h_), pixels)
+    source = h.get("source_pixels")
+    if not isinstance(source, int) or not w * h_ <= source <= lim.max_pixels:
+        raise ValueError("decode worker returned an impossible source size")
+    image = Image.frombytes(mode, (w, h_), pixels)
+    image.info[SOURCE_PIXELS] = source
+    return image
 
 
 def _video_from_wire(h: dict[str, Any], pixels: bytes, spec: VideoSpec) -> DecodedVideo:

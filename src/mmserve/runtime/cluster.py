@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from mmserve.engines.base import Engine
 
 log = logging.getLogger("mmserve.cluster")
+SPAWN_ATTEMPTS = 4  # a replica that dies while loading (placed on a node dying unnoticed) is placed again
+SPAWN_RETRY_S = 1.0
 
 
 class Cluster:
@@ -100,23 +102,39 @@ class Cluster:
         return REMOTE_CLASSES[card.task](card, handle)
 
     async def _spawn(self, card: ModelCard, device: str) -> tuple[Any, dict[str, Any]]:
-        import ray
+        """A new actor with the card's engine loaded; tried again when it dies while loading.
+
+        After a node dies, Ray may still place an actor on it until its health checks declare it
+        dead (seconds): that actor dies at once, and the next one lands on a live node.
+        """
         import ray.exceptions as rex
+
+        deadline = asyncio.get_running_loop().time() + self.settings.start_timeout_s
+        for attempt in range(1, SPAWN_ATTEMPTS + 1):
+            try:
+                return await self._spawn_once(card, device, deadline)
+            except rex.RayActorError as e:
+                if attempt == SPAWN_ATTEMPTS or asyncio.get_running_loop().time() >= deadline:
+                    raise EngineUnavailableError(f"A replica of '{card.id}' failed to load on the cluster.") from e
+                log.warning("a replica of '%s' died while loading (attempt %d); placing another", card.id, attempt)
+                await asyncio.sleep(SPAWN_RETRY_S * attempt)
+        raise AssertionError("unreachable")
+
+    async def _spawn_once(self, card: ModelCard, device: str, deadline: float) -> tuple[Any, dict[str, Any]]:
+        import ray
 
         from mmserve.runtime.actor import EngineActor
 
-        remote_cls: Any = ray.remote(EngineActor).options(**self.actor_options(card, device))
+        remote_cls: Any = ray.remote(EngineActor).options(**self.actor_options(card))
         actor: Any = remote_cls.remote(card.model_dump(mode="json"), str(self.base_dir), str(self.models_dir), device)
         try:
-            info = await asyncio.wait_for(actor.info.remote(), self.settings.start_timeout_s)
+            info = await asyncio.wait_for(actor.info.remote(), max(1.0, deadline - asyncio.get_running_loop().time()))
         except TimeoutError:
             ray.kill(actor)
             raise EngineUnavailableError(
                 f"No cluster node could start a replica of '{card.id}' within {self.settings.start_timeout_s:g} s "
-                f"(resources asked: {self.actor_options(card, device)}).",
+                f"(resources asked: {self.actor_options(card)}).",
                 code="no_capacity",
             ) from None
-        except rex.RayActorError as e:
-            raise EngineUnavailableError(f"A replica of '{card.id}' failed to load on the cluster.") from e
         log.info("replica of '%s' started on node %s", card.id, str(info["node_id"])[:12])
         return actor, info

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Literal
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
-from mmserve.engines.base import Engine, EngineOptions
+from mmserve.engines.base import Engine, EngineContext, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
+from mmserve.timing import in_model
 
 if TYPE_CHECKING:
     from mmserve.runtime.cluster import Cluster
@@ -36,7 +37,8 @@ log = logging.getLogger("mmserve.runtime")
 State = Literal["idle", "loading", "loaded", "restarting", "failed"]
 # Model libraries resolve their lazy imports without a lock (transformers' _LazyModule): two
 # models built or loaded at once in two threads fail with "cannot import name ... from
-# 'transformers'". So builds and loads run one at a time; they compete for the same cores anyway.
+# 'transformers'". So the torch engines' builds and loads run one at a time (they compete for the
+# same cores anyway); engines without model libraries (espeak-ng, PocketSphinx) load beside them.
 LOADING = threading.Lock()
 # Called before a replica loads, with the bytes it is expected to need (the runtime makes room).
 BeforeLoad = Callable[["Deployment", int], Awaitable[None]]
@@ -66,9 +68,11 @@ class Deployment:
         device: str,
         progress: Callable[[str], None] | None = None,
         cluster: Cluster | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.card = card
         self.cluster = cluster  # None: engines load in this process
+        self.context = context or EngineContext()
         self.base_dir = base_dir
         self.models_dir = models_dir
         self.device = card.deployment.device or device
@@ -183,11 +187,12 @@ class Deployment:
             replica.loading = True
             start = time.perf_counter()
             try:
-                if self.cluster is None and self.source is None and self.card.source is not None:
+                remote = self.cluster is not None and not self.engine_cls.in_gateway
+                if not remote and self.source is None and self.card.source is not None:
                     self.source = await asyncio.to_thread(self._resolve_source)  # on a cluster: by the replica
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
-                if self.cluster is not None:
+                if self.cluster is not None and not self.engine_cls.in_gateway:
                     replica.engine = await self.cluster.start_replica(self.card, self.device)
                 else:
                     replica.engine = await asyncio.to_thread(self._load_blocking)
@@ -218,10 +223,12 @@ class Deployment:
             return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
     def _load_blocking(self) -> Engine:
-        with LOADING if self.engine_cls.loads_in_process else contextlib.nullcontext():
-            if self.progress:
+        serial = self.engine_cls.loads_in_process and self.engine_cls.uses_torch
+        with LOADING if serial else contextlib.nullcontext():
+            if self.progress and serial:  # one spinner line at a time; the others load in a blink (logged)
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
+            engine.context = self.context
             engine.load()
             return engine
 
@@ -319,6 +326,12 @@ class Deployment:
                 "Retry shortly.",
                 headers={"Retry-After": "1"},
             )
+        with in_model():  # queued, loading or running: not the gateway's own time (x-mmserve-overhead-ms)
+            async with self._admitted() as engine:
+                yield engine
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[Engine]:
         self.waiting += 1
         try:
             await self._slots.acquire()

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.engines.base import VideoEngine
+from mmserve.engines.base import EngineContext, VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
@@ -38,6 +40,7 @@ class Runtime:
         *,
         progress: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -46,6 +49,8 @@ class Runtime:
         self._evict_lock = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None  # start-up loads (see start)
+        self._threads: asyncio.Task[None] | None = None  # torch's threads set, awaited before any load
         self.deployments: dict[str, Deployment] = {}
         self.cluster: Cluster | None = None
         if settings.cluster.address:
@@ -60,6 +65,7 @@ class Runtime:
                 device=settings.device,
                 progress=progress,
                 cluster=self.cluster,
+                context=context,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
@@ -97,29 +103,71 @@ class Runtime:
             return None
         return self.settings.torch_threads or max(1, len(os.sched_getaffinity(0)) // replicas)
 
-    async def start(self) -> None:
-        """Set torch's threads, then load every dedicated model and serverless ``min_replicas`` (one at a
-        time: loads compete for cores)."""
+    async def start(self, *, background: bool = False) -> None:
+        """Set torch's threads, then load every dedicated model and serverless ``min_replicas``.
+
+        ``background``: return at once and load in a task (the server answers ``/health`` meanwhile;
+        :attr:`ready` says when the loads are done). Loads run side by side where that is safe:
+        the torch engines one at a time (see ``deployment.LOADING``), the others beside them.
+        """
         if self.cluster is not None:
             await self.cluster.connect()  # a wrong address fails the start, not the first request
+        self._threads = asyncio.create_task(self._set_threads())
+        self._starting = asyncio.create_task(self._load_at_start())
+        self._janitor = asyncio.create_task(self._idle_loop())
+        if self.cluster is not None:
+            self._health = asyncio.create_task(self._health_loop())
+        if not background:
+            await self.wait_started()
+
+    async def wait_started(self) -> None:
+        """Until the start-up loads are done (each loaded or failed)."""
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+
+    @property
+    def started(self) -> bool:
+        """The start-up loads are done (each loaded or failed)."""
+        return self._starting is not None and self._starting.done()
+
+    @property
+    def ready(self) -> bool:
+        """Started, and every model kept loaded (dedicated, ``min_replicas``) loaded and serving."""
+        return self.started and not self.not_ready()
+
+    def not_ready(self) -> list[str]:
+        """The models that must be loaded and are not (yet), e.g. still loading or failed."""
+        if not self.settings.load_on_start:
+            return []
+        return [
+            cid
+            for cid, dep in self.deployments.items()
+            if dep.min_loaded and (dep.loaded_replicas < dep.min_loaded or dep.state != "loaded")
+        ]
+
+    async def _set_threads(self) -> None:
         threads = self.torch_threads()
         if threads is not None:
             from mmserve.engines.common.torch_utils import set_intra_op_threads
 
+            # torch is imported off the loop (seconds), its threads set on it: OpenMP keeps a thread
+            # count per thread, and the loop's thread is the one every worker thread is started from
+            await asyncio.to_thread(_import_torch)
             set_intra_op_threads(threads)
-        if self.settings.load_on_start:
-            for dep in self.deployments.values():
-                if dep.min_loaded:
-                    try:
-                        await dep.load_all(dep.min_loaded)
-                    except Exception as e:  # a broken model must not keep the others from serving
-                        log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
-        self._janitor = asyncio.create_task(self._idle_loop())
-        if self.cluster is not None:
-            self._health = asyncio.create_task(self._health_loop())
+
+    async def _load_at_start(self) -> None:
+        if not self.settings.load_on_start:
+            return
+        await asyncio.gather(*(self._load_kept(dep) for dep in self.deployments.values() if dep.min_loaded))
+
+    async def _load_kept(self, dep: Deployment) -> None:
+        try:
+            await dep.load_all(dep.min_loaded)
+        except Exception as e:  # a broken model must not keep the others from serving
+            log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
 
     async def stop(self) -> None:
-        for task in (self._janitor, self._health):
+        for task in (self._starting, self._threads, self._janitor, self._health):
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(d.unload("shutdown") for d in self.deployments.values()), return_exceptions=True)
@@ -130,6 +178,8 @@ class Runtime:
         return sum((d.memory_bytes or d.expected_bytes()) * d.loaded_replicas for d in self.deployments.values())
 
     async def _make_room(self, dep: Deployment, need: int) -> None:
+        if self._threads is not None:  # no model computes before torch's threads are set
+            await asyncio.shield(self._threads)
         if self.budget is None:
             return
         async with self._evict_lock:
@@ -199,3 +249,8 @@ class Runtime:
     def _unloaded(self, dep: Deployment, reason: str) -> None:
         if self.metrics:
             self.metrics.model_unloaded(dep.card.id, reason)
+
+
+def _import_torch() -> None:
+    with contextlib.suppress(ImportError):  # no torch: the engines that need it say so when they load
+        importlib.import_module("torch")

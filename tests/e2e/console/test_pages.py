@@ -39,11 +39,11 @@ def test_page_loads_without_console_errors(console: ConsolePage, route: str) -> 
 def test_catalog_filters_and_compares_models(console: ConsolePage) -> None:
     page = console.open("catalog")
     cards = page.locator("article.model")
-    assert cards.count() == 6
+    assert cards.count() == 8  # the demo catalog
     assert page.locator('article[data-model="demo-vlm"] .badge').inner_text() == "loaded"
     assert "$0.002 image" in page.locator('article[data-model="demo-image"]').inner_text()
     page.select_option("select[name=task]", "chat")
-    assert cards.count() == 2
+    assert cards.count() == 3  # demo-vlm, demo-tools, demo-audio
     page.select_option("select[name=capability]", "vision")
     assert cards.count() == 1
     page.select_option("select[name=task]", "")

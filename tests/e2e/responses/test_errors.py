@@ -62,12 +62,6 @@ def _user(*parts: dict) -> list[dict]:
             "does not accept images",
         ),
         (
-            {"model": "demo-vlm", "input": _user({"type": "input_text", "text": "Look: <image>"})},
-            400,
-            "input[0].content[0].text",
-            "reserves",
-        ),
-        (
             {"input": _user({"type": "input_image", "image_url": "data:image/png;base64,!!"})},
             400,
             "input[0].content[0].image_url",

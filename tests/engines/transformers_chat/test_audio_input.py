@@ -65,7 +65,21 @@ def test_images_to_an_audio_model_are_refused(engine: TransformersChatEngine) ->
         asyncio.run(_first(engine, [ChatPart("image", image=Image.new("RGB", (32, 32)))]))
 
 
-def test_typed_audio_placeholders_are_refused(engine: TransformersChatEngine) -> None:
+def test_typed_audio_placeholders_are_plain_text(engine: TransformersChatEngine) -> None:
+    # a user typing the placeholder gets it read as text (issue 18, item 11), never as audio
+    deltas = asyncio.run(_first(engine, [ChatPart("text", text="say <|AUDIO|> please")]))
+    assert deltas[0].audio_tokens == 0
+    assert "AUDIO" in (deltas[0].prompt_text or "")  # kept, as text
+
+
+def test_typed_audio_placeholders_in_a_system_message_are_refused(engine: TransformersChatEngine) -> None:
+    system = ChatMessage("system", "you hear <|AUDIO|>")
+    inp = ChatInput([system, ChatMessage("user", "hi")], SamplingParams(max_tokens=4, temperature=0))
+
+    async def run() -> None:
+        async for _ in engine.generate(inp):
+            pass
+
     with pytest.raises(InvalidRequestError) as e:
-        asyncio.run(_first(engine, [ChatPart("text", text="say <|AUDIO|> please")]))
+        asyncio.run(run())
     assert e.value.code == "reserved_token"

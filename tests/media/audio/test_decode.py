@@ -113,3 +113,37 @@ def test_file_without_an_audio_track_is_400() -> None:
     with pytest.raises(InvalidRequestError) as e:
         decode_audio(buf.getvalue(), AudioLimits())
     assert "no audio track" in e.value.message
+
+
+def _with_sample_rate(data: bytes, rate: int) -> bytes:
+    """A canonical WAV (fmt chunk at byte 12) claiming ``rate`` samples per second."""
+    import struct
+
+    out = bytearray(data)
+    out[24:28] = struct.pack("<I", rate)
+    out[28:32] = struct.pack("<I", rate * 2 % 2**32)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("rate", [1_325_416_064, 400_000_000, 384_001])
+def test_an_absurd_sample_rate_is_refused_before_resampling(rate: int) -> None:
+    # found by tests/fuzz: a 309-byte WAV claiming 1.3 GHz held a decode thread for 22-36 s in the
+    # resampler (one native call: the decode deadline is only checked between frames)
+    data = _with_sample_rate(wav_bytes(tone(0.05, rate=16000), 16000), rate)
+    with pytest.raises(InvalidRequestError) as e:
+        decode_audio(data, AudioLimits(timeout_s=600))
+    assert e.value.code == "invalid_audio" and "sample rate" in e.value.message and str(rate) in e.value.message
+
+
+def test_high_but_real_sample_rates_decode() -> None:
+    data = encode(tone(0.2, rate=192000), 192000, "wav", channels=1)
+    assert decode_audio(data, AudioLimits()).sample_rate == TARGET_RATE
+
+
+def test_a_codec_without_a_decoder_is_400() -> None:
+    # found by tests/fuzz: a WAV whose format tag names no codec has no codec context
+    data = bytearray(wav_bytes(tone(0.05, rate=16000), 16000))
+    data[20:22] = (0x00F8).to_bytes(2, "little")
+    with pytest.raises(InvalidRequestError) as e:
+        decode_audio(bytes(data), AudioLimits())
+    assert e.value.code == "invalid_audio"

@@ -6,7 +6,14 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
-from mmserve.media.image.decode import ImageInputSize, ImageLimits, decode_image, keep_scale, plan_size
+from mmserve.media.image.decode import (
+    ImageInputSize,
+    ImageLimits,
+    check_bytes,
+    decode_image,
+    keep_scale,
+    plan_size,
+)
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 
@@ -147,3 +154,19 @@ def test_jpeg_with_too_many_scans() -> None:
         decode(h.progressive_jpeg_with_scans(32, 200))
     assert e.value.code == "image_too_complex"
     assert decode(h.progressive_jpeg_with_scans(32, 50)).size == (32, 32)
+
+
+def test_junk_between_segments_does_not_hide_scans() -> None:
+    data = h.with_junk_after_first_segment(h.progressive_jpeg_with_scans(32, 200))
+    with pytest.raises(InvalidRequestError) as e:
+        check_bytes(data, ImageLimits(), param="image")
+    assert e.value.code == "image_too_complex" and "at most 100" in e.value.message
+
+
+def test_a_jpeg_header_the_scan_counter_cannot_read_is_refused() -> None:
+    data = h.progressive_jpeg_with_scans(32, 200)
+    broken = data[:4] + b"\xff\xff" + data[6:]  # the first segment claims to run past the end
+    with pytest.raises(InvalidRequestError) as e:
+        check_bytes(broken, ImageLimits(), param="image")
+    assert e.value.code == "invalid_image" and e.value.param == "image"
+    assert "JPEG" in e.value.message

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from mmserve.cards import Limits
-from mmserve.errors import InvalidRequestError, MediaFetchError
+from mmserve.errors import InvalidRequestError, MediaFetchError, PayloadTooLargeError
 from mmserve.media.image.decode import ImageInputSize
 from mmserve.media.image.ingest import ImageRef, MediaIngestor
 from mmserve.media.net.fetch import SafeFetcher
-from mmserve.settings import LimitSettings, Settings
+from mmserve.settings import FetchSettings, LimitSettings, Settings
 from tests.helpers.images import image_bytes
 
 
@@ -137,3 +137,87 @@ async def test_the_first_failure_cancels_the_other_images() -> None:
         assert cancelled.is_set()  # the slow fetch did not go on in the background
     finally:
         await media.aclose()
+
+
+# ------------------------------------------------------------------ request-wide totals
+
+
+def _refs(urls: list[str]) -> list[ImageRef]:
+    return [ImageRef(u, param=f"messages[0].content[{i}].image_url") for i, u in enumerate(urls)]
+
+
+async def test_the_pixels_of_all_images_of_a_request_are_capped() -> None:
+    media = MediaIngestor(Settings(limits=LimitSettings(max_request_image_pixels=25_000, decode_isolation="thread")))
+    try:
+        three = _refs([uri(image_bytes((100, 100)))] * 3)  # 10,000 pixels each
+        with pytest.raises(PayloadTooLargeError) as e:
+            await media.load_images(three, card(), model="m")
+        assert e.value.code == "request_images_too_large" and "25000" in e.value.message
+        assert e.value.param is not None and e.value.param.startswith("messages[0].content[")
+        assert len(await media.load_images(three[:2], card(), model="m")) == 2
+        # the card tightens the server's total
+        with pytest.raises(PayloadTooLargeError):
+            await media.load_images(three[:2], card(max_request_image_pixels=15_000), model="m")
+    finally:
+        await media.aclose()
+
+
+async def test_one_image_over_what_is_left_is_refused_before_decoding() -> None:
+    media = MediaIngestor(Settings(limits=LimitSettings(max_request_image_pixels=50_000)))
+    try:
+        with pytest.raises(PayloadTooLargeError) as e:
+            await media.load_images(_refs([uri(image_bytes((300, 300)))]), card(), model="m")
+        assert e.value.code == "request_images_too_large"
+    finally:
+        await media.aclose()
+
+
+async def test_the_bytes_of_all_data_uri_images_are_capped() -> None:
+    png = image_bytes((64, 64), fmt="BMP")  # ~12 KB, uncompressed
+    media = MediaIngestor(Settings(limits=LimitSettings(max_request_image_bytes=30_000)))
+    try:
+        with pytest.raises(PayloadTooLargeError) as e:
+            await media.load_images(_refs([uri(png, "image/bmp")] * 3), card(image_formats=["bmp"]), model="m")
+        assert e.value.code == "request_images_too_large" and "30000 bytes" in e.value.message
+        assert len(await media.load_images(_refs([uri(png, "image/bmp")] * 2), card(image_formats=["bmp"]), model="m"))
+    finally:
+        await media.aclose()
+
+
+async def test_fetching_stops_once_the_request_total_is_spent() -> None:
+    """Three links to a streamed 60 KB image, 100 KB for the whole request: the fetches are cut
+    at the total, not each at the per-image cap."""
+    from tests.helpers.httpserver import TargetServer
+
+    with TargetServer() as target:
+        big = image_bytes((64, 64), fmt="BMP")
+        target.routes["/a.bmp"] = (200, {"X-Test-Stream": "5"}, big)  # ~60 KB, no Content-Length
+        settings = Settings(
+            fetch=FetchSettings(allow_networks=["127.0.0.1/32"]),
+            limits=LimitSettings(max_request_image_bytes=100_000),
+        )
+        media = MediaIngestor(settings)
+        try:
+            with pytest.raises(PayloadTooLargeError) as e:
+                await media.load_images(_refs([target.url("/a.bmp")] * 3), card(image_formats=["bmp"]), model="m")
+            assert e.value.code == "request_images_too_large" and "100000 bytes" in e.value.message
+        finally:
+            await media.aclose()
+
+
+async def test_a_declared_length_over_what_is_left_is_refused_unread() -> None:
+    from tests.helpers.httpserver import TargetServer
+
+    with TargetServer() as target:
+        target.routes["/a.png"] = (200, {}, image_bytes((64, 64), fmt="BMP"))  # ~12 KB with Content-Length
+        settings = Settings(
+            fetch=FetchSettings(allow_networks=["127.0.0.1/32"]),
+            limits=LimitSettings(max_request_image_bytes=5_000),
+        )
+        media = MediaIngestor(settings)
+        try:
+            with pytest.raises(PayloadTooLargeError) as e:
+                await media.load_images(_refs([target.url("/a.png")]), card(image_formats=["bmp"]), model="m")
+            assert e.value.code == "request_images_too_large"
+        finally:
+            await media.aclose()

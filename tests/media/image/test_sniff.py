@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image
 
@@ -57,4 +59,29 @@ def test_jpeg_scan_count() -> None:
     payload = b"\xff\xda" * 50
     app2 = b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload
     assert jpeg_scan_count(base[:2] + app2 + base[2:]) == 1
-    assert jpeg_scan_count(b"\xff\xd8garbage") == 0
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"junk", b"\xff\x00", b"\xff\xff\xff", b"\x00" * 5000])
+def test_scans_are_counted_past_bytes_the_decoder_skips(junk: bytes) -> None:
+    # A non-0xFF byte between segments made the counter give up (0 scans) while Pillow and libjpeg
+    # skip it and decode every scan: a 2,000-scan file held a decode worker for its full timeout.
+    hostile = h.with_junk_after_first_segment(h.progressive_jpeg_with_scans(16, 300), junk)
+    with Image.open(io.BytesIO(hostile)) as img:
+        img.load()  # the decoder reads it
+    assert jpeg_scan_count(hostile) is not None and jpeg_scan_count(hostile) > 300
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xd8garbage",  # no marker at all
+        b"\xff\xd8",  # nothing after SOI
+        b"\xff\xd8\xff\xe0\x7f\xff" + bytes(10),  # a segment running past the end
+        b"\xff\xd8\xff\xe0\x00\x01rest\xff\xda",  # a segment length below 2
+        b"\xff\xd8\xff\xd9\xff\xda",  # EOI before any scan
+        b"\xff\xd8\xff\xd8\xff\xda",  # a second SOI
+        b"\xff\xd8" + b"\xff" * 100,  # fill bytes only
+    ],
+)
+def test_a_header_the_counter_cannot_walk_is_unreadable(data: bytes) -> None:
+    assert jpeg_scan_count(data) is None

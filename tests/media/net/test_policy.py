@@ -39,6 +39,9 @@ POLICY = NetworkPolicy([], [], [])
         "::ffff:127.0.0.1",
         "::ffff:8.8.8.8",
         "::127.0.0.1",
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated (SIIT, RFC 2765): 169.254.169.254
+        "::ffff:0:7f00:1",
+        "::ffff:0:808:808",  # translated forms are refused like mapped ones, public or not
         "64:ff9b::a9fe:a9fe",
         "64:ff9b::7f00:1",
         "64:ff9b:1::1",
@@ -63,6 +66,31 @@ def test_allow_networks_admit_private_ranges_and_their_mapped_forms() -> None:
         assert policy.check_address(ipaddress.ip_address(ok)) is None
     for bad in ("127.0.0.1", "::ffff:127.0.0.1", "fc00::1"):
         assert policy.check_address(ipaddress.ip_address(bad)) is not None
+
+
+def test_ipv4_meaning_forms_are_judged_by_their_ipv4_before_both_checks() -> None:
+    policy = NetworkPolicy(["127.0.0.1/32"], [], [])
+    for ok in ("127.0.0.1", "::ffff:127.0.0.1", "::ffff:0:127.0.0.1", "::127.0.0.1", "64:ff9b::127.0.0.1"):
+        assert policy.check_address(ipaddress.ip_address(ok)) is None, ok
+    for bad in ("127.0.0.2", "::ffff:0:127.0.0.2", "::ffff:0:a9fe:a9fe", "64:ff9b::a9fe:a9fe"):
+        assert policy.check_address(ipaddress.ip_address(bad)) is not None, bad
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",  # 6to4 carrying 127.0.0.1: a /48 of other hosts behind a relay
+        "2002:7f00:1:ffff::5",
+        "2002:7f00:1::7f00:1",
+        "2001:0:a9fe:a9fe:0:0:80ff:fffe",  # Teredo: client 127.0.0.1, server 169.254.169.254
+        "2001:0:7f00:1:0:0:80ff:fffe",  # Teredo: client and server 127.0.0.1, still a tunnel
+    ],
+)
+def test_an_allowed_ipv4_does_not_admit_tunnel_forms(address: str) -> None:
+    # allow_networks ["127.0.0.1/32"] admitted every 6to4 and Teredo address embedding 127.0.0.1
+    ip = ipaddress.ip_address(address)
+    assert NetworkPolicy(["127.0.0.1/32"], [], []).check_address(ip) is not None
+    assert NetworkPolicy(["2002::/16", "2001::/32"], [], []).check_address(ip) is None  # allowed as IPv6 only
 
 
 def test_host_lists() -> None:

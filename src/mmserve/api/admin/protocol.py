@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from mmserve.api.jsonbody import RequestModel
 from mmserve.control.keys import ApiKey
 
 # SQLite integers are 64-bit; a limit past a billion a minute means "no limit" anyway
@@ -13,7 +14,7 @@ MAX_LIMIT = 1_000_000_000
 MAX_LIFETIME_S = 100 * 365 * 86400
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", max_length=200)
     models: list[str] | None = Field(default=None, max_length=1000, description="Allowed models; null: all.")
@@ -25,7 +26,7 @@ class KeyCreate(BaseModel):
     )
 
 
-class KeyUpdate(BaseModel):
+class KeyUpdate(RequestModel):
     """Only the fields sent change; ``null`` clears a limit or allows every model."""
 
     model_config = ConfigDict(extra="forbid")

@@ -8,12 +8,21 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from mmserve.api.artifacts.files import file_response
+from mmserve.api.openapi import errors
 from mmserve.api.state import AppState, get_state
 
 router = APIRouter(tags=["artifacts"])
 
 
-@router.get("/v1/artifacts/{artifact_id}")
+@router.get(
+    "/v1/artifacts/{artifact_id}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"*/*": {}}, "description": "The file, in its own type"},
+        206: {"content": {"*/*": {}}, "description": "Part of the file (a Range request)"},
+        **errors(403, 404),
+    },
+)
 async def get_artifact(
     artifact_id: str,
     expires: str | None = Query(default=None),

@@ -15,49 +15,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mmserve.api.chat.protocol import ChatCompletionRequest, Message
+from mmserve.api.chat.protocol import (
+    REASONING_EFFORTS,
+    RESERVED_TEMPLATE_KWARGS,
+    TEMPLATE_KWARG_NAME,
+    TOOL_NAME,
+    ChatCompletionRequest,
+    Message,
+)
 from mmserve.api.chat.schemas import check_schema
 from mmserve.api.errors import validation_error
 from mmserve.cards import ModelCard
 from mmserve.chatformat.grammar import OutputConstraint, ToolSpec
 from mmserve.chatformat.output import OutputFormat
-from mmserve.errors import InvalidRequestError, ModelCapabilityError
+from mmserve.errors import InvalidRequestError, ModelCapabilityError, clip
 
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-# apply_chat_template's own arguments (and a processor's inputs): not template variables.
-RESERVED_TEMPLATE_KWARGS = frozenset(
-    [
-        "conversation",
-        "messages",
-        "tools",
-        "documents",
-        "chat_template",
-        "add_generation_prompt",
-        "continue_final_message",
-        "tokenize",
-        "padding",
-        "truncation",
-        "max_length",
-        "return_tensors",
-        "return_dict",
-        "return_assistant_tokens_mask",
-        "tokenizer_kwargs",
-        "processor_kwargs",
-        "images",
-        "videos",
-        "audio",
-        "audios",
-        "text",
-        "kwargs",
-    ]
-)
-_KWARG_NAME = re.compile(r"^[A-Za-z_]\w{0,63}$")
+_KWARG_NAME = re.compile(TEMPLATE_KWARG_NAME.strip("^$"))  # fullmatch: "$" would let "name\n" through
 _SWITCH = re.compile(r"(?<!\S)/(no_think|think)(?!\S)")
 
 
 class _Function(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    name: str = Field(pattern=TOOL_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -144,7 +123,9 @@ def _tools(raw: list[dict[str, Any]] | None) -> list[_Tool]:
             raise validation_error(errors) from None
         name = tool.function.name
         if name in seen:
-            raise InvalidRequestError(f"Two tools are named '{name}'.", param=f"tools[{i}].function.name")
+            raise InvalidRequestError(
+                f"Two tools are named '{clip(name)}'.", param=f"tools[{i}].function.name", code="duplicate_tool_name"
+            )
         seen.add(name)
         if tool.function.parameters is not None:
             check_schema(tool.function.parameters, param=f"tools[{i}].function.parameters")
@@ -163,7 +144,9 @@ def _tool_choice(raw: Any, tools: list[_Tool]) -> str:
                 param="tool_choice",
             )
         if raw == "required" and not tools:
-            raise InvalidRequestError("tool_choice 'required' needs 'tools'.", param="tool_choice")
+            raise InvalidRequestError(
+                "tool_choice 'required' needs 'tools'.", param="tool_choice", code="tool_choice_mismatch"
+            )
         return raw
     function = raw.get("function") if isinstance(raw, dict) else None
     name = function.get("name") if isinstance(function, dict) else raw.get("name") if isinstance(raw, dict) else None
@@ -173,7 +156,11 @@ def _tool_choice(raw: Any, tools: list[_Tool]) -> str:
             param="tool_choice",
         )
     if name not in {t.function.name for t in tools}:
-        raise InvalidRequestError(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice")
+        raise InvalidRequestError(
+            f"tool_choice names '{clip(name)}', which is not in 'tools'.",
+            param="tool_choice",
+            code="tool_choice_mismatch",
+        )
     return f"function:{name}"
 
 
@@ -201,8 +188,9 @@ def _response_format(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None,
     if not isinstance(schema, dict):
         raise InvalidRequestError("The schema must be a JSON object (a JSON Schema).", param=param)
     check_schema(schema, param=param)
-    strict = spec.get("strict") or False  # null: the default
-    if not isinstance(strict, bool):  # "no" would read as true
+    strict = spec.get("strict")
+    strict = False if strict is None else strict  # null: the default
+    if not isinstance(strict, bool):  # "no" would read as true, 0 as false
         raise InvalidRequestError(
             "response_format.json_schema.strict must be true or false.", param="response_format.json_schema.strict"
         )
@@ -237,9 +225,9 @@ def _system_switch(messages: list[Message]) -> bool | None:
 def _template_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
     kwargs = dict(raw or {})
     for key in kwargs:
-        if not _KWARG_NAME.match(key) or key in RESERVED_TEMPLATE_KWARGS:
+        if not _KWARG_NAME.fullmatch(key) or key in RESERVED_TEMPLATE_KWARGS:
             raise InvalidRequestError(
-                f"'{key}' cannot be passed to the chat template (names are identifiers, and "
+                f"'{clip(key)}' cannot be passed to the chat template (names are identifiers, and "
                 "apply_chat_template's own arguments are set by the server).",
                 param=f"chat_template_kwargs.{key}",
             )

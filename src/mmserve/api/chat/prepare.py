@@ -122,13 +122,18 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
         raise InvalidRequestError(
             f"max_tokens is {out}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
             param=next(f for f in ("max_completion_tokens", "max_tokens", "maximum_tokens") if getattr(req, f)),
+            code="model_limit",
         )
     max_n = min(card.limits.max_n, limits.max_n)
     if req.n > max_n:
-        raise InvalidRequestError(f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n")
+        raise InvalidRequestError(
+            f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n", code="model_limit"
+        )
     stops = req.stop_list
     if len(stops) > limits.max_stop_sequences:
-        raise InvalidRequestError(f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop")
+        raise InvalidRequestError(
+            f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop", code="server_limit"
+        )
     if any(not s for s in stops):
         raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
     if req.top_logprobs is not None and not req.logprobs:
@@ -136,4 +141,6 @@ def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -
             "top_logprobs needs 'logprobs': true (set both, or remove top_logprobs).", param="top_logprobs"
         )
     if len(req.messages) > limits.max_messages:
-        raise InvalidRequestError(f"At most {limits.max_messages} messages are allowed.", param="messages")
+        raise InvalidRequestError(
+            f"At most {limits.max_messages} messages are allowed.", param="messages", code="server_limit"
+        )

@@ -12,17 +12,58 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from mmserve.api.jsonbody import SEED_MAX, RequestModel
+from mmserve.api.openapi import IMAGE_URL_PATTERN, schema_is, schema_with
 from mmserve.api.unicode import refuse_lone_surrogates
 
+# apply_chat_template's own arguments (tokenizer's and processor's, and the jinja renderer's
+# they call, "self" included), and a processor's inputs: not template variables. Passed on,
+# such a name collides with the call (a TypeError) or changes what the server set.
+# tests/api/test_chat_features.py checks this list against transformers' signatures.
+RESERVED_TEMPLATE_KWARGS = frozenset(
+    [
+        "self",
+        "conversation",
+        "conversations",
+        "sanitize_control_tokens",
+        "load_audio_from_video",
+        "messages",
+        "tools",
+        "documents",
+        "chat_template",
+        "add_generation_prompt",
+        "continue_final_message",
+        "tokenize",
+        "padding",
+        "truncation",
+        "max_length",
+        "return_tensors",
+        "return_dict",
+        "return_assistant_tokens_mask",
+        "tokenizer_kwargs",
+        "processor_kwargs",
+        "images",
+        "videos",
+        "audio",
+        "audios",
+        "text",
+        "kwargs",
+    ]
+)
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
-class _Model(BaseModel):
+
+class _Model(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class ImageURL(_Model):
-    url: str
+    url: str = Field(
+        description="An http(s) URL or a data URI ('data:image/png;base64,...').",
+        json_schema_extra={"pattern": IMAGE_URL_PATTERN},
+    )
     detail: Literal["auto", "low", "high"] = "auto"
 
 
@@ -99,7 +140,27 @@ class ToolCall(_Model):
     function: ToolCallFunction
 
 
+def _message_rules(schema: dict[str, Any]) -> None:
+    """The rules ``Message._content_required`` checks, in the JSON Schema too (the OpenAPI is truthful)."""
+    content = {"anyOf": [{"type": "string"}, {"type": "array"}]}  # present and not null
+    schema["anyOf"] = [
+        {"properties": {"role": {"enum": ["system", "developer", "user", "assistant"]}, "content": content}},
+        {"properties": {"role": {"const": "assistant"}, "tool_calls": {"type": "array", "minItems": 1}}},
+        {
+            "properties": {
+                "role": {"const": "tool"},
+                "content": content,
+                "tool_call_id": {"type": "string", "minLength": 1},
+            }
+        },
+    ]
+    for rule, required in zip(schema["anyOf"], (["content"], ["tool_calls"], ["content", "tool_call_id"]), strict=True):
+        rule["required"] = ["role", *required]
+
+
 class Message(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_message_rules)
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -120,6 +181,73 @@ class StreamOptions(_Model):
     include_usage: bool = False
 
 
+# JSON Schemas of the fields checked by hand in features.py (their runtime type stays loose so
+# that the checks there can name the exact field): the OpenAPI states the same rules.
+TOOL_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+TEMPLATE_KWARG_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+_NAMED_FUNCTION = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+    },
+}
+TOOL_SCHEMA = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": TOOL_NAME},
+                "description": {"type": ["string", "null"]},
+                "parameters": {"type": ["object", "null"], "description": "A JSON Schema."},
+                "strict": {"type": ["boolean", "null"]},
+            },
+        },
+    },
+}
+TOOL_CHOICE_SCHEMA = {"anyOf": [{"enum": ["none", "auto", "required", None]}, _NAMED_FUNCTION]}
+RESPONSE_FORMAT_SCHEMA = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "json_object"]}}},
+        {
+            "type": "object",
+            "required": ["type", "json_schema"],
+            "properties": {
+                "type": {"const": "json_schema"},
+                "json_schema": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "schema": {"type": "object", "description": "A JSON Schema."},
+                        "strict": {"type": ["boolean", "null"]},
+                    },
+                },
+            },
+        },
+    ]
+}
+
+
+def template_kwargs_schema(reserved: frozenset[str]) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": TEMPLATE_KWARG_NAME, "not": {"enum": sorted(reserved)}},
+                "properties": {"enable_thinking": {"type": "boolean"}},
+            },
+        ],
+        "description": "vLLM / SGLang: variables for the chat template, e.g. {'enable_thinking': false}.",
+    }
+
+
 class ChatCompletionRequest(_Model):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -129,17 +257,17 @@ class ChatCompletionRequest(_Model):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=128)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stop: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=SEED_MAX)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tools: list[dict[str, Any]] | None = Field(default=None, json_schema_extra=schema_with({"items": TOOL_SCHEMA}))
+    tool_choice: Any = Field(default=None, json_schema_extra=schema_is(TOOL_CHOICE_SCHEMA))
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    response_format: dict[str, Any] | None = Field(default=None, json_schema_extra=schema_is(RESPONSE_FORMAT_SCHEMA))
+    reasoning_effort: str | None = Field(default=None, json_schema_extra={"enum": [*REASONING_EFFORTS, None]})
     user: str | None = None
     logprobs: bool | None = Field(default=None, description="Return each output token's log-probability.")
     top_logprobs: int | None = Field(
@@ -149,7 +277,7 @@ class ChatCompletionRequest(_Model):
         default=False, description="vLLM: keep generating past the end-of-sequence token, up to max_tokens."
     )
     chat_template_kwargs: dict[str, Any] | None = Field(
-        default=None, description="vLLM / SGLang: variables for the chat template, e.g. {'enable_thinking': false}."
+        default=None, json_schema_extra=schema_is(template_kwargs_schema(RESERVED_TEMPLATE_KWARGS))
     )
 
     @model_validator(mode="before")

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Request
 from mmserve.api.completions.protocol import CompletionRequest
 from mmserve.api.completions.service import CompletionService
 from mmserve.api.disconnect import cancel_on_disconnect
+from mmserve.api.openapi import json_or_stream
 from mmserve.api.state import AppState, get_state
 from mmserve.api.streaming import ReleasingEventSourceResponse
 
 router = APIRouter(tags=["completions"])
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=json_or_stream("A completion or a stream"))
 async def completions(req: CompletionRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
     service = CompletionService(state)
     if req.stream:

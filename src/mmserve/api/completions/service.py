@@ -138,16 +138,23 @@ def prepare(state: AppState, req: CompletionRequest, card: ModelCard) -> Prepare
         raise InvalidRequestError(
             f"max_tokens is {max_tokens}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
             param="max_tokens",
+            code="model_limit",
         )
     max_n = min(card.limits.max_n, limits.max_n)
     if req.n > max_n:
-        raise InvalidRequestError(f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n")
+        raise InvalidRequestError(
+            f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n", code="model_limit"
+        )
     prompts = req.prompts
     if len(prompts) > limits.max_prompts:
-        raise InvalidRequestError(f"At most {limits.max_prompts} prompts are allowed per request.", param="prompt")
+        raise InvalidRequestError(
+            f"At most {limits.max_prompts} prompts are allowed per request.", param="prompt", code="server_limit"
+        )
     stops = req.stop_list
     if len(stops) > limits.max_stop_sequences:
-        raise InvalidRequestError(f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop")
+        raise InvalidRequestError(
+            f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop", code="server_limit"
+        )
     if any(not s for s in stops):
         raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
     inputs, groups = [], []

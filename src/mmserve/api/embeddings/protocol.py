@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -27,25 +26,35 @@ from pydantic import (
 )
 
 from mmserve.api.errors import validation_error
+from mmserve.api.jsonbody import RequestModel
+from mmserve.api.openapi import IMAGE_URL_PATTERN, not_empty
 from mmserve.api.unicode import refuse_lone_surrogates
 from mmserve.errors import InvalidRequestError
 
 
-class _Model(BaseModel):
+class _Model(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class ImageURL(_Model):
-    url: str
+    url: str = Field(json_schema_extra={"pattern": IMAGE_URL_PATTERN})
     detail: Literal["auto", "low", "high"] = "auto"
 
 
+# The schemas say how _item_kind reads an item: by its "type"; without one, as an image when it
+# has "image", else as text.
 class TextItem(_Model):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"anyOf": [{"required": ["type"]}, {"not": {"required": ["image"]}}]}
+    )
+
     type: Literal["text"] = "text"
-    text: str
+    text: str = Field(json_schema_extra={"minLength": 1})  # refused by read_inputs, naming the item
 
 
 class ImageItem(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["type", "image_url"]})
+
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
 
@@ -55,10 +64,15 @@ class ImageItem(_Model):
         return {"url": v} if isinstance(v, str) else v
 
 
+_IMAGE_TYPE = {"type": {"const": "image"}}
+
+
 class BareImageItem(_Model):
     """``{"image": "https://... | data:image/..."}`` (Jina, Cohere-style multimodal embedding inputs)."""
 
-    image: str
+    model_config = ConfigDict(extra="ignore", json_schema_extra=lambda s: s["properties"].update(_IMAGE_TYPE))
+
+    image: str = Field(json_schema_extra={"pattern": IMAGE_URL_PATTERN})
 
 
 def _item_kind(v: Any) -> str | None:
@@ -85,7 +99,8 @@ _PART: TypeAdapter[Any] = TypeAdapter(Part)
 class EmbeddingRequest(_Model):
     model: str = Field(min_length=1)
     input: StrictStr | list[StrictInt] | list[InputItem] = Field(
-        description="A string, a list of strings, token ids, lists of token ids, or text / image_url items."
+        description="A string, a list of strings, token ids, lists of token ids, or text / image_url items.",
+        json_schema_extra=not_empty,
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, description="Cut vectors to this length (cards permitting).")

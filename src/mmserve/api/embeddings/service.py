@@ -87,6 +87,7 @@ class EmbeddingService:
             raise InvalidRequestError(
                 f"The request has {count} inputs; the model '{card.id}' takes at most {card.limits.max_inputs}.",
                 param="input",
+                code="model_limit",
             )
         if inputs.images and not card.capabilities.vision:
             raise ModelCapabilityError(

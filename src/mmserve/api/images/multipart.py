@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError, clip
 from mmserve.settings import LimitSettings
 
 MAX_FIELD_BYTES = 256 * 1024  # a text field (the prompt is at most 32000 characters)
@@ -64,7 +64,8 @@ async def read_edit_form(request: Request, limits: LimitSettings, *, endpoint: s
             if key in IMAGE_KEYS or key == "mask":
                 if not isinstance(value, UploadFile):
                     raise InvalidRequestError(
-                        f"'{key}' must be a file part (an uploaded image), not a text field.", param=key.rstrip("[]")
+                        f"'{clip(key)}' must be a file part (an uploaded image), not a text field.",
+                        param=key.rstrip("[]"),
                     )
                 if key == "mask":
                     if out.mask is not None:

@@ -12,12 +12,15 @@ Dialects and extensions accepted here (listed in docs/api.md):
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
+
+from mmserve.api.jsonbody import SEED_MAX, RequestModel
+from mmserve.api.openapi import IMAGE_URL_PATTERN, NOT_BLANK, schema_is
 
 MAX_PROMPT_CHARS = 32000  # OpenAI's limit for its newest image models
-MAX_SEED = 2**63 - 1
 
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 ResponseFormat = Literal["url", "b64_json"]
@@ -25,10 +28,10 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Background = Literal["auto", "opaque", "transparent"]
 
 
-class _ImageRequest(BaseModel):
+class _ImageRequest(RequestModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     model: str | None = Field(default=None, min_length=1, description="None: the first image model of the catalog.")
     n: int | None = Field(default=None, ge=1, le=10)
     size: str | None = None
@@ -42,14 +45,14 @@ class _ImageRequest(BaseModel):
     partial_images: int | None = Field(default=None, ge=0, le=3, description="Previews streamed before the image.")
     # diffusers extensions
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     steps: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("steps", "num_inference_steps"))
     guidance_scale: float | None = Field(default=None, ge=0, le=100)
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, v: str) -> str:
-        if not v.strip():
+        if not re.search(NOT_BLANK, v):
             raise ValueError("the prompt is empty; describe the image to make")
         return v
 
@@ -74,13 +77,21 @@ class ImageEditRequest(_ImageRequest):
     input_fidelity: Literal["high", "low"] | None = None  # gpt-image's; accepted
 
 
-class ImageInput(BaseModel):
+class ImageInput(RequestModel):
     """An input image of a JSON edit: ``{"image_url": "https://... | data:image/...;base64,..."}`` (or a file id)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # no Files API: image_url is required and file_id refused (what sources.py checks, stated)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"required": ["image_url"]})
 
-    image_url: str | None = None
-    file_id: str | None = None
+    image_url: str | None = Field(
+        default=None,
+        json_schema_extra=schema_is(
+            {"type": "string", "pattern": IMAGE_URL_PATTERN, "description": "An http(s) URL or a data URI."}
+        ),
+    )
+    file_id: str | None = Field(
+        default=None, json_schema_extra=schema_is({"type": "null", "description": "No Files API: refused."})
+    )
 
 
 class ImageEditJSONRequest(ImageEditRequest):
@@ -95,7 +106,7 @@ class ImageEditJSONRequest(ImageEditRequest):
         return [v] if isinstance(v, dict) else v
 
 
-class ImageVariationRequest(BaseModel):
+class ImageVariationRequest(RequestModel):
     """The text fields of ``POST /v1/images/variations`` (multipart; the image is a file part)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -107,7 +118,7 @@ class ImageVariationRequest(BaseModel):
     output_format: OutputFormat | None = None
     user: str | None = None
     # diffusers extensions
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     steps: int | None = Field(default=None, ge=1, validation_alias=AliasChoices("steps", "num_inference_steps"))
     guidance_scale: float | None = Field(default=None, ge=0, le=100)
     strength: float | None = Field(default=None, gt=0, le=1, description="How far from the input to go.")
@@ -159,7 +170,10 @@ def edit_form_schema() -> dict[str, Any]:
     schema = ImageEditRequest.model_json_schema()
     binary = {"type": "string", "format": "binary"}
     schema["properties"] = {
-        "image": {"anyOf": [binary, {"type": "array", "items": binary}], "description": "Also sent as 'image[]'."},
+        "image": {
+            "anyOf": [binary, {"type": "array", "items": binary, "minItems": 1}],
+            "description": "Also sent as 'image[]'.",
+        },
         "mask": {**binary, "description": "Transparent pixels (alpha 0) are repainted; or white = repaint."},
         **schema["properties"],
     }

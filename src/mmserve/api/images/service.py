@@ -75,7 +75,7 @@ class ImagesService:
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.default()
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         self.state.runtime.check_request(card, inp)
         return await self._run_or_stream(card, inp, out, base_url, "images.generations")
 
@@ -86,7 +86,7 @@ class ImagesService:
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         sources = EditSources.from_form(form)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"))
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
 
     async def edit_json(self, raw: Any, base_url: str) -> ImagesResult | Stream:
         """A JSON edit: ``images: [{image_url}]``, ``mask: {image_url}`` (the current OpenAI API)."""
@@ -95,7 +95,7 @@ class ImagesService:
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         sources = EditSources.from_json(req)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"))
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
 
     async def variation(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
         """``images/variations``: image-to-image from the one uploaded image with an empty prompt."""
@@ -109,7 +109,9 @@ class ImagesService:
             raise InvalidRequestError("A variation is made from one image; send one 'image' file.", param="image")
         req = var.as_edit()
         sources = EditSources(list(form.images), inpaint_transparency=False)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.variations"))
+        return await self._serve(
+            req, lambda card: self._edit(req, sources, card, base_url, "images.variations"), edits=True
+        )
 
     async def _edit(
         self, req: ImageEditRequest, sources: EditSources, card: ModelCard, base_url: str, endpoint: str
@@ -132,12 +134,13 @@ class ImagesService:
             raise InvalidRequestError(
                 f"{len(sources.images)} images were sent; the model '{card.id}' takes at most {limit}.",
                 param="images" if isinstance(sources.images[0], ImageRef) else "image",
+                code="model_limit",
             )
         images, mask = await decode_sources(self.state, card, sources)
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         inp.images, inp.mask, inp.strength = images, mask, req.strength
         self.state.runtime.check_request(card, inp)
         return await self._run_or_stream(card, inp, out, base_url, endpoint)
@@ -145,17 +148,23 @@ class ImagesService:
     # ------------------------------------------------------------------ steps
 
     async def _serve(
-        self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult | Stream]]
+        self,
+        req: _ImageRequest,
+        attempt: Callable[[ModelCard], Awaitable[ImagesResult | Stream]],
+        *,
+        edits: bool = False,
     ) -> ImagesResult | Stream:
         """Run ``attempt`` on the cards for ``req.model`` (routing, fallback); no model means ``auto``."""
-        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1), attempt)
+        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1, edits=edits), attempt)
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
         max_n = min(card.limits.max_n, self.state.settings.limits.max_n)
         n = req.n or 1
         if n > max_n:
             raise InvalidRequestError(
-                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.", param="n"
+                f"n is {n}; the model '{card.id}' makes at most {max_n} images per request.",
+                param="n",
+                code="model_limit",
             )
         fmt: OutputFormat = req.output_format or "png"
         if req.background == "transparent" and fmt not in ALPHA_FORMATS:
@@ -168,7 +177,7 @@ class ImagesService:
         return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT, bool(req.stream))
 
     @staticmethod
-    def _input(req: _ImageRequest, width: int, height: int) -> ImageGenInput:
+    def _input(req: _ImageRequest, width: int, height: int, out: _Output) -> ImageGenInput:
         quality = req.quality or "auto"
         return ImageGenInput(
             prompt=req.prompt,
@@ -181,6 +190,8 @@ class ImagesService:
             seed=req.seed,
             quality=None if quality == "auto" else QUALITY.get(quality, quality),
             transparent_background=req.background == "transparent",
+            output_format=out.fmt,
+            output_compression=out.compression,
             partial_images=(req.partial_images or 0) if req.stream else 0,
         )
 
@@ -196,7 +207,7 @@ class ImagesService:
         run = await start_run(card, self.state.runtime.deployment(card).acquire(), inp, shape)
 
         async def finish(result: ImageGenOutput) -> dict[str, Any]:
-            return self._meter(card, result, len(result.images), endpoint)
+            return self._meter(card, result, result.count, endpoint)
 
         return sse(run, finish)
 
@@ -215,7 +226,11 @@ class ImagesService:
         size: tuple[int, int],
         endpoint: str,
     ) -> ImagesResult:
-        encoded = await encode_images(result.images, out.fmt, compression=out.compression)
+        encoded = (  # a provider's files, already checked to be this format, pass as they are
+            result.encoded
+            if result.encoded is not None
+            else await encode_images(result.images, out.fmt, compression=out.compression)
+        )
         if out.response_format == "url":
             data = [{"url": url} for url in await asyncio.to_thread(self._store, encoded, out.fmt, base_url)]
         else:
@@ -236,13 +251,13 @@ class ImagesService:
 
     def _meter(self, card: ModelCard, result: ImageGenOutput, count: int, endpoint: str) -> dict[str, Any]:
         """Record the request's usage; returns it in OpenAI's shape."""
-        tokens = result.prompt_tokens
-        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
+        tokens, output_tokens = result.prompt_tokens, result.output_tokens  # output: a provider's image tokens
+        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens, output_tokens=output_tokens)
         return {
             "input_tokens": tokens,
             "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
-            "output_tokens": 0,
-            "total_tokens": tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": tokens + output_tokens,
             "images": count,
             "cost": cost_value(event.cost),  # mmserve's extension: USD from the card's prices, as metered
         }

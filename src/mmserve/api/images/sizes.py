@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from mmserve.cards import ModelCard
-from mmserve.errors import InvalidRequestError
+from mmserve.errors import InvalidRequestError, clip
 from mmserve.settings import LimitSettings
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX\u00d7]\s*(\d{1,5})\s*$")
@@ -92,7 +92,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     m = _SIZE.match(value)
     if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
         raise InvalidRequestError(
-            f"size '{value}' is not a size; write it as 'WIDTHxHEIGHT' (e.g. '1024x1024') or 'auto'.",
+            f"size '{clip(value)}' is not a size; write it as 'WIDTHxHEIGHT' (e.g. '1024x1024') or 'auto'.",
             param="size",
             code="invalid_size",
         )

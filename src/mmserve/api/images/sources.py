@@ -59,12 +59,15 @@ async def decode_sources(state: AppState, card: ModelCard, sources: EditSources)
     """The images (RGB) and the repaint mask (mode L, or None) of an edit, bounded by the card's limits."""
     media = state.media
     limits = media.limits_for(card.limits)
+    budget = media.budget_for(card.limits)  # all the images of this request together
     own_alpha = sources.inpaint_transparency and sources.mask is None and len(sources.images) == 1
 
     async def load(src: Source, keep_alpha: bool) -> Image:
         if isinstance(src, Upload):
-            return await media.decode(src.data, limits, param=src.param, target_side=None, keep_alpha=keep_alpha)
-        return await media.load_image(src, card.limits, model=card.id, keep_alpha=keep_alpha)
+            return await media.decode(
+                src.data, limits, param=src.param, target_side=None, keep_alpha=keep_alpha, budget=budget
+            )
+        return await media.load_image(src, card.limits, model=card.id, keep_alpha=keep_alpha, budget=budget)
 
     images = list(await asyncio.gather(*(load(s, own_alpha) for s in sources.images)))
     mask = None

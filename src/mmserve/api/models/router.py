@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from mmserve.api.models.service import model_entry
+from mmserve.api.openapi import errors
 from mmserve.api.state import AppState, get_state
+from mmserve.cards import TASKS
+from mmserve.catalog.catalog import BOOLEAN_CAPABILITIES
 from mmserve.control.context import principal
 
 router = APIRouter(tags=["models"])
@@ -15,8 +18,14 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models")
 async def list_models(
-    task: str | None = Query(default=None, description="chat, image-generation, speech, ..."),
-    capability: str | None = Query(default=None, description="e.g. vision, tools, reasoning"),
+    task: str | None = Query(
+        default=None, description="Only models of this task.", json_schema_extra={"enum": list(TASKS)}
+    ),
+    capability: str | None = Query(
+        default=None,
+        description="Only models with this capability.",
+        json_schema_extra={"enum": list(BOOLEAN_CAPABILITIES)},
+    ),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     cards = state.catalog.filter(task=task, capability=capability)
@@ -25,7 +34,7 @@ async def list_models(
     return {"object": "list", "data": [model_entry(c, state.runtime.deployment(c)) for c in visible]}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses=errors(403, 404))
 async def get_model(model_id: str, state: AppState = Depends(get_state)) -> dict[str, Any]:
     card = state.catalog.get(model_id)
     principal().check_model(card.id)

@@ -218,7 +218,9 @@ async def to_chat(state: AppState, req: ResponseRequest, history: list[Any]) -> 
         for i, item in enumerate(req.input or []):
             await b.item(item, f"input[{i}]")
     if not any(m["role"] != "system" for m in b.messages):
-        raise InvalidRequestError("The request needs 'input' (or a previous_response_id to continue).", param="input")
+        raise InvalidRequestError(
+            "The request needs 'input' (or a previous_response_id to continue).", param="input", code="missing_input"
+        )
     body: dict[str, Any] = {
         "model": req.model,
         "messages": b.messages,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -23,14 +22,23 @@ from pydantic import (
 )
 
 from mmserve.api.errors import validation_error
+from mmserve.api.jsonbody import SEED_MAX, RequestModel
+from mmserve.api.openapi import IMAGE_URL_PATTERN, schema_is
 from mmserve.api.unicode import refuse_lone_surrogates
 
 MAX_METADATA_KEYS = 16
 LOGPROBS = "message.output_text.logprobs"
 
 
-class _Model(BaseModel):
+class _Model(RequestModel):
     model_config = ConfigDict(extra="ignore")
+
+
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
+NO_FILES = schema_is({"type": "null", "description": "No Files API: refused."})
 
 
 class InputText(_Model):
@@ -39,17 +47,27 @@ class InputText(_Model):
 
 
 class InputImage(_Model):
+    # no Files API: image_url is required and file_id refused (the schema says what convert.py checks)
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["type", "image_url"]})
+
     type: Literal["input_image"]
-    image_url: str | None = Field(default=None, description="An http(s) URL or a data URI.")
-    file_id: str | None = None
+    image_url: str | None = Field(
+        default=None,
+        json_schema_extra=schema_is(
+            {"type": "string", "pattern": IMAGE_URL_PATTERN, "description": "An http(s) URL or a data URI."}
+        ),
+    )
+    file_id: str | None = Field(default=None, json_schema_extra=NO_FILES)
     detail: Literal["auto", "low", "high", "original"] = "auto"
 
 
 class InputFile(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [_given("file_data"), _given("file_url")]})
+
     type: Literal["input_file"]
     file_data: str | None = Field(default=None, description="A data URI (or bare base64) of a text file.")
     file_url: str | None = None
-    file_id: str | None = None
+    file_id: str | None = Field(default=None, json_schema_extra=NO_FILES)
     filename: str | None = None
 
 
@@ -107,6 +125,11 @@ class ReasoningItem(_Model):
 
 
 class ItemReference(_Model):
+    # read so that the refusal names it (convert.py); the schema admits none
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"not": {}, "description": "Not supported: use previous_response_id."}
+    )
+
     type: Literal["item_reference"]
     id: str
 
@@ -155,7 +178,9 @@ class TextFormat(_Model):
 
 class TextConfig(_Model):
     format: TextFormat = Field(default_factory=TextFormat)
-    verbosity: Literal["low", "medium", "high"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = Field(
+        default=None, json_schema_extra={"enum": ["medium", None]}, description="Other values are refused."
+    )
 
 
 class ReasoningConfig(_Model):
@@ -163,7 +188,21 @@ class ReasoningConfig(_Model):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+#: what the service checks (convert.py): input to answer, or a stored response to continue
+_NEEDS_INPUT: dict[str, Any] = {
+    "anyOf": [
+        {
+            "required": ["input"],
+            "properties": {"input": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1}]}},
+        },
+        {"required": ["previous_response_id"], "properties": {"previous_response_id": {"type": "string"}}},
+    ]
+}
+
+
 class ResponseRequest(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_NEEDS_INPUT)
+
     model: str = Field(min_length=1)
     input: str | list[InputItem] | None = None
     instructions: str | None = None
@@ -181,12 +220,15 @@ class ResponseRequest(_Model):
     reasoning: ReasoningConfig | None = None
     metadata: dict[str, str] | None = None
     include: list[str] | None = None
-    truncation: Literal["auto", "disabled"] | None = None
+    truncation: Literal["auto", "disabled"] | None = Field(
+        default=None, json_schema_extra={"enum": ["disabled", None]}, description="'auto' is refused."
+    )
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    background: bool | None = None
-    conversation: Any = None
-    prompt: Any = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1, description="mmserve extension.")
+    # refused by design unless left out (a 400 naming them): the schema says so
+    background: bool | None = Field(default=None, json_schema_extra={"enum": [False, None]})
+    conversation: Any = Field(default=None, json_schema_extra={"type": "null"})
+    prompt: Any = Field(default=None, json_schema_extra={"type": "null"})
+    seed: int | None = Field(default=None, ge=-(2**63), le=SEED_MAX, description="mmserve extension.")
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None

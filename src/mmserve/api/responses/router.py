@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from mmserve.api.disconnect import cancel_on_disconnect
+from mmserve.api.openapi import errors, json_or_stream
 from mmserve.api.responses.protocol import ResponseRequest
 from mmserve.api.responses.service import ResponsesService
 from mmserve.api.state import AppState, get_state
@@ -15,7 +16,7 @@ from mmserve.api.streaming import ReleasingEventSourceResponse
 router = APIRouter(tags=["responses"])
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", responses={**json_or_stream("A response or a stream"), **errors(415, 422)})
 async def create_response(req: ResponseRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
     service = ResponsesService(state)
     if req.stream:

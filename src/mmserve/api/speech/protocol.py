@@ -11,19 +11,30 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from mmserve.api.jsonbody import RequestModel
+from mmserve.api.openapi import NOT_BLANK, schema_is
 
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 
-class _Model(BaseModel):
+VOICE_NAME: dict[str, Any] = {"type": "string", "pattern": NOT_BLANK, "maxLength": 128}
+VOICE_OBJECT: dict[str, Any] = {"type": "object", "required": ["id"]}
+
+
+class _Model(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class SpeechRequest(_Model):
     model: str
-    input: str
-    voice: str = Field(max_length=128, description="A voice name, or OpenAI's {'id': ...} object.")
+    input: str = Field(json_schema_extra={"pattern": NOT_BLANK}, description="The text to speak.")
+    voice: str = Field(
+        max_length=128,
+        description="A voice name, or OpenAI's {'id': ...} object.",
+        json_schema_extra=schema_is({"anyOf": [VOICE_NAME, {**VOICE_OBJECT, "properties": {"id": VOICE_NAME}}]}),
+    )
     instructions: str | None = Field(default=None, max_length=4096)
     response_format: SpeechFormat = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)

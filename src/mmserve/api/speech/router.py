@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from mmserve.api.openapi import MODEL, errors
 from mmserve.api.speech.protocol import SpeechRequest, use_envelope
 from mmserve.api.speech.service import SpeechService
 from mmserve.api.state import AppState, get_state
@@ -15,7 +16,16 @@ from mmserve.media.audio.encode import CONTENT_TYPES
 router = APIRouter(tags=["audio"])
 
 
-@router.post("/v1/audio/speech")
+@router.post(
+    "/v1/audio/speech",
+    responses={
+        200: {
+            "content": {ct: {} for ct in (*CONTENT_TYPES.values(), "text/event-stream", "application/json")},
+            "description": "The audio as it is encoded, SSE events (stream_format sse), or DO's JSON envelope",
+        },
+        **errors(*MODEL),
+    },
+)
 async def speech(req: SpeechRequest, request: Request, state: AppState = Depends(get_state)) -> Any:
     service = SpeechService(state)
     stream = await service.start(req)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmserve.api.audio_usage import AudioUsage, record_usage
+from mmserve.api.errors import log_failure
 from mmserve.api.speech.protocol import SpeechRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
@@ -44,12 +45,16 @@ class SpeechStream:
     stack: AsyncExitStack
     produced: float = 0.0  # seconds of audio the engine has made so far
     recorded: bool = False
+    input_tokens: int = 0  # what the model reported billing (a provider's usage), so far
+    output_tokens: int = 0
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         if self.first is not None:
             yield self.first
         async for chunk in self.rest:
             self.produced += _seconds(chunk)
+            self.input_tokens += chunk.input_tokens
+            self.output_tokens += chunk.output_tokens
             yield chunk
 
     async def encoded(self, enc: AudioEncoder) -> AsyncIterator[bytes]:
@@ -74,7 +79,11 @@ class SpeechService:
     async def _start(self, req: SpeechRequest, card: ModelCard) -> SpeechStream:
         limit = min(card.limits.max_input_chars or DEFAULT_SPEECH_CHARS, self.state.settings.audio.max_speech_chars)
         if not any(c.isprintable() and not c.isspace() for c in req.input):  # "", spaces, control chars
-            raise InvalidRequestError("'input' is empty; send the text to speak.", param="input")
+            raise InvalidRequestError(
+                "'input' has nothing to speak (only spaces or control characters); send the text to speak.",
+                param="input",
+                code="nothing_to_say",
+            )
         if len(req.input) > limit:
             raise InvalidRequestError(
                 f"'input' is {len(req.input)} characters; the model '{card.id}' speaks at most {limit} per request. "
@@ -99,7 +108,10 @@ class SpeechService:
             await stack.aclose()
             raise
         produced = _seconds(first) if first is not None else 0.0
-        return SpeechStream(card, req.response_format, len(req.input), first, gen, stack, produced)
+        s = SpeechStream(card, req.response_format, len(req.input), first, gen, stack, produced)
+        if first is not None:
+            s.input_tokens, s.output_tokens = first.input_tokens, first.output_tokens
+        return s
 
     def stream(self, s: SpeechStream, chunks: AsyncGenerator[Any, None]) -> Stream:
         """``chunks`` (from :meth:`audio` or :meth:`sse`) as a response stream, released even if never read."""
@@ -120,7 +132,7 @@ class SpeechService:
                 async for data in s.encoded(enc):
                     yield data
             except Exception as e:
-                log.error("speech stream for '%s' failed", s.card.id, exc_info=e)
+                log_failure(log, e, f"speech stream for '{s.card.id}'")
                 raise
             finally:  # also when the client leaves early: the audio made so far
                 self._record(s)
@@ -157,7 +169,7 @@ class SpeechService:
 
     def _record(self, s: SpeechStream) -> AudioUsage:
         """The request's usage: the audio made so far, recorded the first time only."""
-        usage = AudioUsage(s.card.id, "speech", s.produced, s.chars)
+        usage = AudioUsage(s.card.id, "speech", s.produced, s.chars, s.input_tokens, s.output_tokens)
         if not s.recorded:
             s.recorded = True
             usage = record_usage(self.state, s.card, usage)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from mmserve.api.errors import validation_error
+from mmserve.api.jsonbody import RequestModel
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.settings import AudioSettings
 
@@ -30,7 +31,7 @@ FORM_OVERHEAD = 1024 * 1024  # room for the boundaries and the text fields
 MAX_FIELD_BYTES = 64 * 1024
 
 
-class TranscriptionForm(BaseModel):
+class TranscriptionForm(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from mmserve.api.openapi import MODEL, errors
 from mmserve.api.state import AppState, get_state
 from mmserve.api.streaming import ReleasingEventSourceResponse
 from mmserve.api.transcriptions.protocol import openapi_form, read_upload
 from mmserve.api.transcriptions.service import Task, TranscriptionService
+from mmserve.api.transcriptions.transcripts import CONTENT_TYPES
 
 router = APIRouter(tags=["audio"])
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {ct: {} for ct in ("application/json", *CONTENT_TYPES.values(), "text/event-stream")},
+        "description": "The transcript in response_format, or SSE events (stream)",
+    },
+    **errors(*MODEL, 415),
+}
 
 
-@router.post("/v1/audio/transcriptions", openapi_extra=openapi_form())
+@router.post("/v1/audio/transcriptions", openapi_extra=openapi_form(), responses=RESPONSES)
 @router.post("/transcribe", include_in_schema=False)
 async def transcriptions(request: Request, state: AppState = Depends(get_state)) -> Response:
     return await _transcribe(request, state, "transcribe")
 
 
-@router.post("/v1/audio/translations", openapi_extra=openapi_form())
+@router.post("/v1/audio/translations", openapi_extra=openapi_form(), responses=RESPONSES)
 async def translations(request: Request, state: AppState = Depends(get_state)) -> Response:
     return await _transcribe(request, state, "translate")
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from mmserve.api.openapi import errors
 from mmserve.api.state import AppState, get_state
 from mmserve.api.usage.service import UsageService
 from mmserve.control.context import principal
@@ -15,7 +16,7 @@ router = APIRouter(tags=["usage"])
 MAX_TIME = 32_503_680_000  # the year 3000: far from the end of the calendar (year 9999) in any time zone
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", responses=errors(403))
 async def usage(
     start: float | None = Query(
         default=None, allow_inf_nan=False, ge=0, le=MAX_TIME, description="Unix time, inclusive (default: 30 days ago)."

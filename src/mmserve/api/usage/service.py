@@ -36,9 +36,13 @@ class UsageService:
         start = start if start is not None else now - DEFAULT_PERIOD_S
         end = end if end is not None else now + 1
         if end <= start:
-            raise InvalidRequestError("'end' must be after 'start' (both are Unix times).", param="end")
+            raise InvalidRequestError(
+                "'end' must be after 'start' (both are Unix times).", param="end", code="invalid_period"
+            )
         if tz is not None and group_by is None:
-            raise InvalidRequestError("'tz' goes with group_by=hour or group_by=day.", param="tz")
+            raise InvalidRequestError(
+                "'tz' goes with group_by=hour or group_by=day.", param="tz", code="invalid_combination"
+            )
         all_keys = key_id == "all" or (key_id is None and who.key_id is None)
         whose = key_id if key_id not in (None, "all") else who.key_id
         out: dict[str, Any] = {

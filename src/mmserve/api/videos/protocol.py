@@ -18,25 +18,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import validation_error
+from mmserve.api.jsonbody import SEED_MAX, RequestModel
 from mmserve.api.jsonerrors import loads
-from mmserve.errors import InvalidRequestError, PayloadTooLargeError
+from mmserve.api.openapi import IMAGE_URL_PATTERN
+from mmserve.errors import InvalidRequestError, PayloadTooLargeError, clip
 
 MAX_PROMPT_CHARS = 10_000
 FORM_LIMITS = {"max_files": 1, "max_fields": 64, "max_part_size": 64 * 1024}  # the prompt: 10000 chars
 
 
-class ImageReference(BaseModel):
+class ImageReference(RequestModel):
     model_config = ConfigDict(extra="forbid")
     image_url: str | None = None
     file_id: str | None = None
 
 
-class VideoCreateRequest(BaseModel):
+class VideoCreateRequest(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
@@ -44,7 +46,7 @@ class VideoCreateRequest(BaseModel):
     seconds: str | float | None = None
     size: str | None = None
     fps: int | None = Field(default=None, ge=1, le=240)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     input_reference: ImageReference | None = None
 
@@ -54,7 +56,7 @@ class VideoCreateRequest(BaseModel):
         return {"image_url": v} if isinstance(v, str) else v
 
 
-class VideoRemixRequest(BaseModel):
+class VideoRemixRequest(RequestModel):
     """``POST /v1/videos/{id}/remix``: the new prompt (everything else comes from the source video)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -67,7 +69,13 @@ def openapi_body() -> dict[str, Any]:
     schema = VideoCreateRequest.model_json_schema()
     reference = schema.pop("$defs")["ImageReference"]
     props = schema["properties"]
-    json_body = {**schema, "properties": {**props, "input_reference": {"anyOf": [{"type": "string"}, reference]}}}
+    url = {"type": "string", "pattern": IMAGE_URL_PATTERN, "description": "An http(s) URL or a data URI."}
+    reference = {  # file_id is refused (uploads are sent as the file itself)
+        **reference,
+        "required": ["image_url"],
+        "properties": {"image_url": url},
+    }
+    json_body = {**schema, "properties": {**props, "input_reference": {"anyOf": [url, reference]}}}
     form = {**schema, "properties": {**props, "input_reference": {"type": "string", "format": "binary"}}}
     content = {"application/json": {"schema": json_body}, "multipart/form-data": {"schema": form}}
     return {"requestBody": {"required": True, "content": content}}
@@ -110,7 +118,7 @@ async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, A
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "input_reference":
-                    raise InvalidRequestError(f"Unexpected file field '{key}'.", param=key)
+                    raise InvalidRequestError(f"Unexpected file field '{clip(key)}'.", param=key)
                 if value.size is not None and value.size > max_file_bytes:
                     raise PayloadTooLargeError(
                         f"The input_reference file is larger than {max_file_bytes} bytes.", param="input_reference"

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from mmserve.api.artifacts.files import file_response
+from mmserve.api.openapi import MODEL, errors
 from mmserve.api.state import AppState, get_state
 from mmserve.api.videos.metering import video_usage
 from mmserve.api.videos.protocol import VideoRemixRequest, openapi_body, read_create_request
@@ -34,7 +35,7 @@ async def _create(request: Request, state: AppState, owner: str | None) -> Video
     return await VideoService(state).create(inp, owner=owner)
 
 
-@router.post("/v1/videos", openapi_extra=openapi_body())
+@router.post("/v1/videos", openapi_extra=openapi_body(), responses=errors(*MODEL, 415, 422))
 async def create_video(
     request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
@@ -73,7 +74,7 @@ async def list_videos(
     return video_list(jobs, has_more)
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", responses=errors(404))
 async def retrieve_video(
     video_id: str, request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:
@@ -85,7 +86,7 @@ async def retrieve_video(
     return _job_response(state, job, {**video_object(job), **links, "usage": video_usage(state, job)})
 
 
-@router.delete("/v1/videos/{video_id}")
+@router.delete("/v1/videos/{video_id}", responses=errors(404))
 async def delete_video(
     video_id: str, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> dict[str, Any]:
@@ -93,7 +94,15 @@ async def delete_video(
     return {"id": deleted, "object": "video.deleted", "deleted": True}
 
 
-@router.get("/v1/videos/{video_id}/content")
+@router.get(
+    "/v1/videos/{video_id}/content",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {t: {} for t in ("video/mp4", "image/webp", "image/jpeg")}, "description": "The file"},
+        206: {"content": {t: {} for t in ("video/mp4", "image/webp", "image/jpeg")}, "description": "Part of it"},
+        **errors(404),
+    },
+)
 async def video_content(
     video_id: str,
     variant: Variant = Query(default="video"),
@@ -104,7 +113,7 @@ async def video_content(
     return await file_response(path, media_type=content_type, filename=filename)  # Range requests: 206
 
 
-@router.get("/v1/video/generations/{video_id}")
+@router.get("/v1/video/generations/{video_id}", responses=errors(404))
 async def do_generation(
     video_id: str, request: Request, state: AppState = Depends(get_state), owner: str | None = Depends(get_owner)
 ) -> JSONResponse:

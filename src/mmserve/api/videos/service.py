@@ -20,9 +20,18 @@ from typing import TYPE_CHECKING, Literal
 from mmserve.api.state import AppState
 from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
 from mmserve.cards import ModelCard
+from mmserve.control.context import current
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.types import VideoGenInput
-from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError
+from mmserve.errors import (
+    InvalidRequestError,
+    MMServeError,
+    ModelCapabilityError,
+    NotFoundError,
+    OverloadedError,
+    clip,
+)
+from mmserve.jobs.fallback import ENGINE_STATE, FALLBACK_MODELS
 from mmserve.jobs.store import VideoJob, new_job_id
 from mmserve.media.image.ingest import ImageRef
 from mmserve.storage.artifacts import ArtifactMeta
@@ -59,9 +68,11 @@ class VideoService:
 
     async def create(self, inp: CreateInput, *, owner: str | None) -> VideoJob:
         body = inp.body
-        card = self._card(body.model)
+        cards = self._cards(body.model)
+        card = cards[0]
         spec = clip_spec(card, body, self.state.runtime)
         image = await self._reference(card, inp, spec)
+        fallbacks = self._fallbacks(cards[1:], body, spec, image is not None)
         await self._check_queue(card)
         job_id = new_job_id()
         reference = None
@@ -78,13 +89,30 @@ class VideoService:
             fps=spec.fps,
             num_frames=spec.num_frames,
             seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
-            params={"negative_prompt": body.negative_prompt} if body.negative_prompt else {},
+            params={
+                **({"negative_prompt": body.negative_prompt} if body.negative_prompt else {}),
+                **({FALLBACK_MODELS: fallbacks} if fallbacks else {}),
+            },
             reference_artifact=reference,
             created_at=time.time(),
         )
         job = await self.store.create(job)
         self.state.jobs.notify()
         return job
+
+    def _fallbacks(self, cards: list[ModelCard], body: VideoCreateRequest, spec: ClipSpec, image: bool) -> list[str]:
+        """The route's next cards that make this very clip (size, length, fps, a reference image):
+        the job runner moves the job to them, in order, when its model fails before starting it."""
+        out = []
+        for card in cards:
+            if image and not card.capabilities.image_to_video:
+                continue
+            try:
+                if clip_spec(card, body, self.state.runtime) == spec:
+                    out.append(card.id)
+            except MMServeError:
+                continue
+        return out
 
     async def remix(self, video_id: str, prompt: str, *, owner: str | None) -> VideoJob:
         """A new job from a completed video's model, size, length, fps, seed and reference, with a new prompt.
@@ -117,7 +145,11 @@ class VideoService:
             fps=source.fps,
             num_frames=source.num_frames,
             seed=source.seed,
-            params={**source.params, REMIXED_FROM: source.id},
+            # not the source's engine state (a provider's job id: the remix is a new job) nor its fallbacks
+            params={
+                **{k: v for k, v in source.params.items() if k not in (ENGINE_STATE, FALLBACK_MODELS)},
+                REMIXED_FROM: source.id,
+            },
             reference_artifact=reference,
             created_at=time.time(),
         )
@@ -151,7 +183,14 @@ class VideoService:
 
     def _card(self, model: str | None) -> ModelCard:
         """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
-        return self.state.router.route(model or AUTO, Needs("video-generation")).cards[0]
+        return self._cards(model)[0]
+
+    def _cards(self, model: str | None) -> list[ModelCard]:
+        """The route's cards for ``model``, in order; the headers name the first (it takes the job)."""
+        route = self.state.router.route(model or AUTO, Needs("video-generation"))
+        headers = current().headers  # which model takes the job, and why
+        headers["x-mmserve-model"], headers["x-mmserve-route"] = route.cards[0].id, route.reason
+        return route.cards if route.routed else route.cards[:1]
 
     async def _reference(self, card: ModelCard, inp: CreateInput, spec: ClipSpec) -> Image | None:
         ref = inp.body.input_reference
@@ -194,7 +233,7 @@ class VideoService:
     async def get(self, video_id: str, *, owner: str | None) -> VideoJob:
         job = await self.store.get(video_id, owner=owner)
         if job is None:
-            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+            raise NotFoundError(f"No video with id '{clip(video_id)}'.", param="video_id", code="video_not_found")
         return job
 
     async def page(
@@ -202,13 +241,15 @@ class VideoService:
     ) -> tuple[list[VideoJob], bool]:
         page = await self.store.page(owner=owner, after=after, limit=limit, order=order)
         if page is None:
-            raise InvalidRequestError(f"'after' names no video of yours: '{after}'.", param="after")
+            raise InvalidRequestError(
+                f"'after' names no video of yours: '{clip(after)}'.", param="after", code="unknown_cursor"
+            )
         return page
 
     async def delete(self, video_id: str, *, owner: str | None) -> str:
         job = await self.store.delete(video_id, owner=owner)
         if job is None:
-            raise NotFoundError(f"No video with id '{video_id}'.", param="video_id", code="video_not_found")
+            raise NotFoundError(f"No video with id '{clip(video_id)}'.", param="video_id", code="video_not_found")
         self.state.jobs.cancel(job.id)  # a running job stops at its next step and drops what it made
         artifacts = self.state.artifacts
         await asyncio.to_thread(lambda: [artifacts.delete(a) for a in job.artifacts])
@@ -222,13 +263,13 @@ class VideoService:
         if job.status != "completed":
             detail = f": {job.error_message}" if job.status == "failed" else f" ({job.progress}% done); poll it"
             raise InvalidRequestError(
-                f"The video '{video_id}' is {job.status}{detail}.",
+                f"The video '{clip(video_id)}' is {job.status}{detail}.",
                 param="video_id",
                 code="video_failed" if job.status == "failed" else "video_not_ready",
             )
         aid = {"video": job.video_artifact, "thumbnail": job.thumbnail_artifact}.get(variant, job.spritesheet_artifact)
         if aid is None:
-            raise NotFoundError(f"The video '{video_id}' has no {variant}.", param="variant")
+            raise NotFoundError(f"The video '{clip(video_id)}' has no {variant}.", param="variant")
         art, path = await asyncio.to_thread(self.state.artifacts.get, aid)
         return path, art.content_type, art.filename
 
@@ -252,7 +293,9 @@ def clip_spec(card: ModelCard, body: VideoCreateRequest, runtime: Runtime) -> Cl
     size = body.size if body.size is not None else (caps.sizes[0] if caps.sizes else default_size)
     match = _SIZE.match(size)
     if not match:
-        raise InvalidRequestError(f"size must look like '1280x720', not '{size}'.", param="size", code="invalid_size")
+        raise InvalidRequestError(
+            f"size must look like '1280x720', not '{clip(size)}'.", param="size", code="invalid_size"
+        )
     width, height = int(match[1]), int(match[2])
     if caps.sizes and f"{width}x{height}" not in caps.sizes:
         raise InvalidRequestError(
@@ -276,8 +319,8 @@ def clip_spec(card: ModelCard, body: VideoCreateRequest, runtime: Runtime) -> Cl
             f"The model '{card.id}' makes videos at {allowed} fps, not {fps}.", param="fps", code="invalid_fps"
         )
     spec = ClipSpec(width, height, seconds, fps)
-    clip = VideoGenInput(prompt=body.prompt, width=width, height=height, num_frames=spec.num_frames, fps=fps)
-    runtime.check_request(card, clip)
+    request = VideoGenInput(prompt=body.prompt, width=width, height=height, num_frames=spec.num_frames, fps=fps)
+    runtime.check_request(card, request)
     return spec
 
 
@@ -291,7 +334,9 @@ def _seconds(card: ModelCard, raw: str | float | None) -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidRequestError(
-            f"seconds must be a positive number like \"4\", not '{raw}'.", param="seconds", code="invalid_duration"
+            f"seconds must be a positive number like \"4\", not '{clip(raw)}'.",
+            param="seconds",
+            code="invalid_duration",
         )
     if caps.durations and not any(math.isclose(seconds, d) for d in caps.durations):
         allowed = ", ".join(f'"{d:g}"' for d in caps.durations)

@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+
+def cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) on a Linux host with no GPU driver.
+
+    Deployments size their batches from the device when the server is created, before it
+    listens: importing torch there delayed ``/health`` by its whole import time. No NVIDIA
+    driver (``/proc/driver/nvidia``, ``/dev/nvidia*``) nor ROCm device (``/dev/kfd``, which
+    torch also reports as CUDA) means no CUDA device, whatever torch would say.
+    """
+    if "torch" not in sys.modules and sys.platform == "linux" and not _gpu_driver():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _gpu_driver() -> bool:
+    dev = Path("/dev")
+    return Path("/proc/driver/nvidia").exists() or (dev / "kfd").exists() or any(dev.glob("nvidia*"))
 
 
 def resolve_device(device: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmserve.engines.base import ChatEngine, EngineOptions
+from mmserve.engines.common.torch_utils import cuda_available
 from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.batch import batchable
@@ -408,7 +409,5 @@ class TransformersChatEngine(ChatEngine):
 
 def _on_gpu(device: str) -> bool:
     if device == "auto":
-        import torch
-
-        return bool(torch.cuda.is_available())
+        return cuda_available()
     return device.startswith("cuda")

@@ -7,6 +7,8 @@ Every file a transcription model hears went through :func:`decode_audio`:
   demuxer forced*. Letting FFmpeg probe arbitrary bytes would expose every demuxer it has,
   including playlist/concat formats that open other files or URLs; forcing one of the nine
   accepted containers keeps the attack surface to what the API promises (415 otherwise);
+- a sample rate above 384 kHz is refused before any resampling (the resampler's set-up for a
+  rate of 1.3 GHz took tens of seconds in one native call);
 - decoded and resampled to mono ``flt`` at the target rate as a stream, stopping as soon as
   the audio is longer than allowed (400) or the decode deadline passes, so neither a long
   file nor a decompression trick makes the server buffer or work without bound.
@@ -24,6 +26,7 @@ import numpy as np
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 
 TARGET_RATE = 16000
+MAX_SAMPLE_RATE = 384_000  # the highest rate recorders and studio formats use (DXD 352.8 kHz, 384 kHz)
 # The names the OpenAI API accepts for uploads (mpeg/mpga/m4a are spellings of the same containers).
 AUDIO_FORMATS = ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm")
 
@@ -99,6 +102,7 @@ def decode_audio(data: bytes, limits: AudioLimits, *, param: str = "file", rate:
             if not container.streams.audio:
                 raise InvalidRequestError("The file has no audio track.", param=param, code="invalid_audio")
             stream = container.streams.audio[0]
+            _check_sample_rate(stream, param)
             _check_declared_duration(container, stream, limits, param)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks: list[np.ndarray] = []
@@ -135,6 +139,21 @@ def _append(chunks: list[np.ndarray], frame: Any, total: int, max_samples: int, 
         raise _too_long(limits, param)
     chunks.append(arr)
     return total
+
+
+def _check_sample_rate(stream: Any, param: str) -> None:
+    """Refuse a rate no recording has: resampling from it is one native call that no deadline
+    can interrupt (a 309-byte WAV claiming 1.3 GHz took 22-36 s here)."""
+    context = stream.codec_context
+    if context is None:  # no decoder for this codec: decoding fails with a clear 400 next
+        return
+    rate = context.sample_rate or stream.rate or 0
+    if not 0 < rate <= MAX_SAMPLE_RATE:
+        raise InvalidRequestError(
+            f"The audio's sample rate is {rate} Hz; accepted rates go up to {MAX_SAMPLE_RATE} Hz.",
+            param=param,
+            code="invalid_audio",
+        )
 
 
 def _check_declared_duration(container: Any, stream: Any, limits: AudioLimits, param: str) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
+from mmserve.media.budget import pixels_exceeded
 from mmserve.media.image.sniff import DECODABLE, jpeg_scan_count, label, sniff
 
 log = logging.getLogger("mmserve.media")
@@ -77,6 +78,14 @@ class ImageLimits:
     max_bytes: int = 64 * 1024 * 1024
     max_aspect_ratio: float = 200.0
     max_jpeg_scans: int = 100
+    #: what the request's other images left of its pixel total (``media.budget``); None: no total
+    max_pixels_left: int | None = None
+    #: that total, to name it in the refusal
+    request_max_pixels: int | None = None
+
+
+#: ``Image.info`` key of a decoded image: the pixels of the source before any downscale
+SOURCE_PIXELS = "mmserve_source_pixels"
 
 
 def check_bytes(data: bytes, limits: ImageLimits, *, param: str) -> str:
@@ -103,6 +112,13 @@ def check_bytes(data: bytes, limits: ImageLimits, *, param: str) -> str:
         )
     if fmt == "jpeg":
         scans = jpeg_scan_count(data)
+        if scans is None:  # what the counter cannot read is never handed to the decoder unchecked
+            raise InvalidRequestError(
+                "The JPEG image is corrupt or truncated (its header does not lead to any image data) "
+                "and cannot be decoded.",
+                param=param,
+                code="invalid_image",
+            )
         if scans > limits.max_jpeg_scans:
             raise InvalidRequestError(
                 f"The JPEG has {scans} progressive scans; at most {limits.max_jpeg_scans} are accepted. "
@@ -126,6 +142,8 @@ def check_dimensions(w: int, h: int, limits: ImageLimits, *, param: str) -> None
             param=param,
             code="image_too_large",
         )
+    if limits.max_pixels_left is not None and w * h > limits.max_pixels_left:
+        raise pixels_exceeded(limits.request_max_pixels or limits.max_pixels_left, param)
     if max(w, h) > limits.max_aspect_ratio * min(w, h):
         raise InvalidRequestError(
             f"The image is {w}x{h}; its long side may be at most {limits.max_aspect_ratio:g} times its short side.",
@@ -178,6 +196,7 @@ def decode_image(
         turn = _EXIF_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
         if turn is not None:
             img = img.transpose(turn)
+        img.info[SOURCE_PIXELS] = w * h
         return img
     except MMServeError:
         raise

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from PIL.Image import Image
 
 from mmserve.errors import InvalidRequestError, MediaFetchError
+from mmserve.media.budget import ImageBudget
 from mmserve.media.datauri import split_data_uri
 from mmserve.media.decodejob import DecodeJob
 from mmserve.media.decoder import Decoder, make_decoder
-from mmserve.media.image.decode import ImageInputSize, ImageLimits, check_bytes
+from mmserve.media.image.decode import SOURCE_PIXELS, ImageInputSize, ImageLimits, check_bytes
 from mmserve.media.net.fetch import SafeFetcher
 from mmserve.settings import Settings
 
@@ -47,6 +48,10 @@ class CardImageLimits(Protocol):
     def min_image_side(self) -> int | None: ...
     @property
     def allow_image_urls(self) -> bool: ...
+    @property
+    def max_request_image_bytes(self) -> int | None: ...
+    @property
+    def max_request_image_pixels(self) -> int | None: ...
 
 
 @dataclass
@@ -82,6 +87,14 @@ class MediaIngestor:
             max_aspect_ratio=lim.max_aspect_ratio,
         )
 
+    def budget_for(self, card: CardImageLimits) -> ImageBudget:
+        """A fresh request-wide total for the images of one request (the server's, tightened by the card)."""
+        lim = self.settings.limits
+        return ImageBudget(
+            max_bytes=min(card.max_request_image_bytes or lim.max_request_image_bytes, lim.max_request_image_bytes),
+            max_pixels=min(card.max_request_image_pixels or lim.max_request_image_pixels, lim.max_request_image_pixels),
+        )
+
     def side_for_detail(self, detail: str, target_side: int | None = None) -> int | None:
         """The longest side allowed for ``detail`` (None: only the model's input size bounds it)."""
         if detail == "low":
@@ -98,14 +111,18 @@ class MediaIngestor:
         target_side: int | None = None,
         input_size: ImageInputSize | None = None,
         keep_alpha: bool = False,
+        budget: ImageBudget | None = None,
     ) -> Image:
         """An ``image_url`` (data URI or http(s) URL) -> an 8-bit RGB image within the card's limits.
 
         ``model`` names the card in messages; ``keep_alpha``: RGBA, transparency kept (edits).
+        ``budget``: the request's totals, shared by all its images (:meth:`load_images` makes
+        one); without it, this image gets a fresh one.
         """
         url = ref.url.strip()
         param = ref.param
         limits = self.limits_for(card)
+        budget = budget if budget is not None else self.budget_for(card)
         side = self.side_for_detail(ref.detail, target_side)
         lowered = url[:8].lower()
         if lowered.startswith("data:"):
@@ -117,11 +134,18 @@ class MediaIngestor:
                     param=param,
                     code="invalid_image_url",
                 )
+            budget.charge_bytes(len(encoded.payload) * 3 // 4, param=param)  # its size once decoded
             payload = encoded.payload.encode("ascii", "replace")  # non-ASCII -> '?' -> invalid base64
             job = DecodeJob(
-                payload, limits, param, base64=True, target_side=side, input_size=input_size, keep_alpha=keep_alpha
+                payload,
+                _within(limits, budget),
+                param,
+                base64=True,
+                target_side=side,
+                input_size=input_size,
+                keep_alpha=keep_alpha,
             )
-            return _image(await self.decoder.decode(job))
+            return _charged(await self.decoder.decode(job), budget, param)
         if lowered.startswith(("http://", "https://")):
             if not card.allow_image_urls:
                 raise MediaFetchError(
@@ -130,9 +154,16 @@ class MediaIngestor:
                     param=param,
                     code="image_urls_disabled",
                 )
-            fetched = await self.fetcher.fetch(url, param=param, max_bytes=limits.max_bytes)
+            fetched = await self.fetcher.fetch(url, param=param, max_bytes=limits.max_bytes, budget=budget)
             return await self.decode(
-                fetched.data, limits, param=param, target_side=side, input_size=input_size, keep_alpha=keep_alpha
+                fetched.data,
+                limits,
+                param=param,
+                target_side=side,
+                input_size=input_size,
+                keep_alpha=keep_alpha,
+                budget=budget,
+                paid=True,
             )
         message = "The image URL must be an http(s) URL or a data URI." if url else "The image URL is empty."
         raise InvalidRequestError(
@@ -149,10 +180,15 @@ class MediaIngestor:
         model: str,
         input_size: ImageInputSize | None = None,
     ) -> list[Image]:
-        """Several images at once; the first failure cancels the others' fetches and decodes."""
+        """Several images at once, within one request-wide budget; the first failure cancels the
+        others' fetches and decodes."""
         if not refs:
             return []
-        tasks = [asyncio.ensure_future(self.load_image(r, card, model=model, input_size=input_size)) for r in refs]
+        budget = self.budget_for(card)
+        tasks = [
+            asyncio.ensure_future(self.load_image(r, card, model=model, input_size=input_size, budget=budget))
+            for r in refs
+        ]
         try:
             return list(await asyncio.gather(*tasks))
         finally:
@@ -171,18 +207,37 @@ class MediaIngestor:
         target_side: int | None,
         input_size: ImageInputSize | None = None,
         keep_alpha: bool = False,
+        budget: ImageBudget | None = None,
+        paid: bool = False,
     ) -> Image:
         """Raw image bytes (an upload, a fetched URL) -> an 8-bit RGB image within ``limits``.
 
         ``keep_alpha``: RGBA instead, transparency kept (an edit mask is its alpha channel).
+        ``budget``: the request's totals, charged with these bytes (unless ``paid``: a fetch
+        charged them as they arrived) and with the image's pixels.
         """
+        if budget is not None and not paid:
+            budget.charge_bytes(len(data), param=param)
         check_bytes(data, limits, param=param)  # cheap refusals never occupy a decode worker
-        job = DecodeJob(data, limits, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
-        return _image(await self.decoder.decode(job))
+        within = _within(limits, budget) if budget is not None else limits
+        job = DecodeJob(data, within, param, target_side=target_side, input_size=input_size, keep_alpha=keep_alpha)
+        image = _image(await self.decoder.decode(job))
+        return _charged(image, budget, param) if budget is not None else image
 
     async def aclose(self) -> None:
         """Stop the decode workers (the app's lifespan calls this on shutdown)."""
         await self.decoder.aclose()
+
+
+def _within(limits: ImageLimits, budget: ImageBudget) -> ImageLimits:
+    """``limits`` for one decode that may use only what the request's other images left."""
+    return replace(limits, max_pixels_left=budget.pixels_left, request_max_pixels=budget.max_pixels)
+
+
+def _charged(result: object, budget: ImageBudget, param: str) -> Image:
+    image = _image(result)
+    budget.charge_pixels(int(image.info.get(SOURCE_PIXELS, image.width * image.height)), param=param)
+    return image
 
 
 def _image(result: object) -> Image:

@@ -90,25 +90,43 @@ def _sniff_text(head: bytes) -> str | None:
     return None
 
 
-def jpeg_scan_count(data: bytes) -> int:
-    """The number of scans (SOS segments) of a JPEG, counted without decoding it.
+# markers without a length (TEM, RST0-7): libjpeg reads them as two bytes
+_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))
 
-    Walks the marker segments up to the first scan (so that metadata such as an EXIF
-    thumbnail is skipped), then counts SOS markers in the entropy-coded rest: there a 0xFF
-    byte is always stuffed (FF 00) or starts a marker, so FF DA appears only as a real SOS.
+
+def jpeg_scan_count(data: bytes) -> int | None:
+    """The number of scans (SOS segments) of a JPEG counted without decoding it, or None when
+    its header cannot be walked to a first scan (such a file is to be refused, never waved through).
+
+    Walks the marker segments up to the first scan the way libjpeg's ``next_marker`` does (and
+    Pillow's header parser, which agrees): bytes other than 0xFF between segments are skipped,
+    as are 0xFF fill bytes and stuffed ``FF 00`` pairs, so junk cannot end the walk early while
+    the decoder goes on to read every scan. Segments are skipped by their length, so metadata
+    (an EXIF thumbnail) is not counted. From the first scan on every ``FF DA`` is counted: in
+    entropy-coded data a 0xFF byte is always stuffed (FF 00) or starts a marker, so each real
+    SOS is there (a ``FF DA`` inside a later table or comment only counts too many, never too few).
+    Header trouble that libjpeg itself fails on (a segment running past the end or shorter
+    than its length field, a second SOI, EOI before any scan, no scan at all) gives None.
     """
+    end = len(data)
     i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return 0  # not a well-formed header: the decoder will say so
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
+    while True:
+        i = data.find(b"\xff", i)
+        if i < 0:
+            return None
+        while i < end and data[i] == 0xFF:  # the marker's 0xFF and any fill bytes before it
             i += 1
+        if i >= end:
+            return None
+        marker = data[i]
+        i += 1
+        if marker == 0x00 or marker in _STANDALONE:  # a stuffed zero (libjpeg discards it), RSTn, TEM
             continue
         if marker == 0xDA:
-            return 1 + data.count(b"\xff\xda", i + 2)
-        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers
-            i += 2
-            continue
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return 0
+            return 1 + data.count(b"\xff\xda", i)
+        if marker in (0xD8, 0xD9):  # a second SOI, or the image ends before any scan
+            return None
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2 or i + length > end:
+            return None
+        i += length

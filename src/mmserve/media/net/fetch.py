@@ -34,12 +34,14 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpx
 
 from mmserve.errors import InvalidRequestError, MediaFetchError, MMServeError, OverloadedError, PayloadTooLargeError
+from mmserve.media.budget import ImageBudget
 from mmserve.media.net.policy import IPAddress, NetworkPolicy, normalize_host, parse_ip
 from mmserve.settings import FetchSettings
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_URL = 8192
+_LOCATION = "x-mmserve-location"  # where _LocationKept puts a response's Location header
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -79,11 +81,25 @@ class SafeFetcher:
         self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._ssl: ssl.SSLContext | None = None
 
+    def with_limits(self, *, max_bytes: int, total_timeout_s: float) -> SafeFetcher:
+        """The same address policy, resolver and transport with other caps, always enabled.
+
+        For the files a third-party provider links to in its answers (generated images and
+        videos): fetched as safely as a user's links, even where users may not send links.
+        """
+        update = {"enabled": True, "max_bytes": max_bytes, "total_timeout_s": total_timeout_s}
+        clone = SafeFetcher(self.settings.model_copy(update=update), resolver=self.resolver)
+        clone._transport = self._transport
+        return clone
+
     def check_address(self, ip: IPAddress) -> str | None:
         """The reason an address is refused, or None if it may be fetched."""
         return self.policy.check_address(ip)
 
-    async def fetch(self, url: str, *, param: str, max_bytes: int | None = None) -> Fetched:
+    async def fetch(
+        self, url: str, *, param: str, max_bytes: int | None = None, budget: ImageBudget | None = None
+    ) -> Fetched:
+        """The body of ``url`` (at most ``max_bytes``); ``budget``: the request's total, charged as bytes arrive."""
         s = self.settings
         if not s.enabled:
             raise MediaFetchError(
@@ -100,7 +116,7 @@ class SafeFetcher:
                 "Too many media URLs are being fetched right now; retry shortly.", headers={"Retry-After": "1"}
             ) from None
         try:
-            return await asyncio.wait_for(self._fetch(url, param, limit), s.total_timeout_s)
+            return await asyncio.wait_for(self._fetch(url, param, limit, budget), s.total_timeout_s)
         except TimeoutError:
             raise MediaFetchError(
                 f"Fetching the URL took longer than {s.total_timeout_s:g} s.", param=param, code="url_timeout"
@@ -114,13 +130,14 @@ class SafeFetcher:
             del self._sems[old]
         return self._sems.setdefault(loop, asyncio.Semaphore(self.settings.max_concurrency))
 
-    async def _fetch(self, url: str, param: str, limit: int) -> Fetched:
+    async def _fetch(self, url: str, param: str, limit: int, budget: ImageBudget | None) -> Fetched:
         s = self.settings
         timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
         if self._ssl is None:  # loading the CA bundle takes ~20 ms: once, not per fetch
             self._ssl = httpx.create_ssl_context()
+        inner = self._transport or httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
         async with httpx.AsyncClient(
-            transport=self._transport, verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=_LocationKept(inner), timeout=timeout, follow_redirects=False, trust_env=False
         ) as client:
             for hop in range(s.max_redirects + 1):
                 request = await self._pinned_request(client, url, param, hop)
@@ -134,12 +151,7 @@ class SafeFetcher:
                     ) from None
                 try:
                     if resp.status_code in _REDIRECTS:
-                        location = resp.headers.get("location", "").strip()
-                        if not location:
-                            raise MediaFetchError(
-                                "The URL redirected without a Location.", param=param, code="url_bad_redirect"
-                            )
-                        url = urljoin(url, location)
+                        url = _redirect_target(url, resp.headers.get(_LOCATION, ""), param)
                         continue
                     if resp.status_code != 200:
                         raise MediaFetchError(
@@ -147,7 +159,7 @@ class SafeFetcher:
                             param=param,
                             code="url_bad_status",
                         )
-                    data = await _read_capped(resp, limit, param)
+                    data = await _read_capped(resp, limit, param, budget)
                     return Fetched(data, resp.headers.get("content-type"), url)
                 finally:
                     await resp.aclose()
@@ -203,12 +215,48 @@ class _Borrowed(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+class _LocationKept(httpx.AsyncBaseTransport):
+    """Hides each response's ``Location`` from httpx under another name.
+
+    Even with ``follow_redirects=False`` httpx parses a redirect's Location itself (to offer
+    ``response.next_request``), and a value it cannot parse (``javascript:alert(1)``,
+    ``http:\\\\host\\x``) raises ``httpx.InvalidURL`` out of ``send()``, which is no
+    ``httpx.HTTPError``. The fetcher reads and validates Location by its own rules instead.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        raw = resp.headers.raw
+        if any(k.lower() == b"location" for k, _ in raw):
+            resp.headers = httpx.Headers([(_LOCATION.encode() if k.lower() == b"location" else k, v) for k, v in raw])
+        return resp
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _redirect_target(url: str, location: str, param: str) -> str:
+    """The absolute URL a redirect's Location points to (it is validated like any URL next)."""
+    location = location.strip()
+    if not location:
+        raise MediaFetchError("The URL redirected without a Location.", param=param, code="url_redirect_invalid")
+    try:
+        return urljoin(url, location)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise MediaFetchError(
+            "The URL redirected to a malformed URL.", param=param, code="url_redirect_invalid"
+        ) from None
+
+
 def parse_target(url: str, param: str, *, hop: int = 0) -> _Target:
     """Refuse URLs that parsers disagree on; return the parts that will be used."""
 
     def malformed(why: str) -> MMServeError:
         if hop:
-            return MediaFetchError(f"The URL redirected to {why}.", param=param, code="url_bad_redirect")
+            return MediaFetchError(f"The URL redirected to {why}.", param=param, code="url_redirect_invalid")
         return InvalidRequestError(f"The image URL is {why}.", param=param, code="invalid_image_url")
 
     if len(url) > _MAX_URL:
@@ -245,7 +293,7 @@ def _refused(reason: str, param: str, hop: int) -> MediaFetchError:
     return MediaFetchError(f"{prefix}: {reason}.", param=param, code="url_refused")
 
 
-async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
+async def _read_capped(resp: httpx.Response, limit: int, param: str, budget: ImageBudget | None) -> bytes:
     def too_large() -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"The URL's content is larger than the {limit} byte limit.", param=param, code="url_content_too_large"
@@ -260,13 +308,19 @@ async def _read_capped(resp: httpx.Response, limit: int, param: str) -> bytes:
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large()
+    if budget is not None and declared.isdigit() and int(declared) > budget.bytes_left:
+        raise budget.bytes_exceeded(param)
     if resp.is_stream_consumed:  # an in-memory response (httpx.MockTransport) arrives read already
         if len(resp.content) > limit:
             raise too_large()
+        if budget is not None:
+            budget.charge_bytes(len(resp.content), param=param)
         return resp.content
     buf = bytearray()
     async for chunk in resp.aiter_raw():
         buf += chunk
         if len(buf) > limit:
             raise too_large()
+        if budget is not None:
+            budget.charge_bytes(len(chunk), param=param)
     return bytes(buf)

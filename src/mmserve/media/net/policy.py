@@ -1,13 +1,18 @@
 """Which hosts and addresses the media fetcher may connect to.
 
 An address is refused when it is loopback, private, link-local, carrier-grade NAT,
-multicast, unspecified, reserved or documentation space, or an IPv6 form that carries an
-IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, 6to4, Teredo),
-unless ``FetchSettings.allow_networks`` admits it. NAT64 (``64:ff9b::/96``) addresses are
-judged by the IPv4 address they translate to. Host names are normalised (IDNA, lower case,
-no trailing dot) and must be plain DNS names or IP literals; legacy IPv4 spellings that
-resolvers accept (``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``127.1``) are read as the
-address they mean, so they are checked, never passed to a resolver.
+multicast, unspecified, reserved or documentation space, unless
+``FetchSettings.allow_networks`` admits it. IPv6 forms that stand for one IPv4 address
+(IPv4-mapped ``::ffff:a.b.c.d``, IPv4-translated ``::ffff:0:a.b.c.d``, IPv4-compatible
+``::a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``) are normalised to that IPv4 address before both
+checks: the allowlist admits them only as that address, and NAT64 addresses are judged as
+it; the others are refused unless admitted (no client needs them; they only disguise).
+6to4 (``2002::/16``) and Teredo (``2001::/32``) addresses are tunnels to whole networks
+behind a relay, not forms of the IPv4 address they embed: an allowed IPv4 address never
+admits them, only an allowed IPv6 network does. Host names are normalised (IDNA, lower
+case, no trailing dot) and must be plain DNS names or IP literals; legacy IPv4 spellings
+that resolvers accept (``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``127.1``) are read as
+the address they mean, so they are checked, never passed to a resolver.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ BLOCKED = [
         "::/128",
         "::1/128",
         "::ffff:0:0/96",
+        "::ffff:0:0:0/96",
         "64:ff9b:1::/48",
         "100::/64",
         "2001::/23",
@@ -53,6 +59,7 @@ BLOCKED = [
     )
 ]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_TRANSLATED = bytes(8) + b"\xff\xff\x00\x00"  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
@@ -65,20 +72,18 @@ class NetworkPolicy:
 
     def check_address(self, ip: IPAddress) -> str | None:
         """The reason an address is refused, or None if it may be fetched."""
+        v4 = ipv4_meant(ip)
+        if v4 is not None:  # one IPv4 address in an IPv6 spelling: judged as that address
+            if self._admitted(v4) or self._admitted(ip):
+                return None
+            if ip in _NAT64:
+                return _public_or_reason(v4)
+            return "it points at an IPv4-mapped or IPv4-embedding IPv6 address"
         if self._admitted(ip):
             return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
-            return self.check_address(ipaddress.IPv4Address(ip.packed[12:]))
-        embedded = embedded_ipv4(ip)
-        if embedded is not None:
-            if self._admitted(embedded):
-                return None
-            return "it points at an IPv4-mapped or IPv4-embedding IPv6 address"
-        if any(ip.version == net.version and ip in net for net in BLOCKED):
-            return "it points at a private, loopback, link-local or reserved address"
-        if not ip.is_global or ip.is_multicast:
-            return "it points at a non-public address"
-        return None
+        if tunnel_ipv4(ip) is not None:
+            return "it points at a 6to4 or Teredo tunnel address"
+        return _public_or_reason(ip)
 
     def check_host(self, host: str) -> str | None:
         """The reason a (normalised) host name is refused by the allow/deny lists, or None."""
@@ -126,16 +131,33 @@ def parse_ip(host: str) -> IPAddress | None:
     return ipaddress.IPv4Address(packed)
 
 
-def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+def ipv4_meant(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, translated, compatible, NAT64), or None."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    head = ip.packed[:12]
+    if head == _TRANSLATED or ip in _NAT64 or (head == bytes(12) and int(ip) > 1):  # ::a.b.c.d: not :: or ::1
+        return ipaddress.IPv4Address(ip.packed[12:])
+    return None
+
+
+def tunnel_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 or Teredo address embeds (its 6to4 router, or Teredo client), or None."""
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
         if ip.sixtofour is not None:
             return ip.sixtofour
         if ip.teredo is not None:
             return ip.teredo[1]
-        if ip.packed[:12] == bytes(12) and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
-            return ipaddress.IPv4Address(ip.packed[12:])
+    return None
+
+
+def _public_or_reason(ip: IPAddress) -> str | None:
+    if any(ip.version == net.version and ip in net for net in BLOCKED):
+        return "it points at a private, loopback, link-local or reserved address"
+    if not ip.is_global or ip.is_multicast:
+        return "it points at a non-public address"
     return None
 
 

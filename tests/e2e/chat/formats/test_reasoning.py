@@ -111,6 +111,10 @@ def test_reasoning_in_history_reaches_the_template(client: OpenAI) -> None:
         ({"chat_template_kwargs": {"add_generation_prompt": False}}, "chat_template_kwargs.add_generation_prompt"),
         ({"chat_template_kwargs": {"bad key": 1}}, "chat_template_kwargs.bad key"),
         ({"chat_template_kwargs": {"enable_thinking": "yes"}}, "chat_template_kwargs.enable_thinking"),
+        # names that collide with the template call itself were a 500 (TypeError: multiple values)
+        ({"chat_template_kwargs": {"self": 1}}, "chat_template_kwargs.self"),
+        ({"chat_template_kwargs": {"sanitize_control_tokens": False}}, "chat_template_kwargs.sanitize_control_tokens"),
+        ({"chat_template_kwargs": {"conversations": []}}, "chat_template_kwargs.conversations"),
     ],
 )
 def test_bad_reasoning_fields_are_400s(client: OpenAI, body: dict, param: str) -> None:
