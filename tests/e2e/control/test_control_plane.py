@@ -129,7 +129,8 @@ def test_alias_falls_back_when_the_first_candidate_fails(client: OpenAI, failing
     )
     assert raw.parse().model == "text-dear"
     assert "fell back from flaky-remote" in raw.headers["x-mmserve-route"]
-    assert len(failing_provider.requests) == before + 1  # it was really tried
+    # it was really tried (the upstream client retries a 5xx twice with backoff before giving up)
+    assert before + 1 <= len(failing_provider.requests) <= before + 3
     chunks = list(
         client.chat.completions.create(
             model="resilient", messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True
