@@ -5,11 +5,19 @@ head, then its body: two writes in httpcore's HTTP/1.1 connection) leaves in one
 connection next reads: one syscall per request on the socket, not two. Nothing waits for a
 write to complete before reading in HTTP/1.1 (httpcore sends the whole request, then reads), so
 only the number of sends changes; a body past ``FLUSH_BYTES`` goes out as it is written.
+
+The stream also answers httpcore's ``is_readable`` question (asked of every idle connection
+each time the pool hands out or takes back one: a readable idle connection was closed by the
+provider) with one ``poll`` on the socket it keeps. Through anyio's typed attributes that
+question rebuilt a table of attribute getters per call: at concurrency 16 (16 idle
+connections) py-spy put an eighth of the event loop's time in it.
 """
 
 from __future__ import annotations
 
 import codecs
+import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -27,10 +35,12 @@ TRANSPORT_ERRORS = (
 
 
 class _CoalescingStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inner", "_out", "_size", "_timeout")
+    __slots__ = ("_inner", "_out", "_size", "_sock", "_timeout")
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
+        sock = inner.get_extra_info("socket")  # the TCP socket, under TLS too (uvloop's: a look-alike)
+        self._sock: socket.socket | None = sock if callable(getattr(sock, "fileno", None)) else None
         self._out: list[bytes] = []
         self._size = 0
         self._timeout: float | None = None
@@ -68,7 +78,19 @@ class _CoalescingStream(httpcore.AsyncNetworkStream):
         return _CoalescingStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._sock is not None:
+            return _readable(self._sock)
         return self._inner.get_extra_info(info)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Data (or the end of the stream) waiting on an idle connection: the peer closed it."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class CoalescingBackend(httpcore.AsyncNetworkBackend):
