@@ -111,6 +111,7 @@ class _PoolKey:
     key_env: str | None
     max_connections: int
     max_concurrency: int
+    backend: int  # id() of an injected network backend (tests), 0 for the default one
 
 
 class _Pool:
@@ -119,11 +120,11 @@ class _Pool:
     No environment proxies and no redirects: the operator's base_url is where requests go.
     """
 
-    def __init__(self, opts: UpstreamOptions) -> None:
+    def __init__(self, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None) -> None:
         self.http = httpcore.AsyncConnectionPool(
             max_connections=opts.max_connections,
             max_keepalive_connections=opts.max_connections,
-            network_backend=CoalescingBackend(),
+            network_backend=CoalescingBackend(backend),
         )
         self.slots = asyncio.Semaphore(opts.max_concurrency)
         self.users = 0
@@ -140,9 +141,12 @@ _POOLS: dict[_PoolKey, _Pool] = {}
 class UpstreamClient:
     """One card's view of its provider: requests with the card's headers, retries and error mapping."""
 
-    def __init__(self, card_id: str, opts: UpstreamOptions) -> None:
+    def __init__(
+        self, card_id: str, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         self.card_id = card_id
         self.opts = opts
+        self.backend = backend  # httpcore's network backend (default: anyio's sockets)
         url = urlsplit(opts.base_url)
         self.name = opts.provider or url.hostname or "upstream"
         self._scheme = url.scheme.encode()
@@ -192,10 +196,11 @@ class UpstreamClient:
             opts.api_key_env,
             opts.max_connections,
             opts.max_concurrency,
+            id(self.backend or 0),
         )
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = _Pool(opts)
+            pool = _POOLS[key] = _Pool(opts, self.backend)
         pool.users += 1
         self._pool_key, self._pool = key, pool
         return pool

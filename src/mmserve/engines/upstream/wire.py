@@ -94,8 +94,8 @@ def _readable(sock: socket.socket) -> bool:
 
 
 class CoalescingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
