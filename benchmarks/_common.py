@@ -74,6 +74,8 @@ def mmserve_process(
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        else:
+            raise RuntimeError(f"mmserve did not load {wait_for} within {timeout:.0f} s")
         yield url, proc.pid
     finally:
         proc.terminate()
