@@ -4,6 +4,9 @@ mmserve (auth + routing + metering on an upstream card), and through LiteLLM's p
     python benchmarks/gateway.py [--requests 600] [--concurrency 16] [--rounds 3] [--litellm PATH]
                                  [--c1-requests 300] [--c1-rounds 10] [--tasks chat,image,speech]
 
+``--baseline <checkout>/src`` runs one more mmserve leg from another tree (e.g. main's), in
+every round and task, so that a change is measured against it in one run.
+
 LiteLLM runs from its own virtualenv (``python -m venv /opt/litellm && /opt/litellm/bin/pip
 install 'litellm[proxy]'``) given by ``--litellm`` (default: `litellm` on PATH); without it that
 leg is skipped. mmserve runs twice, as shipped (every usage record written to the write-ahead
@@ -199,6 +202,11 @@ def main() -> None:
     p.add_argument("--c1-requests", type=int, default=300, help="per leg and task, at concurrency 1")
     p.add_argument("--c1-rounds", type=int, default=10, help="interleaved rounds of the concurrency-1 legs")
     p.add_argument("--tasks", default="chat,image,speech", help="tasks of the concurrency-1 part ('' : none)")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout's src/ (e.g. main's): its mmserve runs as one more leg, 'baseline'",
+    )
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mmserve-gw-"))
     provider_port = free_port()
@@ -219,6 +227,8 @@ def main() -> None:
         "    deployment: {mode: dedicated, max_concurrency: 64}\n"
     )
     variants = {"mmserve": "true", "mmserve_batch_only": "false"}  # MMSERVE_USAGE_JOURNAL
+    if args.baseline:
+        variants["baseline"] = "true"
     dirs = {name: root / name for name in variants}
     keys = {name: create_key(d) for name, d in dirs.items()}
     per_round = max(1, args.requests // args.rounds)
@@ -240,6 +250,8 @@ def main() -> None:
                 "MMSERVE_LOG_LEVEL": "warning",
                 "MMSERVE_USAGE_JOURNAL": journal,
             }
+            if name == "baseline":
+                env["PYTHONPATH"] = str(args.baseline.resolve())
             args_ = ("--config", str(catalog), "--log-level", "warning")
             wait = [card for card, _ in CARDS.values()]
             url, pids[name] = stack.enter_context(mmserve_process(dirs[name], *args_, wait_for=wait, env=env))
@@ -270,6 +282,8 @@ def main() -> None:
                 "direct": (provider_url, "sk-upstream", theirs, pids["direct"]),
                 "mmserve": (targets["mmserve"][0], keys["mmserve"], card, pids["mmserve"]),
             }
+            if "baseline" in targets:
+                both["baseline"] = (targets["baseline"][0], keys["baseline"], card, pids["baseline"])
             c1[task] = asyncio.run(one_by_one(both, task, args.c1_requests, args.c1_rounds))
     legs = {name: merge(rs) for name, rs in rounds.items()}
     direct = legs["direct"]
@@ -288,6 +302,11 @@ def main() -> None:
         "p99_ratio": journal["latency"]["p99_s"] / batch["latency"]["p99_s"],
         "throughput_ratio": journal["requests_per_s"] / batch["requests_per_s"],
     }
+    if "baseline" in legs:
+        compare["mmserve_over_baseline"] = {
+            "p50_ratio": legs["mmserve"]["latency"]["p50_s"] / legs["baseline"]["latency"]["p50_s"],
+            "throughput_ratio": legs["mmserve"]["requests_per_s"] / legs["baseline"]["requests_per_s"],
+        }
     if "litellm" in legs:
         compare["mmserve_over_litellm_throughput"] = {
             "ratio": legs["mmserve"]["requests_per_s"] / legs["litellm"]["requests_per_s"]

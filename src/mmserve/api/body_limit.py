@@ -66,8 +66,9 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             if body_done:
                 return await receive()  # e.g. a streaming response listening for the client to leave
-            try:
-                message = await asyncio.wait_for(receive(), self._wait(deadline))
+            try:  # asyncio.timeout, not wait_for: no task per receive()
+                async with asyncio.timeout(self._wait(deadline)):
+                    message = await receive()
             except TimeoutError:
                 return await refuse(self._too_slow(deadline))
             if message["type"] == "http.request":

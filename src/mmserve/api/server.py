@@ -12,7 +12,9 @@ OpenAI error envelope like every other error:
   kept-alive connection uvicorn's own keep-alive timeout closes idle connections; a body
   too slow is timed by :mod:`mmserve.api.body_limit`, once the app reads it.)
 
-Why a subclass: uvicorn has no setting for either (its ``http`` option takes a protocol
+It also sends a response's head and body in one write (:mod:`mmserve.api.coalesce`).
+
+Why a subclass: uvicorn has no setting for any of these (its ``http`` option takes a protocol
 class for such needs); the hooks overridden are the ones its own protocol uses for them.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mmserve.api.coalesce import CoalescingTransport
 from mmserve.errors import InvalidRequestError, MMServeError, RequestTimeoutError
 from mmserve.settings import Settings
 
@@ -58,7 +61,7 @@ class Protocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # head and body: one send
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:

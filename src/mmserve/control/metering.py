@@ -70,11 +70,12 @@ class Meter:
         event.cost = cost_of(card, event)
         self.recorder.record(event)
         ctx.headers[COST_HEADER] = cost_text(event.cost)  # sent if the response has not started
-        self.metrics.model_requests.labels(card.id, card.task).inc()
+        m = self.metrics
+        m.child(m.model_requests, card.id, card.task).inc()
         if input_tokens:
-            self.metrics.tokens.labels(card.id, "input").inc(input_tokens)
+            m.child(m.tokens, card.id, "input").inc(input_tokens)
         if output_tokens:
-            self.metrics.tokens.labels(card.id, "output").inc(output_tokens)
+            m.child(m.tokens, card.id, "output").inc(output_tokens)
         if key is not None:
             self.limiter.charge(key, input_tokens + output_tokens)
         for observe in self.on_latency:

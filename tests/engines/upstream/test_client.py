@@ -152,10 +152,10 @@ async def test_cards_of_one_provider_share_one_pool_and_its_concurrency_limit(fa
     assert (await b.request_json("POST", "/images/generations", json=IMAGE))["data"]  # the slot came back
     pool = a.pool()
     await a.aclose()
-    assert not pool.client.is_closed  # card-b still uses it
+    assert not pool.is_closed  # card-b still uses it
     await b.aclose()
     await other.aclose()
-    assert pool.client.is_closed and pool not in _POOLS.values()
+    assert pool.is_closed and pool not in _POOLS.values()
 
 
 async def test_an_answer_larger_than_the_limit_is_refused(fake: FakeProvider) -> None:

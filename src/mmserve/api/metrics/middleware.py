@@ -39,7 +39,7 @@ class MetricsMiddleware:
             route = self.route_of(scope)
             m = self.metrics
             method = scope["method"] if scope["method"] in METHODS else "other"  # any token is a method to h11
-            m.requests.labels(method, route, str(status)).inc()
+            m.child(m.requests, method, route, str(status)).inc()
             if status >= 400:
-                m.errors.labels(route, str(status)).inc()
-            m.latency.labels(route).observe(time.perf_counter() - start)
+                m.child(m.errors, route, str(status)).inc()
+            m.child(m.latency, route).observe(time.perf_counter() - start)

@@ -4,8 +4,8 @@ Every ``upstream-<task>`` card names its provider with the same options (:class:
 ``base_url``, the environment variable holding the key (``api_key_env``), timeouts, retries.
 What this module gives them:
 
-- **One connection pool per provider** (httpx, keep-alive), shared by every card that names the
-  same ``base_url``, key variable and pool settings, in one event loop (asyncio connections
+- **One connection pool per provider** (httpcore, keep-alive), shared by every card that names
+  the same ``base_url``, key variable and pool settings, in one event loop (asyncio connections
   cannot cross loops; a server has one). The key is read from the environment at load time and
   sent as a bearer token; it never appears in a message.
 - **A per-provider concurrency limit** (``max_concurrency``, all its cards together): more
@@ -25,7 +25,16 @@ What this module gives them:
 Why by hand rather than the ``openai`` SDK: the SDK is one more client per card with its own
 retry policy and pool, does not share a limit across cards of one provider, and parses
 responses into its own models (an extra copy of every base64 image); the engines need only
-raw httpx requests, which this keeps on one pool.
+raw requests, which this keeps on one pool.
+
+Why httpcore (httpx's own transport) rather than httpx's ``AsyncClient``: every request through
+an upstream card pays for its client on mmserve's event loop. py-spy on ``mmserve serve``
+(concurrency 1, chat through an upstream card) put a fifth of the loop's time in httpx's client;
+its extra layer (URL merging, cookies, auth flows, redirects, event hooks, header models) does
+nothing for a fixed provider, and requests here are built from prepared header lists instead.
+The stream wrapper (:mod:`.wire`) sends a request's head and body in one write (httpcore writes
+them separately: one more send on the socket per request). Multipart bodies (edits, audio
+uploads) are still encoded by httpx's request model.
 """
 
 from __future__ import annotations
@@ -38,16 +47,18 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+import httpcore
 import httpx
 from pydantic import Field, field_validator
 
 from mmserve.engines.base import EngineOptions
+from mmserve.engines.upstream.wire import TRANSPORT_ERRORS, CoalescingBackend, UpstreamResponse
 from mmserve.errors import (
     EngineUnavailableError,
     InvalidRequestError,
@@ -100,26 +111,28 @@ class _PoolKey:
     key_env: str | None
     max_connections: int
     max_concurrency: int
-    transport: int  # id() of an injected transport (tests), 0 for the default one
+    backend: int  # id() of an injected network backend (tests), 0 for the default one
 
 
 class _Pool:
-    """One provider's connections and concurrency slots (in one event loop)."""
+    """One provider's connections and concurrency slots (in one event loop).
 
-    def __init__(self, opts: UpstreamOptions, key: str | None, transport: httpx.AsyncBaseTransport | None) -> None:
-        headers = {"User-Agent": "mmserve"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.AsyncClient(
-            base_url=opts.base_url,
-            headers=headers,
-            limits=httpx.Limits(max_connections=opts.max_connections, max_keepalive_connections=opts.max_connections),
-            transport=transport,
-            trust_env=False,  # no environment proxies: the operator's base_url is where requests go
-            follow_redirects=False,
+    No environment proxies and no redirects: the operator's base_url is where requests go.
+    """
+
+    def __init__(self, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None) -> None:
+        self.http = httpcore.AsyncConnectionPool(
+            max_connections=opts.max_connections,
+            max_keepalive_connections=opts.max_connections,
+            network_backend=CoalescingBackend(backend),
         )
         self.slots = asyncio.Semaphore(opts.max_concurrency)
         self.users = 0
+        self.is_closed = False
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+        await self.http.aclose()
 
 
 _POOLS: dict[_PoolKey, _Pool] = {}
@@ -128,12 +141,25 @@ _POOLS: dict[_PoolKey, _Pool] = {}
 class UpstreamClient:
     """One card's view of its provider: requests with the card's headers, retries and error mapping."""
 
-    def __init__(self, card_id: str, opts: UpstreamOptions, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, card_id: str, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         self.card_id = card_id
         self.opts = opts
-        self.transport = transport
-        self.name = opts.provider or urlsplit(opts.base_url).hostname or "upstream"
-        self.timeout = httpx.Timeout(opts.timeout_s, connect=opts.connect_timeout_s)
+        self.backend = backend  # httpcore's network backend (default: anyio's sockets)
+        url = urlsplit(opts.base_url)
+        self.name = opts.provider or url.hostname or "upstream"
+        self._scheme = url.scheme.encode()
+        self._host = (url.hostname or "").encode()
+        self._port = url.port
+        self._prefix = url.path.rstrip("/")
+        self._timeouts = {
+            "connect": opts.connect_timeout_s,
+            "read": opts.timeout_s,
+            "write": opts.timeout_s,
+            "pool": opts.timeout_s,
+        }
+        self._headers: list[tuple[bytes, bytes]] = []  # every request's (set with the key)
         self._key: str | None = None
         self._pool_key: _PoolKey | None = None
         self._pool: _Pool | None = None
@@ -150,6 +176,15 @@ class UpstreamClient:
                     f"Model '{self.card_id}': the environment variable {env} (its API key) is not set."
                 )
             self._key = key
+        self._headers = self._base_headers()
+
+    def _base_headers(self) -> list[tuple[bytes, bytes]]:
+        netloc = urlsplit(self.opts.base_url).netloc.rsplit("@", 1)[-1]
+        headers = [(b"Host", netloc.encode()), (b"User-Agent", b"mmserve"), (b"Accept", b"*/*")]
+        if self._key:
+            headers.append((b"Authorization", f"Bearer {self._key}".encode()))
+        headers += [(k.encode(), v.encode()) for k, v in self.opts.headers.items()]
+        return headers
 
     def pool(self) -> _Pool:
         if self._pool is not None and self._pool_key is not None and self._pool_key.loop is _loop():
@@ -161,11 +196,11 @@ class UpstreamClient:
             opts.api_key_env,
             opts.max_connections,
             opts.max_concurrency,
-            id(self.transport or 0),
+            id(self.backend or 0),
         )
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = _Pool(opts, self._key, self.transport)
+            pool = _POOLS[key] = _Pool(opts, self.backend)
         pool.users += 1
         self._pool_key, self._pool = key, pool
         return pool
@@ -178,28 +213,40 @@ class UpstreamClient:
         pool.users -= 1
         if pool.users <= 0 and _POOLS.get(key) is pool:
             del _POOLS[key]
-            await pool.client.aclose()
+            await pool.aclose()
 
     # ------------------------------------------------------------------ requests
 
     @asynccontextmanager
-    async def stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
+    ) -> AsyncIterator[UpstreamResponse]:
         """A 2xx response whose body is still to be read, holding one of the provider's slots.
 
-        Failures before it (after the retries) are raised as mmserve errors; ``kwargs`` go to
-        httpx's ``build_request`` (``json``, ``data``, ``files``, ``params``).
+        Failures before it (after the retries) are raised as mmserve errors. The body is ``json``,
+        or a multipart form of ``data`` and ``files`` (as httpx takes them).
         """
         pool = self.pool()
         opts = self.opts
-        headers = opts.headers or None
+        target, headers, content = self._encode(path, json, params, data, files)
         attempt = 0
         while True:
             last = attempt >= opts.max_retries
             await self._acquire(pool)
             try:
-                request = pool.client.build_request(method, path, headers=headers, timeout=self.timeout, **kwargs)
-                resp = await pool.client.send(request, stream=True)
-            except httpx.HTTPError as e:
+                url = httpcore.URL(scheme=self._scheme, host=self._host, port=self._port, target=target)
+                request = httpcore.Request(
+                    method, url, headers=headers, content=content, extensions={"timeout": self._timeouts}
+                )
+                resp = UpstreamResponse(await pool.http.handle_async_request(request))
+            except TRANSPORT_ERRORS as e:
                 pool.slots.release()
                 err = self._transport_error(e)
                 if last:
@@ -235,7 +282,31 @@ class UpstreamClient:
         async with self.stream(method, path, **kwargs) as resp:
             return self.parse_json(await self.read(resp))
 
-    async def read(self, resp: httpx.Response, limit: int | None = None) -> bytes:
+    def _encode(
+        self,
+        path: str,
+        json_body: Any,
+        params: Mapping[str, str] | None,
+        data: Mapping[str, Any] | None,
+        files: Any,
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes | None]:
+        """The request target, headers and body."""
+        target = self._prefix + path
+        if params:
+            target += "?" + urlencode(params)
+        headers = self._headers or self._base_headers()
+        if data is None and files is None:
+            if json_body is None:
+                return target.encode(), headers, None
+            content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+            return target.encode(), [*headers, *_json_headers(len(content))], content
+        # a multipart form: httpx's encoder (boundaries, file parts), then sent like the rest
+        form = httpx.Request("POST", "http://upstream/", data=data, files=files)
+        content = form.read()
+        extra = [(b"Content-Type", form.headers["content-type"].encode()), (b"Content-Length", b"%d" % len(content))]
+        return target.encode(), [*headers, *extra], content
+
+    async def read(self, resp: UpstreamResponse, limit: int | None = None) -> bytes:
         """The whole body, refused past ``limit`` (default ``max_response_bytes``)."""
         return await _read(resp, limit or self.opts.max_response_bytes, self)
 
@@ -269,7 +340,7 @@ class UpstreamClient:
         base = self.opts.retry_backoff_s * (2**attempt)
         return float(min(self.opts.max_retry_wait_s, base * random.uniform(0.75, 1.0)))
 
-    def _retry_wait(self, resp: httpx.Response, attempt: int) -> float | None:
+    def _retry_wait(self, resp: UpstreamResponse, attempt: int) -> float | None:
         """Seconds to wait before the next try, or None when the provider asks for longer than we wait."""
         asked = retry_after(resp.headers)
         if asked is None:
@@ -278,7 +349,7 @@ class UpstreamClient:
 
     # ------------------------------------------------------------------ errors
 
-    def error_for(self, status: int, headers: httpx.Headers, body: bytes) -> MMServeError:
+    def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> MMServeError:
         """The mmserve error for a provider's non-2xx answer."""
         message, param = self._provider_message(body)
         said = f": {message}" if message else "."
@@ -309,10 +380,10 @@ class UpstreamClient:
             f"The provider '{self.name}' of '{self.card_id}' sent {what}.", code="upstream_bad_response"
         )
 
-    def _transport_error(self, e: httpx.HTTPError) -> UpstreamError:
+    def _transport_error(self, e: Exception) -> UpstreamError:
         who = f"The provider '{self.name}' of '{self.card_id}'"
-        if isinstance(e, httpx.TimeoutException):
-            phase = "to connect" if isinstance(e, httpx.ConnectTimeout) else "to answer"
+        if isinstance(e, httpcore.TimeoutException):
+            phase = "to connect" if isinstance(e, httpcore.ConnectTimeout) else "to answer"
             return UpstreamTimeoutError(f"{who} took too long {phase}.")
         return UpstreamError(f"{who} could not be reached.", code="upstream_unreachable")
 
@@ -320,7 +391,7 @@ class UpstreamClient:
         """A failure while a 2xx body is read (timeouts between chunks, a dropped connection)."""
         if isinstance(e, MMServeError):
             return e
-        if isinstance(e, httpx.HTTPError):
+        if isinstance(e, TRANSPORT_ERRORS):
             return self._transport_error(e)
         return self.bad_response("an unreadable answer")
 
@@ -348,7 +419,7 @@ class UpstreamClient:
         return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the provider asks to wait: ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date)."""
     ms = headers.get("retry-after-ms")
     if ms:
@@ -370,7 +441,7 @@ def retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def _read(resp: httpx.Response, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
+async def _read(resp: UpstreamResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
     """The body, at most ``limit`` bytes: past it, refused (or, with ``truncate``, cut: error answers)."""
     declared = resp.headers.get("content-length", "")
     if not truncate and declared.isdigit() and int(declared) > limit:
@@ -383,11 +454,15 @@ async def _read(resp: httpx.Response, limit: int, client: UpstreamClient, *, tru
                 if truncate:
                     return bytes(buf[:limit])
                 raise client.bad_response(f"an answer of more than {limit} bytes")
-    except httpx.HTTPError as e:
+    except TRANSPORT_ERRORS as e:
         if truncate:
             return bytes(buf)
         raise client.mid_stream_error(e) from e
     return bytes(buf)
+
+
+def _json_headers(length: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    return (b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % length)
 
 
 def _loop() -> asyncio.AbstractEventLoop:
