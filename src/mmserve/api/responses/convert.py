@@ -255,6 +255,7 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
             raise InvalidRequestError(
                 f"Only function tools are supported (mmserve has no built-in tools such as '{kind}').",
                 param=f"tools[{i}].type",
+                code="unsupported_parameter",
             )
         function = {k: v for k, v in tool.items() if k in ("name", "description", "parameters", "strict")}
         out.append({"type": "function", "function": function})
