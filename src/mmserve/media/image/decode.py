@@ -9,8 +9,7 @@ Every image a model sees went through :func:`decode_image`, in this order:
 2. the header only: width and height within the limits (min side, max side, max pixels,
    aspect ratio) *before* any pixel is decoded, so a decompression bomb costs nothing;
    animated images (GIF, APNG, WEBP) are refused;
-3. the decode itself, with JPEG DCT scaling (``draft``) straight to the needed size, plain
-   PNGs through libpng (:mod:`mmserve.media.image.png`);
+3. the decode itself, with JPEG DCT scaling (``draft``) straight to the needed size;
 4. a downscale (never an upscale) to what the model's processor keeps, keeping the aspect
    ratio, with Pillow's ``reducing_gap`` (integer box reduction, then a Lanczos resample;
    RGBA is resized premultiplied, so transparent pixels do not bleed dark fringes);
@@ -33,7 +32,6 @@ from PIL import Image
 
 from mmserve.errors import InvalidRequestError, MMServeError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.media.budget import pixels_exceeded
-from mmserve.media.image.png import decode_png, fast_png_applies
 from mmserve.media.image.sniff import DECODABLE, jpeg_scan_count, label, sniff
 
 log = logging.getLogger("mmserve.media")
@@ -180,16 +178,13 @@ def decode_image(
                 param=param,
                 code="animated_image",
             )
-        fast = decode_png(img, data) if fmt == "png" and fast_png_applies(img, data) else None
-        orientation = None if fast is not None else img.getexif().get(_ORIENTATION)  # a fast PNG has no EXIF
+        orientation = img.getexif().get(_ORIENTATION)
         swapped = orientation in _TRANSPOSED
         shown = (h, w) if swapped else (w, h)
         final = plan_size(*shown, target_side=target_side, input_size=input_size)
         raw = (final[1], final[0]) if final is not None and swapped else final
         if raw is not None and fmt == "jpeg":
             img.draft(img.mode, raw)  # DCT scaling: decode at 1/2, 1/4 or 1/8 directly
-        if fast is not None:
-            img = fast
         img.load()
         img = to_rgb_or_rgba(img)
         if raw is not None and img.size != raw:
