@@ -74,6 +74,8 @@ def mmserve_process(
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        else:
+            raise RuntimeError(f"mmserve did not load {wait_for} within {timeout:.0f} s")
         yield url, proc.pid
     finally:
         proc.terminate()
@@ -86,6 +88,22 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def summarize(latencies: list[float]) -> dict[str, float]:

@@ -51,7 +51,8 @@ def catalog(python: Path, source: Path) -> dict[str, Any]:
                 **common,
                 "id": "tf",
                 "engine": "transformers-chat",
-                "deployment": {"mode": "dedicated", "max_concurrency": 4, "max_queue": 256},
+                # no max_concurrency: the engine's batch size (max_batch_size, 16 on a CPU) is admitted
+                "deployment": {"mode": "dedicated", "max_queue": 256},
             },
             {
                 **common,
@@ -150,8 +151,9 @@ def main() -> None:
     config = data_dir / "engines.yaml"
     config.write_text(yaml.safe_dump(catalog(python, source)))
     # one torch thread for the transformers engine: two oversubscribe a shared 2-core machine (FACTS.md);
-    # vLLM sets its own threads
-    env = {"OMP_NUM_THREADS": "1"}
+    # vLLM sets its own threads. mmserve sets torch's threads itself (MMSERVE_TORCH_THREADS, else the cores
+    # divided by the catalog's torch replicas: 2 here), overriding OMP_NUM_THREADS.
+    env = {"OMP_NUM_THREADS": "1", "MMSERVE_TORCH_THREADS": "1"}
     with mmserve(data_dir, "--config", str(config), wait_for=["tf", "vl"], env=env, timeout=1200) as url:
         results = asyncio.run(bench(url, vllm_socket("vl"), direct_body(source, args.max_tokens), args))
     write_result(

@@ -1,7 +1,8 @@
-"""Gateway overhead: the same chat traffic sent to a loopback fake provider directly, through
+"""Gateway overhead: the same traffic sent to a loopback fake provider directly, through
 mmserve (auth + routing + metering on an upstream card), and through LiteLLM's proxy.
 
     python benchmarks/gateway.py [--requests 600] [--concurrency 16] [--rounds 3] [--litellm PATH]
+                                 [--c1-requests 300] [--c1-rounds 10] [--tasks chat,image,speech]
 
 LiteLLM runs from its own virtualenv (``python -m venv /opt/litellm && /opt/litellm/bin/pip
 install 'litellm[proxy]'``) given by ``--litellm`` (default: `litellm` on PATH); without it that
@@ -13,6 +14,15 @@ into ``--rounds`` rounds and every round runs every leg (in a rotating order), s
 machine whose load drifts affects them alike. The result is written to
 benchmarks/results/gateway.json with added latency = leg p50/p99 minus the direct p50/p99,
 throughput ratios, and the journal's cost as ratios of the two mmserve legs.
+
+Then **every task at concurrency 1** (chat, image generation and speech through ``upstream-chat``,
+``upstream-image`` and ``upstream-speech`` cards of the shipped mmserve): the direct and mmserve
+legs interleaved in ``--c1-rounds`` rounds, ``--c1-requests`` per leg and task. Images are 64x64
+PNGs as base64 (mmserve reads the provider's JSON, checks the file's format and size and writes
+its own JSON); speech is raw PCM streamed through (mmserve asks the provider for PCM, meters its
+seconds and re-chunks it). Beside the latencies, the CPU time the serving process spent per
+request (the provider's for the direct leg, mmserve's for its leg, from /proc): on a shared
+machine latency includes waiting for a core, CPU time does not.
 """
 
 from __future__ import annotations
@@ -32,14 +42,25 @@ from pathlib import Path
 
 import httpx
 
-from _common import free_port, mmserve, summarize, write_result
+from _common import cpu_seconds, free_port, mmserve_process, summarize, write_result
 
 HERE = Path(__file__).resolve().parent
 BODY = {"messages": [{"role": "user", "content": "one two three four five six seven eight"}], "max_tokens": 8}
+# the concurrency-1 part: task -> (path, body), and (mmserve's card, the provider's model)
+TASKS: dict[str, tuple[str, dict]] = {
+    "chat": ("/chat/completions", BODY),
+    "image": ("/images/generations", {"prompt": "a red square", "size": "64x64", "output_format": "png"}),
+    "speech": ("/audio/speech", {"input": "one two three four", "voice": "alloy", "response_format": "pcm"}),
+}
+CARDS = {
+    "chat": ("remote", "their-model"),
+    "image": ("remote-image", "their-image"),
+    "speech": ("remote-tts", "their-tts"),
+}
 
 
 @contextmanager
-def process(cmd: list[str], health: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[None]:
+def process(cmd: list[str], health: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[int]:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
     )
@@ -56,7 +77,7 @@ def process(cmd: list[str], health: str, env: dict[str, str] | None = None, time
             time.sleep(0.3)
         else:
             raise TimeoutError(f"{cmd} did not start")
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -108,6 +129,57 @@ def merge(rounds: list[dict]) -> dict:
     }
 
 
+async def one_by_one(legs: dict[str, tuple[str, str, str, int]], task: str, requests: int, rounds: int) -> dict:
+    """``task`` at concurrency 1 on every leg (name -> base URL, key, model, the serving process's pid),
+    interleaved in ``rounds``."""
+    path, body = TASKS[task]
+    latencies: dict[str, list[float]] = {name: [] for name in legs}
+    errors = dict.fromkeys(legs, 0)
+    cpu = dict.fromkeys(legs, 0.0)
+    clients = {
+        name: httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"})
+        for name, (_, key, _, _) in legs.items()
+    }
+    try:
+        for name, (url, _, model, _) in legs.items():  # warm-up: connections, the card's first request
+            for _ in range(5):
+                r = await clients[name].post(url + path, json={**body, "model": model})
+                if r.status_code != 200:
+                    raise RuntimeError(f"{task} on {name}: HTTP {r.status_code} {r.text[:200]}")
+        per_round = max(1, requests // rounds)
+        for _ in range(rounds):
+            for name, (url, _, model, pid) in legs.items():
+                client, sent = clients[name], {**body, "model": model}
+                cpu[name] -= cpu_seconds(pid)
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    r = await client.post(url + path, json=sent)
+                    if r.status_code == 200:
+                        latencies[name].append(time.perf_counter() - start)
+                    else:
+                        errors[name] += 1
+                cpu[name] += cpu_seconds(pid)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    out: dict = {
+        name: {
+            "errors": errors[name],
+            "latency": summarize(xs),
+            "server_cpu_ms_per_request": cpu[name] * 1000 / max(1, len(xs) + errors[name]),
+        }
+        for name, xs in latencies.items()
+    }
+    direct = out["direct"]["latency"]
+    for name in legs:
+        if name != "direct":
+            lat = out[name]["latency"]
+            out[name]["added_p50_ms"] = (lat["p50_s"] - direct["p50_s"]) * 1000
+            out[name]["added_p99_ms"] = (lat["p99_s"] - direct["p99_s"]) * 1000
+            out[name]["p50_ratio_vs_direct"] = lat["p50_s"] / direct["p50_s"]
+    return out
+
+
 def create_key(data: Path) -> str:
     created = subprocess.run(
         [sys.executable, "-m", "mmserve.cli", "keys", "--data-dir", str(data), "create", "--name", "bench"],
@@ -124,6 +196,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--litellm", default=shutil.which("litellm"))
+    p.add_argument("--c1-requests", type=int, default=300, help="per leg and task, at concurrency 1")
+    p.add_argument("--c1-rounds", type=int, default=10, help="interleaved rounds of the concurrency-1 legs")
+    p.add_argument("--tasks", default="chat,image,speech", help="tasks of the concurrency-1 part ('' : none)")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mmserve-gw-"))
     provider_port = free_port()
@@ -134,14 +209,24 @@ def main() -> None:
         f"    options: {{base_url: '{provider_url}', model: their-model, api_key_env: GW_PROVIDER_KEY}}\n"
         "    pricing: {input_per_1m_tokens: 1.0, output_per_1m_tokens: 2.0}\n"
         "    deployment: {mode: dedicated, max_concurrency: 256, max_queue: 1024}\n"
+        "  - id: remote-image\n    task: image-generation\n    engine: upstream-image\n"
+        f"    options: {{base_url: '{provider_url}', model: their-image, api_key_env: GW_PROVIDER_KEY}}\n"
+        "    capabilities: {sizes: ['64x64']}\n    pricing: {per_image: 0.04}\n"
+        "    deployment: {mode: dedicated, max_concurrency: 64}\n"
+        "  - id: remote-tts\n    task: speech\n    engine: upstream-speech\n"
+        f"    options: {{base_url: '{provider_url}', model: their-tts, api_key_env: GW_PROVIDER_KEY}}\n"
+        "    pricing: {per_audio_second: 0.0002}\n"
+        "    deployment: {mode: dedicated, max_concurrency: 64}\n"
     )
     variants = {"mmserve": "true", "mmserve_batch_only": "false"}  # MMSERVE_USAGE_JOURNAL
     dirs = {name: root / name for name in variants}
     keys = {name: create_key(d) for name, d in dirs.items()}
     per_round = max(1, args.requests // args.rounds)
     rounds: dict[str, list[dict]] = {}
+    c1: dict[str, dict] = {}
+    pids: dict[str, int] = {}
     with ExitStack() as stack:
-        stack.enter_context(
+        pids["direct"] = stack.enter_context(
             process(
                 [sys.executable, str(HERE / "fake_provider_main.py"), "--port", str(provider_port)],
                 f"{provider_url}/models",
@@ -156,7 +241,8 @@ def main() -> None:
                 "MMSERVE_USAGE_JOURNAL": journal,
             }
             args_ = ("--config", str(catalog), "--log-level", "warning")
-            url = stack.enter_context(mmserve(dirs[name], *args_, wait_for=["remote"], env=env))
+            wait = [card for card, _ in CARDS.values()]
+            url, pids[name] = stack.enter_context(mmserve_process(dirs[name], *args_, wait_for=wait, env=env))
             targets[name] = (url + "/v1", keys[name], "remote")
         if args.litellm:
             port = free_port()
@@ -178,6 +264,13 @@ def main() -> None:
             for name in names[r % len(names) :] + names[: r % len(names)]:  # a rotating order
                 url, key, model = targets[name]
                 rounds.setdefault(name, []).append(asyncio.run(load(url, key, model, per_round, args.concurrency)))
+        for task in filter(None, args.tasks.split(",")):
+            card, theirs = CARDS[task]
+            both = {
+                "direct": (provider_url, "sk-upstream", theirs, pids["direct"]),
+                "mmserve": (targets["mmserve"][0], keys["mmserve"], card, pids["mmserve"]),
+            }
+            c1[task] = asyncio.run(one_by_one(both, task, args.c1_requests, args.c1_rounds))
     legs = {name: merge(rs) for name, rs in rounds.items()}
     direct = legs["direct"]
     compare: dict[str, dict[str, float]] = {
@@ -209,6 +302,7 @@ def main() -> None:
             "mmserve_path": "bearer auth + routing + usage metering (journal + SQLite batches) + metrics",
             "mmserve_batch_only_path": "the same with MMSERVE_USAGE_JOURNAL=false (SQLite batches only)",
             "litellm_path": "master-key auth + routing, no spend database",
+            "concurrency_1": {"requests_per_leg": args.c1_requests, "rounds": args.c1_rounds, "tasks": c1},
         },
     )
 

@@ -152,6 +152,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported, and for the server
+        os.environ["MMSERVE_TORCH_THREADS"] = str(args.threads)  # mmserve sets torch's threads itself
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(mmserve(data_dir, wait_for=["demo-image"]))

@@ -233,7 +233,7 @@ def engine(requests: int) -> None:
     from mmserve.cards import ModelCard
     from mmserve.catalog.builders import build_demo_model
     from mmserve.chatformat.grammar import OutputConstraint
-    from mmserve.engines import constrained
+    from mmserve.engines.transformers_chat import constrained
     from mmserve.engines.transformers_chat.engine import TransformersChatEngine
     from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 

@@ -21,6 +21,8 @@ and no web framework, so the lowest layers can raise without importing upwards.
     ├── OverloadedError          503 overloaded             (Retry-After)
     ├── EngineError              500 engine_error           (message is generic to the client)
     └── EngineUnavailableError   503 model_unavailable      (missing extra, bad weights, not loadable)
+        └── UpstreamError        502 upstream_error         (a third-party provider failed; it is named)
+            └── UpstreamTimeoutError 504 upstream_timeout
 
 Values a client sent are echoed clipped (:func:`clip`), and every message and ``param`` is
 bounded here whatever its source: a 3 MB model name is never sent back whole.
@@ -172,6 +174,20 @@ class EngineUnavailableError(MMServeError):
     error_type = "server_error"
     default_code = "model_unavailable"
     expected = True
+
+
+class UpstreamError(EngineUnavailableError):
+    """A third-party provider behind an upstream card failed: unreachable, refused mmserve's key, answered
+    5xx or something unreadable. The message names the provider, never its key or its raw answer; routers
+    fall back from it like from any unavailable model."""
+
+    status_code = 502
+    default_code = "upstream_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    default_code = "upstream_timeout"
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

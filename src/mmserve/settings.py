@@ -182,8 +182,8 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="torch's intra-op threads (one count per process: torch's setting is process-wide, and each "
-        "engine computing at once runs a team of that many). Unset: the cores divided by the catalog's "
-        "torch replicas, at least 1.",
+        "engine computing at once runs a team of that many). Unset: OMP_NUM_THREADS when set, else the cores "
+        "divided by the catalog's torch replicas, at least 1.",
     )
     log_level: str = "info"
     progress: bool = True

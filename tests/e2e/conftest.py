@@ -17,8 +17,11 @@ import yaml
 from mmserve.api.app import create_app
 from mmserve.catalog.loader import load_catalog
 from mmserve.settings import AudioSettings, FetchSettings, Settings
+from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.models import build_short_context_gpt2
+from tests.helpers.process import ServerProcess
 from tests.helpers.server import LiveServer, free_port
+from tests.helpers.upstream import KEY_ENV, upstream_catalog
 
 DEMO_YAML = resources.files("mmserve.catalog").joinpath("demo.yaml")
 
@@ -316,3 +319,48 @@ def cli_server(data_dir: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- upstream providers (every task)
+
+
+@pytest.fixture(scope="session")
+def upstream_provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def upstream_server(
+    upstream_provider: FakeProvider, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """`mmserve serve` (a real process) over local cards and the fake provider's, for every task."""
+    root = tmp_path_factory.mktemp("upstream")
+    (root / "data").mkdir()
+    (data_dir / "models").mkdir(exist_ok=True)
+    (root / "data" / "models").symlink_to(data_dir / "models")  # the session's tiny models, built once
+    config = root / "catalog.yaml"
+    config.write_text(yaml.safe_dump(upstream_catalog(upstream_provider.base_url)))
+    env = {
+        KEY_ENV: upstream_provider.key,
+        "MMSERVE_FETCH__ALLOW_NETWORKS": '["127.0.0.1/32"]',  # the fake's links are on loopback
+        "MMSERVE_ROUTE_COOLDOWN_S": "0",
+        "MMSERVE_USAGE_FLUSH_INTERVAL_S": "0.1",
+        "MMSERVE_JOBS__PROGRESS_INTERVAL_S": "0.1",
+        "MMSERVE_JOBS__DISPATCH_INTERVAL_S": "0.2",
+    }
+    server = ServerProcess(root / "data", config, env=env)
+    server.start(wait_for=["local-image", "local-tts", "local-asr", "local-embed"], timeout=600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(upstream_provider: FakeProvider) -> Iterator[FakeProvider]:
+    """The session's fake provider, behaving normally again for each test."""
+    upstream_provider.reset()
+    upstream_provider.image_links = upstream_provider.video_links = upstream_provider.hold_videos = False
+    upstream_provider.link_base = None
+    upstream_provider.transcript_text = "hello from the provider"
+    yield upstream_provider
+    upstream_provider.reset()

@@ -41,11 +41,17 @@ def test_the_cores_are_divided_among_the_torch_replicas(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cards = [_card("a", "transformers-chat", replicas=2), _card("b", "transformers-tts"), _card("c", "espeak-ng")]
     assert _runtime(data_dir, *cards).torch_threads() == 4  # 12 cores, 3 torch replicas (espeak-ng is not torch)
     assert _runtime(data_dir, _card("c", "espeak-ng")).torch_threads() is None  # no torch engine: left alone
     assert _runtime(data_dir, *[_card(f"m{i}", "transformers-chat") for i in range(20)]).torch_threads() == 1
     assert _runtime(data_dir, *cards, torch_threads=3).torch_threads() == 3  # MMSERVE_TORCH_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the operator's OpenMP setting, honoured as torch does
+    assert _runtime(data_dir, *cards).torch_threads() == 2
+    assert _runtime(data_dir, *cards, torch_threads=3).torch_threads() == 3  # mmserve's own setting wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert _runtime(data_dir, *cards).torch_threads() == 4
 
 
 def test_a_started_runtime_sets_torch_threads(data_dir: Path) -> None:

@@ -47,6 +47,7 @@ from mmserve.control.redis_state import RedisState
 from mmserve.control.routing import ModelRouter
 from mmserve.control.usage import UsageRecorder
 from mmserve.db import Database
+from mmserve.engines.base import EngineContext
 from mmserve.jobs.runner import JobRunner
 from mmserve.jobs.store import VideoJobStore
 from mmserve.media.audio.ingest import AudioIngestor
@@ -73,7 +74,8 @@ def create_app(
     catalog = catalog if catalog is not None else load_catalog(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
-    runtime = Runtime(catalog, settings, progress=progress, metrics=metrics)
+    media = MediaIngestor(settings, fetcher)
+    runtime = Runtime(catalog, settings, progress=progress, metrics=metrics, context=EngineContext(media=media))
     db = Database.from_settings(settings)
     keys = KeyStore(db, cache_ttl_s=settings.key_cache_ttl_s)
     redis = RedisState(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url else None
@@ -90,7 +92,7 @@ def create_app(
         settings=settings,
         catalog=catalog,
         runtime=runtime,
-        media=MediaIngestor(settings, fetcher),
+        media=media,
         artifacts=artifacts,
         signer=UrlSigner.from_settings(settings),
         metrics=metrics,

@@ -57,6 +57,8 @@ class Needs:
     tools: bool = False
     reasoning: bool = False
     units: float = 1.0  # images to make / audio or video seconds / embedded tokens, for per-unit prices
+    edits: bool = False  # image edits
+    translation: bool = False  # audio translation
     dimensions: int | None = None  # embeddings: the vector length asked for
 
     def describe(self) -> str:
@@ -73,6 +75,10 @@ class Needs:
             parts.append("tool calling")
         if self.reasoning:
             parts.append("reasoning")
+        if self.edits:
+            parts.append("image edits")
+        if self.translation:
+            parts.append("translation")
         return ", ".join(parts)
 
 
@@ -209,6 +215,10 @@ class ModelRouter:
             return "no tool calling"
         if needs.reasoning and not caps.reasoning:
             return "no reasoning"
+        if needs.edits and not caps.edits:
+            return "no image edits"
+        if needs.translation and not caps.translation:
+            return "no translation"
         if needs.dimensions is not None:
             native = caps.embedding_dimensions
             if native is not None and needs.dimensions > native:

@@ -9,7 +9,8 @@ inside methods so that importing an engine module is cheap (the catalog validate
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,10 +39,25 @@ from mmserve.media.image.decode import ImageInputSize
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from mmserve.media.image.ingest import MediaIngestor
+
 ProgressCallback = Callable[[float], None]  # fraction done in [0, 1]
 SegmentCallback = Callable[[Segment], None]  # a transcript segment, as soon as it is decoded
 # (preview index, one image per image of the batch): a partial image while a diffusion runs
 PreviewCallback = Callable[[int, "list[Image]"], None]
+# Keeps a dict with the job, durably, before the engine goes on (given back as VideoGenInput.resume).
+CheckpointCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the server lends its engines (the runtime sets it before ``load()``).
+
+    Engines that reach the network (the upstream providers) fetch the links a provider returns
+    and decode the files it sends through the same media layer as the API's own inputs.
+    """
+
+    media: MediaIngestor | None = None
 
 
 class EngineOptions(BaseModel):
@@ -53,6 +69,10 @@ class EngineOptions(BaseModel):
 class Engine(ABC):
     task: ClassVar[str]
     Options: ClassVar[type[EngineOptions]] = EngineOptions
+    #: Runs in the gateway process even on a Ray cluster: it holds no weights, only a client of a
+    #: remote service (an upstream provider), so a replica actor would only add a hop.
+    in_gateway: ClassVar[bool] = False
+    context: EngineContext = EngineContext()
     #: Whether the engine computes with torch (its replicas share the process's intra-op threads).
     uses_torch: ClassVar[bool] = False
     #: False for engines whose model runs in a process of its own (vLLM): the runtime loads the
@@ -226,11 +246,18 @@ class VideoEngine(Engine):
     default_size: ClassVar[tuple[int, int]] = (832, 480)
 
     @abstractmethod
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+    async def generate(
+        self,
+        request: VideoGenInput,
+        progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+    ) -> VideoGenOutput:
         """Return exactly ``request.num_frames`` frames at ``request.width`` x ``request.height``.
 
         ``progress`` is called with the fraction done; an exception it raises aborts the
         generation and propagates unchanged (the job runner cancels jobs this way).
+        ``checkpoint`` keeps what a later run needs to resume (a provider's job id) with the job;
+        that run gets it back in ``request.resume``. Engines that cannot resume ignore it.
         """
 
     @classmethod

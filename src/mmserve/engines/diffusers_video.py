@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmserve.engines.base import EngineOptions, ProgressCallback, VideoEngine
+from mmserve.engines.base import CheckpointCallback, EngineOptions, ProgressCallback, VideoEngine
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
@@ -204,7 +204,12 @@ class DiffusersVideoEngine(VideoEngine):
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+    async def generate(
+        self,
+        request: VideoGenInput,
+        progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+    ) -> VideoGenOutput:
         if self._pool is None or self.pipe is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         loop = asyncio.get_running_loop()

@@ -25,7 +25,14 @@ ENGINES: dict[str, EngineSpec] = {
     "transformers-chat": EngineSpec(
         "chat", "mmserve.engines.transformers_chat.engine:TransformersChatEngine", "transformers"
     ),
-    "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream_chat:UpstreamChatEngine", "core"),
+    "upstream-chat": EngineSpec("chat", "mmserve.engines.upstream.chat:UpstreamChatEngine", "core"),
+    "upstream-image": EngineSpec("image-generation", "mmserve.engines.upstream.image:UpstreamImageEngine", "core"),
+    "upstream-speech": EngineSpec("speech", "mmserve.engines.upstream.speech:UpstreamSpeechEngine", "core"),
+    "upstream-transcription": EngineSpec(
+        "transcription", "mmserve.engines.upstream.transcription:UpstreamTranscriptionEngine", "core"
+    ),
+    "upstream-embedding": EngineSpec("embedding", "mmserve.engines.upstream.embedding:UpstreamEmbeddingEngine", "core"),
+    "upstream-video": EngineSpec("video-generation", "mmserve.engines.upstream.video:UpstreamVideoEngine", "video"),
     # vLLM itself runs in its own environment (options.python): mmserve needs nothing more for it
     "vllm": EngineSpec("chat", "mmserve.engines.vllm.engine:VLLMChatEngine", "core"),
     "espeak-ng": EngineSpec("speech", "mmserve.engines.espeak.engine:EspeakEngine", "speech"),

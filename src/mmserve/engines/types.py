@@ -129,6 +129,8 @@ class ImageGenInput:
     strength: float | None = None
     quality: str | None = None  # low | medium | high; None: the engine's default (steps, when set, win)
     transparent_background: bool = False  # background "transparent": RGBA output (engines that support it)
+    output_format: str | None = None  # the file format the client asked for (png | jpeg | webp)
+    output_compression: int | None = None  # its compression level (0-100), when asked
     partial_images: int = 0  # previews to send while generating (streaming), decoded from intermediate latents
 
 
@@ -139,6 +141,15 @@ class ImageGenOutput:
     steps: int = 0  # denoising steps the model ran
     quality: str | None = None  # the quality level those steps came from (None: explicit steps)
     seed: int | None = None  # image i was generated from seed + i
+    output_tokens: int = 0  # tokens the model billed for its output (providers that meter images in tokens)
+    # Images already encoded in ``request.output_format`` (a provider's files, checked): sent as they are
+    # instead of encoding ``images`` again. ``images`` may then be empty.
+    encoded: list[bytes] | None = None
+
+    @property
+    def count(self) -> int:
+        """How many images were made (``encoded`` ones or decoded ones)."""
+        return len(self.encoded) if self.encoded is not None else len(self.images)
 
 
 # ---------------------------------------------------------------- speech
@@ -158,6 +169,9 @@ class AudioChunk:
 
     samples: Any  # numpy.ndarray[float32]
     sample_rate: int
+    # Tokens the model billed (a provider's reported usage), on the chunk that reports them (often the last).
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 # ---------------------------------------------------------------- transcription
@@ -202,6 +216,10 @@ class Transcript:
     language: str
     duration: float
     segments: list[Segment] = field(default_factory=list)
+    # What the model billed, when it reports it (a provider's usage): seconds heard, or tokens.
+    billed_seconds: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 # ---------------------------------------------------------------- video
@@ -219,6 +237,8 @@ class VideoGenInput:
     negative_prompt: str | None = None
     seed: int | None = None
     image: Image | None = None  # image-to-video reference
+    # What the engine saved with the job on an earlier run (a provider's job id): resume rather than start over.
+    resume: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,6 +21,10 @@
   bound stops a job that itself kills the server (out of memory) from crash-looping it.
   Queued jobs simply run. A graceful shutdown stops generations at their next step and
   requeues them without counting the attempt (a job already encoding finishes first).
+- **Resuming remote work**: an engine whose work lives elsewhere (an upstream provider's job)
+  keeps what it needs to resume in the job's ``params`` through the ``checkpoint`` callback
+  (a row update, before it goes on); a re-run gets it back in ``VideoGenInput.resume`` and
+  polls the same remote job rather than submitting (and paying for) another.
 - **Expiry**: finished jobs and their files are removed after ``jobs.result_ttl_s``.
 """
 
@@ -35,11 +39,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import EngineUnavailableError, MMServeError
+from mmserve.jobs.fallback import ENGINE_STATE, fall_back
 from mmserve.jobs.outputs import StoredOutputs, delete_artifacts, describe_failure, store_outputs
 from mmserve.jobs.store import VideoJob, VideoJobStore
 from mmserve.jobs.worker import WorkerId, is_dead
@@ -252,18 +257,39 @@ class JobRunner:
             negative_prompt=job.params.get("negative_prompt"),
             seed=job.seed,
             image=image,
+            resume=dict(job.params.get(ENGINE_STATE) or {}),
         )
+
+        async def checkpoint(state: dict[str, Any]) -> None:
+            """Keep the engine's resume state (a provider's job id) with the job before it goes on."""
+            params = {**job.params, ENGINE_STATE: state}
+            if not await self.store.save_params(job.id, str(self.worker), params):
+                raise JobCancelled()  # deleted or taken over meanwhile
+            job.params = params
+
         claimed = time.perf_counter()
-        async with self.runtime.deployment(card).acquire() as engine:
-            assert isinstance(engine, VideoEngine)
-            # the attempt counts from here: a server killed before (just after the claim) cost nothing
-            if not await self.store.start(job.id, str(self.worker)):
-                run.cancel.set()  # deleted (or taken over) while waiting for the model
-                raise JobCancelled()
-            run.started = True
-            run.phase = "generating"
-            started = time.perf_counter()
-            output = await engine.generate(request, progress=run.on_progress)
+        while True:
+            try:
+                async with self.runtime.deployment(card).acquire() as engine:
+                    assert isinstance(engine, VideoEngine)
+                    # the attempt counts from here: a server killed before (just after the claim) cost nothing
+                    if not run.started and not await self.store.start(job.id, str(self.worker)):
+                        run.cancel.set()  # deleted (or taken over) while waiting for the model
+                        raise JobCancelled()
+                    run.started = True
+                    run.phase = "generating"
+                    started = time.perf_counter()
+                    output = await engine.generate(request, progress=run.on_progress, checkpoint=checkpoint)
+                break
+            except Exception as e:  # its model failed before starting it: the route's next one, if any
+                moved = fall_back(job.params, e, set(self.catalog.cards)) if not run.cancel.is_set() else None
+                if moved is None:
+                    raise
+                log.warning("job %s: '%s' failed (%s); moving it to '%s'", job.id, card.id, e, moved[0])
+                if not await self.store.rebind(job.id, str(self.worker), model=moved[0], params=moved[1]):
+                    raise JobCancelled() from e  # deleted or taken over meanwhile
+                job.model, job.params = moved
+                card = self.catalog.cards[job.model]
         run.check_deleted()
         run.phase = "encoding"
         encoded = time.perf_counter()

@@ -212,6 +212,14 @@ class VideoJobStore:
             job_id, worker_id, progress=progress, heartbeat_at=time.time(), expect_status="in_progress"
         )
 
+    async def save_params(self, job_id: str, worker_id: str, params: dict[str, Any]) -> bool:
+        """Replace a running job's ``params`` (an engine's resume state); False when the job is no longer ours."""
+        return await self._update(job_id, worker_id, expect_status="in_progress", params=params)
+
+    async def rebind(self, job_id: str, worker_id: str, *, model: str, params: dict[str, Any]) -> bool:
+        """Move a running job to another model (its own failed before starting it); False when not ours."""
+        return await self._update(job_id, worker_id, expect_status="in_progress", model=model, params=params)
+
     async def complete(
         self,
         job_id: str,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
-from mmserve.engines.base import Engine, EngineOptions
+from mmserve.engines.base import Engine, EngineContext, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
 from mmserve.timing import in_model
@@ -68,9 +68,11 @@ class Deployment:
         device: str,
         progress: Callable[[str], None] | None = None,
         cluster: Cluster | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.card = card
         self.cluster = cluster  # None: engines load in this process
+        self.context = context or EngineContext()
         self.base_dir = base_dir
         self.models_dir = models_dir
         self.device = card.deployment.device or device
@@ -185,11 +187,12 @@ class Deployment:
             replica.loading = True
             start = time.perf_counter()
             try:
-                if self.cluster is None and self.source is None and self.card.source is not None:
+                remote = self.cluster is not None and not self.engine_cls.in_gateway
+                if not remote and self.source is None and self.card.source is not None:
                     self.source = await asyncio.to_thread(self._resolve_source)  # on a cluster: by the replica
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
-                if self.cluster is not None:
+                if self.cluster is not None and not self.engine_cls.in_gateway:
                     replica.engine = await self.cluster.start_replica(self.card, self.device)
                 else:
                     replica.engine = await asyncio.to_thread(self._load_blocking)
@@ -225,6 +228,7 @@ class Deployment:
             if self.progress and serial:  # one spinner line at a time; the others load in a blink (logged)
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
+            engine.context = self.context
             engine.load()
             return engine
 

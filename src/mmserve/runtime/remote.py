@@ -20,6 +20,7 @@ from typing import Any
 from mmserve.cards import ModelCard
 from mmserve.engines.base import (
     ChatEngine,
+    CheckpointCallback,
     EmbeddingEngine,
     Engine,
     ImageEngine,
@@ -244,7 +245,12 @@ class RemoteTranscriptionEngine(_Remote, TranscriptionEngine):
 
 
 class RemoteVideoEngine(_Remote, VideoEngine):
-    async def generate(self, request: VideoGenInput, progress: ProgressCallback | None = None) -> VideoGenOutput:
+    async def generate(
+        self,
+        request: VideoGenInput,
+        progress: ProgressCallback | None = None,
+        checkpoint: CheckpointCallback | None = None,
+    ) -> VideoGenOutput:
         return await _progress_stream(self.handle.stream("video", request), progress)  # type: ignore[no-any-return]
 
 

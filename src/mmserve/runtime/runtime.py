@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
-from mmserve.engines.base import VideoEngine
+from mmserve.engines.base import EngineContext, VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
@@ -40,6 +40,7 @@ class Runtime:
         *,
         progress: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
+        context: EngineContext | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -64,6 +65,7 @@ class Runtime:
                 device=settings.device,
                 progress=progress,
                 cluster=self.cluster,
+                context=context,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
@@ -89,7 +91,8 @@ class Runtime:
     # -------------------------------------------------------------- lifecycle
 
     def torch_threads(self) -> int | None:
-        """torch's intra-op threads for this catalog: the setting, or the cores shared by its torch replicas.
+        """torch's intra-op threads for this catalog: the setting, ``OMP_NUM_THREADS``, or the cores
+        shared by its torch replicas.
 
         None when no card runs a torch engine here (torch is then left alone, and not imported),
         or when replicas run in a Ray cluster (its workers set their own).
@@ -99,7 +102,7 @@ class Runtime:
         replicas = sum(d.card.deployment.replicas for d in self.deployments.values() if d.engine_cls.uses_torch)
         if not replicas:
             return None
-        return self.settings.torch_threads or max(1, len(os.sched_getaffinity(0)) // replicas)
+        return self.settings.torch_threads or _omp_threads() or max(1, len(os.sched_getaffinity(0)) // replicas)
 
     async def start(self, *, background: bool = False) -> None:
         """Set torch's threads, then load every dedicated model and serverless ``min_replicas``.
@@ -252,3 +255,9 @@ class Runtime:
 def _import_torch() -> None:
     with contextlib.suppress(ImportError):  # no torch: the engines that need it say so when they load
         importlib.import_module("torch")
+
+
+def _omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when set to a count: the operator's (or a benchmark's) choice, as torch itself honours it."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None

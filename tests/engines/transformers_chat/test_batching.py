@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from PIL import Image
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
+from mmserve.chatformat.grammar import OutputConstraint
 from mmserve.engines.transformers_chat.engine import TransformersChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, ChatPart, SamplingParams
 from mmserve.errors import EngineError
@@ -175,6 +178,41 @@ async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(text_engi
     assert first.text and first.text == second.text == third.text
     different = (await _alone(text_engine, [_ask("Tell me something.", max_tokens=30, seed=99)]))[0]
     assert different.text != first.text
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"enum": ["Paris", "Rome", "Oslo"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 9},
+    },
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+
+
+def _constrained(text: str, **params: Any) -> ChatInput:
+    request = _ask(text, **params)
+    request.constraint = OutputConstraint(json_schema=SCHEMA)
+    return request
+
+
+async def test_each_row_keeps_its_own_grammar(text_engine: TransformersChatEngine) -> None:
+    # constrained and free rows in one batch: each row's matcher masks its own logits only
+    requests = [
+        _ask("Tell me a story.", max_tokens=40, temperature=0, ignore_eos=True),
+        _constrained("Weather?", max_tokens=60, temperature=0),
+        _ask("Hi", max_tokens=24, temperature=0),
+        _constrained("Where to?", max_tokens=60, temperature=1.0, seed=7),
+    ]
+    alone = await _alone(text_engine, requests)
+    batched = await _staggered(text_engine, requests)
+    _same(alone, batched)
+    for r in (batched[1], batched[3]):
+        assert r.finish_reason == "stop"
+        jsonschema.validate(json.loads(r.text), SCHEMA)
+    assert not batched[0].text.startswith("{")  # the free row was not held to another row's grammar
+    assert text_engine._loop is not None and text_engine._loop.stats.peak >= 3
 
 
 async def test_a_cancelled_row_leaves_the_batch_and_the_others_go_on(text_engine: TransformersChatEngine) -> None:

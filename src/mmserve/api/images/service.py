@@ -7,6 +7,7 @@ figures metering needs (the model and how many images were made).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -92,7 +93,7 @@ class ImagesService:
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.default()
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         self.state.runtime.check_request(card, inp)
         return await self._run_or_stream(card, inp, out, base_url, "images.generations")
 
@@ -103,7 +104,7 @@ class ImagesService:
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         sources = EditSources.from_form(form)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"))
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
 
     async def edit_json(self, raw: Any, base_url: str) -> ImagesResult | Stream:
         """A JSON edit: ``images: [{image_url}]``, ``mask: {image_url}`` (the current OpenAI API)."""
@@ -112,7 +113,7 @@ class ImagesService:
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         sources = EditSources.from_json(req)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"))
+        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.edits"), edits=True)
 
     async def variation(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
         """``images/variations``: image-to-image from the one uploaded image with an empty prompt."""
@@ -126,7 +127,9 @@ class ImagesService:
             raise InvalidRequestError("A variation is made from one image; send one 'image' file.", param="image")
         req = var.as_edit()
         sources = EditSources(list(form.images), inpaint_transparency=False)
-        return await self._serve(req, lambda card: self._edit(req, sources, card, base_url, "images.variations"))
+        return await self._serve(
+            req, lambda card: self._edit(req, sources, card, base_url, "images.variations"), edits=True
+        )
 
     async def _edit(
         self, req: ImageEditRequest, sources: EditSources, card: ModelCard, base_url: str, endpoint: str
@@ -155,7 +158,7 @@ class ImagesService:
         rules = SizeRules.for_card(card, self.state.settings.limits)
         size = parse_size(req.size)
         width, height = rules.check(*size) if size else rules.check(*rules.for_input(*images[0].size))
-        inp = self._input(req, width, height)
+        inp = self._input(req, width, height, out)
         inp.images, inp.mask, inp.strength = images, mask, req.strength
         self.state.runtime.check_request(card, inp)
         return await self._run_or_stream(card, inp, out, base_url, endpoint)
@@ -163,10 +166,14 @@ class ImagesService:
     # ------------------------------------------------------------------ steps
 
     async def _serve(
-        self, req: _ImageRequest, attempt: Callable[[ModelCard], Awaitable[ImagesResult | Stream]]
+        self,
+        req: _ImageRequest,
+        attempt: Callable[[ModelCard], Awaitable[ImagesResult | Stream]],
+        *,
+        edits: bool = False,
     ) -> ImagesResult | Stream:
         """Run ``attempt`` on the cards for ``req.model`` (routing, fallback); no model means ``auto``."""
-        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1), attempt)
+        return await self.state.router.serve(req.model or AUTO, Needs(TASK, units=req.n or 1, edits=edits), attempt)
 
     def _check_common(self, req: _ImageRequest, card: ModelCard) -> _Output:
         max_n = min(card.limits.max_n, self.state.settings.limits.max_n)
@@ -188,7 +195,7 @@ class ImagesService:
         return _Output(fmt, req.output_compression, req.response_format or DEFAULT_RESPONSE_FORMAT, bool(req.stream))
 
     @staticmethod
-    def _input(req: _ImageRequest, width: int, height: int) -> ImageGenInput:
+    def _input(req: _ImageRequest, width: int, height: int, out: _Output) -> ImageGenInput:
         quality = req.quality or "auto"
         return ImageGenInput(
             prompt=req.prompt,
@@ -201,6 +208,8 @@ class ImagesService:
             seed=req.seed,
             quality=None if quality == "auto" else QUALITY.get(quality, quality),
             transparent_background=req.background == "transparent",
+            output_format=out.fmt,
+            output_compression=out.compression,
             partial_images=(req.partial_images or 0) if req.stream else 0,
         )
 
@@ -216,7 +225,7 @@ class ImagesService:
         run = await start_run(card, self.state.runtime.deployment(card).acquire(), inp, shape)
 
         async def finish(result: ImageGenOutput) -> dict[str, Any]:
-            return self._meter(card, result, len(result.images), endpoint)
+            return self._meter(card, result, result.count, endpoint)
 
         return sse(run, finish)
 
@@ -236,8 +245,11 @@ class ImagesService:
         endpoint: str,
     ) -> ImagesResult:
         as_url = out.response_format == "url"
-        # every image encoded (and base64-encoded) in its own worker thread, side by side
-        encoded = await encode_images(result.images, out.fmt, compression=out.compression, b64=not as_url)
+        files = result.encoded  # a provider's files, already checked to be this format, pass as they are
+        if files is not None:
+            encoded = files if as_url else await asyncio.to_thread(_b64_all, files)
+        else:  # every image encoded (and base64-encoded) in its own worker thread, side by side
+            encoded = await encode_images(result.images, out.fmt, compression=out.compression, b64=not as_url)
         count = len(encoded)
         usage = self._meter(card, result, count, endpoint)
         body: dict[str, Any] = {"created": int(time.time())}
@@ -255,13 +267,13 @@ class ImagesService:
 
     def _meter(self, card: ModelCard, result: ImageGenOutput, count: int, endpoint: str) -> dict[str, Any]:
         """Record the request's usage; returns it in OpenAI's shape."""
-        tokens = result.prompt_tokens
-        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens)
+        tokens, output_tokens = result.prompt_tokens, result.output_tokens  # output: a provider's image tokens
+        event = self.state.meter.record(card, endpoint, images=count, input_tokens=tokens, output_tokens=output_tokens)
         return {
             "input_tokens": tokens,
             "input_tokens_details": {"text_tokens": tokens, "image_tokens": 0},
-            "output_tokens": 0,
-            "total_tokens": tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": tokens + output_tokens,
             "images": count,
             "cost": cost_value(event.cost),  # mmserve's extension: USD from the card's prices, as metered
         }
@@ -278,3 +290,7 @@ class ImagesService:
             )
             urls.append(f"{base_url}/v1/artifacts/{art.id}?{state.signer.query(art.id, state.settings.url_ttl_s)}")
         return urls
+
+
+def _b64_all(files: list[bytes]) -> list[bytes]:
+    return [base64.b64encode(f) for f in files]

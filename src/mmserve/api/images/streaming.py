@@ -109,9 +109,14 @@ async def _events(
             item = await run.events.get()
         result = run.task.result()
         usage = await finish(result)
-        n = len(result.images)
+        n = result.count
         quality = result.quality or "auto"
-        for i, blob in enumerate(await encode_images(result.images, shape.fmt, compression=shape.compression)):
+        blobs = (  # a provider's files, already checked to be this format, pass as they are
+            result.encoded
+            if result.encoded is not None
+            else await encode_images(result.images, shape.fmt, compression=shape.compression)
+        )
+        for i, blob in enumerate(blobs):
             yield _event(run, "completed", blob, quality, {"usage": usage, **({"image_index": i} if n > 1 else {})})
     except Exception as e:
         yield {"data": error_event(e, log, f"image stream for '{run.card.id}'")}

@@ -45,12 +45,16 @@ class SpeechStream:
     stack: AsyncExitStack
     produced: float = 0.0  # seconds of audio the engine has made so far
     recorded: bool = False
+    input_tokens: int = 0  # what the model reported billing (a provider's usage), so far
+    output_tokens: int = 0
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         if self.first is not None:
             yield self.first
         async for chunk in self.rest:
             self.produced += _seconds(chunk)
+            self.input_tokens += chunk.input_tokens
+            self.output_tokens += chunk.output_tokens
             yield chunk
 
     async def encoded(self, enc: AudioEncoder) -> AsyncIterator[bytes]:
@@ -104,7 +108,10 @@ class SpeechService:
             await stack.aclose()
             raise
         produced = _seconds(first) if first is not None else 0.0
-        return SpeechStream(card, req.response_format, len(req.input), first, gen, stack, produced)
+        s = SpeechStream(card, req.response_format, len(req.input), first, gen, stack, produced)
+        if first is not None:
+            s.input_tokens, s.output_tokens = first.input_tokens, first.output_tokens
+        return s
 
     def stream(self, s: SpeechStream, chunks: AsyncGenerator[Any, None]) -> Stream:
         """``chunks`` (from :meth:`audio` or :meth:`sse`) as a response stream, released even if never read."""
@@ -162,7 +169,7 @@ class SpeechService:
 
     def _record(self, s: SpeechStream) -> AudioUsage:
         """The request's usage: the audio made so far, recorded the first time only."""
-        usage = AudioUsage(s.card.id, "speech", s.produced, s.chars)
+        usage = AudioUsage(s.card.id, "speech", s.produced, s.chars, s.input_tokens, s.output_tokens)
         if not s.recorded:
             s.recorded = True
             usage = record_usage(self.state, s.card, usage)

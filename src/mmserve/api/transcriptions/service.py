@@ -59,7 +59,15 @@ class TranscriptionService:
         self.audio: AudioIngestor = state.audio
 
     def _record(self, card: ModelCard, task: Task, transcript: Transcript) -> AudioUsage:
-        return record_usage(self.state, card, AudioUsage(card.id, _usage_task(task), transcript.duration))
+        seconds = transcript.billed_seconds if transcript.billed_seconds is not None else transcript.duration
+        usage = AudioUsage(
+            card.id,
+            _usage_task(task),
+            seconds,
+            input_tokens=transcript.input_tokens,
+            output_tokens=transcript.output_tokens,
+        )
+        return record_usage(self.state, card, usage)
 
     async def prepare(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> TranscriptionInput:
         form = upload.form
@@ -78,7 +86,9 @@ class TranscriptionService:
 
     async def complete(self, upload: TranscriptionUpload, task: Task) -> Rendered:
         card, transcript = await self.state.router.serve(
-            upload.form.model, Needs("transcription"), lambda card: self._transcribe(upload, task, card)
+            upload.form.model,
+            Needs("transcription", translation=task == "translate"),
+            lambda card: self._transcribe(upload, task, card),
         )
         usage = self._record(card, task, transcript)
         form = upload.form
@@ -110,7 +120,9 @@ class TranscriptionService:
     async def stream(self, upload: TranscriptionUpload, task: Task) -> Stream:
         """Start the transcription on the routed card (falling back along the route until its first event)."""
         return await self.state.router.serve(
-            upload.form.model, Needs("transcription"), lambda card: self._start_stream(upload, task, card)
+            upload.form.model,
+            Needs("transcription", translation=task == "translate"),
+            lambda card: self._start_stream(upload, task, card),
         )
 
     async def _start_stream(self, upload: TranscriptionUpload, task: Task, card: ModelCard) -> Stream:

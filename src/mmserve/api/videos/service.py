@@ -20,9 +20,18 @@ from typing import TYPE_CHECKING, Literal
 from mmserve.api.state import AppState
 from mmserve.api.videos.protocol import CreateInput, VideoCreateRequest
 from mmserve.cards import ModelCard
+from mmserve.control.context import current
 from mmserve.control.routing import AUTO, Needs
 from mmserve.engines.types import VideoGenInput
-from mmserve.errors import InvalidRequestError, ModelCapabilityError, NotFoundError, OverloadedError, clip
+from mmserve.errors import (
+    InvalidRequestError,
+    MMServeError,
+    ModelCapabilityError,
+    NotFoundError,
+    OverloadedError,
+    clip,
+)
+from mmserve.jobs.fallback import ENGINE_STATE, FALLBACK_MODELS
 from mmserve.jobs.store import VideoJob, new_job_id
 from mmserve.media.image.ingest import ImageRef
 from mmserve.storage.artifacts import ArtifactMeta
@@ -59,9 +68,11 @@ class VideoService:
 
     async def create(self, inp: CreateInput, *, owner: str | None) -> VideoJob:
         body = inp.body
-        card = self._card(body.model)
+        cards = self._cards(body.model)
+        card = cards[0]
         spec = clip_spec(card, body, self.state.runtime)
         image = await self._reference(card, inp, spec)
+        fallbacks = self._fallbacks(cards[1:], body, spec, image is not None)
         await self._check_queue(card)
         job_id = new_job_id()
         reference = None
@@ -78,13 +89,30 @@ class VideoService:
             fps=spec.fps,
             num_frames=spec.num_frames,
             seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
-            params={"negative_prompt": body.negative_prompt} if body.negative_prompt else {},
+            params={
+                **({"negative_prompt": body.negative_prompt} if body.negative_prompt else {}),
+                **({FALLBACK_MODELS: fallbacks} if fallbacks else {}),
+            },
             reference_artifact=reference,
             created_at=time.time(),
         )
         job = await self.store.create(job)
         self.state.jobs.notify()
         return job
+
+    def _fallbacks(self, cards: list[ModelCard], body: VideoCreateRequest, spec: ClipSpec, image: bool) -> list[str]:
+        """The route's next cards that make this very clip (size, length, fps, a reference image):
+        the job runner moves the job to them, in order, when its model fails before starting it."""
+        out = []
+        for card in cards:
+            if image and not card.capabilities.image_to_video:
+                continue
+            try:
+                if clip_spec(card, body, self.state.runtime) == spec:
+                    out.append(card.id)
+            except MMServeError:
+                continue
+        return out
 
     async def remix(self, video_id: str, prompt: str, *, owner: str | None) -> VideoJob:
         """A new job from a completed video's model, size, length, fps, seed and reference, with a new prompt.
@@ -117,7 +145,11 @@ class VideoService:
             fps=source.fps,
             num_frames=source.num_frames,
             seed=source.seed,
-            params={**source.params, REMIXED_FROM: source.id},
+            # not the source's engine state (a provider's job id: the remix is a new job) nor its fallbacks
+            params={
+                **{k: v for k, v in source.params.items() if k not in (ENGINE_STATE, FALLBACK_MODELS)},
+                REMIXED_FROM: source.id,
+            },
             reference_artifact=reference,
             created_at=time.time(),
         )
@@ -151,7 +183,14 @@ class VideoService:
 
     def _card(self, model: str | None) -> ModelCard:
         """The card for ``model`` (routing, aliases, key permissions); no model means ``auto``."""
-        return self.state.router.route(model or AUTO, Needs("video-generation")).cards[0]
+        return self._cards(model)[0]
+
+    def _cards(self, model: str | None) -> list[ModelCard]:
+        """The route's cards for ``model``, in order; the headers name the first (it takes the job)."""
+        route = self.state.router.route(model or AUTO, Needs("video-generation"))
+        headers = current().headers  # which model takes the job, and why
+        headers["x-mmserve-model"], headers["x-mmserve-route"] = route.cards[0].id, route.reason
+        return route.cards if route.routed else route.cards[:1]
 
     async def _reference(self, card: ModelCard, inp: CreateInput, spec: ClipSpec) -> Image | None:
         ref = inp.body.input_reference

@@ -81,6 +81,17 @@ class SafeFetcher:
         self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._ssl: ssl.SSLContext | None = None
 
+    def with_limits(self, *, max_bytes: int, total_timeout_s: float) -> SafeFetcher:
+        """The same address policy, resolver and transport with other caps, always enabled.
+
+        For the files a third-party provider links to in its answers (generated images and
+        videos): fetched as safely as a user's links, even where users may not send links.
+        """
+        update = {"enabled": True, "max_bytes": max_bytes, "total_timeout_s": total_timeout_s}
+        clone = SafeFetcher(self.settings.model_copy(update=update), resolver=self.resolver)
+        clone._transport = self._transport
+        return clone
+
     def check_address(self, ip: IPAddress) -> str | None:
         """The reason an address is refused, or None if it may be fetched."""
         return self.policy.check_address(ip)

@@ -20,6 +20,9 @@ from tests.helpers.process import ServerProcess
 from tests.helpers.vllm import SETUP_TIMEOUT_S, vllm_python
 
 ADMIN = "admin-secret"
+# Long enough that an answer runs for seconds (250-500 tokens/s here): the resilience tests act mid-answer
+# (with 256, vLLM had often finished by the time the client read its fourth chunk).
+MAX_OUTPUT = 1024
 FORMATS = {"tool_call_format": "hermes", "reasoning_format": "think-tags", "context_length": 2048}
 # Qwen3-Thinking style: with thinking on, the template opens the trace itself (the answer starts inside it).
 THINKING_TEMPLATE = TOOL_CHAT_TEMPLATE.replace(
@@ -48,7 +51,7 @@ def catalog(python: Path, template: Path) -> dict:
                     "restart_backoff_s": 0.5,
                 },
                 "capabilities": FORMATS,
-                "limits": {"max_output_tokens": 256},
+                "limits": {"max_output_tokens": MAX_OUTPUT},
                 "pricing": {"input_per_1m_tokens": 1.0, "output_per_1m_tokens": 2.0},
                 "deployment": {"mode": "dedicated", "max_concurrency": 64},
             },

@@ -14,7 +14,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.chat.vllm.conftest import ADMIN
+from tests.e2e.chat.vllm.conftest import ADMIN, MAX_OUTPUT
 from tests.helpers.images import data_uri
 from tests.helpers.process import ServerProcess
 from tests.helpers.vllm import SETUP_TIMEOUT_S
@@ -219,6 +219,13 @@ def test_ignore_eos_generates_max_tokens(client: OpenAI) -> None:
     assert r.usage and r.usage.completion_tokens == 40 and r.choices[0].finish_reason == "length"
 
 
+def test_without_max_tokens_the_card_limit_applies(client: OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="tiny-vllm", messages=HELLO, extra_body={"ignore_eos": True}, **NO_THINKING
+    )
+    assert r.usage and r.usage.completion_tokens == MAX_OUTPUT and r.choices[0].finish_reason == "length"
+
+
 def test_image_part_to_the_text_model_is_refused_clearly(client: OpenAI) -> None:
     parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": data_uri()}}]
     with pytest.raises(openai.BadRequestError) as e:
@@ -241,7 +248,7 @@ def test_prompt_beyond_the_context_is_a_400(client: OpenAI) -> None:
 
 def test_max_tokens_above_the_card_limit_is_a_400(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="tiny-vllm", messages=HELLO, max_tokens=300)
+        client.chat.completions.create(model="tiny-vllm", messages=HELLO, max_tokens=MAX_OUTPUT + 1)
     assert isinstance(e.value.body, dict) and e.value.body["param"] == "max_tokens"
 
 

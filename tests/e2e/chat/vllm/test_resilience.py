@@ -10,20 +10,21 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai import OpenAI
+from openai import OpenAI, Stream
 
-from tests.e2e.chat.vllm.conftest import ADMIN
+from tests.e2e.chat.vllm.conftest import ADMIN, MAX_OUTPUT
 from tests.helpers.process import ServerProcess
 from tests.helpers.vllm import SETUP_TIMEOUT_S
 
 pytestmark = pytest.mark.timeout(SETUP_TIMEOUT_S)
 
 HELLO = [{"role": "user", "content": "Hello"}]
-LONG = {"max_tokens": 256, "extra_body": {"ignore_eos": True}, "reasoning_effort": "none"}
+LONG = {"max_tokens": MAX_OUTPUT, "extra_body": {"ignore_eos": True}, "reasoning_effort": "none"}
 
 
 def _running(server: ServerProcess) -> float:
@@ -60,17 +61,40 @@ def _group(pgid: int) -> list[int]:
     return members
 
 
+def _generated() -> float:
+    """The tokens vLLM has generated so far, read on its own socket."""
+    argv = Path(f"/proc/{_vllm_api_server()}/cmdline").read_bytes().decode().split("\0")
+    transport = httpx.HTTPTransport(uds=argv[argv.index("--uds") + 1])
+    with httpx.Client(transport=transport, base_url="http://vllm", timeout=30) as c:
+        text = c.get("/metrics").text
+    return sum(float(v) for v in re.findall(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)", text, re.M))
+
+
+def _streaming_inside_vllm(client: OpenAI, vllm_server: ServerProcess, chunks: int) -> Stream[Any]:
+    """A long streamed answer, its first ``chunks`` chunks read, that vLLM is still generating.
+
+    vLLM generates whether or not the client reads: on a busy machine the client may reach its
+    chunks after vLLM is done. Such an attempt proves nothing and is made again.
+    """
+    for _ in range(3):
+        stream = client.chat.completions.create(model="tiny-vllm", messages=HELLO, stream=True, **LONG)  # type: ignore[call-overload]
+        for _ in range(chunks):
+            next(stream)
+        if _running(vllm_server) >= 1:
+            return stream
+        stream.close()
+    raise AssertionError("vLLM finished every answer before the client had read a few chunks")
+
+
 def test_client_leaving_mid_stream_aborts_the_vllm_request(client: OpenAI, vllm_server: ServerProcess) -> None:
-    stream = client.chat.completions.create(model="tiny-vllm", messages=HELLO, stream=True, **LONG)  # type: ignore[call-overload]
-    for i, _ in enumerate(stream):
-        if i == 3:
-            break
-    assert _running(vllm_server) >= 1  # generating inside vLLM now
+    generated = _generated()
+    stream = _streaming_inside_vllm(client, vllm_server, 4)
     stream.close()
     deadline = time.monotonic() + 10
     while _running(vllm_server) != 0:
         assert time.monotonic() < deadline, "vLLM kept generating for a client that left"
         time.sleep(0.1)
+    assert _generated() - generated < MAX_OUTPUT  # stopped by mmserve, not finished
 
 
 def test_killed_vllm_server_errors_clearly_falls_back_restarts_and_serves(
@@ -79,11 +103,11 @@ def test_killed_vllm_server_errors_clearly_falls_back_restarts_and_serves(
     pid = _vllm_api_server()
     engine_processes = _group(pid)
     assert len(engine_processes) >= 3  # API server, EngineCore, Worker (and a resource tracker)
-    stream = client.chat.completions.create(model="tiny-vllm", messages=HELLO, stream=True, **LONG)  # type: ignore[call-overload]
+    stream = _streaming_inside_vllm(client, vllm_server, 3)
+    os.kill(pid, signal.SIGKILL)
     with pytest.raises(openai.APIError) as failed:
-        for i, _ in enumerate(stream):
-            if i == 2:
-                os.kill(pid, signal.SIGKILL)
+        for _ in stream:
+            pass
     assert "vLLM server of 'tiny-vllm'" in str(failed.value.message)
     # the engine processes the killed server orphaned are stopped too
     deadline = time.monotonic() + 30

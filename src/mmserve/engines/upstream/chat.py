@@ -3,9 +3,10 @@ routing and metering with local ones.
 
 The card names the provider (``options.base_url``), the remote model (``options.model``,
 default: the card id) and the environment variable holding the key
-(``options.api_key_env``). Images, already fetched and bounded by the media layer, are sent
-as data URIs. Requests stream from the provider and are re-emitted as engine deltas; tool
-calls it streams are written in the card's ``capabilities.tool_call_format`` (which a card
+(``options.api_key_env``); the shared client (:mod:`.client`) pools, limits and retries.
+Images, already fetched and bounded by the media layer, are sent as PNG data URIs. Requests
+stream from the provider and are re-emitted as engine deltas, with the provider's token usage;
+tool calls it streams are written in the card's ``capabilities.tool_call_format`` (which a card
 must set to take tools), so the chat service reads them back like a local model's.
 """
 
@@ -15,78 +16,29 @@ import asyncio
 import base64
 import io
 import json
-import logging
-import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-from pydantic import Field
-
 from mmserve.chatformat.tools import TOOL_PARSERS
-from mmserve.engines.base import ChatEngine, EngineOptions
+from mmserve.engines.base import ChatEngine
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
-from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
-
-log = logging.getLogger("mmserve.engines.upstream")
-
-
-class UpstreamOptions(EngineOptions):
-    base_url: str = Field(description="e.g. https://api.provider.com/v1")
-    model: str | None = Field(default=None, description="The provider's model name; default: the card id.")
-    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
-    timeout_s: float = Field(default=120.0, gt=0)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
-    max_connections: int = Field(default=100, ge=1)
+from mmserve.engines.upstream.base import UpstreamEngine
+from mmserve.errors import MMServeError
 
 
-class UpstreamChatEngine(ChatEngine):
-    Options = UpstreamOptions
-    options: UpstreamOptions
-    client: httpx.AsyncClient | None = None
-    transport: httpx.AsyncBaseTransport | None = None  # tests may inject one
-
-    def load(self) -> None:
-        opts = self.options
-        headers = {"User-Agent": "mmserve", **opts.headers}
-        if opts.api_key_env:
-            key = os.environ.get(opts.api_key_env)
-            if not key:
-                raise EngineUnavailableError(
-                    f"Model '{self.card.id}': the environment variable {opts.api_key_env} (its API key) is not set."
-                )
-            headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.AsyncClient(
-            base_url=opts.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(opts.timeout_s, connect=opts.connect_timeout_s),
-            limits=httpx.Limits(max_connections=opts.max_connections),
-            transport=self.transport,
-            trust_env=False,
-        )
-
-    async def aclose(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            await client.aclose()
-
+class UpstreamChatEngine(UpstreamEngine, ChatEngine):
     async def generate(self, request: ChatInput) -> AsyncGenerator[ChatDelta, None]:
-        if self.client is None:
-            raise EngineError(f"Model '{self.card.id}' is not loaded.")
+        upstream = self.upstream
         has_images = any(m.images for m in request.messages)
         # images are re-encoded (PNG): not on the loop; text-only bodies are too cheap for a thread hop
         body = await asyncio.to_thread(self._body, request) if has_images else self._body(request)
-        try:
-            async with self.client.stream("POST", "/chat/completions", json=body) as resp:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    raise self._provider_error(resp)
-                prompt_tokens: int | None = None
-                completion = 0
-                finish: str | None = None
-                first = True
-                calls: dict[int, list[str]] = {}  # tool calls by index: [name, arguments], streamed in pieces
+        async with upstream.stream("POST", "/chat/completions", json=body) as resp:
+            prompt_tokens: int | None = None
+            completion = 0
+            finish: str | None = None
+            first = True
+            calls: dict[int, list[str]] = {}  # tool calls by index: [name, arguments], streamed in pieces
+            try:
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -97,7 +49,7 @@ class UpstreamChatEngine(ChatEngine):
                         continue
                     chunk = json.loads(data)
                     if "error" in chunk:
-                        raise EngineError(f"provider error in '{self.card.id}': {chunk['error']}")
+                        raise upstream.bad_response(f"an error in its stream: {upstream.clip(str(chunk['error']))}")
                     usage = chunk.get("usage")
                     if usage:
                         prompt_tokens = usage.get("prompt_tokens", prompt_tokens)
@@ -116,38 +68,27 @@ class UpstreamChatEngine(ChatEngine):
                             yield ChatDelta(prompt_tokens=prompt_tokens)
                         if text:
                             yield ChatDelta(text=text, completion_tokens=completion)
-                if first:
-                    yield ChatDelta(prompt_tokens=prompt_tokens)
-                if calls:
-                    yield ChatDelta(text=self._calls_text(calls), completion_tokens=completion)
-                yield ChatDelta(
-                    finish_reason=finish or "stop", completion_tokens=completion, prompt_tokens=prompt_tokens
-                )
-        except httpx.HTTPError as e:
-            raise EngineUnavailableError(f"The provider of '{self.card.id}' could not be reached.") from e
-        except (ValueError, KeyError, TypeError, AttributeError) as e:  # not the JSON objects OpenAI streams
-            raise EngineError(f"The provider of '{self.card.id}' sent an unreadable stream.") from e
+            except MMServeError:
+                raise
+            except (ValueError, KeyError, TypeError, AttributeError) as e:  # not the JSON objects OpenAI streams
+                raise upstream.bad_response("an unreadable stream") from e
+            except Exception as e:  # the connection dropped or stalled past timeout_s mid-stream
+                raise upstream.mid_stream_error(e) from e
+            if first:
+                yield ChatDelta(prompt_tokens=prompt_tokens)
+            if calls:
+                yield ChatDelta(text=self._calls_text(calls), completion_tokens=completion)
+            yield ChatDelta(finish_reason=finish or "stop", completion_tokens=completion, prompt_tokens=prompt_tokens)
 
     def _calls_text(self, calls: dict[int, list[str]]) -> str:
         """The provider's tool calls written in the card's format, for the chat service's parser to read back."""
         fmt = TOOL_PARSERS[self.card.capabilities.tool_call_format or "hermes"]
         return "\n".join(fmt.render(name, arguments) for _, (name, arguments) in sorted(calls.items()))
 
-    def _provider_error(self, resp: httpx.Response) -> Exception:
-        if 400 <= resp.status_code < 500 and resp.status_code not in (401, 403, 408, 429):
-            try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = "The provider refused the request."
-            return InvalidRequestError(f"The provider of '{self.card.id}' refused the request: {message}")
-        return EngineUnavailableError(
-            f"The provider of '{self.card.id}' answered HTTP {resp.status_code}.", code="upstream_error"
-        )
-
     def _body(self, request: ChatInput) -> dict[str, Any]:
         p = request.params
         body: dict[str, Any] = {
-            "model": self.options.model or self.card.id,
+            "model": self.remote_model,
             "messages": [_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
