@@ -74,7 +74,7 @@ def test_png_is_lossless_at_every_level_and_output_compression_picks_the_zlib_le
     fast, stored, best = (encode_image(img, "png", compression=c) for c in (None, 0, 100))
     for data in (fast, stored, best):
         assert np.array_equal(np.asarray(_open(data)), np.asarray(img))
-    assert png_level(None) == PNG_FAST and png_level(0) == (0, None) and png_level(100) == (9, None)
+    assert png_level(None) == PNG_FAST and png_level(0) == (0, None, None) and png_level(100) == (9, None, None)
     assert len(stored) > 256 * 256 * 3  # level 0: stored, not compressed
     assert len(best) < len(fast) < len(stored) / 2  # the fast default still compresses
 

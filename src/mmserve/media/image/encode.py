@@ -2,12 +2,13 @@
 
 Blocking; callers run :func:`encode_images` (worker threads) rather than the pure function.
 
-PNG is written with imagecodecs (libpng on zlib-ng) rather than Pillow's encoder: at the same
-settings it is ~2-3x faster, and the encode sits on every image request's critical path.
-Where the client did not ask for a compression level, PNG is written for speed: zlib level 1
-with the run-length strategy (``PNG_FAST``), which on a 512x512 output encodes ~4-7x faster
-than Pillow's default (level 6) for files ~5-10% larger on photo-like images (lossless either way).
-A client that sends ``output_compression`` with PNG picks the zlib level (0-100 -> 0-9).
+PNG is written with imagecodecs (libpng on zlib-ng) rather than Pillow's encoder: it lets the
+filter be chosen, and the encode sits on every image request's critical path. Where the client
+did not ask for a compression level, PNG is written for speed (``PNG_FAST``): zlib level 1, the
+run-length strategy and the Paeth filter on every row (libpng's adaptive choice tries all five
+filters per row: twice the time for the same size here). On 512x512 images that is ~6-10x
+faster than Pillow's default (level 6), for files 0-8% larger (lossless either way). A client
+that sends ``output_compression`` with PNG picks the zlib level (0-100 -> 0-9, adaptive filters).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ EXTENSIONS: dict[str, str] = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 ALPHA_FORMATS = frozenset({"png", "webp"})
 DEFAULT_COMPRESSION = 100  # OpenAI's default for output_compression: the best quality
 Z_RLE = 3  # zlib's run-length strategy (zlib.Z_RLE)
-PNG_FAST = (1, Z_RLE)  # (zlib level, strategy) where the client did not ask
+PNG_FILTER_PAETH = 128  # libpng's PNG_FILTER_PAETH
+PNG_FAST = (1, Z_RLE, PNG_FILTER_PAETH)  # (zlib level, strategy, filter) where the client did not ask
 
 
-def png_level(compression: int | None) -> tuple[int, int | None]:
-    """(zlib level, strategy) for a PNG: fast unless ``compression`` (0-100) asks for a level."""
+def png_level(compression: int | None) -> tuple[int, int | None, int | None]:
+    """(zlib level, strategy, filter) for a PNG: fast unless ``compression`` (0-100) asks for a level."""
     if compression is None:
         return PNG_FAST
-    return round(compression * 9 / 100), None
+    return round(compression * 9 / 100), None, None
 
 
 def encode_image(image: Image.Image, fmt: OutputFormat, *, compression: int | None = None) -> bytes:
@@ -53,8 +55,8 @@ def encode_image(image: Image.Image, fmt: OutputFormat, *, compression: int | No
     if fmt == "png":
         import imagecodecs
 
-        level, strategy = png_level(compression)
-        return bytes(imagecodecs.png_encode(np.asarray(image), level=level, strategy=strategy))
+        level, strategy, row_filter = png_level(compression)
+        return bytes(imagecodecs.png_encode(np.asarray(image), level=level, strategy=strategy, filter=row_filter))
     quality = DEFAULT_COMPRESSION if compression is None else compression
     buf = io.BytesIO()
     if fmt == "jpeg":
