@@ -12,6 +12,10 @@ encoding, base64, JSON). Then concurrent clients (n=1 each): images/s at concurr
 (sequential) and 4, the legs interleaved over ``--rounds``; concurrent requests of one size
 share a pipeline call (the engine's batching). Writes benchmarks/results/images.json.
 
+With ``--baseline-src`` (another tree's src/, e.g. /work/main/src), a second server runs that
+tree on the same data dir, and its requests join the alternation: the two servers' ratios to
+the direct call come from the same run.
+
 ``--threads`` sets OMP_NUM_THREADS for both sides (default 1: on a shared machine,
 oversubscribed OpenMP threads spin and make timings meaningless; 0 leaves torch's default).
 """
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -60,34 +66,47 @@ class Direct:
         assert len(out.images) == n
 
 
-def run_level(url: str, direct: Direct, n: int, size: str, requests: int) -> dict[str, Any]:
-    """Alternate one served request and one direct call, so that both see the same machine load."""
+def run_level(urls: dict[str, str], direct: Direct, n: int, size: str, requests: int) -> dict[str, Any]:
+    """Alternate one request to each server and one direct call, so that all see the same machine load."""
     body = {"model": "demo-image", "prompt": PROMPT, "n": n, "size": size, "quality": "medium"}
-    served: list[float] = []
+    served: dict[str, list[float]] = {name: [] for name in urls}
+    overhead: dict[str, list[float]] = {name: [] for name in urls}
     called: list[float] = []
     with httpx.Client(timeout=600) as client:
 
-        def post(seed: int) -> None:
-            r = client.post(f"{url}/v1/images/generations", json={**body, "seed": seed})
+        def post(name: str, seed: int) -> None:
+            start = time.perf_counter()
+            r = client.post(f"{urls[name]}/v1/images/generations", json={**body, "seed": seed})
             r.raise_for_status()
             assert len(r.json()["data"]) == n
+            served[name].append(time.perf_counter() - start)
+            if "x-mmserve-overhead-ms" in r.headers:
+                overhead[name].append(float(r.headers["x-mmserve-overhead-ms"]))
 
-        post(0)  # warm-up
+        for name in urls:  # warm-up
+            post(name, 0)
         direct(n, 0)
+        for name in urls:
+            served[name].clear()
+            overhead[name].clear()
         for i in range(requests):
-            start = time.perf_counter()
-            post(1000 + i)
-            served.append(time.perf_counter() - start)
+            for name in urls:
+                post(name, 1000 + i)
             start = time.perf_counter()
             direct(n, 1000 + i)
             called.append(time.perf_counter() - start)
-    return {
+    out: dict[str, Any] = {
         "n": n,
         "requests": requests,
-        "mmserve": {"images_per_s": n * len(served) / sum(served), "latency": summarize(served)},
         "direct_pipeline": {"images_per_s": n * len(called) / sum(called), "latency": summarize(called)},
-        "end_to_end_over_direct": sum(served) / sum(called),
     }
+    for name, times in served.items():
+        out[name] = {"images_per_s": n * len(times) / sum(times), "latency": summarize(times)}
+        if overhead[name]:
+            out[name]["overhead_header_ms_p50"] = statistics.median(overhead[name])
+        suffix = "" if name == "mmserve" else f"_{name}"
+        out[f"end_to_end_over_direct{suffix}"] = sum(times) / sum(called)
+    return out
 
 
 async def run_concurrent(url: str, size: str, concurrency: int, requests: int) -> tuple[int, float]:
@@ -128,15 +147,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2, help="rounds of the concurrency legs")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--baseline-src", help="another source tree to compare with (its src/ directory)")
+    p.add_argument("--skip-concurrency", action="store_true", help="only the n=1 / n=4 levels")
     args = p.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported, and for the server
         os.environ["MMSERVE_TORCH_THREADS"] = str(args.threads)  # mmserve sets torch's threads itself
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
-    with mmserve(data_dir, wait_for=["demo-image"]) as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(mmserve(data_dir, wait_for=["demo-image"]))
+        urls = {"mmserve": url}
+        if args.baseline_src:
+            env = {"PYTHONPATH": args.baseline_src}
+            urls["baseline"] = stack.enter_context(mmserve(data_dir, wait_for=["demo-image"], env=env))
         direct = Direct(data_dir / "models" / "image", args.size)
-        levels = [run_level(url, direct, n, args.size, args.requests) for n in (1, 4)]
-        concurrent = concurrency_legs(url, args.size, args.requests, args.rounds)
+        levels = [run_level(urls, direct, n, args.size, args.requests) for n in (1, 4)]
+        concurrent = None if args.skip_concurrency else concurrency_legs(url, args.size, args.requests, args.rounds)
     write_result(
         "images",
         {

@@ -9,7 +9,13 @@ against the naive path most servers take (base64-decode, full decode, convert to
 one bicubic resize to the same size), both producing an image sized for a CLIP/LLaVA-style
 processor (short side ``--input-side``). With transformers installed it also measures the
 same two paths followed by the processor itself (what the model really waits for), where the
-naive path hands the processor the full-size image. Writes benchmarks/results/media.json;
+naive path hands the processor the full-size image. Then single images one at a time
+(``--single`` per format): naive, mmserve's process and thread decoders in turn on each image,
+the ratio taken per image (a loaded machine moves less within one image's legs). Then one request with several images
+(``--request-images`` PNGs, by default 4) through :class:`MediaIngestor` as a chat request takes
+them (``load_images``: side by side in the decode workers) against the same images loaded one
+after another (``load_image`` in turn), rounds interleaved, each with the machine's parallel ceiling (two
+CPU-bound processes at once vs in turn: 2.0 on two free cores). Writes benchmarks/results/media.json;
 the figures to compare are the ratios, taken within each round and reported as medians.
 """
 
@@ -21,6 +27,8 @@ import base64
 import io
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +41,8 @@ from _common import write_result
 from mmserve.media.decodejob import DecodeJob
 from mmserve.media.decoder import Decoder, ProcessDecoder, ThreadDecoder
 from mmserve.media.image.decode import ImageInputSize, ImageLimits, plan_size
+from mmserve.media.image.ingest import ImageRef, MediaIngestor
+from mmserve.settings import LimitSettings, Settings
 
 FORMATS = {"jpeg": ("JPEG", {"quality": 90}), "png": ("PNG", {}), "webp": ("WEBP", {"quality": 90})}
 
@@ -90,6 +100,110 @@ async def run_mmserve(
     return time.perf_counter() - start
 
 
+_BURN = "import os, zlib\nd = os.urandom(1 << 22)\nfor _ in range(4): zlib.compress(d, 6)"
+
+
+def parallel_ceiling() -> float:
+    """What the machine gives two CPU-bound processes now: (two in turn) / (two at once).
+
+    2.0 on two free cores; on a shared machine it says how much parallel speed-up there was to have.
+    """
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _BURN]) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    return 2 * run(1) / run(2)
+
+
+class _Card:
+    """The card limits the media layer reads (as ``cards.Limits`` has them), wide enough for the test images."""
+
+    image_formats = ("png", "jpeg", "webp")
+    max_image_side = None
+    max_image_pixels = None
+    min_image_side = None
+    allow_image_urls = False
+    max_request_image_bytes = None
+    max_request_image_pixels = None
+
+
+async def request_legs(fmt: str, images: int, size: tuple[int, int], target: ImageInputSize, rounds: int) -> Any:
+    """One request's ``images`` images: side by side (``load_images``) vs one after another, same ingestor."""
+    lim = LimitSettings(max_request_image_bytes=2**31, max_request_image_pixels=2**40, max_data_uri_bytes=2**30)
+    media = MediaIngestor(Settings(limits=lim))
+    card = _Card()
+    refs = [ImageRef(u, param=f"image_url[{i}]") for i, u in enumerate(data_uris(fmt, images, size))]
+    try:
+
+        async def together() -> float:
+            start = time.perf_counter()
+            await media.load_images(refs, card, model="m", input_size=target)
+            return time.perf_counter() - start
+
+        async def in_turn() -> float:
+            start = time.perf_counter()
+            for ref in refs:
+                await media.load_image(ref, card, model="m", input_size=target)
+            return time.perf_counter() - start
+
+        await together()  # warm-up: start the workers
+        per_round, ceiling = [], []
+        for r in range(rounds):
+            legs = [("parallel", together), ("sequential", in_turn)]
+            took = {name: await leg() for name, leg in (legs if r % 2 == 0 else legs[::-1])}
+            per_round.append(took["sequential"] / took["parallel"])
+            ceiling.append(await asyncio.to_thread(parallel_ceiling))
+        return {
+            "images_per_request": images,
+            "decode_concurrency": lim.max_decode_concurrency,
+            "parallel_over_sequential_median": round(statistics.median(per_round), 2),
+            "per_round": [round(x, 2) for x in per_round],
+            "machine_parallel_ceiling_median": round(statistics.median(ceiling), 2),
+            "machine_parallel_ceiling_per_round": [round(x, 2) for x in ceiling],
+        }
+    finally:
+        await media.aclose()
+
+
+async def single_legs(fmt: str, count: int, size: tuple[int, int], target: ImageInputSize, final: Any) -> Any:
+    """One image at a time: naive, process and thread decodes of the same image back to back; per-image ratios."""
+    uris = data_uris(fmt, 3, size)
+    limits = ImageLimits(max_bytes=256 * 1024 * 1024)
+    decoders: dict[str, Decoder] = {
+        "mmserve_process": ProcessDecoder(1, 120, 0),
+        "mmserve_thread": ThreadDecoder(1, 120),
+    }
+    took: dict[str, list[float]] = {"naive": [], **{k: [] for k in decoders}}
+    try:
+        for i in range(count + 1):  # the first is a warm-up
+            uri = uris[i % len(uris)]
+            job = DecodeJob(uri.split(",", 1)[1].encode("ascii"), limits, "image_url", base64=True, input_size=target)
+            start = time.perf_counter()
+            naive(uri, final)
+            took["naive"].append(time.perf_counter() - start)
+            for name, decoder in decoders.items():
+                start = time.perf_counter()
+                await decoder.decode(job)
+                took[name].append(time.perf_counter() - start)
+    finally:
+        for decoder in decoders.values():
+            await decoder.aclose()
+    base = took["naive"][1:]
+    return {
+        "images": count,
+        "ms_median": {k: round(statistics.median(v[1:]) * 1000, 1) for k, v in took.items()},
+        "speedup_vs_naive_median": {
+            k: round(statistics.median(b / x for b, x in zip(base, v[1:], strict=True)), 2)
+            for k, v in took.items()
+            if k != "naive"
+        },
+    }
+
+
 def processor_step(side: int) -> Callable[[Any], Any] | None:
     try:
         from transformers import CLIPImageProcessorPil
@@ -106,6 +220,9 @@ async def main() -> None:
     p.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--input-side", type=int, default=336, help="the processor's short side (CLIP-L/336)")
     p.add_argument("--rounds", type=int, default=5, help="rounds; ratios are taken within each")
+    p.add_argument("--request-images", type=int, default=4, help="images of the one-request legs")
+    p.add_argument("--formats", default=",".join(FORMATS), help="formats of the throughput legs")
+    p.add_argument("--single", type=int, default=9, help="images per format, one at a time")
     args = p.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     assert len(size) == 2
@@ -123,7 +240,7 @@ async def main() -> None:
         # warm up: start the worker processes and import every plugin once
         warm = data_uris("png", 1, (64, 64)) * c
         await run_mmserve(process, warm, target, c, lambda i: i)
-        for fmt in FORMATS:
+        for fmt in args.formats.split(","):
             uris = data_uris(fmt, args.images, size)  # type: ignore[arg-type]
             mb = sum(len(u) for u in uris) / len(uris) / 1e6
             for step_name, step in steps.items():
@@ -158,6 +275,12 @@ async def main() -> None:
     finally:
         await process.aclose()
         await thread.aclose()
+    single = {}
+    for fmt in FORMATS:
+        single[fmt] = await single_legs(fmt, args.single, size, target, final)  # type: ignore[arg-type]
+        print("single", fmt, single[fmt], flush=True)
+    one_request = await request_legs("png", args.request_images, size, target, args.rounds)  # type: ignore[arg-type]
+    print("one request", one_request, flush=True)
     write_result(
         "media",
         {
@@ -168,6 +291,8 @@ async def main() -> None:
             "rounds": args.rounds,
             "concurrency": c,
             "results": results,
+            "single_images": single,
+            "one_request_png": one_request,
         },
     )
 

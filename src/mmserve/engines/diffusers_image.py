@@ -340,6 +340,10 @@ class DiffusersImageEngine(ImageEngine):
                     param="negative_prompt",
                 )
             kwargs["negative_prompt"] = [j.request.negative_prompt or "" for j in jobs for _ in range(j.request.n)]
+        if len(jobs) == 1 and first.n > 1:  # one request's images: its prompts encoded once, not n times
+            kwargs["prompt"], kwargs["num_images_per_prompt"] = first.prompt, first.n
+            if "negative_prompt" in kwargs:
+                kwargs["negative_prompt"] = first.negative_prompt
         size = (first.width, first.height)
         if "height" in accepted:
             kwargs["height"], kwargs["width"] = first.height, first.width

@@ -34,7 +34,10 @@ def frame(header: bytes, payload: bytes) -> bytes:
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes:
-    buf = bytearray()
+    first = stream.read(n)  # a buffered stream reads until n bytes or the end: mostly one read, no copy
+    if len(first) == n:
+        return first
+    buf = bytearray(first)
     while len(buf) < n:
         chunk = stream.read(n - len(buf))
         if not chunk:

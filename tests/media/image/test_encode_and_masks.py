@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 
 import numpy as np
 from PIL import Image
 
 from mmserve.media.image.decode import ImageLimits, decode_image
-from mmserve.media.image.encode import encode_image, encode_images
+from mmserve.media.image.encode import PNG_FAST, encode_image, encode_images, png_level
 from mmserve.media.image.masks import mask_from_image
 
 
@@ -53,6 +54,29 @@ def test_alpha_kept_where_the_format_has_it_and_flattened_on_white_for_jpeg() ->
 def test_encode_images_runs_a_batch() -> None:
     out = asyncio.run(encode_images([_noise(), _noise((64, 64))], "png"))
     assert [_open(b).size for b in out] == [(128, 96), (64, 64)]
+
+
+def test_encode_images_in_base64_are_the_same_files() -> None:
+    images = [_noise(), _noise((64, 64), "RGBA"), _smooth()]
+    plain = asyncio.run(encode_images(images, "png"))
+    b64 = asyncio.run(encode_images(images, "png", b64=True))
+    assert [base64.b64decode(b, validate=True) for b in b64] == plain
+
+
+def _smooth(size: tuple[int, int] = (256, 256)) -> Image.Image:
+    """Photo-like: a few colour fields, smoothly interpolated (PNG compresses it, unlike noise)."""
+    rng = np.random.default_rng(1)
+    return Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
+
+
+def test_png_is_lossless_at_every_level_and_output_compression_picks_the_zlib_level() -> None:
+    img = _smooth()
+    fast, stored, best = (encode_image(img, "png", compression=c) for c in (None, 0, 100))
+    for data in (fast, stored, best):
+        assert np.array_equal(np.asarray(_open(data)), np.asarray(img))
+    assert png_level(None) == PNG_FAST and png_level(0) == (0, None, None) and png_level(100) == (9, None, None)
+    assert len(stored) > 256 * 256 * 3  # level 0: stored, not compressed
+    assert len(best) < len(fast) < len(stored) / 2  # the fast default still compresses
 
 
 def _png(img: Image.Image) -> bytes:

@@ -17,6 +17,7 @@ from mmserve.media.image.decode import ImageInputSize
 from mmserve.media.image.ingest import ImageRef, MediaIngestor
 from mmserve.media.net.fetch import SafeFetcher
 from mmserve.settings import FetchSettings, LimitSettings, Settings
+from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 
 
@@ -221,3 +222,31 @@ async def test_a_declared_length_over_what_is_left_is_refused_unread() -> None:
             assert e.value.code == "request_images_too_large"
         finally:
             await media.aclose()
+
+
+# ------------------------------------------------------------------ several images of one request
+
+
+async def test_the_images_of_a_request_decode_side_by_side_with_the_pixels_of_one_after_another() -> None:
+    """load_images hands every image to a decode worker at once (two workers here, two slots):
+    the pixels are those of the same images loaded one by one, and of an in-process decode."""
+    from mmserve.media.decodejob import DecodeJob, run_job
+    from mmserve.media.decoder import ProcessDecoder
+
+    sizes = [(640, 480), (480, 640), (800, 600), (640, 480)]
+    blobs = [h.encode(h.noisy(s), fmt) for s, fmt in zip(sizes, ("PNG", "JPEG", "WEBP", "PNG"), strict=True)]
+    refs = _refs([uri(b, "application/octet-stream") for b in blobs])
+    target = ImageInputSize(shortest_edge=112)
+    decoder = ProcessDecoder(2, 30, 2048)
+    media = MediaIngestor(Settings(), decoder=decoder)
+    try:
+        together = await media.load_images(refs, card(), model="m", input_size=target)
+        assert len(decoder.worker_pids()) == 2  # both slots decoded at once
+        in_turn = [await media.load_image(r, card(), model="m", input_size=target) for r in refs]
+    finally:
+        await media.aclose()
+    limits = media.limits_for(card())
+    for blob, a, b in zip(blobs, together, in_turn, strict=True):
+        alone = run_job(DecodeJob(blob, limits, "p", input_size=target))
+        assert min(a.size) == 112 and a.size == b.size == alone.size
+        assert a.tobytes() == b.tobytes() == alone.tobytes()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from mmserve.api.images.multipart import read_edit_form
 from mmserve.api.images.protocol import ImageGenerationRequest, edit_body_schema, variation_form_schema
@@ -24,7 +24,7 @@ router = APIRouter(tags=["images"])
 def _answer(result: ImagesResult | Stream) -> Any:
     if isinstance(result, Stream):
         return ReleasingEventSourceResponse(result, sep="\n", ping=15)
-    return result.body
+    return Response(result.json_bytes(), media_type="application/json")
 
 
 @router.post("/v1/images/generations", responses=errors(*MODEL))
