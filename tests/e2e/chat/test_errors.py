@@ -331,6 +331,7 @@ def test_a_client_that_leaves_before_the_answer_stops_its_generation(base_url: s
         "model": "faulty-choices",
         "messages": [{"role": "user", "content": "A slow answer nobody waits for."}],
         "max_tokens": 60,
+        "ignore_eos": True,  # 60 slow steps: a sampled end-of-sequence could answer within the 0.3 s
     }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{base_url}/chat/completions", json=body, timeout=httpx.Timeout(30, read=0.3))
