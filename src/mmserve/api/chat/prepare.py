@@ -114,28 +114,39 @@ def _image_input_size(state: AppState, card: ModelCard) -> ImageInputSize | None
     return card_image_input_size(card)
 
 
-def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -> None:
+def check_generation_limits(
+    state: AppState, card: ModelCard, *, max_tokens: tuple[int | None, str], n: int, stops: list[str]
+) -> None:
+    """The card's and the server's bounds on output tokens, choices and stop sequences (chat and completions)."""
     limits = state.settings.limits
-    check_text_size(req, card, limits)  # before anything tokenises (or even reads) the text
-    out = req.output_limit
+    out, param = max_tokens
     if out is not None and out > card.limits.max_output_tokens:
         raise InvalidRequestError(
             f"max_tokens is {out}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
-            param=next(f for f in ("max_completion_tokens", "max_tokens", "maximum_tokens") if getattr(req, f)),
+            param=param,
             code="model_limit",
         )
     max_n = min(card.limits.max_n, limits.max_n)
-    if req.n > max_n:
+    if n > max_n:
         raise InvalidRequestError(
-            f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n", code="model_limit"
+            f"n is {n}; the model '{card.id}' allows at most {max_n}.", param="n", code="model_limit"
         )
-    stops = req.stop_list
     if len(stops) > limits.max_stop_sequences:
         raise InvalidRequestError(
             f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop", code="server_limit"
         )
     if any(not s for s in stops):
         raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
+
+
+def check_params(state: AppState, req: ChatCompletionRequest, card: ModelCard) -> None:
+    limits = state.settings.limits
+    check_text_size(req, card, limits)  # before anything tokenises (or even reads) the text
+    out = req.output_limit
+    param = next(
+        (f for f in ("max_completion_tokens", "max_tokens", "maximum_tokens") if getattr(req, f)), "max_tokens"
+    )
+    check_generation_limits(state, card, max_tokens=(out, param), n=req.n, stops=req.stop_list)
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequestError(
             "top_logprobs needs 'logprobs': true (set both, or remove top_logprobs).", param="top_logprobs"

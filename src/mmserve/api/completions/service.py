@@ -18,7 +18,7 @@ from typing import Any
 from mmserve.api.chat import generation
 from mmserve.api.chat.features import ChatFeatures
 from mmserve.api.chat.generation import Choice, Generation, Piece, Totals
-from mmserve.api.chat.prepare import CHARS_PER_TOKEN, Prepared
+from mmserve.api.chat.prepare import CHARS_PER_TOKEN, Prepared, check_generation_limits
 from mmserve.api.completions.protocol import CompletionRequest
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream, error_event
@@ -134,29 +134,13 @@ def needs_of(req: CompletionRequest) -> Needs:
 def prepare(state: AppState, req: CompletionRequest, card: ModelCard) -> Prepared:
     limits = state.settings.limits
     max_tokens = req.max_tokens or 16
-    if max_tokens > card.limits.max_output_tokens:
-        raise InvalidRequestError(
-            f"max_tokens is {max_tokens}; the model '{card.id}' allows at most {card.limits.max_output_tokens}.",
-            param="max_tokens",
-            code="model_limit",
-        )
-    max_n = min(card.limits.max_n, limits.max_n)
-    if req.n > max_n:
-        raise InvalidRequestError(
-            f"n is {req.n}; the model '{card.id}' allows at most {max_n}.", param="n", code="model_limit"
-        )
+    check_generation_limits(state, card, max_tokens=(max_tokens, "max_tokens"), n=req.n, stops=req.stop_list)
     prompts = req.prompts
     if len(prompts) > limits.max_prompts:
         raise InvalidRequestError(
             f"At most {limits.max_prompts} prompts are allowed per request.", param="prompt", code="server_limit"
         )
     stops = req.stop_list
-    if len(stops) > limits.max_stop_sequences:
-        raise InvalidRequestError(
-            f"At most {limits.max_stop_sequences} stop sequences are allowed.", param="stop", code="server_limit"
-        )
-    if any(not s for s in stops):
-        raise InvalidRequestError("Stop sequences must not be empty strings.", param="stop")
     inputs, groups = [], []
     for p, (prompt, param) in enumerate(prompts):
         for j in range(req.n):
