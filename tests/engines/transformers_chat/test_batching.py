@@ -169,8 +169,11 @@ async def test_rows_arriving_together_are_prefilled_together(vlm_engine: Transfo
     assert vlm_engine._loop.stats.prefilled_together - before >= 2  # left-padded, in one forward
 
 
-async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(text_engine: TransformersChatEngine) -> None:
-    seeded = _ask("Tell me something.", max_tokens=30, temperature=1.0, top_p=0.9, seed=1234)
+@pytest.mark.parametrize("top_p", [0.9, 1.0])  # 1.0: sampled in one group with the unseeded rows beside it
+async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(
+    text_engine: TransformersChatEngine, top_p: float
+) -> None:
+    seeded = _ask("Tell me something.", max_tokens=30, temperature=1.0, top_p=top_p, seed=1234, ignore_eos=True)
     others = [_ask("Other things", max_tokens=40, temperature=1.2), _ask("More", max_tokens=10, temperature=0.7)]
     (first,) = await _alone(text_engine, [seeded])
     second = (await _staggered(text_engine, [others[0], seeded, others[1]]))[1]
