@@ -37,8 +37,14 @@ class KVBatch:
     def width(self) -> int:
         return int(self.mask.shape[1])
 
-    def step(self, model: Any, *, positions: bool = True) -> Any:
+    def step(self, model: Any, *, positions: bool = True, sdpa_mask: bool = False) -> Any:
         """Decode one token for every row; returns the next-token logits [rows, vocab].
+
+        ``sdpa_mask``: the model attends with SDPA on plain causal layers (:func:`sdpa_masks`),
+        so the step passes the 4-D boolean mask SDPA takes, which transformers uses as given.
+        Built from the 2-D mask, it is what transformers' ``create_causal_mask`` would make for
+        one new token per row (every cached column is in that token's past: only the padding
+        is hidden), without its ~10% of a small model's step in mask-building Python.
 
         On failure the cache is cut back to what it held, so the batch stays usable (its rows
         can then be run one by one to find the one that failed).
@@ -51,7 +57,7 @@ class KVBatch:
         try:
             out = model(
                 input_ids=self.last[:, None],
-                attention_mask=mask,
+                attention_mask=mask.bool()[:, None, None, :] if sdpa_mask else mask,
                 cache=self.cache,
                 use_cache=True,
                 logits_to_keep=1,
@@ -149,3 +155,16 @@ def batchable(model: Any) -> bool:
     except Exception:  # a config DynamicCache cannot read: nothing is known about its layers
         return False
     return bool(probe.layers) and all(type(layer) is DynamicLayer for layer in probe.layers)
+
+
+def sdpa_masks(model: Any) -> bool:
+    """Whether a decoding step can hand the model a ready 4-D SDPA mask (see :meth:`KVBatch.step`).
+
+    Only for causal text models attending with SDPA (an eager or flex implementation takes
+    another kind of mask), on caches of plain attention layers (:func:`batchable`).
+    """
+    config = model.config
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    return (
+        getattr(text, "_attn_implementation", None) == "sdpa" and getattr(text, "is_causal", True) and batchable(model)
+    )

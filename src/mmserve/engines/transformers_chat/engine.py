@@ -33,7 +33,7 @@ from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.common.torch_utils import cuda_available
 from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.audio_input import resample
-from mmserve.engines.transformers_chat.batch import batchable
+from mmserve.engines.transformers_chat.batch import batchable, sdpa_masks
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
@@ -233,6 +233,7 @@ class TransformersChatEngine(ChatEngine):
             positions=can_batch,
             pad_id=self._pad_id(),
             name=f"chat-decode-{self.card.id}",
+            sdpa_mask=can_batch and sdpa_masks(self.model),
         )
 
     def _pad_id(self) -> int:

@@ -81,6 +81,7 @@ class DecodeLoop:
         positions: bool,
         pad_id: int,
         name: str,
+        sdpa_mask: bool = False,
     ) -> None:
         self.model = model
         self.new_cache = new_cache
@@ -89,6 +90,7 @@ class DecodeLoop:
         self.max_batch_tokens = max_batch_tokens
         self.positions = positions  # pass per-row position ids (False: the model computes its own)
         self.pad_id = pad_id  # fills the left of shorter prompts in a batched prefill (masked)
+        self.sdpa_mask = sdpa_mask  # decoding steps pass a ready 4-D mask (see KVBatch.step)
         self.rows: list[Row] = []
         self.batch: KVBatch | None = None
         self.stats = LoopStats()
@@ -271,7 +273,7 @@ class DecodeLoop:
         self.stats.rows_decoded += len(self.rows)
         self.stats.peak = max(self.stats.peak, len(self.rows))
         try:
-            logits = self.batch.step(self.model, positions=self.positions)
+            logits = self.batch.step(self.model, positions=self.positions, sdpa_mask=self.sdpa_mask)
         except Exception as e:
             if len(self.rows) == 1:
                 self.rows[0].fail(e)
@@ -338,7 +340,7 @@ class DecodeLoop:
         rows, self.rows, self.batch = self.rows, [], None
         for row, part in zip(rows, parts, strict=True):
             try:
-                logits = part.step(self.model, positions=self.positions)
+                logits = part.step(self.model, positions=self.positions, sdpa_mask=self.sdpa_mask)
             except Exception as e:
                 row.fail(e)
                 continue
