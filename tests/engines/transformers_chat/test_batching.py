@@ -309,3 +309,31 @@ async def test_a_prompt_being_prepared_holds_up_no_other_request(
     finally:
         gate.set()
     assert (await slow_one).error is None
+
+
+async def test_a_request_whose_client_leaves_while_its_prompt_is_prepared_never_runs(
+    text_engine: TransformersChatEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the preparation thread submits the row itself: a client gone by then must not leave it running
+    loop = text_engine._loop
+    assert loop is not None
+    gate, done = threading.Event(), threading.Event()
+    prepare = text_engine._row
+
+    def slow(request: ChatInput, send: Any) -> Any:
+        gate.wait(60)
+        try:
+            return prepare(request, send)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(text_engine, "_row", slow)
+    before = loop.stats.prefills
+    task = asyncio.create_task(_run(text_engine.generate(_ask("Leave", max_tokens=200, ignore_eos=True)), Result()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.set()
+    await asyncio.to_thread(done.wait, 60)
+    await asyncio.sleep(0.2)  # time for the loop to have admitted it, had it not been cancelled
+    assert loop.stats.prefills == before and text_engine.batch_size() == 0 and loop.waiting == 0

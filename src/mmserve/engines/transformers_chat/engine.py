@@ -291,8 +291,29 @@ class TransformersChatEngine(ChatEngine):
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        row = await loop.run_in_executor(pool, self._row, request, decode_loop.outbox.sender(loop, queue))
-        decode_loop.submit(row)
+        # The prep thread hands the row to the decode loop itself: a busy event loop (many
+        # streams) would otherwise hold the prepared row back until it came round to it, and
+        # the time to first token with it. Should the consumer leave meanwhile, the row is
+        # cancelled whichever side sees it first (the thread stores the row, then reads
+        # ``left``; this side sets ``left``, then reads the row).
+        made: list[Row] = []
+        left = False
+
+        def prepare() -> Row:
+            row = self._row(request, decode_loop.outbox.sender(loop, queue))
+            made.append(row)
+            if left:
+                row.cancel()
+            decode_loop.submit(row)
+            return row
+
+        try:
+            row = await loop.run_in_executor(pool, prepare)
+        except BaseException:
+            left = True
+            for r in made:
+                r.cancel()
+            raise
         try:
             p = row.prepared
             yield ChatDelta(
