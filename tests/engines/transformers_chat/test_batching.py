@@ -337,3 +337,11 @@ async def test_a_request_whose_client_leaves_while_its_prompt_is_prepared_never_
     await asyncio.to_thread(done.wait, 60)
     await asyncio.sleep(0.2)  # time for the loop to have admitted it, had it not been cancelled
     assert loop.stats.prefills == before and text_engine.batch_size() == 0 and loop.waiting == 0
+
+
+def test_decoding_steps_of_the_demo_models_pass_a_ready_sdpa_mask(
+    text_engine: TransformersChatEngine, vlm_engine: TransformersChatEngine
+) -> None:
+    # the greedy batched == alone tests above then run on that path; a family whose logits it changes keeps 2-D
+    assert text_engine._loop is not None and text_engine._loop.sdpa_mask
+    assert vlm_engine._loop is not None and vlm_engine._loop.sdpa_mask

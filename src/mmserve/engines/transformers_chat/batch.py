@@ -11,7 +11,10 @@ layers of transformers 5.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger("mmserve.engines.transformers_chat.batch")
 
 
 class KVBatch:
@@ -157,14 +160,40 @@ def batchable(model: Any) -> bool:
     return bool(probe.layers) and all(type(layer) is DynamicLayer for layer in probe.layers)
 
 
-def sdpa_masks(model: Any) -> bool:
+def sdpa_masks(model: Any, new_cache: Any, pad_id: int) -> bool:
     """Whether a decoding step can hand the model a ready 4-D SDPA mask (see :meth:`KVBatch.step`).
 
     Only for causal text models attending with SDPA (an eager or flex implementation takes
-    another kind of mask), on caches of plain attention layers (:func:`batchable`).
+    another kind of mask), on caches of plain attention layers (:func:`batchable`), and only
+    if the model gives the very logits with it as with the 2-D mask: a family that reads the
+    2-D mask for more than its causal mask (ALiBi biases...) keeps the 2-D mask. The check
+    is two decoding steps of two rows, one left-padded, made of ``pad_id`` (never an image
+    slot), once each way.
     """
+    import torch
+
     config = model.config
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    return (
-        getattr(text, "_attn_implementation", None) == "sdpa" and getattr(text, "is_causal", True) and batchable(model)
-    )
+    if getattr(text, "_attn_implementation", None) != "sdpa" or not getattr(text, "is_causal", True):
+        return False
+    if not batchable(model):
+        return False
+    device = model.device
+    logits = []
+    try:
+        with torch.inference_mode():
+            for ready in (False, True):
+                ids = torch.full((2, 3), pad_id, dtype=torch.long, device=device)
+                mask = torch.tensor([[0, 1, 1], [1, 1, 1]], dtype=torch.long, device=device)
+                cache = new_cache()
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+                batch = KVBatch(cache, mask, mask.sum(-1), torch.full((2,), pad_id, device=device))
+                logits.append(torch.stack([batch.step(model, sdpa_mask=ready) for _ in range(2)]).float())
+    except Exception as e:
+        log.info("decoding steps keep the 2-D attention mask (%s)", e)
+        return False
+    same = bool(torch.allclose(logits[0], logits[1], rtol=1e-4, atol=1e-4))
+    if not same:
+        log.info("decoding steps keep the 2-D attention mask (the 4-D one changes the logits)")
+    return same

@@ -224,16 +224,17 @@ class TransformersChatEngine(ChatEngine):
             log.info("model '%s' decodes one request at a time (its cache cannot be batched)", self.card.id)
         model_config = self.model.config
         self._pool = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix=f"chat-prep-{self.card.id}")
+        new_cache = lambda: DynamicCache(config=model_config)  # noqa: E731
         self._loop = DecodeLoop(
             self.model,
-            new_cache=lambda: DynamicCache(config=model_config),
+            new_cache=new_cache,
             batch_processors=batch_processors,
             max_batch_size=size if can_batch else 1,
             max_batch_tokens=tokens,
             positions=can_batch,
             pad_id=self._pad_id(),
             name=f"chat-decode-{self.card.id}",
-            sdpa_mask=can_batch and sdpa_masks(self.model),
+            sdpa_mask=can_batch and sdpa_masks(self.model, new_cache, self._pad_id()),
         )
 
     def _pad_id(self) -> int:
