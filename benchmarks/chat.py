@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from _common import mmserve_process, rss_bytes, summarize, write_result
+from _common import cpu_seconds, mmserve_process, rss_bytes, summarize, write_result
 
 
 def _image_uri() -> str:
@@ -91,13 +91,14 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, requests: in
 
         done = asyncio.Event()
         sampler = asyncio.create_task(sample(done))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
         done.set()
         await sampler
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "latencies": latencies,
         "ttfts": ttfts,
         "errors": errors,
@@ -114,6 +115,8 @@ def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
         "errors": sum(r["errors"] for r in runs),
         "requests_per_s": len(latencies) / wall,
         "output_tokens_per_s": len(latencies) * max_tokens / wall,
+        # the server's CPU time (all its threads) per request: steadier than rates on a shared machine
+        "server_cpu_ms_per_request": 1000 * sum(r["cpu_s"] for r in runs) / max(1, len(latencies)),
         "ttft": summarize([x for r in runs for x in r["ttfts"]]),
         "latency": summarize(latencies),
         "rss_max_mb": max(r["rss_max_bytes"] for r in runs) / 2**20,
@@ -186,6 +189,7 @@ async def main() -> None:
                 str(mine["concurrency"]): {
                     "requests_per_s": mine["requests_per_s"] / theirs["requests_per_s"],
                     "ttft_p50": mine["ttft"]["p50_s"] / theirs["ttft"]["p50_s"],
+                    "server_cpu_per_request": mine["server_cpu_ms_per_request"] / theirs["server_cpu_ms_per_request"],
                 }
                 for mine, theirs in zip(
                     summary["this"][model]["levels"], summary["baseline"][model]["levels"], strict=True
