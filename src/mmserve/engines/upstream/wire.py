@@ -1,134 +1,390 @@
-"""The upstream client's connections (httpcore) and its responses, thinner than httpx's.
+"""The upstream client's HTTP/1.1: keep-alive connections on asyncio, parsed by httptools (llhttp).
 
-:class:`CoalescingBackend` wraps httpcore's network backend so that what a request writes (its
-head, then its body: two writes in httpcore's HTTP/1.1 connection) leaves in one send when the
-connection next reads: one syscall per request on the socket, not two. Nothing waits for a
-write to complete before reading in HTTP/1.1 (httpcore sends the whole request, then reads), so
-only the number of sends changes; a body past ``FLUSH_BYTES`` goes out as it is written.
+Why not httpcore (httpx's transport, used here before): its HTTP/1.1 is h11, pure Python, and
+its pool and stream layers wrap every read of every chunk. py-spy on ``mmserve serve``
+(concurrency 1, chat through an upstream card, a provider streaming a dozen SSE events) put
+three tenths of the serving process's Python time in httpcore and h11, for a fixed provider
+that needs none of their generality. Here a connection is an :class:`asyncio.Protocol` fed by
+the event loop; httptools (uvicorn's own parser, C) calls back per header and body piece; a
+reader waits on one future only when nothing has arrived yet, and takes everything that has
+arrived at once. What is kept of httpcore's behaviour:
 
-The stream also answers httpcore's ``is_readable`` question (asked of every idle connection
-each time the pool hands out or takes back one: a readable idle connection was closed by the
-provider) with one ``poll`` on the socket it keeps. Through anyio's typed attributes that
-question rebuilt a table of attribute getters per call: at concurrency 16 (16 idle
-connections) py-spy put an eighth of the event loop's time in it.
+- one pool per provider (:class:`ConnectionPool`): idle connections reused (most recent first),
+  at most ``max_connections`` open, a request past that waits up to the pool timeout; a
+  connection the provider closed while idle is noticed by the loop (``connection_lost``) and
+  never handed out;
+- the timeouts: connect, write (a body the kernel will not take), read (the wait for the next
+  bytes), pool; each a :class:`TransportTimeout` (``ConnectTimeout`` for the connect);
+- failures as :data:`TRANSPORT_ERRORS` (unreachable, dropped, not HTTP/1.1), which the client
+  maps to its 502/504 and retries; a request target or header with CR, LF or NUL is refused
+  before anything is sent;
+- a request's head and body leave in one write (one send on the socket);
+- TLS for ``https`` base URLs, verified against certifi's roots as httpcore did;
+- a response left half-read closes its connection rather than return it to the pool; one read
+  to its end goes back (if the provider keeps it alive); reading stops past ``READ_HIGH``
+  bytes held and resumes as the reader takes them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
-import select
-import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpcore
+import httptools
 
-FLUSH_BYTES = 256 * 1024  # writes held back at most this much before sending
-# What a provider that is down, restarting or too slow looks like to a client.
-TRANSPORT_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-)
+READ_HIGH = 1024 * 1024  # bytes held unread before the connection stops reading
 
 
-class _CoalescingStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inner", "_out", "_size", "_sock", "_timeout")
+class TransportError(Exception):
+    """The provider could not be reached, dropped the connection or did not speak HTTP/1.1."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        sock = inner.get_extra_info("socket")  # the TCP socket, under TLS too (uvloop's: a look-alike)
-        self._sock: socket.socket | None = sock if callable(getattr(sock, "fileno", None)) else None
-        self._out: list[bytes] = []
-        self._size = 0
-        self._timeout: float | None = None
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
+class ConnectError(TransportError):
+    pass
+
+
+class ProtocolError(TransportError):
+    pass
+
+
+class TransportTimeout(TransportError):
+    pass
+
+
+class ConnectTimeout(TransportTimeout):
+    pass
+
+
+TRANSPORT_ERRORS = (TransportError,)
+
+
+class Timeouts:
+    __slots__ = ("connect", "pool", "read", "write")
+
+    def __init__(self, connect: float, read: float, write: float, pool: float) -> None:
+        self.connect, self.read, self.write, self.pool = connect, read, write, pool
+
+
+def _expire(fut: asyncio.Future[None], what: str) -> None:
+    if not fut.done():
+        fut.set_exception(TransportTimeout(what))
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._busy = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.error: TransportError | None = None
+        self.chunks: deque[bytes] = deque()
+        self._held = 0
+        self._paused = False
+        self._informational = False
+        self._keep_alive = False
+
+    # ------------------------------------------------------------------ the loop's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy or self.complete:  # bytes nobody asked for: this connection is not reusable
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
             return
-        self._out.append(buffer)
-        self._size += len(buffer)
-        self._timeout = timeout
-        if self._size >= FLUSH_BYTES:
-            await self._flush()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(ProtocolError("an answer that is not valid HTTP/1.1"))
+            if self.transport is not None:
+                self.transport.close()
 
-    async def _flush(self) -> None:
-        if not self._out:
+    def eof_received(self) -> bool | None:
+        return None  # close: a half-closed provider sends nothing more
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._busy and not self.complete:
+            if self.head_done and self._ends_at_close():
+                self.complete = True  # a body delimited by the end of the connection
+                self._wake()
+            else:
+                self._fail(ProtocolError("the provider closed the connection before its answer was complete"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ProtocolError("the provider closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._drain = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+
+    # ------------------------------------------------------------------ the parser's callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue and the like: the answer is the next message
+            self._informational = True
+            self.raw_headers = []
             return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out = []
-        self._size = 0
-        await self._inner.write(data, self._timeout)
+        self.status = status
+        self.head_done = True
+        self._wake()
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._out:
-            await self._flush()
-        return await self._inner.read(max_bytes, timeout)
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self._held += len(body)
+        if self._held > READ_HIGH and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        self.complete = True
+        self._keep_alive = self._parser.should_keep_alive()  # asked later, the parser answers False
+        self._wake()
+
+    # ------------------------------------------------------------------ the reader's side
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, error: TransportError) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _ends_at_close(self) -> bool:
+        names = {k.lower() for k, _ in self.raw_headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    async def _wait(self, timeout: float, what: str) -> None:
+        fut = self._waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, fut, what)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def send(self, data: bytes, timeouts: Timeouts) -> None:
+        """Start a request: its bytes in one write."""
+        self._reset()
+        self._busy = True
+        assert self.transport is not None
+        self.transport.write(data)
+        if self._drain is not None:  # the kernel's buffer is full: wait for it to take the rest
+            drain = self._drain
+            timer = self.loop.call_later(timeouts.write, _expire, drain, "writing the request")
+            try:
+                await drain
+            finally:
+                timer.cancel()
+
+    async def head(self, timeouts: Timeouts) -> None:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait(timeouts.read, "waiting for the answer")
+
+    async def next_chunk(self, timeout: float) -> bytes | None:
+        """What arrived of the body since the last call (waiting for some), None at its end."""
+        while True:
+            if self.chunks:
+                chunks = self.chunks
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._held = 0
+                if self._paused:
+                    self._paused = False
+                    if self.transport is not None and not self.closed:
+                        self.transport.resume_reading()
+                return data
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            await self._wait(timeout, "waiting for the answer's next bytes")
+
+    def reusable(self) -> bool:
+        return self.complete and self._keep_alive and not self.closed and self.error is None
+
+    def done(self) -> None:
+        """The request is over: the connection idles (reusable) or closes."""
+        self._busy = False
+        if not self.reusable():
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_connection(
+    factory: Callable[[], Connection], host: str, port: int, tls: ssl.SSLContext | None
+) -> tuple[asyncio.BaseTransport, Connection]:
+    """The default connector: a TCP connection (TLS when given a context); tests wrap it."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_connection(factory, host, port, ssl=tls, server_hostname=host if tls else None)
+
+
+def default_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    try:
+        import certifi  # httpx's dependency: the roots httpcore verified providers against
+
+        context.load_verify_locations(certifi.where())
+    except ImportError:  # the system's roots only
+        pass
+    return context
+
+
+class ConnectionPool:
+    """One provider's keep-alive connections (one event loop)."""
+
+    def __init__(self, scheme: str, host: str, port: int | None, max_connections: int, connector: Any = None) -> None:
+        self.host = host
+        self.port = port or (443 if scheme == "https" else 80)
+        self.tls = default_tls() if scheme == "https" else None
+        self.max_connections = max_connections
+        self._connector = connector or open_connection
+        self._idle: list[Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.is_closed = False
+
+    async def request(self, data: bytes, timeouts: Timeouts) -> UpstreamResponse:
+        """Send ``data`` (a request's head and body) and read the answer's head."""
+        conn = await self._checkout(timeouts)
+        try:
+            await conn.send(data, timeouts)
+            await conn.head(timeouts)
+        except BaseException:
+            conn.close()
+            self._checkin(conn)
+            raise
+        return UpstreamResponse(conn.status, conn.raw_headers, _ConnectionBody(self, conn, timeouts.read))
+
+    async def _checkout(self, timeouts: Timeouts) -> Connection:
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                    return conn
+                conn.close()
+                self._open -= 1
+            if self._open < self.max_connections:
+                self._open += 1
+                try:
+                    return await self._connect(timeouts)
+                except BaseException:
+                    self._open -= 1
+                    self._wake_one()
+                    raise
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            timer = loop.call_later(timeouts.pool, _expire, fut, "waiting for a free connection")
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+
+    async def _connect(self, timeouts: Timeouts) -> Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                transport, conn = await self._connector(lambda: Connection(loop), self.host, self.port, self.tls)
+        except TimeoutError:
+            raise ConnectTimeout(f"connecting to {self.host}:{self.port}") from None
+        except OSError as e:  # refused, unreachable, name not found, TLS refused
+            raise ConnectError(f"connecting to {self.host}:{self.port}: {e}") from e
+        conn.transport = transport  # what the connector returned (a test's wrapper) is what is written to
+        return conn
+
+    def _checkin(self, conn: Connection) -> None:
+        conn.done()
+        if conn.closed or self.is_closed:
+            conn.close()
+            self._open -= 1
+        else:
+            self._idle.append(conn)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     async def aclose(self) -> None:
-        self._out = []
-        await self._inner.aclose()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        await self._flush()
-        return _CoalescingStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._sock is not None:
-            return _readable(self._sock)
-        return self._inner.get_extra_info(info)
+        self.is_closed = True
+        for conn in self._idle:
+            conn.close()
+        self._open -= len(self._idle)
+        self._idle = []
 
 
-def _readable(sock: socket.socket) -> bool:
-    """Data (or the end of the stream) waiting on an idle connection: the peer closed it."""
-    fd = sock.fileno()
-    if fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+class _ConnectionBody:
+    __slots__ = ("_conn", "_pool", "_timeout")
 
+    def __init__(self, pool: ConnectionPool, conn: Connection, timeout: float) -> None:
+        self._pool: ConnectionPool | None = pool
+        self._conn = conn
+        self._timeout = timeout
 
-class CoalescingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or httpcore.AnyIOBackend()
+    async def next_chunk(self) -> bytes | None:
+        return await self._conn.next_chunk(self._timeout)
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _CoalescingStream(stream)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return _CoalescingStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool._checkin(self._conn)
 
 
 class UpstreamResponse:
     """A provider's answer whose body is still to be read: status, headers (lower-case names), body."""
 
-    __slots__ = ("_raw", "headers", "status_code")
+    __slots__ = ("_body", "headers", "status_code")
 
-    def __init__(self, raw: httpcore.Response) -> None:
-        self._raw = raw
-        self.status_code = raw.status
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw.headers}
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: Any) -> None:
+        self.status_code = status
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        self._body = body  # next_chunk() -> bytes | None, close()
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        async for chunk in self._raw.aiter_stream():
+        while (chunk := await self._body.next_chunk()) is not None:
             if chunk:
                 yield chunk
 
@@ -136,7 +392,7 @@ class UpstreamResponse:
         """The body's lines (UTF-8, ``\\n`` or ``\\r\\n`` ended; the last one may be unended)."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         rest = ""
-        async for chunk in self._raw.aiter_stream():
+        while (chunk := await self._body.next_chunk()) is not None:
             text = rest + decoder.decode(chunk)
             *lines, rest = text.split("\n")
             for line in lines:
@@ -146,4 +402,20 @@ class UpstreamResponse:
             yield rest[:-1] if rest.endswith("\r") else rest
 
     async def aclose(self) -> None:
-        await self._raw.aclose()
+        self._body.close()
+
+
+def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Headers as they are written (``name: value\\r\\n`` each), refusing any that would split the head."""
+    for name, value in headers:
+        if not name or any(c in name for c in b" :\r\n\0") or any(c in value for c in b"\r\n\0"):
+            raise ProtocolError(f"the header {name!r} holds a character HTTP/1.1 does not allow there")
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+
+
+def request_bytes(method: str, target: str, lines: bytes, body: bytes | None) -> bytes:
+    """A request's head (``lines`` from :func:`header_lines`) and body, as one write."""
+    if " " in target or not target.isprintable():  # CR, LF, NUL or a space would split the request line
+        raise ProtocolError("a request target holding a space or a control character")
+    head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode("ascii"), target.encode(), lines)
+    return head + body if body else head
