@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from mmserve.engines.upstream.client import UpstreamClient, UpstreamOptions
-from mmserve.engines.upstream.wire import Connection, UpstreamResponse, open_connection
+from mmserve.engines.upstream.pool import open_connection
+from mmserve.engines.upstream.wire import Connection, UpstreamResponse
 from mmserve.errors import UpstreamError
 from tests.helpers.fake_provider import FakeProvider
 

@@ -55,9 +55,9 @@ import httpx
 from pydantic import Field, field_validator
 
 from mmserve.engines.base import EngineOptions
+from mmserve.engines.upstream.pool import ConnectionPool
 from mmserve.engines.upstream.wire import (
     TRANSPORT_ERRORS,
-    ConnectionPool,
     ConnectTimeout,
     Timeouts,
     TransportTimeout,
@@ -155,7 +155,7 @@ class UpstreamClient:
     def __init__(self, card_id: str, opts: UpstreamOptions, connector: Any = None) -> None:
         self.card_id = card_id
         self.opts = opts
-        self.connector = connector  # how connections are opened (default: wire.open_connection; tests wrap it)
+        self.connector = connector  # how connections are opened (default: pool.open_connection; tests wrap it)
         url = urlsplit(opts.base_url)
         self.name = opts.provider or url.hostname or "upstream"
         self._prefix = url.path.rstrip("/")

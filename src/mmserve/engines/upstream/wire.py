@@ -9,7 +9,7 @@ the event loop; httptools (uvicorn's own parser, C) calls back per header and bo
 reader waits on one future only when nothing has arrived yet, and takes everything that has
 arrived at once. What is kept of httpcore's behaviour:
 
-- one pool per provider (:class:`ConnectionPool`): idle connections reused (most recent first),
+- one pool per provider (:class:`~.pool.ConnectionPool`): idle connections reused (most recent first),
   at most ``max_connections`` open, a request past that waits up to the pool timeout; a
   connection the provider closed while idle is noticed by the loop (``connection_lost``) and
   never handed out;
@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httptools
@@ -69,7 +68,7 @@ class Timeouts:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
 
-def _expire(fut: asyncio.Future[None], what: str) -> None:
+def expire(fut: asyncio.Future[None], what: str) -> None:
     if not fut.done():
         fut.set_exception(TransportTimeout(what))
 
@@ -187,7 +186,7 @@ class Connection(asyncio.Protocol):
 
     async def _wait(self, timeout: float, what: str) -> None:
         fut = self._waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, fut, what)
+        timer = self.loop.call_later(timeout, expire, fut, what)
         try:
             await fut
         finally:
@@ -202,7 +201,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         if self._drain is not None:  # the kernel's buffer is full: wait for it to take the rest
             drain = self._drain
-            timer = self.loop.call_later(timeouts.write, _expire, drain, "writing the request")
+            timer = self.loop.call_later(timeouts.write, expire, drain, "writing the request")
             try:
                 await drain
             finally:
@@ -246,131 +245,6 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-async def open_connection(
-    factory: Callable[[], Connection], host: str, port: int, tls: ssl.SSLContext | None
-) -> tuple[asyncio.BaseTransport, Connection]:
-    """The default connector: a TCP connection (TLS when given a context); tests wrap it."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_connection(factory, host, port, ssl=tls, server_hostname=host if tls else None)
-
-
-def default_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    try:
-        import certifi  # httpx's dependency: the roots httpcore verified providers against
-
-        context.load_verify_locations(certifi.where())
-    except ImportError:  # the system's roots only
-        pass
-    return context
-
-
-class ConnectionPool:
-    """One provider's keep-alive connections (one event loop)."""
-
-    def __init__(self, scheme: str, host: str, port: int | None, max_connections: int, connector: Any = None) -> None:
-        self.host = host
-        self.port = port or (443 if scheme == "https" else 80)
-        self.tls = default_tls() if scheme == "https" else None
-        self.max_connections = max_connections
-        self._connector = connector or open_connection
-        self._idle: list[Connection] = []
-        self._open = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self.is_closed = False
-
-    async def request(self, data: bytes, timeouts: Timeouts) -> UpstreamResponse:
-        """Send ``data`` (a request's head and body) and read the answer's head."""
-        conn = await self._checkout(timeouts)
-        try:
-            await conn.send(data, timeouts)
-            await conn.head(timeouts)
-        except BaseException:
-            conn.close()
-            self._checkin(conn)
-            raise
-        return UpstreamResponse(conn.status, conn.raw_headers, _ConnectionBody(self, conn, timeouts.read))
-
-    async def _checkout(self, timeouts: Timeouts) -> Connection:
-        loop = asyncio.get_running_loop()
-        while True:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                    return conn
-                conn.close()
-                self._open -= 1
-            if self._open < self.max_connections:
-                self._open += 1
-                try:
-                    return await self._connect(timeouts)
-                except BaseException:
-                    self._open -= 1
-                    self._wake_one()
-                    raise
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(fut)
-            timer = loop.call_later(timeouts.pool, _expire, fut, "waiting for a free connection")
-            try:
-                await fut
-            finally:
-                timer.cancel()
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
-
-    async def _connect(self, timeouts: Timeouts) -> Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeouts.connect):
-                transport, conn = await self._connector(lambda: Connection(loop), self.host, self.port, self.tls)
-        except TimeoutError:
-            raise ConnectTimeout(f"connecting to {self.host}:{self.port}") from None
-        except OSError as e:  # refused, unreachable, name not found, TLS refused
-            raise ConnectError(f"connecting to {self.host}:{self.port}: {e}") from e
-        conn.transport = transport  # what the connector returned (a test's wrapper) is what is written to
-        return conn
-
-    def _checkin(self, conn: Connection) -> None:
-        conn.done()
-        if conn.closed or self.is_closed:
-            conn.close()
-            self._open -= 1
-        else:
-            self._idle.append(conn)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    async def aclose(self) -> None:
-        self.is_closed = True
-        for conn in self._idle:
-            conn.close()
-        self._open -= len(self._idle)
-        self._idle = []
-
-
-class _ConnectionBody:
-    __slots__ = ("_conn", "_pool", "_timeout")
-
-    def __init__(self, pool: ConnectionPool, conn: Connection, timeout: float) -> None:
-        self._pool: ConnectionPool | None = pool
-        self._conn = conn
-        self._timeout = timeout
-
-    async def next_chunk(self) -> bytes | None:
-        return await self._conn.next_chunk(self._timeout)
-
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool._checkin(self._conn)
 
 
 class UpstreamResponse:
