@@ -30,7 +30,7 @@ raw requests, which this keeps on one pool.
 Why not httpx's ``AsyncClient`` (nor httpcore, its transport, used here before): every request
 through an upstream card pays for its client on mmserve's event loop, and their layers (URL
 merging, cookies, auth flows, redirects, pure-Python HTTP/1.1 in h11) do nothing for a fixed
-provider. :mod:`.wire` speaks HTTP/1.1 over asyncio with httptools' C parser (see there why),
+provider. :mod:`mmserve.engines.common.http.wire` speaks HTTP/1.1 over asyncio with httptools' C parser (see there why),
 from header lines prepared once per card. Multipart bodies (edits, audio uploads) are still
 encoded by httpx's request model.
 """
@@ -55,13 +55,13 @@ import httpx
 from pydantic import Field, field_validator
 
 from mmserve.engines.base import EngineOptions
-from mmserve.engines.upstream.pool import ConnectionPool
-from mmserve.engines.upstream.wire import (
+from mmserve.engines.common.http.pool import ConnectionPool
+from mmserve.engines.common.http.wire import (
     TRANSPORT_ERRORS,
     ConnectTimeout,
+    HTTPResponse,
     Timeouts,
     TransportTimeout,
-    UpstreamResponse,
     header_lines,
     request_bytes,
 )
@@ -228,7 +228,7 @@ class UpstreamClient:
         params: Mapping[str, str] | None = None,
         data: Mapping[str, Any] | None = None,
         files: Any = None,
-    ) -> AsyncIterator[UpstreamResponse]:
+    ) -> AsyncIterator[HTTPResponse]:
         """A 2xx response whose body is still to be read, holding one of the provider's slots.
 
         Failures before it (after the retries) are raised as mmserve errors. The body is ``json``,
@@ -307,7 +307,7 @@ class UpstreamClient:
         lines += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (form.headers["content-type"].encode(), len(content))
         return request_bytes(method, target, lines, content)
 
-    async def read(self, resp: UpstreamResponse, limit: int | None = None) -> bytes:
+    async def read(self, resp: HTTPResponse, limit: int | None = None) -> bytes:
         """The whole body, refused past ``limit`` (default ``max_response_bytes``)."""
         return await _read(resp, limit or self.opts.max_response_bytes, self)
 
@@ -341,7 +341,7 @@ class UpstreamClient:
         base = self.opts.retry_backoff_s * (2**attempt)
         return float(min(self.opts.max_retry_wait_s, base * random.uniform(0.75, 1.0)))
 
-    def _retry_wait(self, resp: UpstreamResponse, attempt: int) -> float | None:
+    def _retry_wait(self, resp: HTTPResponse, attempt: int) -> float | None:
         """Seconds to wait before the next try, or None when the provider asks for longer than we wait."""
         asked = retry_after(resp.headers)
         if asked is None:
@@ -442,7 +442,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def _read(resp: UpstreamResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
+async def _read(resp: HTTPResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
     """The body, at most ``limit`` bytes: past it, refused (or, with ``truncate``, cut: error answers)."""
     declared = resp.headers.get("content-length", "")
     if not truncate and declared.isdigit() and int(declared) > limit:

@@ -1,4 +1,7 @@
-"""The upstream client's HTTP/1.1: keep-alive connections on asyncio, parsed by httptools (llhttp).
+"""HTTP/1.1 for the servers engines call: keep-alive connections on asyncio, parsed by httptools (llhttp).
+
+Two clients use it: the upstream engines' (hosted providers, TCP or TLS) and the vLLM engine's
+(its managed server, on a unix socket: :func:`~.pool.unix_connector`).
 
 Why not httpcore (httpx's transport, used here before): its HTTP/1.1 is h11, pure Python, and
 its pool and stream layers wrap every read of every chunk. py-spy on ``mmserve serve``
@@ -39,7 +42,7 @@ READ_HIGH = 1024 * 1024  # bytes held unread before the connection stops reading
 
 
 class TransportError(Exception):
-    """The provider could not be reached, dropped the connection or did not speak HTTP/1.1."""
+    """The server (a provider, vLLM) could not be reached, dropped the connection or did not speak HTTP/1.1."""
 
 
 class ConnectError(TransportError):
@@ -247,7 +250,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class UpstreamResponse:
+class HTTPResponse:
     """A provider's answer whose body is still to be read: status, headers (lower-case names), body."""
 
     __slots__ = ("_body", "headers", "status_code")

@@ -1,4 +1,4 @@
-"""One provider's keep-alive HTTP/1.1 connections (:class:`~.wire.Connection`): reuse, limit, timeouts.
+"""One server's keep-alive HTTP/1.1 connections (:class:`~.wire.Connection`): reuse, limit, timeouts.
 
 See :mod:`.wire` for why mmserve speaks HTTP/1.1 to providers itself.
 """
@@ -11,12 +11,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from mmserve.engines.upstream.wire import (
+from mmserve.engines.common.http.wire import (
     ConnectError,
     Connection,
     ConnectTimeout,
+    HTTPResponse,
     Timeouts,
-    UpstreamResponse,
     expire,
 )
 
@@ -27,6 +27,17 @@ async def open_connection(
     """The default connector: a TCP connection (TLS when given a context); tests wrap it."""
     loop = asyncio.get_running_loop()
     return await loop.create_connection(factory, host, port, ssl=tls, server_hostname=host if tls else None)
+
+
+def unix_connector(path: str) -> Callable[..., Any]:
+    """A connector to a unix socket at ``path`` (the host and port then only name the server in errors)."""
+
+    async def connect(
+        factory: Callable[[], Connection], host: str, port: int, tls: ssl.SSLContext | None
+    ) -> tuple[asyncio.BaseTransport, Connection]:
+        return await asyncio.get_running_loop().create_unix_connection(factory, path)
+
+    return connect
 
 
 def default_tls() -> ssl.SSLContext:
@@ -54,7 +65,7 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.is_closed = False
 
-    async def request(self, data: bytes, timeouts: Timeouts) -> UpstreamResponse:
+    async def request(self, data: bytes, timeouts: Timeouts) -> HTTPResponse:
         """Send ``data`` (a request's head and body) and read the answer's head."""
         conn = await self._checkout(timeouts)
         try:
@@ -64,7 +75,7 @@ class ConnectionPool:
             conn.close()
             self._checkin(conn)
             raise
-        return UpstreamResponse(conn.status, conn.raw_headers, _ConnectionBody(self, conn, timeouts.read))
+        return HTTPResponse(conn.status, conn.raw_headers, _ConnectionBody(self, conn, timeouts.read))
 
     async def _checkout(self, timeouts: Timeouts) -> Connection:
         loop = asyncio.get_running_loop()

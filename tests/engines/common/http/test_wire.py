@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from mmserve.engines.common.http.pool import open_connection
+from mmserve.engines.common.http.wire import Connection, HTTPResponse
 from mmserve.engines.upstream.client import UpstreamClient, UpstreamOptions
-from mmserve.engines.upstream.pool import open_connection
-from mmserve.engines.upstream.wire import Connection, UpstreamResponse
 from mmserve.errors import UpstreamError
 from tests.helpers.fake_provider import FakeProvider
 
@@ -69,7 +69,7 @@ async def test_lines_are_split_across_chunks_crlf_and_utf8_alike() -> None:
     text = "data: héllo\r\n\r\ndata: wörld\nlast".encode()
     cut = text.index("é".encode()) + 1  # inside the two bytes of é
     chunks = [text[:cut], text[cut : cut + 5], text[cut + 5 :]]
-    resp = UpstreamResponse(200, [(b"Content-Type", b"text/event-stream")], _Body(chunks))
+    resp = HTTPResponse(200, [(b"Content-Type", b"text/event-stream")], _Body(chunks))
     lines = [line async for line in resp.aiter_lines()]
     assert lines == ["data: héllo", "", "data: wörld", "last"]
     assert resp.headers == {"content-type": "text/event-stream"}
