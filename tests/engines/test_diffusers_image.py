@@ -13,6 +13,7 @@ from PIL import Image
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
+from mmserve.engines import diffusers_image
 from mmserve.engines.diffusers_image import DiffusersImageEngine
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
@@ -92,14 +93,14 @@ def test_parallel_generations_do_not_share_a_tokenizer(
     # two threads sharing one got each other's padding (another image, or a failed concatenation)
     both_running = threading.Barrier(2, timeout=30)
     used: dict[int, object] = {}
-    count_tokens = DiffusersImageEngine._prompt_tokens
+    count_tokens = diffusers_image.prompt_tokens
 
     def spy(pipe: object, prompt: str) -> int:
         both_running.wait()  # the two calls run at the same time, in two worker threads
         used[threading.get_ident()] = pipe.tokenizer  # type: ignore[attr-defined]
         return count_tokens(pipe, prompt)
 
-    monkeypatch.setattr(DiffusersImageEngine, "_prompt_tokens", staticmethod(spy))
+    monkeypatch.setattr(diffusers_image, "prompt_tokens", spy)
 
     async def main() -> None:
         # two sizes: requests of one size would share a pipeline call instead

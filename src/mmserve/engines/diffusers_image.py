@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
 from mmserve.engines.common.batcher import Batcher
+from mmserve.engines.common.diffusers_utils import diffusers_class, prompt_tokens
 from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
@@ -132,20 +133,22 @@ class DiffusersImageEngine(ImageEngine):
         opts = self.options
         self.device = resolve_device(self.device)
         self._dtype = resolve_dtype(opts.dtype, self.device)
-        cls = diffusers.AutoPipelineForText2Image if opts.pipeline == "auto" else _pipeline_class(opts.pipeline)
+        cls = diffusers.AutoPipelineForText2Image if opts.pipeline == "auto" else diffusers_class(opts.pipeline)
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": True}
         if opts.variant:
             kwargs["variant"] = opts.variant
         pipe = cls.from_pretrained(str(self.source), **kwargs)
         if opts.scheduler:
-            pipe.scheduler = _pipeline_class(opts.scheduler, kind="scheduler").from_config(pipe.scheduler.config)
+            pipe.scheduler = diffusers_class(opts.scheduler, kind="scheduler", option="scheduler").from_config(
+                pipe.scheduler.config
+            )
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self._pipes = {"text": pipe}
         if self.card.capabilities.edits:
             auto_i2i, auto_inpaint = diffusers.AutoPipelineForImage2Image, diffusers.AutoPipelineForInpainting
-            self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i)
-            self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint)
+            self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i, "image_to_image_pipeline")
+            self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint, "inpaint_pipeline")
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
         # parallel calls must not share a tokenizer (see thread_tokenizers); one worker can
         self._tokenizers = ThreadTokenizers(pipe.components) if opts.parallel_generations > 1 else None
@@ -158,12 +161,12 @@ class DiffusersImageEngine(ImageEngine):
             name=f"img-{self.card.id}",
         )
 
-    def _derive(self, pipe: Any, name: str, auto: Any) -> Any:
+    def _derive(self, pipe: Any, name: str, auto: Any, option: str) -> Any:
         try:
             if name == "auto":
                 derived = auto.from_pipe(pipe)
             else:  # a class's from_pipe casts the shared modules to `dtype` (float32 if not given)
-                derived = _pipeline_class(name).from_pipe(pipe, dtype=self._dtype)
+                derived = diffusers_class(name, option=option).from_pipe(pipe, dtype=self._dtype)
         except (ValueError, TypeError, AttributeError) as e:
             task = auto.__name__.removeprefix("AutoPipelineFor")
             raise EngineUnavailableError(
@@ -388,7 +391,7 @@ class DiffusersImageEngine(ImageEngine):
         for j, seed in zip(jobs, seeds, strict=True):
             mine, images = images[: j.request.n], images[j.request.n :]
             j.report(1.0)
-            tokens = self._prompt_tokens(pipe, j.request.prompt)
+            tokens = prompt_tokens(pipe, j.request.prompt)
             outputs.append(ImageGenOutput(images=mine, prompt_tokens=tokens, steps=steps, quality=quality, seed=seed))
         return outputs
 
@@ -397,22 +400,3 @@ class DiffusersImageEngine(ImageEngine):
             return request.steps, None
         quality = request.quality if request.quality in ("low", "medium", "high") else self.options.default_quality
         return int(getattr(self.options.quality_steps, quality)), quality
-
-    @staticmethod
-    def _prompt_tokens(pipe: Any, prompt: str) -> int:
-        tok = getattr(pipe, "tokenizer", None)
-        if tok is None:
-            return 0
-        limit = getattr(tok, "model_max_length", None)
-        limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
-        ids = tok(prompt, truncation=limit is not None, max_length=limit)["input_ids"]
-        return len(ids)
-
-
-def _pipeline_class(name: str, *, kind: str = "pipeline") -> Any:
-    import diffusers
-
-    found = getattr(diffusers, name, None) if name.isidentifier() else None
-    if found is None or not hasattr(found, "from_pretrained" if kind == "pipeline" else "from_config"):
-        raise EngineUnavailableError(f"diffusers has no {kind} class '{name}'.")
-    return found

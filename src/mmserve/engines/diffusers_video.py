@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmserve.engines.base import CheckpointCallback, EngineOptions, ProgressCallback, VideoEngine
+from mmserve.engines.common.diffusers_utils import diffusers_class
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
 from mmserve.engines.registry import require
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
@@ -155,7 +156,7 @@ class DiffusersVideoEngine(VideoEngine):
         o = self.options
         device = resolve_device(self.device)
         dtype = resolve_dtype(o.dtype, device)
-        cls = _pipeline_class(diffusers, o.pipeline) if o.pipeline else diffusers.DiffusionPipeline
+        cls = diffusers_class(o.pipeline) if o.pipeline else diffusers.DiffusionPipeline
         pipe = cls.from_pretrained(
             str(self.source), dtype={"default": dtype, "vae": resolve_dtype(o.vae_dtype, device)}
         )
@@ -172,7 +173,7 @@ class DiffusersVideoEngine(VideoEngine):
         else:
             self._t2v = type(pipe)
             i2v_name = o.image_pipeline or IMAGE_TO_VIDEO.get(name)
-            self._i2v = _pipeline_class(diffusers, i2v_name) if i2v_name else None
+            self._i2v = diffusers_class(i2v_name, option="image_pipeline") if i2v_name else None
         if self.card.capabilities.image_to_video and self._i2v is None:
             raise EngineUnavailableError(
                 f"Model '{self.card.id}' claims image_to_video but {name} has no known image-to-video "
@@ -332,10 +333,3 @@ def _upscale(frames: Any, width: int, height: int, report: Callable[[float], Non
         out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.LANCZOS))
         report((i + 1) / len(frames))
     return out
-
-
-def _pipeline_class(diffusers: Any, name: str) -> Any:
-    cls = getattr(diffusers, name, None)
-    if cls is None:
-        raise EngineUnavailableError(f"diffusers has no pipeline class '{name}' (check options.pipeline).")
-    return cls

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from mmserve.engines.upstream.client import _POOLS, UpstreamClient, UpstreamOptions
+from mmserve.engines.upstream.client import _POOLS, UpstreamClient
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import (
     EngineUnavailableError,
     InvalidRequestError,

@@ -25,9 +25,7 @@ import copy
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.common.torch_utils import cuda_available
@@ -35,9 +33,10 @@ from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.batch import batchable, sdpa_masks
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
-from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
+from mmserve.engines.transformers_chat.hooks import ProcessorFactory, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
+from mmserve.engines.transformers_chat.options import CPU_BATCH, GPU_BATCH, TransformersChatOptions
 from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
 from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
 from mmserve.engines.transformers_chat.row import Prepared, Row, merged_delta
@@ -50,47 +49,7 @@ from mmserve.media.image.decode import ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat.engine")
 
-# (max_batch_size, max_batch_tokens) when the card sets none. On a CPU a decoding step
-# costs little more for 16 rows than for 1 (benchmarks/chat.py), and a prefill holds up
-# every running row, so few prompt tokens join per step; a GPU batches far more.
-CPU_BATCH = (16, 512)
-GPU_BATCH = (64, 8192)
 PREPARE_THREADS = 2  # templates, tokenizers and image processors, off the decode loop
-
-
-class TransformersChatOptions(EngineOptions):
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
-    chat_template: str | None = Field(default=None, description="Jinja template overriding the model's.")
-    model_class: Literal["auto", "image-text-to-text", "multimodal-lm", "causal-lm"] = Field(
-        default="auto",
-        description="auto: image-text-to-text with a vision_config, multimodal-lm with an audio_config "
-        "(AutoModelForMultimodalLM: Qwen2-Audio...), else causal-lm.",
-    )
-    logits_processors: list[ProcessorTarget] = Field(
-        default_factory=list,
-        description="Extra logits processors, 'package.module:factory' (see mmserve.engines.transformers_chat.hooks), "
-        "run before constrained decoding and sampling: e.g. to ban words or to script a test model's output.",
-    )
-    user_special_tokens: Literal["escape", "allow"] = Field(
-        default="escape",
-        description="Special tokens typed in user and tool text (<|im_start|>, <image>...): 'escape' reads them as "
-        "plain text (a zero-width space after their first character); 'allow' makes them control tokens, as vLLM "
-        "does (a user can then forge turns).",
-    )
-    max_batch_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description=f"Generations decoded together per replica (rows of the batch; a request with n: 4 is 4 rows). "
-        f"Unset: {CPU_BATCH[0]} on a CPU, {GPU_BATCH[0]} on a GPU. Also the deployment's default max_concurrency.",
-    )
-    max_batch_tokens: int | None = Field(
-        default=None,
-        ge=1,
-        description=f"Prompt tokens prefilled between two decoding steps (at least one prompt, however long). "
-        f"Unset: {CPU_BATCH[1]} on a CPU, {GPU_BATCH[1]} on a GPU.",
-    )
 
 
 class _SuppressMask:

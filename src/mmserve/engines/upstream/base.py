@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from mmserve.engines.base import Engine, EngineOptions
-from mmserve.engines.upstream.client import UpstreamClient, UpstreamOptions
+from mmserve.engines.upstream.client import UpstreamClient
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import EngineError
 from mmserve.media.image.ingest import MediaIngestor
 

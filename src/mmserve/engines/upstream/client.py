@@ -38,13 +38,10 @@ encoded by httpx's request model.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import os
 import random
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -52,70 +49,26 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from pydantic import Field, field_validator
 
-from mmserve.engines.base import EngineOptions
 from mmserve.engines.common.http.pool import ConnectionPool
 from mmserve.engines.common.http.wire import (
     TRANSPORT_ERRORS,
-    ConnectTimeout,
     HTTPResponse,
     Timeouts,
-    TransportTimeout,
     header_lines,
     request_bytes,
 )
+from mmserve.engines.upstream.options import UpstreamOptions
+from mmserve.engines.upstream.provider_errors import ProviderErrors, retry_after
 from mmserve.errors import (
     EngineUnavailableError,
-    InvalidRequestError,
-    MMServeError,
     OverloadedError,
-    UpstreamError,
-    UpstreamTimeoutError,
 )
 
 log = logging.getLogger("mmserve.engines.upstream")
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 ERROR_BODY_BYTES = 64 * 1024  # of an error answer, read to find its message
-MESSAGE_CHARS = 200
-
-
-class UpstreamOptions(EngineOptions):
-    base_url: str = Field(description="The provider's OpenAI-compatible API root, e.g. https://api.provider.com/v1")
-    model: str | None = Field(default=None, description="The provider's model name; default: the card id.")
-    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
-    provider: str | None = Field(default=None, description="The provider's name in messages; default: its host.")
-    timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for the provider's next bytes.")
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
-    max_connections: int = Field(default=100, ge=1, description="Connections kept to the provider (one pool).")
-    max_concurrency: int = Field(
-        default=64, ge=1, description="Requests in flight to the provider at once, all its cards together."
-    )
-    queue_timeout_s: float = Field(default=30.0, ge=0, description="Longest wait for one of those slots.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="Retries of 408/409/429/5xx and connect failures.")
-    retry_backoff_s: float = Field(default=0.5, ge=0, description="First backoff when no Retry-After is sent.")
-    max_retry_wait_s: float = Field(
-        default=20.0, ge=0, description="A longer Retry-After is not waited for: the request fails (or falls back)."
-    )
-    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="Largest answer read.")
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.provider.com/v1")
-        return v.rstrip("/")
-
-    @field_validator("headers")
-    @classmethod
-    def _header_text(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not name or any(c in name for c in " :\r\n\0") or any(c in value for c in "\r\n\0"):
-                raise ValueError(f"the header {name!r}: names hold no space or colon, and neither a line break or NUL")
-        return v
 
 
 @dataclass(frozen=True)
@@ -149,7 +102,7 @@ class _Pool:
 _POOLS: dict[_PoolKey, _Pool] = {}
 
 
-class UpstreamClient:
+class UpstreamClient(ProviderErrors):
     """One card's view of its provider: requests with the card's headers, retries and error mapping."""
 
     def __init__(self, card_id: str, opts: UpstreamOptions, connector: Any = None) -> None:
@@ -347,99 +300,6 @@ class UpstreamClient:
         if asked is None:
             return self._backoff(attempt)
         return asked if asked <= self.opts.max_retry_wait_s else None
-
-    # ------------------------------------------------------------------ errors
-
-    def error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> MMServeError:
-        """The mmserve error for a provider's non-2xx answer."""
-        message, param = self._provider_message(body)
-        said = f": {message}" if message else "."
-        who = f"The provider '{self.name}' of '{self.card_id}'"
-        if status == 429:
-            wait = retry_after(headers)
-            return OverloadedError(
-                f"{who} is rate-limiting mmserve's requests (HTTP 429){said} Retry later.",
-                headers={"Retry-After": str(max(1, math.ceil(wait if wait is not None else 1)))},
-                code="upstream_rate_limited",
-            )
-        if status in (401, 403):
-            where = f" in {self.opts.api_key_env}" if self.opts.api_key_env else ""
-            return UpstreamError(
-                f"{who} refused mmserve's credentials (HTTP {status}); the operator should check the key{where}.",
-                code="upstream_auth",
-            )
-        if status == 408:
-            return UpstreamTimeoutError(f"{who} timed out (HTTP 408){said}")
-        if 400 <= status < 500 and status != 404:
-            return InvalidRequestError(
-                f"{who} refused the request (HTTP {status}){said}", param=param, code="upstream_invalid_request"
-            )
-        return UpstreamError(f"{who} answered HTTP {status}{said}")
-
-    def bad_response(self, what: str) -> UpstreamError:
-        return UpstreamError(
-            f"The provider '{self.name}' of '{self.card_id}' sent {what}.", code="upstream_bad_response"
-        )
-
-    def _transport_error(self, e: Exception) -> UpstreamError:
-        who = f"The provider '{self.name}' of '{self.card_id}'"
-        if isinstance(e, TransportTimeout):
-            phase = "to connect" if isinstance(e, ConnectTimeout) else "to answer"
-            return UpstreamTimeoutError(f"{who} took too long {phase}.")
-        return UpstreamError(f"{who} could not be reached.", code="upstream_unreachable")
-
-    def mid_stream_error(self, e: Exception) -> MMServeError:
-        """A failure while a 2xx body is read (timeouts between chunks, a dropped connection)."""
-        if isinstance(e, MMServeError):
-            return e
-        if isinstance(e, TRANSPORT_ERRORS):
-            return self._transport_error(e)
-        return self.bad_response("an unreadable answer")
-
-    def _provider_message(self, body: bytes) -> tuple[str, str | None]:
-        """The provider's short error message and the field it names, from its (OpenAI-shaped) error body."""
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return "", None
-        err = doc.get("error", doc) if isinstance(doc, dict) else None
-        if isinstance(err, str):
-            return self.clip(err), None
-        if not isinstance(err, dict):
-            return "", None
-        message = err.get("message") or err.get("detail") or ""
-        param = err.get("param")
-        ok_param = isinstance(param, str) and 0 < len(param) <= 64 and param.replace("_", "").replace(".", "").isalnum()
-        return self.clip(message if isinstance(message, str) else ""), param if ok_param else None
-
-    def clip(self, text: str) -> str:
-        """At most MESSAGE_CHARS of one line of the provider's text, the key blanked out."""
-        text = " ".join(text.split())
-        if self._key:
-            text = text.replace(self._key, "[key]")
-        return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asks to wait: ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 async def _read(resp: HTTPResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:

@@ -21,7 +21,7 @@ from pydantic import Field
 from mmserve.engines.base import EmbeddingEngine
 from mmserve.engines.types import EmbeddingInput, EmbeddingOutput
 from mmserve.engines.upstream.base import UpstreamEngine
-from mmserve.engines.upstream.client import UpstreamOptions
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import ModelCapabilityError
 
 CHARS_PER_TOKEN = 4  # the estimate billed when the provider reports no usage

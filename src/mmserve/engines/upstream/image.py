@@ -20,8 +20,8 @@ from pydantic import Field
 from mmserve.engines.base import EngineOptions, ImageEngine, ProgressCallback
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.engines.upstream.base import UpstreamEngine
-from mmserve.engines.upstream.client import UpstreamOptions
 from mmserve.engines.upstream.files import ProviderFiles
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import InvalidRequestError
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")

@@ -21,7 +21,7 @@ from pydantic import Field
 from mmserve.engines.base import SpeechEngine
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.engines.upstream.base import UpstreamEngine
-from mmserve.engines.upstream.client import UpstreamOptions
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import InvalidRequestError, MMServeError
 
 

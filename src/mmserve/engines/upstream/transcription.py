@@ -18,7 +18,7 @@ from pydantic import Field
 from mmserve.engines.base import SegmentCallback, TranscriptionEngine
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput, Word
 from mmserve.engines.upstream.base import UpstreamEngine
-from mmserve.engines.upstream.client import UpstreamOptions
+from mmserve.engines.upstream.options import UpstreamOptions
 
 
 class UpstreamTranscriptionOptions(UpstreamOptions):

@@ -30,8 +30,8 @@ from mmserve.engines.base import CheckpointCallback, ProgressCallback, VideoEngi
 from mmserve.engines.registry import require
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
 from mmserve.engines.upstream.base import UpstreamEngine
-from mmserve.engines.upstream.client import UpstreamOptions
 from mmserve.engines.upstream.files import ProviderFiles
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import UpstreamError, UpstreamTimeoutError
 
 RESUME_KEY = "upstream_id"

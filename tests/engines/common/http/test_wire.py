@@ -10,7 +10,8 @@ import pytest
 
 from mmserve.engines.common.http.pool import open_connection
 from mmserve.engines.common.http.wire import Connection, HTTPResponse
-from mmserve.engines.upstream.client import UpstreamClient, UpstreamOptions
+from mmserve.engines.upstream.client import UpstreamClient
+from mmserve.engines.upstream.options import UpstreamOptions
 from mmserve.errors import UpstreamError
 from tests.helpers.fake_provider import FakeProvider
 
