@@ -244,6 +244,7 @@ class VLLMChatEngine(ChatEngine):
             self._stats = await asyncio.to_thread(parse_metrics, resp.body.decode())
         except (*TRANSPORT_ERRORS, ValueError) as e:
             log.debug("could not read the metrics of '%s': %s", self.card.id, e)
+            self._stats = None  # /metrics shows no figures for the replica rather than old ones as current
 
     def stats(self) -> ServingStats | None:
         return self._stats
