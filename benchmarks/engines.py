@@ -1,6 +1,6 @@
 """The same tiny model on the transformers engine and on the vLLM engine, and vLLM through mmserve vs called directly.
 
-    python benchmarks/engines.py [--levels 1 4 16 64] [--seconds 12] [--max-tokens 16] [--python PATH]
+    python benchmarks/engines.py [--levels 1 4 16 64] [--seconds 12] [--rounds 1] [--max-tokens 16] [--python PATH]
 
 Starts one `mmserve serve` with two dedicated cards on `demo:tool-lm-hd32` (a tiny random
 Llama, 32-wide heads): `tf` (engine transformers-chat) and `vl` (engine vllm, its server from
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -105,20 +106,39 @@ async def bench(url: str, socket: Path, body: dict[str, Any], args: argparse.Nam
         for leg in legs:  # warm-up: first requests compile and allocate
             await run_level(leg, 2, 2.0)
         results = []
-        for i, level in enumerate(args.levels):
-            order = legs[i % 3 :] + legs[: i % 3]  # rotate: no leg always runs first
-            for leg in order:
-                result = await run_level(leg, level, args.seconds)
-                print(
-                    f"c={level:<3} {leg.name:<13} {result['requests_per_s']:7.1f} req/s "
-                    f"p50 {result['latency'].get('p50_s', 0) * 1000:7.1f} ms  errors {result['errors']}",
-                    flush=True,
-                )
-                results.append(result)
+        for r in range(args.rounds):
+            for i, level in enumerate(args.levels):
+                order = legs[(i + r) % 3 :] + legs[: (i + r) % 3]  # rotate: no leg always runs first
+                for leg in order:
+                    result = await run_level(leg, level, args.seconds)
+                    print(
+                        f"round {r} c={level:<3} {leg.name:<13} {result['requests_per_s']:7.1f} req/s "
+                        f"p50 {result['latency'].get('p50_s', 0) * 1000:7.1f} ms  errors {result['errors']}",
+                        flush=True,
+                    )
+                    results.append({**result, "round": r})
         return results
 
 
 def ratios(results: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
+    """The ratios of each round (legs of one round ran back to back), then their medians over the rounds."""
+    rounds = sorted({r["round"] for r in results})
+    each = [round_ratios([r for r in results if r["round"] == n], levels) for n in rounds]
+    return {"median_over_rounds": _median(each), "per_round": each}
+
+
+def _median(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dicts[0].items():
+        if isinstance(value, dict):
+            out[key] = _median([d[key] for d in dicts])
+        else:
+            values = [d[key] for d in dicts if d[key] is not None]
+            out[key] = statistics.median(values) if values else None
+    return out
+
+
+def round_ratios(results: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
     by = {(r["leg"], r["concurrency"]): r for r in results}
     out: dict[str, Any] = {"vllm_over_transformers_rps": {}, "mmserve_over_direct_rps": {}, "added_p50_latency_ms": {}}
     for c in levels:
@@ -139,6 +159,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--rounds", type=int, default=1, help="every level and leg this many times (ratios: medians)")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument(
         "--python", type=Path, default=None, help="vLLM's interpreter (default: ./.venv-vllm, made if missing)"
@@ -162,6 +183,7 @@ def main() -> None:
             "model": "demo:tool-lm-hd32",
             "max_tokens": args.max_tokens,
             "seconds_per_leg": args.seconds,
+            "rounds": args.rounds,
             "ratios": ratios(results, args.levels),
             "legs": results,
         },

@@ -4,7 +4,7 @@ mmserve (auth + routing + metering on an upstream card), and through LiteLLM's p
     python benchmarks/gateway.py [--requests 600] [--concurrency 16] [--rounds 3] [--litellm PATH]
                                  [--c1-requests 300] [--c1-rounds 10] [--tasks chat,image,speech]
 
-``--baseline <checkout>/src`` runs one more mmserve leg from another tree (e.g. main's), in
+``--baseline <checkout>/src`` (or ``--baseline-src``) runs one more mmserve leg from another tree (e.g. main's), in
 every round and task, so that a change is measured against it in one run.
 
 LiteLLM runs from its own virtualenv (``python -m venv /opt/litellm && /opt/litellm/bin/pip
@@ -204,6 +204,8 @@ def main() -> None:
     p.add_argument("--tasks", default="chat,image,speech", help="tasks of the concurrency-1 part ('' : none)")
     p.add_argument(
         "--baseline",
+        "--baseline-src",
+        dest="baseline",
         type=Path,
         help="another checkout's src/ (e.g. main's): its mmserve runs as one more leg, 'baseline'",
     )

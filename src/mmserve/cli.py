@@ -139,7 +139,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
     from rich.logging import RichHandler
 
-    from mmserve.api.app import create_app
+    from mmserve.api.boot import Booting
     from mmserve.api.server import uvicorn_config
     from mmserve.progress import StartupProgress
 
@@ -165,15 +165,36 @@ def _serve(settings: Settings) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     catalog = load_catalog(settings.config)  # a bad card fails here, before anything starts
     progress = StartupProgress(enabled=settings.progress)
-    app = create_app(settings, catalog, progress=progress)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    apps: list[Any] = []  # the FastAPI app, once built
+
+    def build() -> Any:
+        """The app: imported and built in a thread while the server already answers the probes (api/boot.py)."""
+        from mmserve.api.app import create_app
+
+        apps.append(create_app(settings, catalog, progress=progress))
+        return apps[0]
+
+    def failed() -> None:
+        server.should_exit = True
+
+    kept = {c.id for c in catalog if c.deployment.mode == "dedicated" or c.deployment.min_replicas > 0}
+    booting = Booting(
+        build,
+        models={c.id: "loading" if c.id in kept else "idle" for c in catalog},
+        auth=settings.auth,
+        on_failure=failed,
+    )
+    server = uvicorn.Server(uvicorn_config(booting, settings))
     original_startup = server.startup
     began = time.monotonic()
     announcer: list[asyncio.Task[None]] = []  # held: the loop keeps only weak references to tasks
 
     async def announce_ready() -> None:
         """Models load after the server listens (/health answers meanwhile): say when /ready turns 200."""
-        runtime = app.state.mm.runtime
+        await booting.wait_started()
+        if not apps or booting.failed:
+            return
+        runtime = apps[0].state.mm.runtime
         await runtime.wait_started()
         progress.done()
         missing = runtime.not_ready()
@@ -189,7 +210,7 @@ def _serve(settings: Settings) -> int:
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()
-    return 0
+    return 1 if booting.failed else 0
 
 
 def _demo(settings: Settings) -> int:

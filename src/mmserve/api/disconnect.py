@@ -23,16 +23,25 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     """``await work``, unless the client disconnects first: then it is cancelled and ClientDisconnect raised."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.create_task(_disconnected(request))
+    # The watcher's end (the client left, or its receive failed) cancels the work. Awaiting the task
+    # directly (not asyncio.wait + gather: two thirds of this function's CPU per request) keeps what
+    # matters: a cancelled handler cancels the work too, and either way the work has ended on return.
+    watcher.add_done_callback(lambda w: _stop(w, task))
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and watcher.done() and not watcher.cancelled():
+            raise ClientDisconnect() from None
+        raise
     finally:
-        if not task.done():  # the client left (or this handler was cancelled): stop the work
-            task.cancel()
-        watcher.cancel()
-        await asyncio.gather(task, watcher, return_exceptions=True)
-    if task.cancelled():
-        raise ClientDisconnect()
-    return task.result()
+        if not watcher.done():
+            watcher.cancel()
+
+
+def _stop(watcher: asyncio.Task[None], task: asyncio.Future[T]) -> None:
+    if not watcher.cancelled():
+        watcher.exception()  # retrieved: a failed receive ends the work like a disconnect
+        task.cancel()
 
 
 async def _disconnected(request: Request) -> None:

@@ -25,7 +25,7 @@
   keeps what it needs to resume in the job's ``params`` through the ``checkpoint`` callback
   (a row update, before it goes on); a re-run gets it back in ``VideoGenInput.resume`` and
   polls the same remote job rather than submitting (and paying for) another.
-- **Expiry**: finished jobs and their files are removed after ``jobs.result_ttl_s``.
+- **Expiry** (:mod:`mmserve.jobs.expiry`): finished jobs and their files are removed after ``jobs.result_ttl_s``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from mmserve.engines.base import VideoEngine
 from mmserve.engines.types import VideoGenInput
 from mmserve.errors import EngineUnavailableError, MMServeError
+from mmserve.jobs.expiry import JobExpiry
 from mmserve.jobs.fallback import ENGINE_STATE, fall_back
 from mmserve.jobs.outputs import StoredOutputs, delete_artifacts, describe_failure, store_outputs
 from mmserve.jobs.store import VideoJob, VideoJobStore
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmserve.jobs")
 
 CompletedHook = Callable[[VideoJob], Awaitable[None] | None]
-STALE_TMP_S = 3600  # an encode's temporary file older than this was left behind by a dead server
 
 
 class JobCancelled(Exception):
@@ -110,12 +110,13 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
+        self.expiry = JobExpiry(store, artifacts, settings, running=self._runs.keys())
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.recover()
-        self._loops = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self._cleanup_loop())]
+        self._loops = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self.expiry.run(self._closing))]
 
     async def stop(self) -> None:
         # Loops and monitors end at their next wait, never inside a database call: a task
@@ -388,44 +389,6 @@ class JobRunner:
         if ids:
             await asyncio.to_thread(delete_artifacts, self.artifacts, ids)
 
-    # ------------------------------------------------------------------ expiry
-
     async def cleanup_expired(self, now: float | None = None) -> int:
-        """Remove finished jobs past their expiry and their files; fail jobs queued too long. Returns removals.
-
-        A job stays queued while no server of this database serves its model (several servers
-        with different catalogs may share one database, so no single one may fail it sooner).
-        """
-        now = time.time() if now is None else now
-        stuck = await self.store.fail_queued_before(
-            now - self.cfg.max_queued_s,
-            code="queue_timeout",
-            message=f"No server ran this job within {self.cfg.max_queued_s:g} seconds "
-            "(is its model still served?). Submit it again.",
-            expires_at=now + self.ttl_s,
-        )
-        await self._delete_files([j.reference_artifact for j in stuck if j.reference_artifact])
-        expired = await self.store.pop_expired(now)
-        for job in expired:
-            await self._delete_files(job.artifacts)
-        await asyncio.to_thread(self._remove_stale_tmp, now)
-        return len(expired)
-
-    def _remove_stale_tmp(self, now: float) -> None:
-        """Encodes that a crash (or kill) cut short leave ``<job id>-*.mp4`` in the tmp folder: remove them."""
-        for path in self.tmp_dir.glob("video_*"):
-            if path.name.split("-", 1)[0] in self._runs:
-                continue  # still encoding here
-            with contextlib.suppress(OSError):  # gone already, or not ours to remove
-                if now - path.stat().st_mtime > STALE_TMP_S:
-                    path.unlink()
-
-    async def _cleanup_loop(self) -> None:
-        while not self._closing.is_set():
-            try:
-                if removed := await self.cleanup_expired():
-                    log.info("removed %d expired video job(s)", removed)
-            except Exception:
-                log.exception("expired job cleanup failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.cfg.cleanup_interval_s)
+        """Remove finished jobs past their expiry and their files; fail jobs queued too long. Returns removals."""
+        return await self.expiry.cleanup(now)

@@ -153,12 +153,18 @@ async def generate(state: AppState, prepared: Prepared, endpoint: str) -> Genera
     try:
         async with state.runtime.deployment(card).acquire() as engine:
             assert isinstance(engine, ChatEngine)
-            try:  # a failed choice cancels the others: none may run on once the slot is released
-                async with asyncio.TaskGroup() as group:
-                    for i, inp in enumerate(prepared.inputs):
-                        group.create_task(_collect(engine, inp, i, prepared.group(i), fmt, slots))
-            except BaseExceptionGroup as failed:
-                failure = failed.exceptions[0]
+            if len(prepared.inputs) == 1:  # one choice (most requests): in this task, not a group's
+                try:
+                    await _collect(engine, prepared.inputs[0], 0, prepared.group(0), fmt, slots)
+                except Exception as e:
+                    failure = e
+            else:
+                try:  # a failed choice cancels the others: none may run on once the slot is released
+                    async with asyncio.TaskGroup() as group:
+                        for i, inp in enumerate(prepared.inputs):
+                            group.create_task(_collect(engine, inp, i, prepared.group(i), fmt, slots))
+                except BaseExceptionGroup as failed:
+                    failure = failed.exceptions[0]
     except asyncio.CancelledError:  # the client left: what was generated is still used
         started = [c for c in slots if c is not None]
         if started:

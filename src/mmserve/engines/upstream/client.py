@@ -4,7 +4,7 @@ Every ``upstream-<task>`` card names its provider with the same options (:class:
 ``base_url``, the environment variable holding the key (``api_key_env``), timeouts, retries.
 What this module gives them:
 
-- **One connection pool per provider** (httpcore, keep-alive), shared by every card that names
+- **One connection pool per provider** (keep-alive, :mod:`.wire`), shared by every card that names
   the same ``base_url``, key variable and pool settings, in one event loop (asyncio connections
   cannot cross loops; a server has one). The key is read from the environment at load time and
   sent as a bearer token; it never appears in a message.
@@ -27,14 +27,12 @@ retry policy and pool, does not share a limit across cards of one provider, and 
 responses into its own models (an extra copy of every base64 image); the engines need only
 raw requests, which this keeps on one pool.
 
-Why httpcore (httpx's own transport) rather than httpx's ``AsyncClient``: every request through
-an upstream card pays for its client on mmserve's event loop. py-spy on ``mmserve serve``
-(concurrency 1, chat through an upstream card) put a fifth of the loop's time in httpx's client;
-its extra layer (URL merging, cookies, auth flows, redirects, event hooks, header models) does
-nothing for a fixed provider, and requests here are built from prepared header lists instead.
-The stream wrapper (:mod:`.wire`) sends a request's head and body in one write (httpcore writes
-them separately: one more send on the socket per request). Multipart bodies (edits, audio
-uploads) are still encoded by httpx's request model.
+Why not httpx's ``AsyncClient`` (nor httpcore, its transport, used here before): every request
+through an upstream card pays for its client on mmserve's event loop, and their layers (URL
+merging, cookies, auth flows, redirects, pure-Python HTTP/1.1 in h11) do nothing for a fixed
+provider. :mod:`mmserve.engines.common.http.wire` speaks HTTP/1.1 over asyncio with httptools' C parser (see there why),
+from header lines prepared once per card. Multipart bodies (edits, audio uploads) are still
+encoded by httpx's request model.
 """
 
 from __future__ import annotations
@@ -53,12 +51,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpcore
 import httpx
 from pydantic import Field, field_validator
 
 from mmserve.engines.base import EngineOptions
-from mmserve.engines.upstream.wire import TRANSPORT_ERRORS, CoalescingBackend, UpstreamResponse
+from mmserve.engines.common.http.pool import ConnectionPool
+from mmserve.engines.common.http.wire import (
+    TRANSPORT_ERRORS,
+    ConnectTimeout,
+    HTTPResponse,
+    Timeouts,
+    TransportTimeout,
+    header_lines,
+    request_bytes,
+)
 from mmserve.errors import (
     EngineUnavailableError,
     InvalidRequestError,
@@ -103,6 +109,14 @@ class UpstreamOptions(EngineOptions):
             raise ValueError("must be an http(s) URL such as https://api.provider.com/v1")
         return v.rstrip("/")
 
+    @field_validator("headers")
+    @classmethod
+    def _header_text(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not name or any(c in name for c in " :\r\n\0") or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the header {name!r}: names hold no space or colon, and neither a line break or NUL")
+        return v
+
 
 @dataclass(frozen=True)
 class _PoolKey:
@@ -111,7 +125,7 @@ class _PoolKey:
     key_env: str | None
     max_connections: int
     max_concurrency: int
-    backend: int  # id() of an injected network backend (tests), 0 for the default one
+    connector: int  # id() of an injected connector (tests), 0 for the default one
 
 
 class _Pool:
@@ -120,12 +134,9 @@ class _Pool:
     No environment proxies and no redirects: the operator's base_url is where requests go.
     """
 
-    def __init__(self, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None) -> None:
-        self.http = httpcore.AsyncConnectionPool(
-            max_connections=opts.max_connections,
-            max_keepalive_connections=opts.max_connections,
-            network_backend=CoalescingBackend(backend),
-        )
+    def __init__(self, opts: UpstreamOptions, connector: Any = None) -> None:
+        url = urlsplit(opts.base_url)
+        self.http = ConnectionPool(url.scheme, url.hostname or "", url.port, opts.max_connections, connector)
         self.slots = asyncio.Semaphore(opts.max_concurrency)
         self.users = 0
         self.is_closed = False
@@ -141,25 +152,15 @@ _POOLS: dict[_PoolKey, _Pool] = {}
 class UpstreamClient:
     """One card's view of its provider: requests with the card's headers, retries and error mapping."""
 
-    def __init__(
-        self, card_id: str, opts: UpstreamOptions, backend: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
+    def __init__(self, card_id: str, opts: UpstreamOptions, connector: Any = None) -> None:
         self.card_id = card_id
         self.opts = opts
-        self.backend = backend  # httpcore's network backend (default: anyio's sockets)
+        self.connector = connector  # how connections are opened (default: pool.open_connection; tests wrap it)
         url = urlsplit(opts.base_url)
         self.name = opts.provider or url.hostname or "upstream"
-        self._scheme = url.scheme.encode()
-        self._host = (url.hostname or "").encode()
-        self._port = url.port
         self._prefix = url.path.rstrip("/")
-        self._timeouts = {
-            "connect": opts.connect_timeout_s,
-            "read": opts.timeout_s,
-            "write": opts.timeout_s,
-            "pool": opts.timeout_s,
-        }
-        self._headers: list[tuple[bytes, bytes]] = []  # every request's (set with the key)
+        self._timeouts = Timeouts(opts.connect_timeout_s, opts.timeout_s, opts.timeout_s, opts.timeout_s)
+        self._headers: bytes | None = None  # every request's header lines (set with the key)
         self._key: str | None = None
         self._pool_key: _PoolKey | None = None
         self._pool: _Pool | None = None
@@ -178,13 +179,13 @@ class UpstreamClient:
             self._key = key
         self._headers = self._base_headers()
 
-    def _base_headers(self) -> list[tuple[bytes, bytes]]:
+    def _base_headers(self) -> bytes:
         netloc = urlsplit(self.opts.base_url).netloc.rsplit("@", 1)[-1]
         headers = [(b"Host", netloc.encode()), (b"User-Agent", b"mmserve"), (b"Accept", b"*/*")]
         if self._key:
             headers.append((b"Authorization", f"Bearer {self._key}".encode()))
         headers += [(k.encode(), v.encode()) for k, v in self.opts.headers.items()]
-        return headers
+        return header_lines(headers)
 
     def pool(self) -> _Pool:
         if self._pool is not None and self._pool_key is not None and self._pool_key.loop is _loop():
@@ -196,11 +197,11 @@ class UpstreamClient:
             opts.api_key_env,
             opts.max_connections,
             opts.max_concurrency,
-            id(self.backend or 0),
+            id(self.connector or 0),
         )
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = _Pool(opts, self.backend)
+            pool = _POOLS[key] = _Pool(opts, self.connector)
         pool.users += 1
         self._pool_key, self._pool = key, pool
         return pool
@@ -227,7 +228,7 @@ class UpstreamClient:
         params: Mapping[str, str] | None = None,
         data: Mapping[str, Any] | None = None,
         files: Any = None,
-    ) -> AsyncIterator[UpstreamResponse]:
+    ) -> AsyncIterator[HTTPResponse]:
         """A 2xx response whose body is still to be read, holding one of the provider's slots.
 
         Failures before it (after the retries) are raised as mmserve errors. The body is ``json``,
@@ -235,17 +236,13 @@ class UpstreamClient:
         """
         pool = self.pool()
         opts = self.opts
-        target, headers, content = self._encode(path, json, params, data, files)
+        raw = self._encode(method, path, json, params, data, files)
         attempt = 0
         while True:
             last = attempt >= opts.max_retries
             await self._acquire(pool)
             try:
-                url = httpcore.URL(scheme=self._scheme, host=self._host, port=self._port, target=target)
-                request = httpcore.Request(
-                    method, url, headers=headers, content=content, extensions={"timeout": self._timeouts}
-                )
-                resp = UpstreamResponse(await pool.http.handle_async_request(request))
+                resp = await pool.http.request(raw, self._timeouts)
             except TRANSPORT_ERRORS as e:
                 pool.slots.release()
                 err = self._transport_error(e)
@@ -284,29 +281,33 @@ class UpstreamClient:
 
     def _encode(
         self,
+        method: str,
         path: str,
         json_body: Any,
         params: Mapping[str, str] | None,
         data: Mapping[str, Any] | None,
         files: Any,
-    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes | None]:
-        """The request target, headers and body."""
+    ) -> bytes:
+        """The request's bytes: its head and body."""
         target = self._prefix + path
         if params:
             target += "?" + urlencode(params)
-        headers = self._headers or self._base_headers()
+        if self._headers is None:
+            self._headers = self._base_headers()
+        lines = self._headers
         if data is None and files is None:
             if json_body is None:
-                return target.encode(), headers, None
+                return request_bytes(method, target, lines, None)
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
-            return target.encode(), [*headers, *_json_headers(len(content))], content
+            lines += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(content)
+            return request_bytes(method, target, lines, content)
         # a multipart form: httpx's encoder (boundaries, file parts), then sent like the rest
         form = httpx.Request("POST", "http://upstream/", data=data, files=files)
         content = form.read()
-        extra = [(b"Content-Type", form.headers["content-type"].encode()), (b"Content-Length", b"%d" % len(content))]
-        return target.encode(), [*headers, *extra], content
+        lines += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (form.headers["content-type"].encode(), len(content))
+        return request_bytes(method, target, lines, content)
 
-    async def read(self, resp: UpstreamResponse, limit: int | None = None) -> bytes:
+    async def read(self, resp: HTTPResponse, limit: int | None = None) -> bytes:
         """The whole body, refused past ``limit`` (default ``max_response_bytes``)."""
         return await _read(resp, limit or self.opts.max_response_bytes, self)
 
@@ -340,7 +341,7 @@ class UpstreamClient:
         base = self.opts.retry_backoff_s * (2**attempt)
         return float(min(self.opts.max_retry_wait_s, base * random.uniform(0.75, 1.0)))
 
-    def _retry_wait(self, resp: UpstreamResponse, attempt: int) -> float | None:
+    def _retry_wait(self, resp: HTTPResponse, attempt: int) -> float | None:
         """Seconds to wait before the next try, or None when the provider asks for longer than we wait."""
         asked = retry_after(resp.headers)
         if asked is None:
@@ -382,8 +383,8 @@ class UpstreamClient:
 
     def _transport_error(self, e: Exception) -> UpstreamError:
         who = f"The provider '{self.name}' of '{self.card_id}'"
-        if isinstance(e, httpcore.TimeoutException):
-            phase = "to connect" if isinstance(e, httpcore.ConnectTimeout) else "to answer"
+        if isinstance(e, TransportTimeout):
+            phase = "to connect" if isinstance(e, ConnectTimeout) else "to answer"
             return UpstreamTimeoutError(f"{who} took too long {phase}.")
         return UpstreamError(f"{who} could not be reached.", code="upstream_unreachable")
 
@@ -441,7 +442,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-async def _read(resp: UpstreamResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
+async def _read(resp: HTTPResponse, limit: int, client: UpstreamClient, *, truncate: bool = False) -> bytes:
     """The body, at most ``limit`` bytes: past it, refused (or, with ``truncate``, cut: error answers)."""
     declared = resp.headers.get("content-length", "")
     if not truncate and declared.isdigit() and int(declared) > limit:
@@ -459,10 +460,6 @@ async def _read(resp: UpstreamResponse, limit: int, client: UpstreamClient, *, t
             return bytes(buf)
         raise client.mid_stream_error(e) from e
     return bytes(buf)
-
-
-def _json_headers(length: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
-    return (b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % length)
 
 
 def _loop() -> asyncio.AbstractEventLoop:

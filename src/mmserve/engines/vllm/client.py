@@ -1,9 +1,10 @@
-"""HTTP to one vLLM server over its unix socket, with httpcore (httpx's own transport) rather than httpx.
+"""HTTP to one vLLM server over its unix socket, on mmserve's own HTTP/1.1 (engines/common/http).
 
 Every chat request pays for its client on mmserve's event loop. Measured streaming 16-token
 answers from a local server (2-core machine): httpx's AsyncClient spent 1.35 ms of CPU per
-request, httpcore's connection pool 0.83 ms; httpx's extra layer (cookies, redirects, auth,
-event hooks, URL merging) does nothing for a private socket.
+request, httpcore's connection pool 0.83 ms; the connections the upstream engines use (httptools'
+parser on asyncio, a request's head and body in one send) less again (see
+:mod:`mmserve.engines.common.http.wire` for why mmserve speaks HTTP/1.1 itself, and the figures).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpcore
+from mmserve.engines.common.http.pool import ConnectionPool, unix_connector
+from mmserve.engines.common.http.wire import Timeouts, TransportError, header_lines, request_bytes
 
 ORIGIN = "http://vllm"  # the host is not used: requests go to the unix socket
-JSON_HEADERS = [(b"host", b"vllm"), (b"content-type", b"application/json"), (b"accept", b"*/*")]
+# The deployment's max_concurrency admits requests; the pool never makes one wait.
+MAX_CONNECTIONS = 100_000
+JSON_LINES = header_lines([(b"host", b"vllm"), (b"content-type", b"application/json"), (b"accept", b"*/*")])
+GET_LINES = header_lines([(b"host", b"vllm")])
 # What a dead or restarting server looks like to a client (the socket gone, the connection cut, no answer).
-TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException)
+TRANSPORT_ERRORS = (TransportError,)
 
 
 @dataclass
@@ -34,40 +39,38 @@ class Reply:
 
 class VLLMClient:
     def __init__(self, socket: Path, *, read_timeout_s: float) -> None:
-        self.pool = httpcore.AsyncConnectionPool(
-            uds=str(socket),
-            max_connections=None,  # the deployment's max_concurrency admits requests
-            max_keepalive_connections=256,
-            keepalive_expiry=30.0,  # shorter than the server's (VLLM_HTTP_TIMEOUT_KEEP_ALIVE=60)
-        )
-        self.timeouts = {"connect": 10.0, "read": read_timeout_s, "write": 60.0, "pool": None}
+        self.pool = ConnectionPool("http", "vllm", 80, MAX_CONNECTIONS, unix_connector(str(socket)))
+        self.read_timeout_s = read_timeout_s
+        self.timeouts = Timeouts(connect=10.0, read=read_timeout_s, write=60.0, pool=60.0)
 
     @asynccontextmanager
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         """POST ``body`` as JSON; yields the status and the response's bytes as they come."""
-        async with self.pool.stream(
-            "POST", ORIGIN + path, headers=JSON_HEADERS, content=json.dumps(body).encode(), extensions=self._ext()
-        ) as resp:
-            yield resp.status, resp.aiter_stream()
+        resp = await self.pool.request(_post(path, body), self.timeouts)
+        try:
+            yield resp.status_code, resp.aiter_bytes()
+        finally:
+            await resp.aclose()  # read to its end, the connection is reused; else it is closed
 
     async def post(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Reply:
-        resp = await self.pool.request(
-            "POST",
-            ORIGIN + path,
-            headers=JSON_HEADERS,
-            content=json.dumps(body).encode(),
-            extensions=self._ext(timeout),
-        )
-        return Reply(resp.status, resp.content)
+        return await self._send(_post(path, body), timeout)
 
     async def get(self, path: str, *, timeout: float | None = None) -> Reply:
-        resp = await self.pool.request("GET", ORIGIN + path, headers=JSON_HEADERS[:1], extensions=self._ext(timeout))
-        return Reply(resp.status, resp.content)
+        return await self._send(request_bytes("GET", path, GET_LINES, None), timeout)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
 
-    def _ext(self, timeout: float | None = None) -> dict[str, Any]:
-        if timeout is None:
-            return {"timeout": self.timeouts}
-        return {"timeout": {**self.timeouts, "read": timeout}}
+    async def _send(self, data: bytes, timeout: float | None) -> Reply:
+        t = self.timeouts
+        timeouts = t if timeout is None else Timeouts(t.connect, timeout, t.write, t.pool)
+        resp = await self.pool.request(data, timeouts)
+        try:
+            return Reply(resp.status_code, b"".join([chunk async for chunk in resp.aiter_bytes()]))
+        finally:
+            await resp.aclose()
+
+
+def _post(path: str, body: dict[str, Any]) -> bytes:
+    content = json.dumps(body).encode()
+    return request_bytes("POST", path, JSON_LINES + b"content-length: %d\r\n" % len(content), content)

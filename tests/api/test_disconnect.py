@@ -1,0 +1,74 @@
+"""cancel_on_disconnect: the work's answer, or its cancellation when the client leaves or the handler is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.requests import ClientDisconnect, Request
+
+from mmserve.api.disconnect import cancel_on_disconnect
+
+
+def _request(leave_after_s: float | None) -> Request:
+    async def receive() -> dict[str, Any]:
+        if leave_after_s is None:
+            await asyncio.Event().wait()  # the client stays
+        await asyncio.sleep(leave_after_s or 0)
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "POST", "headers": []}, receive)
+
+
+async def test_the_work_answers_while_the_client_stays() -> None:
+    async def work() -> int:
+        await asyncio.sleep(0.01)
+        return 42
+
+    assert await cancel_on_disconnect(_request(None), work()) == 42
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # the watcher is gone
+
+
+async def test_a_client_that_leaves_cancels_the_work() -> None:
+    ended: list[str] = []
+
+    async def work() -> int:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            ended.append("cancelled")
+        return 1
+
+    with pytest.raises(ClientDisconnect):
+        await cancel_on_disconnect(_request(0.01), work())
+    assert ended == ["cancelled"]
+
+
+async def test_a_cancelled_handler_cancels_the_work_and_waits_for_its_end() -> None:
+    ended: list[str] = []
+
+    async def work() -> int:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # its clean-up takes a while
+            ended.append("cleaned up")
+            raise
+        return 1
+
+    handler = asyncio.create_task(cancel_on_disconnect(_request(None), work()))
+    await asyncio.sleep(0.01)
+    handler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    assert ended == ["cleaned up"]
+
+
+async def test_a_failing_work_raises_its_error() -> None:
+    async def work() -> int:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await cancel_on_disconnect(_request(None), work())
