@@ -2,6 +2,7 @@
 
     python benchmarks/chat.py [--models demo-vlm demo-tools] [--concurrency 1 4 16]
                               [--requests 48] [--rounds 2] [--max-tokens 32]
+                              [--baseline-src /work/main/src]
 
 Starts `mmserve serve` on the demo catalog in a subprocess and streams chat requests
 (demo-vlm: a JPEG and a question; demo-tools: text) at each concurrency. The legs are
@@ -9,7 +10,9 @@ interleaved (each round runs every model at every concurrency) so that a slower 
 moment of a shared machine falls on all of them alike; the figures of a leg are pooled over
 the rounds. Per leg: requests/s, TTFT and latency p50/p99, and the server's resident memory
 (the most seen, sampled every 50 ms). Ratios at concurrency c over concurrency 1 compare
-within the run; benchmarks/results/chat.json has all of it.
+within the run; benchmarks/results/chat.json has all of it. With ``--baseline-src`` a second
+server runs that source tree (e.g. main's) and its legs are interleaved with this tree's in the
+same rounds; ``this_over_baseline`` compares the two.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import tempfile
 import time
@@ -26,7 +30,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from _common import mmserve_process, rss_bytes, summarize, write_result
+from _common import cpu_seconds, mmserve_process, rss_bytes, summarize, write_result
 
 
 def _image_uri() -> str:
@@ -87,13 +91,14 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, requests: in
 
         done = asyncio.Event()
         sampler = asyncio.create_task(sample(done))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
         done.set()
         await sampler
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "latencies": latencies,
         "ttfts": ttfts,
         "errors": errors,
@@ -110,10 +115,31 @@ def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
         "errors": sum(r["errors"] for r in runs),
         "requests_per_s": len(latencies) / wall,
         "output_tokens_per_s": len(latencies) * max_tokens / wall,
+        # the server's CPU time (all its threads) per request: steadier than rates on a shared machine
+        "server_cpu_ms_per_request": 1000 * sum(r["cpu_s"] for r in runs) / max(1, len(latencies)),
         "ttft": summarize([x for r in runs for x in r["ttfts"]]),
         "latency": summarize(latencies),
         "rss_max_mb": max(r["rss_max_bytes"] for r in runs) / 2**20,
     }
+
+
+def _summary(runs: dict[tuple[str, int], list[dict]], models: list[str], levels: list[int], max_tokens: int) -> dict:
+    results: dict[str, Any] = {}
+    for model in models:
+        pooled = [_pool(runs[model, c], c, max_tokens) for c in levels]
+        base = pooled[0]
+        results[model] = {
+            "levels": pooled,
+            "ratios_vs_concurrency_1": {
+                str(lv["concurrency"]): {
+                    "requests_per_s": lv["requests_per_s"] / base["requests_per_s"],
+                    "ttft_p50": lv["ttft"]["p50_s"] / base["ttft"]["p50_s"],
+                    "rss_max": lv["rss_max_mb"] / base["rss_max_mb"],
+                }
+                for lv in pooled
+            },
+        }
+    return results
 
 
 async def main() -> None:
@@ -124,42 +150,54 @@ async def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ (e.g. /work/main/src)")
     args = p.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
-    runs: dict[tuple[str, int], list[dict]] = {(m, c): [] for m in args.models for c in args.concurrency}
-    with mmserve_process(data_dir, wait_for=["demo-vlm"]) as (url, pid):
-        for model in args.models:  # warm-up: loads serverless models, first-call costs
-            await run_leg(url, pid, model, 2, 4, args.max_tokens)
-        rss_idle = rss_bytes(pid)
+    trees: dict[str, dict[str, str] | None] = {"this": None}
+    if args.baseline_src:
+        trees["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
+    runs = {t: {(m, c): [] for m in args.models for c in args.concurrency} for t in trees}
+    rss_idle: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {
+            tree: stack.enter_context(mmserve_process(data_dir / tree, wait_for=["demo-vlm"], env=env))
+            for tree, env in trees.items()
+        }
+        for tree, (url, pid) in servers.items():
+            for model in args.models:  # warm-up: loads serverless models, first-call costs
+                await run_leg(url, pid, model, 2, 4, args.max_tokens)
+            rss_idle[tree] = rss_bytes(pid) / 2**20
         for _ in range(args.rounds):
             for model in args.models:
                 for c in args.concurrency:
-                    runs[model, c].append(await run_leg(url, pid, model, c, args.requests, args.max_tokens))
-    results: dict[str, Any] = {}
-    for model in args.models:
-        levels = [_pool(runs[model, c], c, args.max_tokens) for c in args.concurrency]
-        base = levels[0]
-        results[model] = {
-            "levels": levels,
-            "ratios_vs_concurrency_1": {
-                str(lv["concurrency"]): {
-                    "requests_per_s": lv["requests_per_s"] / base["requests_per_s"],
-                    "ttft_p50": lv["ttft"]["p50_s"] / base["ttft"]["p50_s"],
-                    "rss_max": lv["rss_max_mb"] / base["rss_max_mb"],
+                    for tree, (url, pid) in servers.items():  # the trees' legs back to back
+                        leg = await run_leg(url, pid, model, c, args.requests, args.max_tokens)
+                        runs[tree][model, c].append(leg)
+    summary = {t: _summary(runs[t], args.models, args.concurrency, args.max_tokens) for t in trees}
+    result: dict[str, Any] = {
+        "max_tokens": args.max_tokens,
+        "rounds": args.rounds,
+        "requests_per_leg": args.requests,
+        "rss_after_warmup_mb": rss_idle["this"],
+        "models": summary["this"],
+    }
+    if "baseline" in summary:
+        result["baseline_src"] = str(args.baseline_src)
+        result["baseline"] = {"rss_after_warmup_mb": rss_idle["baseline"], "models": summary["baseline"]}
+        result["this_over_baseline"] = {
+            model: {
+                str(mine["concurrency"]): {
+                    "requests_per_s": mine["requests_per_s"] / theirs["requests_per_s"],
+                    "ttft_p50": mine["ttft"]["p50_s"] / theirs["ttft"]["p50_s"],
+                    "server_cpu_per_request": mine["server_cpu_ms_per_request"] / theirs["server_cpu_ms_per_request"],
                 }
-                for lv in levels
-            },
+                for mine, theirs in zip(
+                    summary["this"][model]["levels"], summary["baseline"][model]["levels"], strict=True
+                )
+            }
+            for model in args.models
         }
-    write_result(
-        "chat",
-        {
-            "max_tokens": args.max_tokens,
-            "rounds": args.rounds,
-            "requests_per_leg": args.requests,
-            "rss_after_warmup_mb": rss_idle / 2**20,
-            "models": results,
-        },
-    )
+    write_result("chat", result)
 
 
 if __name__ == "__main__":

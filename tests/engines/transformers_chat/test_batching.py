@@ -169,8 +169,11 @@ async def test_rows_arriving_together_are_prefilled_together(vlm_engine: Transfo
     assert vlm_engine._loop.stats.prefilled_together - before >= 2  # left-padded, in one forward
 
 
-async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(text_engine: TransformersChatEngine) -> None:
-    seeded = _ask("Tell me something.", max_tokens=30, temperature=1.0, top_p=0.9, seed=1234)
+@pytest.mark.parametrize("top_p", [0.9, 1.0])  # 1.0: sampled in one group with the unseeded rows beside it
+async def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(
+    text_engine: TransformersChatEngine, top_p: float
+) -> None:
+    seeded = _ask("Tell me something.", max_tokens=30, temperature=1.0, top_p=top_p, seed=1234, ignore_eos=True)
     others = [_ask("Other things", max_tokens=40, temperature=1.2), _ask("More", max_tokens=10, temperature=0.7)]
     (first,) = await _alone(text_engine, [seeded])
     second = (await _staggered(text_engine, [others[0], seeded, others[1]]))[1]
@@ -306,3 +309,39 @@ async def test_a_prompt_being_prepared_holds_up_no_other_request(
     finally:
         gate.set()
     assert (await slow_one).error is None
+
+
+async def test_a_request_whose_client_leaves_while_its_prompt_is_prepared_never_runs(
+    text_engine: TransformersChatEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the preparation thread submits the row itself: a client gone by then must not leave it running
+    loop = text_engine._loop
+    assert loop is not None
+    gate, done = threading.Event(), threading.Event()
+    prepare = text_engine._row
+
+    def slow(request: ChatInput, send: Any) -> Any:
+        gate.wait(60)
+        try:
+            return prepare(request, send)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(text_engine, "_row", slow)
+    before = loop.stats.prefills
+    task = asyncio.create_task(_run(text_engine.generate(_ask("Leave", max_tokens=200, ignore_eos=True)), Result()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.set()
+    await asyncio.to_thread(done.wait, 60)
+    await asyncio.sleep(0.2)  # time for the loop to have admitted it, had it not been cancelled
+    assert loop.stats.prefills == before and text_engine.batch_size() == 0 and loop.waiting == 0
+
+
+def test_decoding_steps_of_the_demo_models_pass_a_ready_sdpa_mask(
+    text_engine: TransformersChatEngine, vlm_engine: TransformersChatEngine
+) -> None:
+    # the greedy batched == alone tests above then run on that path; a family whose logits it changes keeps 2-D
+    assert text_engine._loop is not None and text_engine._loop.sdpa_mask
+    assert vlm_engine._loop is not None and vlm_engine._loop.sdpa_mask

@@ -33,7 +33,7 @@ from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.common.torch_utils import cuda_available
 from mmserve.engines.registry import require
 from mmserve.engines.transformers_chat.audio_input import resample
-from mmserve.engines.transformers_chat.batch import batchable
+from mmserve.engines.transformers_chat.batch import batchable, sdpa_masks
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, ProcessorTarget, load_processor_factories
 from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
@@ -224,15 +224,17 @@ class TransformersChatEngine(ChatEngine):
             log.info("model '%s' decodes one request at a time (its cache cannot be batched)", self.card.id)
         model_config = self.model.config
         self._pool = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix=f"chat-prep-{self.card.id}")
+        new_cache = lambda: DynamicCache(config=model_config)  # noqa: E731
         self._loop = DecodeLoop(
             self.model,
-            new_cache=lambda: DynamicCache(config=model_config),
+            new_cache=new_cache,
             batch_processors=batch_processors,
             max_batch_size=size if can_batch else 1,
             max_batch_tokens=tokens,
             positions=can_batch,
             pad_id=self._pad_id(),
             name=f"chat-decode-{self.card.id}",
+            sdpa_mask=can_batch and sdpa_masks(self.model, new_cache, self._pad_id()),
         )
 
     def _pad_id(self) -> int:
@@ -290,8 +292,29 @@ class TransformersChatEngine(ChatEngine):
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        row = await loop.run_in_executor(pool, self._row, request, decode_loop.outbox.sender(loop, queue))
-        decode_loop.submit(row)
+        # The prep thread hands the row to the decode loop itself: a busy event loop (many
+        # streams) would otherwise hold the prepared row back until it came round to it, and
+        # the time to first token with it. Should the consumer leave meanwhile, the row is
+        # cancelled whichever side sees it first (the thread stores the row, then reads
+        # ``left``; this side sets ``left``, then reads the row).
+        made: list[Row] = []
+        left = False
+
+        def prepare() -> Row:
+            row = self._row(request, decode_loop.outbox.sender(loop, queue))
+            made.append(row)
+            if left:
+                row.cancel()
+            decode_loop.submit(row)
+            return row
+
+        try:
+            row = await loop.run_in_executor(pool, prepare)
+        except BaseException:
+            left = True
+            for r in made:
+                r.cancel()
+            raise
         try:
             p = row.prepared
             yield ChatDelta(

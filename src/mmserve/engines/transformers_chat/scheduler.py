@@ -18,7 +18,6 @@ alone. A prefill or step that fails is rerun row by row: only the failing row fa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import deque
@@ -35,10 +34,19 @@ log = logging.getLogger("mmserve.engines.transformers_chat.scheduler")
 
 
 class Outbox:
-    """What the rows send to their event loops, delivered once per turn: one wake-up of each loop, not one per token."""
+    """What the rows send to their event loops, delivered once per turn: one wake-up of each loop, not one per token.
+
+    A loop that has not yet run its last delivery gets no second wake-up: the items of later
+    turns join that delivery (the loop takes everything waiting when it runs it). A busy
+    event loop thus costs the decode thread no extra self-pipe writes (each one drops the
+    GIL, and winning it back can wait on the busy loop), and rows it is late for get their
+    tokens together, in one delta.
+    """
 
     def __init__(self) -> None:
-        self._items: dict[Any, list[tuple[Any, Any]]] = {}
+        self._items: dict[Any, list[tuple[Any, Any]]] = {}  # this turn's (decode thread only)
+        self._waiting: dict[Any, list[tuple[Any, Any]]] = {}  # flushed, for a delivery not yet run
+        self._lock = threading.Lock()
 
     def sender(self, loop: Any, queue: Any) -> Callable[[Any], None]:
         """A row's ``send``: called in the decode thread only."""
@@ -50,14 +58,30 @@ class Outbox:
 
     def flush(self) -> None:
         items, self._items = self._items, {}
-        for loop, pairs in items.items():
-            with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is listening
-                loop.call_soon_threadsafe(_deliver, pairs)
+        if not items:
+            return
+        wake = []
+        with self._lock:
+            for loop, pairs in items.items():
+                waiting = self._waiting.get(loop)
+                if waiting is None:
+                    self._waiting[loop] = pairs
+                    wake.append(loop)
+                else:
+                    waiting.extend(pairs)
+        for loop in wake:
+            try:
+                loop.call_soon_threadsafe(self._deliver, loop)
+            except RuntimeError:  # that event loop is closed: nobody is listening
+                with self._lock:
+                    self._waiting.pop(loop, None)
 
-
-def _deliver(pairs: list[tuple[Any, Any]]) -> None:
-    for queue, item in pairs:
-        queue.put_nowait(item)
+    def _deliver(self, loop: Any) -> None:
+        """In ``loop``: hand every waiting item to its queue."""
+        with self._lock:
+            pairs = self._waiting.pop(loop, [])
+        for queue, item in pairs:
+            queue.put_nowait(item)
 
 
 @dataclass
@@ -81,6 +105,7 @@ class DecodeLoop:
         positions: bool,
         pad_id: int,
         name: str,
+        sdpa_mask: bool = False,
     ) -> None:
         self.model = model
         self.new_cache = new_cache
@@ -89,6 +114,7 @@ class DecodeLoop:
         self.max_batch_tokens = max_batch_tokens
         self.positions = positions  # pass per-row position ids (False: the model computes its own)
         self.pad_id = pad_id  # fills the left of shorter prompts in a batched prefill (masked)
+        self.sdpa_mask = sdpa_mask  # decoding steps pass a ready 4-D mask (see KVBatch.step)
         self.rows: list[Row] = []
         self.batch: KVBatch | None = None
         self.stats = LoopStats()
@@ -271,7 +297,7 @@ class DecodeLoop:
         self.stats.rows_decoded += len(self.rows)
         self.stats.peak = max(self.stats.peak, len(self.rows))
         try:
-            logits = self.batch.step(self.model, positions=self.positions)
+            logits = self.batch.step(self.model, positions=self.positions, sdpa_mask=self.sdpa_mask)
         except Exception as e:
             if len(self.rows) == 1:
                 self.rows[0].fail(e)
@@ -338,7 +364,7 @@ class DecodeLoop:
         rows, self.rows, self.batch = self.rows, [], None
         for row, part in zip(rows, parts, strict=True):
             try:
-                logits = part.step(self.model, positions=self.positions)
+                logits = part.step(self.model, positions=self.positions, sdpa_mask=self.sdpa_mask)
             except Exception as e:
                 row.fail(e)
                 continue
