@@ -7,10 +7,14 @@
 3. the control plane's per-request cost with shared state: an authenticated, rate-limited
    request (GET /v1/models: no model work) on SQLite + in-memory limits vs PostgreSQL + Redis.
 
-    python benchmarks/cluster.py [--requests 200] [--rounds 3]
+    python benchmarks/cluster.py [--requests 200] [--rounds 3] [--baseline-src /work/main/src] [--only-ray]
 
 Starts its own PostgreSQL, Redis and single-node Ray cluster on loopback (tests/helpers) and
 writes benchmarks/results/cluster.json.
+
+With ``--baseline-src`` (another tree's src/), a second Ray cluster and gateway run that tree
+(the gateway and the Ray workers both import it: PYTHONPATH), and its Ray legs join each round,
+so that the two trees' added latency comes from the same run. ``--only-ray`` skips legs 2 and 3.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,10 +100,21 @@ def _key(data: Path, env: dict[str, str]) -> str:
     return str(json.loads(out.stdout)["key"])
 
 
+@contextmanager
+def _started(server: Any) -> Iterator[Any]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline-src", help="another source tree's src/ for a second Ray leg (e.g. /work/main/src)")
+    ap.add_argument("--only-ray", action="store_true", help="only leg 1 (Ray vs in-process)")
     args = ap.parse_args()
     n = args.requests
     tmp = Path(tempfile.mkdtemp(prefix="mmbench-cluster-"))
@@ -112,10 +129,13 @@ def main() -> None:
     with ExitStack() as stack:
         ray = RayCluster(cpus_per_node=4).start(nodes=1)
         stack.callback(ray.stop)
-        pg = PostgresServer().start()
-        stack.callback(pg.stop)
-        redis = RedisServer().start()
-        stack.callback(redis.stop)
+        base_ray = None
+        if args.baseline_src:
+            base_ray = RayCluster(cpus_per_node=4)
+            # its raylet's workers (the replica actors) import the baseline tree first
+            base_ray.env["PYTHONPATH"] = os.pathsep.join([args.baseline_src, base_ray.env["PYTHONPATH"]])
+            base_ray.start(nodes=1)
+            stack.callback(base_ray.stop)
 
         def data(name: str) -> Path:
             d = tmp / name
@@ -126,7 +146,9 @@ def main() -> None:
 
         models.mkdir()
         local = stack.enter_context(mmserve(data("local"), "--config", str(config), wait_for=["tiny-text"]))
-        local2 = stack.enter_context(mmserve(data("local2"), "--config", str(config), wait_for=["tiny-text"]))
+        local2 = None
+        if not args.only_ray:
+            local2 = stack.enter_context(mmserve(data("local2"), "--config", str(config), wait_for=["tiny-text"]))
         remote = stack.enter_context(
             mmserve(
                 data("ray"),
@@ -136,22 +158,44 @@ def main() -> None:
                 env={**ray.env, "MMSERVE_CLUSTER__ADDRESS": ray.address},
             )
         )
-        auth_env = {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN}
-        mem_env = dict(auth_env)
-        shared_env = {**auth_env, "MMSERVE_DATABASE_URL": pg.new_database(), "MMSERVE_REDIS_URL": redis.url}
-        mem = stack.enter_context(mmserve(data("mem"), "--config", str(config), env=mem_env))
-        shared = stack.enter_context(mmserve(data("shared"), "--config", str(config), env=shared_env))
-        mem_key = {"Authorization": f"Bearer {_key(data('mem'), mem_env)}"}
-        shared_key = {"Authorization": f"Bearer {_key(data('shared'), shared_env)}"}
+        base_remote = None
+        if base_ray is not None:
+            base_remote = stack.enter_context(
+                mmserve(
+                    data("ray-baseline"),
+                    "--config",
+                    str(config),
+                    wait_for=["tiny-text"],
+                    env={**base_ray.env, "MMSERVE_CLUSTER__ADDRESS": base_ray.address},
+                )
+            )
+        if not args.only_ray:
+            pg = stack.enter_context(_started(PostgresServer()))
+            redis = stack.enter_context(_started(RedisServer()))
+            auth_env = {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN}
+            mem_env = dict(auth_env)
+            shared_env = {**auth_env, "MMSERVE_DATABASE_URL": pg.new_database(), "MMSERVE_REDIS_URL": redis.url}
+            mem = stack.enter_context(mmserve(data("mem"), "--config", str(config), env=mem_env))
+            shared = stack.enter_context(mmserve(data("shared"), "--config", str(config), env=shared_env))
+            mem_key = {"Authorization": f"Bearer {_key(data('mem'), mem_env)}"}
+            shared_key = {"Authorization": f"Bearer {_key(data('shared'), shared_env)}"}
 
-        for url in (local, local2, remote):
-            leg([url], 20, 4)  # warm up
+        for url in (local, local2, remote, base_remote):
+            if url:
+                leg([url], 20, 4)  # warm up
         for _ in range(args.rounds):  # interleaved: every leg once per round
             add("inprocess_c1", leg([local], n // 4, 1))
             add("ray_c1", leg([remote], n // 4, 1))
+            if base_remote:
+                add("baseline_ray_c1", leg([base_remote], n // 4, 1))
             add("inprocess_c16", leg([local], n, 16))
             add("ray_c16", leg([remote], n, 16))
+            if base_remote:
+                add("baseline_ray_c16", leg([base_remote], n, 16))
+            if args.only_ray:
+                continue
             add("one_gateway_c16", leg([local], n, 16))
+            assert local2 is not None
             add("two_gateways_c16", leg([local, local2], n, 16))
             add("auth_memory_c1", leg([mem], n, 1, "GET", "/v1/models", mem_key))
             add("auth_pg_redis_c1", leg([shared], n, 1, "GET", "/v1/models", shared_key))
@@ -162,10 +206,23 @@ def main() -> None:
 
     summary = {
         "ray_added_p50_ms_c1": (med("ray_c1", "p50_s") - med("inprocess_c1", "p50_s")) * 1000,
+        "ray_added_p99_ms_c1": (med("ray_c1", "p99_s") - med("inprocess_c1", "p99_s")) * 1000,
         "ray_vs_inprocess_rps_ratio_c16": med("ray_c16", "rps") / med("inprocess_c16", "rps"),
-        "two_vs_one_gateway_rps_ratio_c16": med("two_gateways_c16", "rps") / med("one_gateway_c16", "rps"),
-        "pg_redis_added_p50_ms_per_request": (med("auth_pg_redis_c1", "p50_s") - med("auth_memory_c1", "p50_s")) * 1000,
     }
+    if "baseline_ray_c1" in results:
+        summary |= {
+            "baseline_ray_added_p50_ms_c1": (med("baseline_ray_c1", "p50_s") - med("inprocess_c1", "p50_s")) * 1000,
+            "baseline_ray_added_p99_ms_c1": (med("baseline_ray_c1", "p99_s") - med("inprocess_c1", "p99_s")) * 1000,
+            "baseline_ray_vs_inprocess_rps_ratio_c16": med("baseline_ray_c16", "rps") / med("inprocess_c16", "rps"),
+            "ray_vs_baseline_ray_p50_ratio_c1": med("ray_c1", "p50_s") / med("baseline_ray_c1", "p50_s"),
+            "ray_vs_baseline_ray_rps_ratio_c16": med("ray_c16", "rps") / med("baseline_ray_c16", "rps"),
+        }
+    if not args.only_ray:
+        summary |= {
+            "two_vs_one_gateway_rps_ratio_c16": med("two_gateways_c16", "rps") / med("one_gateway_c16", "rps"),
+            "pg_redis_added_p50_ms_per_request": (med("auth_pg_redis_c1", "p50_s") - med("auth_memory_c1", "p50_s"))
+            * 1000,
+        }
     write_result("cluster", {"requests": n, "rounds": args.rounds, "summary": summary, "legs": results})
 
 

@@ -93,15 +93,18 @@ class ReplicaHandle:
 
         attempt, sent = 0, 0
         while True:
-            seen, index = self.generation, 0
+            seen, index, ended = self.generation, 0, False
             gen = getattr(self.actor, method).options(num_returns="streaming").remote(*args)
             try:
                 async for ref in gen:
-                    item = await ref
-                    index += 1
-                    if index > sent:
-                        sent = index
-                        yield item
+                    items, ended = await _value(ref)  # the items that were ready together (actor.batched)
+                    for item in items:
+                        index += 1
+                        if index > sent:
+                            sent = index
+                            yield item
+                    if ended:  # the last batch: no need to wait for the task's end (a round trip)
+                        return
                 return
             except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError) as e:
                 if (sent and not replayable) or attempt >= MAX_RESPAWNS:
@@ -117,7 +120,8 @@ class ReplicaHandle:
                 log.error("remote engine failed: %s", e)
                 raise EngineError("The model failed while serving this request.") from None
             finally:
-                _cancel(gen)  # stops the actor's generator if the caller left early (a no-op once it ended)
+                if not ended:
+                    _cancel(gen)  # stops the actor's generator if the caller left early
 
     async def call(self, method: str, *args: Any) -> Any:
         import ray.exceptions as rex
@@ -162,6 +166,20 @@ class ReplicaHandle:
 
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self.actor, no_restart=True)
+
+
+async def _value(ref: Any) -> Any:
+    """The object of a ref that a stream yielded (so it exists: ``async for`` waited for it).
+
+    ``await ref`` asks Ray's IO thread for it and is woken from there: measured 0.1-0.5 ms a
+    batch on a busy machine. An object that is here already (a small one comes inside the
+    stream's report) is read at once; one that is not (a large one in another node's store) is
+    awaited, never fetched while this loop blocks.
+    """
+    import ray
+
+    ready, _ = ray.wait([ref], timeout=0, fetch_local=True)
+    return ray.get(ref) if ready else await ref
 
 
 def _cancel(gen: Any) -> None:
