@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,18 @@ class Cancelled(Exception):
     """Raised from a progress callback once the gateway has cancelled the call."""
 
 
+def _batched_method(inner: str) -> Callable[[Any, Any], AsyncIterator[Batch]]:
+    """An actor method streaming, in batches, what the actor's method ``inner`` yields for a request."""
+
+    async def method(self: Any, request: Any) -> AsyncIterator[Batch]:
+        async with contextlib.aclosing(batched(getattr(self, inner)(request))) as batches:
+            async for batch in batches:
+                yield batch
+
+    method.__name__ = method.__qualname__ = inner.removeprefix("_")
+    return method
+
+
 class EngineActor:
     def __init__(self, card: dict[str, Any], base_dir: str, models_dir: str, device: str) -> None:
         self.card = ModelCard.model_validate(card)
@@ -86,36 +98,15 @@ class EngineActor:
 
     # The task methods the gateway calls (runtime/remote.py): actor generators (Ray tells them by
     # their kind) of their items in batches; a cancelled or closed one closes its batches at once.
+    # chat(ChatInput), image(ImageGenInput), speech(SpeechInput), transcribe(TranscriptionInput),
+    # embed(EmbeddingInput), video(VideoGenInput): each batches what its `_<name>` yields.
 
-    async def chat(self, request: ChatInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._chat(request))) as batches:
-            async for batch in batches:
-                yield batch
-
-    async def image(self, request: ImageGenInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._image(request))) as batches:
-            async for batch in batches:
-                yield batch
-
-    async def speech(self, request: SpeechInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._speech(request))) as batches:
-            async for batch in batches:
-                yield batch
-
-    async def transcribe(self, request: TranscriptionInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._transcribe(request))) as batches:
-            async for batch in batches:
-                yield batch
-
-    async def embed(self, request: EmbeddingInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._embed(request))) as batches:
-            async for batch in batches:
-                yield batch
-
-    async def video(self, request: VideoGenInput) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(self._video(request))) as batches:
-            async for batch in batches:
-                yield batch
+    chat = _batched_method("_chat")
+    image = _batched_method("_image")
+    speech = _batched_method("_speech")
+    transcribe = _batched_method("_transcribe")
+    embed = _batched_method("_embed")
+    video = _batched_method("_video")
 
     async def _chat(self, request: ChatInput) -> AsyncIterator[ChatDelta]:
         assert isinstance(self.engine, ChatEngine)
