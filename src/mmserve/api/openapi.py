@@ -44,6 +44,7 @@ DESCRIPTIONS = {
 }
 #: what an image URL starts with (after spaces): http://, https:// or data:, in any case
 IMAGE_URL_PATTERN = r"^\s*([hH][tT][tT][pP][sS]?://|[dD][aA][tT][aA]:)"
+HTTP_URL_PATTERN = r"^\s*[hH][tT][tT][pP][sS]?://"  # what the SSRF-safe fetcher takes
 #: "contains a character that is not whitespace", with whitespace as Python's str.isspace() has
 #: it, spelled out: JSON Schema's (ECMAScript's) \s and Python's \s disagree on \x1c-\x1f and \x85
 NOT_BLANK = "[^ \t\n\r\f\v\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"

@@ -23,7 +23,7 @@ from pydantic import (
 
 from mmserve.api.errors import validation_error
 from mmserve.api.jsonbody import SEED_MAX, RequestModel
-from mmserve.api.openapi import IMAGE_URL_PATTERN, schema_is
+from mmserve.api.openapi import HTTP_URL_PATTERN, IMAGE_URL_PATTERN, schema_is
 from mmserve.api.unicode import refuse_lone_surrogates
 
 MAX_METADATA_KEYS = 16
@@ -38,6 +38,17 @@ def _given(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
+# What the conversion to chat takes (convert._tool_choice, then chat's checks): the schema says so.
+TOOL_CHOICE_SCHEMA = {
+    "anyOf": [
+        {"enum": ["none", "auto", "required", None]},
+        {
+            "type": "object",
+            "required": ["type", "name"],
+            "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+        },
+    ]
+}
 NO_FILES = schema_is({"type": "null", "description": "No Files API: refused."})
 
 
@@ -66,7 +77,15 @@ class InputFile(_Model):
 
     type: Literal["input_file"]
     file_data: str | None = Field(default=None, description="A data URI (or bare base64) of a text file.")
-    file_url: str | None = None
+    file_url: str | None = Field(
+        default=None,
+        json_schema_extra=schema_is(
+            {
+                "anyOf": [{"type": "string", "pattern": HTTP_URL_PATTERN}, {"type": "null"}],
+                "description": "An http(s) URL (mmserve fetches it).",
+            }
+        ),
+    )
     file_id: str | None = Field(default=None, json_schema_extra=NO_FILES)
     filename: str | None = None
 
@@ -210,7 +229,7 @@ class ResponseRequest(_Model):
     store: bool = True
     stream: bool = False
     tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = Field(default=None, json_schema_extra=schema_is(TOOL_CHOICE_SCHEMA))
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     max_tool_calls: int | None = Field(default=None, ge=0)
