@@ -1,9 +1,8 @@
 """Text-to-image, image-to-image and inpainting on any diffusers pipeline.
 
-The text-to-image pipeline is loaded from the card's source with
-``AutoPipelineForText2Image`` (or a pipeline class named in the options); the edit
-pipelines are derived from it with ``from_pipe`` (``AutoPipelineForImage2Image`` /
-``AutoPipelineForInpainting``), so all three share one copy of the weights.
+The text-to-image pipeline is loaded from the card's source with ``AutoPipelineForText2Image``
+(or a pipeline class named in the options); the edit pipelines are derived from it with
+``from_pipe`` (``AutoPipelineForImage2Image`` / ``AutoPipelineForInpainting``): one copy of the weights.
 
 Each pipeline call:
 - runs in a worker thread (``parallel_generations`` of them), never on the event loop;
@@ -12,8 +11,7 @@ Each pipeline call:
   ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
   padding settings on the object, see :mod:`mmserve.engines.common.thread_tokenizers`);
 - makes every image with its own seeded ``torch.Generator`` (image i of a request from its
-  seed + i), so results are reproducible under any concurrency and no global seed is ever
-  touched;
+  seed + i): reproducible under any concurrency, and no global seed is touched;
 - reports progress from the pipeline's step callback, and stops at the next step when every
   caller in it went away.
 
@@ -21,8 +19,8 @@ Concurrent text-to-image requests with the same size, step count, guidance (and 
 they have a negative prompt) are batched into one pipeline call, up to
 ``max_batch_images`` images (:mod:`mmserve.engines.common.batcher`): a worker that frees
 takes the waiting requests together. Each keeps its own generators, so a seed gives the
-same image batched or alone (to float rounding: a batched convolution may sum in another
-order, moving a pixel by a level or two). Edits (an input image, a mask) run one request per call.
+same image batched or alone (to float rounding: a batched convolution may move a pixel by a
+level or two). Edits (an input image, a mask) run one request per call.
 """
 
 from __future__ import annotations
