@@ -21,6 +21,7 @@ from typing import Any
 
 from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.engines.base import ChatEngine
+from mmserve.engines.common.openai_body import sampling_fields
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage
 from mmserve.engines.upstream.base import UpstreamEngine
 from mmserve.errors import MMServeError
@@ -92,19 +93,10 @@ class UpstreamChatEngine(UpstreamEngine, ChatEngine):
             "messages": [_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "temperature": p.temperature,
-            "top_p": p.top_p,
+            **sampling_fields(p),
         }
         if p.max_tokens is not None:
             body["max_tokens"] = p.max_tokens
-        if p.stop:
-            body["stop"] = p.stop
-        if p.seed is not None:
-            body["seed"] = p.seed
-        if p.presence_penalty:
-            body["presence_penalty"] = p.presence_penalty
-        if p.frequency_penalty:
-            body["frequency_penalty"] = p.frequency_penalty
         if request.tools:
             body["tools"] = request.tools
             if isinstance(request.tool_choice, str) and request.tool_choice.startswith("function:"):

@@ -29,6 +29,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmserve.engines.common.openai_body import sampling_fields
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, TokenLogprob, TopLogprob
 from mmserve.errors import (
     ContextLengthError,
@@ -63,17 +64,8 @@ def chat_body(request: ChatInput, shape: RequestShape) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         "max_tokens": shape.max_tokens,
-        "temperature": p.temperature,
-        "top_p": p.top_p,
+        **sampling_fields(p),
     }
-    if p.stop:
-        body["stop"] = p.stop
-    if p.seed is not None:
-        body["seed"] = p.seed
-    if p.presence_penalty:
-        body["presence_penalty"] = p.presence_penalty
-    if p.frequency_penalty:
-        body["frequency_penalty"] = p.frequency_penalty
     if p.logprobs:
         body["logprobs"] = True
         # vLLM lists the sampled token first, then the top k: one more lets the true top k be kept
