@@ -40,7 +40,6 @@ class Reply:
 class VLLMClient:
     def __init__(self, socket: Path, *, read_timeout_s: float) -> None:
         self.pool = ConnectionPool("http", "vllm", 80, MAX_CONNECTIONS, unix_connector(str(socket)))
-        self.read_timeout_s = read_timeout_s
         self.timeouts = Timeouts(connect=10.0, read=read_timeout_s, write=60.0, pool=60.0)
 
     @asynccontextmanager
