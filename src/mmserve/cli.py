@@ -177,7 +177,10 @@ def _serve(settings: Settings) -> int:
     def failed() -> None:
         server.should_exit = True
 
+    # what the runtime will load at start (Deployment.min_loaded), shown as loading until the app reports
     kept = {c.id for c in catalog if c.deployment.mode == "dedicated" or c.deployment.min_replicas > 0}
+    if not settings.load_on_start:
+        kept = set()
     booting = Booting(
         build,
         models={c.id: "loading" if c.id in kept else "idle" for c in catalog},
