@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,25 @@ async def _staggered(engine: TransformersChatEngine, requests: list[ChatInput]) 
     return results
 
 
+@contextmanager
+def _admitted_together(engine: TransformersChatEngine, count: int) -> Iterator[None]:
+    """The decode loop admits nothing until ``count`` rows wait: one turn admits them all, whatever the timing."""
+    loop = engine._loop
+    assert loop is not None
+    admit = loop._admit
+
+    def held() -> list[Any]:  # runs holding the loop's condition, as _admit does; holds only the first turn
+        loop._admit = admit  # type: ignore[method-assign]
+        loop._cv.wait_for(lambda: len(loop._inbox) >= count, timeout=30)
+        return admit()
+
+    loop._admit = held  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        loop._admit = admit  # type: ignore[method-assign]
+
+
 async def _until(condition: Any, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -164,7 +184,8 @@ async def test_rows_arriving_together_are_prefilled_together(vlm_engine: Transfo
     alone = await _alone(vlm_engine, requests)
     assert vlm_engine._loop is not None
     before = vlm_engine._loop.stats.prefilled_together
-    together = await asyncio.gather(*(_run(vlm_engine.generate(r), Result()) for r in requests))
+    with _admitted_together(vlm_engine, len(requests)):
+        together = await asyncio.gather(*(_run(vlm_engine.generate(r), Result()) for r in requests))
     _same(alone, list(together))
     assert vlm_engine._loop.stats.prefilled_together - before >= 2  # left-padded, in one forward
 
@@ -271,7 +292,8 @@ async def test_a_row_whose_batched_prefill_fails_fails_alone(
     short = [_ask("a", max_tokens=10, temperature=0), _ask("b", max_tokens=12, temperature=0)]
     alone = await _alone(short_engine, short)
     too_long = _ask("Tell me a long story about everything", max_tokens=4)  # more than 24 prompt tokens
-    runs = await asyncio.gather(*(_run(short_engine.generate(r), Result()) for r in [short[0], too_long, short[1]]))
+    with _admitted_together(short_engine, 3):
+        runs = await asyncio.gather(*(_run(short_engine.generate(r), Result()) for r in [short[0], too_long, short[1]]))
     assert isinstance(runs[1].error, EngineError)
     _same(alone, [runs[0], runs[2]])
     assert "prefilling its" in caplog.text  # it failed in a group, found by prefilling them one by one
