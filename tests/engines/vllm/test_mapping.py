@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from mmserve.engines.types import ChatInput, ChatMessage, ChatPart, SamplingParams
 from mmserve.engines.vllm.mapping import ChunkReader, RequestShape, chat_body, coalesce, refusal, top_entries
+from mmserve.engines.vllm.model_files import ModelFiles
 from mmserve.errors import (
     ContextLengthError,
     EngineError,
@@ -178,3 +181,15 @@ def test_text_that_arrived_together_goes_on_as_one_delta() -> None:
     first, merged = coalesce(deltas)  # the finish is held by the reader until the body ends
     assert first.prompt_tokens == 17 and first.text == ""
     assert (merged.text, merged.completion_tokens) == ("Hello", 2) and merged.logprobs and len(merged.logprobs) == 2
+
+
+def test_the_models_min_new_tokens_becomes_vllms_min_tokens(tmp_path: Path) -> None:
+    # vLLM does not read generation_config.min_new_tokens: mmserve sends it, as transformers honours it
+    (tmp_path / "generation_config.json").write_text(json.dumps({"min_new_tokens": 3, "suppress_tokens": [5]}))
+    files = ModelFiles.read(tmp_path)
+    assert (files.min_new_tokens, files.suppress_tokens) == (3, (5,))
+    request = ChatInput(messages=[ChatMessage("user", "a")])
+    assert chat_body(request, RequestShape("m", 9, min_tokens=files.min_new_tokens))["min_tokens"] == 3
+    assert "min_tokens" not in chat_body(request, RequestShape("m", 9))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"min_new_tokens": None}))
+    assert ModelFiles.read(tmp_path).min_new_tokens == 0

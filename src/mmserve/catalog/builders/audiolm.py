@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmserve.catalog.builders.tokenizer import CHAT_SPECIALS, train_bpe_tokenizer
-from mmserve.catalog.builders.vlm import suppress_unprintable
+from mmserve.catalog.builders.vlm import demo_generation_config
 
 AUDIO_SPECIALS = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
 # Qwen2-Audio's chat format, reduced: each audio part becomes Audio N: <|audio_bos|><|AUDIO|><|audio_eos|>
@@ -80,6 +80,6 @@ def build_tiny_audio_lm(out: Path, *, seed: int = 0) -> None:
         audio_bos_token="<|audio_bos|>",
         audio_eos_token="<|audio_eos|>",
     )
-    suppress_unprintable(model, tok)
+    demo_generation_config(model, tok)
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -39,11 +39,12 @@ def _text_config(
     )
 
 
-def suppress_unprintable(model: Any, tok: Any) -> None:
-    """Keep random weights from emitting raw bytes: list non-printable tokens in generation_config.
+def demo_generation_config(model: Any, tok: Any) -> None:
+    """Keep random weights to answers a reader can see: printable tokens, and never an empty answer.
 
-    ``suppress_tokens`` is the standard generation_config field that real models use too; the
-    engine honours the model's generation config, so the demo answers in printable text.
+    Non-printable tokens are listed in ``suppress_tokens`` and ``min_new_tokens`` is 1 (random
+    weights sample the end of sequence first about once in a hundred answers): both standard
+    generation_config fields that real models use too, and the engines honour them.
     """
     specials = set(tok.all_special_ids)
     bad = []
@@ -52,6 +53,7 @@ def suppress_unprintable(model: Any, tok: Any) -> None:
         if i not in specials and (not text or not all(c.isprintable() and c.isascii() for c in text)):
             bad.append(i)
     model.generation_config.suppress_tokens = bad
+    model.generation_config.min_new_tokens = 1
 
 
 def build_tiny_vlm(out: Path, *, seed: int = 0) -> None:
@@ -95,7 +97,7 @@ def build_tiny_vlm(out: Path, *, seed: int = 0) -> None:
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
         chat_template=CHAT_TEMPLATE,
     )
-    suppress_unprintable(model, tok)
+    demo_generation_config(model, tok)
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
@@ -109,6 +111,6 @@ def build_tiny_text_lm(out: Path, *, seed: int = 0, max_positions: int = 2048) -
     tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     model = LlamaForCausalLM(_text_config(tok, max_positions=max_positions)).eval()
-    suppress_unprintable(model, tok)
+    demo_generation_config(model, tok)
     model.save_pretrained(out)
     tok.save_pretrained(out)

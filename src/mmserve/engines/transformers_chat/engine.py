@@ -157,6 +157,7 @@ class TransformersChatEngine(ChatEngine):
 
         # The model's own generation config (suppressed tokens, ...) minus its sampling
         # defaults: the request's parameters rule, and the row's sampler does the sampling.
+        # Its min_new_tokens is applied by the decode loop to all rows at once.
         self._gen_config = copy.deepcopy(self.model.generation_config)
         self._gen_config.update(
             max_length=None,
@@ -194,6 +195,8 @@ class TransformersChatEngine(ChatEngine):
             pad_id=self._pad_id(),
             name=f"chat-decode-{self.card.id}",
             sdpa_mask=can_batch and sdpa_masks(self.model, new_cache, self._pad_id()),
+            min_new_tokens=int(self.model.generation_config.min_new_tokens or 0),
+            eos=tuple(self._eos),
         )
 
     def _pad_id(self) -> int:

@@ -106,6 +106,8 @@ class DecodeLoop:
         pad_id: int,
         name: str,
         sdpa_mask: bool = False,
+        min_new_tokens: int = 0,
+        eos: tuple[int, ...] = (),
     ) -> None:
         self.model = model
         self.new_cache = new_cache
@@ -115,6 +117,9 @@ class DecodeLoop:
         self.positions = positions  # pass per-row position ids (False: the model computes its own)
         self.pad_id = pad_id  # fills the left of shorter prompts in a batched prefill (masked)
         self.sdpa_mask = sdpa_mask  # decoding steps pass a ready 4-D mask (see KVBatch.step)
+        # the model's generation_config.min_new_tokens: no end of sequence before that many tokens
+        self.min_new_tokens = min_new_tokens if eos else 0
+        self.eos = list(eos)
         self.rows: list[Row] = []
         self.batch: KVBatch | None = None
         self.stats = LoopStats()
@@ -327,6 +332,14 @@ class DecodeLoop:
 
         for processor in self.batch_processors:
             logits = processor(None, logits)
+        if self.min_new_tokens:
+            early = [i for i, r in enumerate(rows) if r.length - r.prompt_len < self.min_new_tokens]
+            if early:  # as generate()'s MinNewTokensLengthLogitsProcessor, before the rows' own processors
+                logits = logits.clone()
+                device = logits.device
+                logits[torch.tensor(early, device=device)[:, None], torch.tensor(self.eos, device=device)] = float(
+                    "-inf"
+                )
         failed: set[int] = set()
         if any(r.has_processors for r in rows):
             parts = []

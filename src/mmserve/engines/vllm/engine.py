@@ -197,6 +197,7 @@ class VLLMChatEngine(ChatEngine):
             model=self.card.id,
             max_tokens=request.params.max_tokens or self.card.limits.max_output_tokens,  # vLLM fits it to the context
             logit_bias={str(t): SUPPRESS_BIAS for t in self.files.suppress_tokens},
+            min_tokens=self.files.min_new_tokens,
             grammar=grammar,
             prompt_text=caps.reasoning_format is not None,
             token_ids=self.files.image_token_id is not None and any(m.images for m in request.messages),

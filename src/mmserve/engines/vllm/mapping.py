@@ -19,7 +19,8 @@ What mmserve asks of vLLM, and why:
   (the prompt's, image tokens included, on the first); ``return_prompt_text`` gives the rendered
   prompt to the reasoning parser; ``return_token_ids`` lets image tokens be counted.
 - **The model's suppressed tokens as a logit bias.** vLLM ignores ``generation_config.suppress_tokens``;
-  a bias of -100 on them does what transformers does with them.
+  a bias of -100 on them does what transformers does with them. Its ``min_new_tokens`` likewise
+  becomes vLLM's ``min_tokens``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class RequestShape:
     grammar: str | None = None
     prompt_text: bool = False  # the reasoning parser needs the rendered prompt
     token_ids: bool = False  # image tokens are counted from the prompt's ids
+    min_tokens: int = 0  # the model's generation_config.min_new_tokens
 
 
 def chat_body(request: ChatInput, shape: RequestShape) -> dict[str, Any]:
@@ -72,6 +74,8 @@ def chat_body(request: ChatInput, shape: RequestShape) -> dict[str, Any]:
         body["top_logprobs"] = p.top_logprobs + 1 if p.top_logprobs else 0
     if p.ignore_eos:
         body["ignore_eos"] = True
+    if shape.min_tokens:
+        body["min_tokens"] = shape.min_tokens
     if request.tools:
         body["tools"] = request.tools
         body["tool_choice"] = "none"  # the template lists them; mmserve parses and enforces calls

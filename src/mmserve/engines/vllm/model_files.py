@@ -1,7 +1,8 @@
 """What mmserve reads from a model directory itself (plain JSON: no model library in mmserve's process).
 
 - ``generation_config.json``'s ``suppress_tokens``: vLLM ignores them; mmserve sends them as a
-  logit bias (:mod:`.mapping`).
+  logit bias (:mod:`.mapping`); its ``min_new_tokens``, which vLLM does not read either, as
+  ``min_tokens``.
 - ``config.json``'s image token id (``image_token_index`` / ``image_token_id``), to count the
   tokens images expand into, and the context length.
 - The tokenizer's added tokens: a format tag that is one (``<think>``, ``<tool_call>`` in Qwen3)
@@ -24,6 +25,7 @@ log = logging.getLogger("mmserve.engines.vllm")
 @dataclass(frozen=True)
 class ModelFiles:
     suppress_tokens: tuple[int, ...] = ()
+    min_new_tokens: int = 0
     image_token_id: int | None = None
     max_positions: int | None = None
     added_tokens: frozenset[str] = field(default_factory=frozenset)
@@ -37,10 +39,12 @@ class ModelFiles:
         text: dict[str, Any] = text_config if isinstance(text_config, dict) else config
         generation = _json(source / "generation_config.json")
         suppress = generation.get("suppress_tokens") or []
+        min_new = generation.get("min_new_tokens")
         image = config.get("image_token_index", config.get("image_token_id"))
         positions = text.get("max_position_embeddings")
         return cls(
             suppress_tokens=tuple(int(t) for t in suppress if isinstance(t, int)),
+            min_new_tokens=min_new if isinstance(min_new, int) and min_new > 0 else 0,
             image_token_id=image if isinstance(image, int) else None,
             max_positions=positions if isinstance(positions, int) else None,
             added_tokens=_added_tokens(source),
