@@ -57,3 +57,17 @@ def test_bad_base64(payload: str, words: str) -> None:
 
 def test_base64_bytes_and_text_agree() -> None:
     assert decode_base64("aGVsbG8=", param="p") == decode_base64(b"aGVsbG8=", param="p") == b"hello"
+
+
+def test_the_payload_is_read_in_place_and_copied_once_as_ascii() -> None:
+    uri = "data:image/png;charset=x;base64,aGVsbG8="
+    encoded = split_data_uri(uri, param="p", max_bytes=10)
+    assert (encoded.payload, encoded.payload_length) == ("aGVsbG8=", 8)
+    assert (
+        bytes(encoded.ascii_payload()) == b"aGVsbG8=" and decode_base64(encoded.ascii_payload(), param="p") == b"hello"
+    )
+    accented = split_data_uri("data:image/png;base64,aGVsbé8=", param="p", max_bytes=10)
+    assert bytes(accented.ascii_payload()) == b"aGVsb?8="  # one '?' for one character: still invalid base64
+    with pytest.raises(InvalidRequestError) as e:
+        decode_base64(accented.ascii_payload(), param="p")
+    assert e.value.code == "invalid_base64"

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 from mmserve.media.decodejob import DecodeJob, run_job
 from mmserve.media.decoder import ProcessDecoder, ThreadDecoder
 from mmserve.media.image.decode import ImageInputSize, ImageLimits
+from mmserve.media.worker import PIPE_BYTES
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 
@@ -150,3 +152,54 @@ def test_a_decoder_outlives_an_event_loop() -> None:
     assert asyncio.run(d.decode(job(image_bytes(fmt="JPEG")))).size == (64, 48)  # a new worker on the new loop
     assert d.worker_pids() != old
     asyncio.run(d.aclose())
+
+
+async def test_payloads_bigger_than_a_pipe_holds_reach_the_worker_in_a_memory_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[int] = []
+    send_fds = socket.send_fds
+
+    def counted(sock: socket.socket, buffers: list[bytes], fds: list[int], *a: object) -> int:
+        sent.append(os.fstat(fds[0]).st_size)
+        return send_fds(sock, buffers, fds, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "send_fds", counted)
+    d = ProcessDecoder(2, 30, 2048)
+    try:
+        data = h.encode(h.noisy((1200, 800)), "PNG")
+        b64 = base64.b64encode(data)
+        assert len(b64) > PIPE_BYTES
+        target = ImageInputSize(shortest_edge=112)
+        big, small = await asyncio.gather(
+            d.decode(job(memoryview(b"xx" + b64)[2:], base64=True, input_size=target)),
+            d.decode(job(image_bytes(), input_size=target)),
+        )
+        assert sent == [len(b64)]  # the big one only; the small one went through the pipe
+        assert big.tobytes() == run_job(job(data, input_size=target)).tobytes() and small.size == (
+            64,
+            48,
+        )  # never upscaled
+        with pytest.raises(InvalidRequestError) as e:  # refused in the worker, which stays
+            await d.decode(job(b64[:-4] + b"!!!!", base64=True))
+        assert e.value.code == "invalid_base64" and len(sent) == 2
+        assert len(d.worker_pids()) == 2
+    finally:
+        await d.aclose()
+
+
+async def test_a_worker_killed_while_its_memory_file_is_read_fails_that_image_only() -> None:
+    d = ProcessDecoder(1, 30, 2048)
+    try:
+        b64 = base64.b64encode(h.encode(h.noisy((1200, 800)), "PNG"))
+        await d.decode(job(b64, base64=True))
+        (pid,) = d.worker_pids()
+        task = asyncio.create_task(d.decode(job(b64, base64=True)))
+        await asyncio.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(InvalidRequestError) as e:
+            await task
+        assert e.value.code == "invalid_image"
+        assert (await d.decode(job(b64, base64=True))).size == (1200, 800)  # a new worker
+    finally:
+        await d.aclose()

@@ -41,7 +41,7 @@ DecodeResult = Image.Image | DecodedVideo
 
 @dataclass(frozen=True)
 class DecodeJob:
-    payload: bytes  # the image's bytes, or (base64=True) the base64 text of a data URI as ASCII
+    payload: bytes | memoryview  # the image's bytes, or (base64=True) the base64 text of a data URI as ASCII
     limits: ImageLimits
     param: str
     base64: bool = False
@@ -67,7 +67,7 @@ class DecodeJob:
 
 
 def run_job(job: DecodeJob) -> DecodeResult:
-    data = decode_base64(job.payload, param=job.param) if job.base64 else job.payload
+    data = decode_base64(job.payload, param=job.param) if job.base64 else bytes(job.payload)  # bytes: not copied
     if job.video is not None:
         return decode_video(data, job.video.limits, job.video.sampling, param=job.param)
     return decode_image(

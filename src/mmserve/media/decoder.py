@@ -17,17 +17,20 @@ touches another), speaks JSON plus raw bytes (see :mod:`mmserve.media.decodejob`
 driven by asyncio's subprocess support, so waiting costs no thread.
 
 The process hop costs a copy of the bytes in and of the (already downscaled) pixels out;
-``benchmarks/media.py`` measures it against threads. ``decode_isolation = "thread"`` keeps
-decoding in-process for trusted input.
+``benchmarks/media.py`` measures it against threads. Bytes that would not fit in one pipe-full
+go in a memory file whose descriptor is passed on a unix socket (see :mod:`mmserve.media.worker`).
+``decode_isolation = "thread"`` keeps decoding in-process for trusted input.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +39,7 @@ from typing import Protocol
 import mmserve
 from mmserve.errors import InvalidRequestError, MMServeError, OverloadedError
 from mmserve.media.decodejob import MAX_HEADER_BYTES, DecodeJob, DecodeResult, job_header, result_from_wire, run_job
-from mmserve.media.worker import READY, frame
+from mmserve.media.worker import PIPE_BYTES, READY, frame
 
 log = logging.getLogger("mmserve.media")
 SPAWN_TIMEOUT_S = 60.0
@@ -117,9 +120,13 @@ class ThreadDecoder:
 # ------------------------------------------------------------------ processes
 
 
+_MEMFD = hasattr(os, "memfd_create") and hasattr(socket, "send_fds")  # Linux
+
+
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, fd_socket: socket.socket | None) -> None:
         self.proc = proc
+        self.fd_socket = fd_socket  # where big payloads' memory files are sent (None: all through stdin)
         self.loop = asyncio.get_running_loop()
 
     @classmethod
@@ -127,19 +134,33 @@ class _Worker:
         env = {**os.environ, **_WORKER_ENV}
         # the worker imports the same mmserve as this server, however the server found it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "mmserve.media.worker",
-            "--memory-mb",
-            str(memory_mb),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        worker = cls(proc)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if _MEMFD else (None, None)
+        extra = ["--fd-socket", str(theirs.fileno())] if theirs is not None else []
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-W",
+                "ignore",
+                "-m",
+                "mmserve.media.worker",
+                "--memory-mb",
+                str(memory_mb),
+                *extra,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                pass_fds=(theirs.fileno(),) if theirs is not None else (),
+            )
+        except BaseException:
+            if ours is not None:
+                ours.close()
+            raise
+        finally:
+            if theirs is not None:
+                theirs.close()
+        if ours is not None:
+            ours.setblocking(False)  # one small message per job: it never has to wait
+        worker = cls(proc, ours)
         try:
             assert proc.stdout is not None
             ready = await asyncio.wait_for(proc.stdout.readexactly(len(READY)), SPAWN_TIMEOUT_S)
@@ -157,8 +178,14 @@ class _Worker:
     async def run(self, job: DecodeJob) -> DecodeResult:
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None
-        stdin.write(frame(job_header(job), job.payload))
-        stdin.write(job.payload)
+        size = len(job.payload)
+        if self.fd_socket is not None and size > PIPE_BYTES:
+            header = json.dumps({**json.loads(job_header(job)), "payload_fd": True}).encode()
+            stdin.write(frame(header, 0))
+            self._send_memfd(job.payload)
+        else:
+            stdin.write(frame(job_header(job), size))
+            stdin.write(job.payload)
         await stdin.drain()
         head_len = int.from_bytes(await stdout.readexactly(4), "big")
         if head_len > MAX_HEADER_BYTES:
@@ -169,7 +196,23 @@ class _Worker:
             raise ConnectionError("oversized reply")
         return result_from_wire(header, await stdout.readexactly(n), job)
 
+    def _send_memfd(self, payload: bytes | memoryview) -> None:
+        assert self.fd_socket is not None
+        fd = os.memfd_create("mmserve-decode", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+            socket.send_fds(self.fd_socket, [b"f"], [fd])  # the worker's copy keeps the file alive
+        except BlockingIOError:
+            raise ConnectionError("the worker is not taking payloads") from None
+        finally:
+            os.close(fd)
+
     def kill(self) -> None:
+        if self.fd_socket is not None:
+            self.fd_socket.close()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)  # works from any loop; the child watcher reaps it

@@ -134,10 +134,9 @@ class MediaIngestor:
                     param=param,
                     code="invalid_image_url",
                 )
-            budget.charge_bytes(len(encoded.payload) * 3 // 4, param=param)  # its size once decoded
-            payload = encoded.payload.encode("ascii", "replace")  # non-ASCII -> '?' -> invalid base64
+            budget.charge_bytes(encoded.payload_length * 3 // 4, param=param)  # its size once decoded
             job = DecodeJob(
-                payload,
+                encoded.ascii_payload(),
                 _within(limits, budget),
                 param,
                 base64=True,

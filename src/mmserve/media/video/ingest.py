@@ -74,8 +74,7 @@ class VideoIngestor:
                     param=param,
                     code="invalid_video_url",
                 )
-            payload = encoded.payload.encode("ascii", "replace")
-            job = DecodeJob(payload, image_limits, param, base64=True, video=spec)
+            job = DecodeJob(encoded.ascii_payload(), image_limits, param, base64=True, video=spec)
             return _video(await self.media.decoder.decode(job))
         if lowered.startswith(("http://", "https://")):
             if not card.allow_image_urls:
