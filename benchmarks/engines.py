@@ -1,6 +1,7 @@
 """The same tiny model on the transformers engine and on the vLLM engine, and vLLM through mmserve vs called directly.
 
     python benchmarks/engines.py [--levels 1 4 16 64] [--seconds 12] [--rounds 1] [--max-tokens 16] [--python PATH]
+                                 [--no-pin]
 
 Starts one `mmserve serve` with two dedicated cards on `demo:tool-lm-hd32` (a tiny random
 Llama, 32-wide heads): `tf` (engine transformers-chat) and `vl` (engine vllm, its server from
@@ -12,6 +13,9 @@ concurrency it runs three legs, in an order that rotates from level to level:
 - vllm-direct: the same vLLM server, called on its unix socket with exactly the body mmserve
   sends it (built by mmserve's own mapping: logit bias, usage options), so the difference
   is mmserve's hop alone.
+
+``--no-pin`` leaves vLLM's EngineCore unbound (``pin_engine_core: false``): on a CPU host its
+busy poll then takes the core vLLM leaves its API server (see engines/vllm/cpu_affinity.py).
 
 Every request streams 16 tokens (ignore_eos) at temperature 1. Writes
 benchmarks/results/engines.json: requests/s, output tokens/s, TTFT and latency p50/p99 per
@@ -44,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Hello, how can I help you today? Describe the image in one sentence."
 
 
-def catalog(python: Path, source: Path) -> dict[str, Any]:
+def catalog(python: Path, source: Path, *, pin: bool = True) -> dict[str, Any]:
     common = {"task": "chat", "source": str(source), "limits": {"max_output_tokens": 256}}
     return {
         "models": [
@@ -64,6 +68,7 @@ def catalog(python: Path, source: Path) -> dict[str, Any]:
                     "dtype": "float32",
                     "enforce_eager": True,
                     "kv_cache_memory_bytes": "256M",
+                    "pin_engine_core": pin,
                 },
                 "deployment": {"mode": "dedicated", "max_concurrency": 128, "max_queue": 256},
             },
@@ -165,12 +170,15 @@ def main() -> None:
         "--python", type=Path, default=None, help="vLLM's interpreter (default: ./.venv-vllm, made if missing)"
     )
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument(
+        "--no-pin", action="store_true", help="leave vLLM's EngineCore unbound (options.pin_engine_core: false)"
+    )
     args = p.parse_args()
     python = args.python or create_vllm_venv(ROOT / ".venv-vllm")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-engines-"))
     source = build_demo_model("tool-lm-hd32", data_dir / "models")
     config = data_dir / "engines.yaml"
-    config.write_text(yaml.safe_dump(catalog(python, source)))
+    config.write_text(yaml.safe_dump(catalog(python, source, pin=not args.no_pin)))
     # one torch thread for the transformers engine: two oversubscribe a shared 2-core machine (FACTS.md);
     # vLLM sets its own threads. mmserve sets torch's threads itself (MMSERVE_TORCH_THREADS, else the cores
     # divided by the catalog's torch replicas: 2 here), overriding OMP_NUM_THREADS.
@@ -181,6 +189,7 @@ def main() -> None:
         "engines",
         {
             "model": "demo:tool-lm-hd32",
+            "pin_engine_core": not args.no_pin,
             "max_tokens": args.max_tokens,
             "seconds_per_leg": args.seconds,
             "rounds": args.rounds,

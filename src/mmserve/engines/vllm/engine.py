@@ -91,7 +91,8 @@ class VLLMChatEngine(ChatEngine):
             opts.startup_timeout_s, opts.health_interval_s, opts.restart_backoff_s, opts.restart_backoff_max_s
         )
         env = server_env(opts, dict(os.environ), device=self.device)
-        self.server = ManagedServer(self.card.id, argv, env, socket, log_path, timing)
+        pin = opts.pin_engine_core and not self.device.startswith("cuda")  # a no-op unless the Worker is bound
+        self.server = ManagedServer(self.card.id, argv, env, socket, log_path, timing, pin_engine_core=pin)
         try:
             self.server.start()
             self._context = self._served_context(socket)

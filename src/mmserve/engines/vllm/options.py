@@ -67,6 +67,12 @@ class VLLMOptions(EngineOptions):
     restart_backoff_s: float = Field(default=1.0, gt=0, description="First wait before restarting a dead server.")
     restart_backoff_max_s: float = Field(default=60.0, gt=0, description="Longest wait between restarts.")
     log_file: str | None = Field(default=None, description="Append the server's output here (default: a temp dir).")
+    pin_engine_core: bool = Field(
+        default=True,
+        description="Where vLLM binds its Worker to some cores (its CPU build does), bind its EngineCore to the "
+        "same cores, so that its API server keeps a core and streams tokens as they are made "
+        "(see engines/vllm/cpu_affinity.py). Not on devices cuda:N.",
+    )
 
     @field_validator("kv_cache_memory_bytes")
     @classmethod

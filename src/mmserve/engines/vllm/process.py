@@ -2,8 +2,9 @@
 
 A supervisor thread owns the server for its whole life. It starts the process (in a new
 session: the API server, its EngineCore and Worker share one process group), waits for
-``/health``, then watches it: the process exiting, or ``/health`` failing three times in a row,
-means the server is gone. vLLM's API server exits with status 0 when its engine dies, so the
+``/health`` (then, where vLLM bound its Worker to some cores, binds the EngineCore to them:
+:mod:`.cpu_affinity`), then watches it: the process exiting, or ``/health`` failing three times
+in a row, means the server is gone. vLLM's API server exits with status 0 when its engine dies, so the
 exit status is no signal: any exit that mmserve did not ask for is a failure. The supervisor
 then kills what is left of the group (a killed API server orphans its EngineCore and Worker,
 ~2 GB on a CPU), waits (1 s, doubling up to a minute; back to 1 s after a minute of health)
@@ -31,6 +32,8 @@ from typing import Literal
 
 import httpx
 
+from mmserve.engines.vllm.cpu_affinity import pin_engine_core
+
 log = logging.getLogger("mmserve.engines.vllm")
 
 State = Literal["starting", "ready", "restarting", "stopped", "failed"]
@@ -53,9 +56,18 @@ class Timing:
 
 class ManagedServer:
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], socket: Path, log_path: Path, timing: Timing
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        socket: Path,
+        log_path: Path,
+        timing: Timing,
+        *,
+        pin_engine_core: bool = False,
     ) -> None:
         self.name = name
+        self.pin_engine_core = pin_engine_core  # once healthy: see cpu_affinity
         self.argv = argv
         self.env = env
         self.socket = socket
@@ -127,12 +139,14 @@ class ManagedServer:
                         self._kill()
                         self.state = "failed"
                         return
+                    self._pin()
                     self.state = "ready"
                     self._first.set()
                     up = time.monotonic()
                     problem = self._watch()
                 elif problem is None:
                     log.info("vLLM server of '%s' is back (restart %d)", self.name, self.restarts)
+                    self._pin()
                     self.state = "ready"
                     up = time.monotonic()
                     problem = self._watch()
@@ -156,6 +170,13 @@ class ManagedServer:
                 self.restarts += 1
         finally:
             self._first.set()  # never leave start() waiting
+
+    def _pin(self) -> None:
+        proc = self.proc
+        if self.pin_engine_core and proc is not None:
+            cores = pin_engine_core(group_pids(proc.pid))
+            if cores is not None:
+                log.info("vLLM server of '%s': EngineCore bound to its Worker's CPUs %s", self.name, sorted(cores))
 
     def _spawn(self) -> None:
         self.socket.unlink(missing_ok=True)  # a stale socket makes the bind fail (EADDRINUSE)
