@@ -79,6 +79,19 @@ def _draws(group: list[int], samplers: list[SeededSampler], device: Any, dtype: 
     return draws
 
 
+def hold_back_end(scores: Any, generated: list[int], min_new: int, eos: list[int]) -> Any:
+    """``scores`` (rows x vocab), the end of sequence made impossible for rows with fewer than ``min_new`` tokens."""
+    early = [i for i, n in enumerate(generated) if n < min_new]
+    if not early:
+        return scores
+    import torch
+
+    scores = scores.clone()
+    device = scores.device
+    scores[torch.tensor(early, device=device)[:, None], torch.tensor(eos, device=device)] = float("-inf")
+    return scores
+
+
 def sample_rows(scores: Any, samplers: list[SeededSampler], generated: list[Any]) -> tuple[list[int], list[Any]]:
     """The next token of every row of ``scores`` (rows x vocab, processed), and the log-probabilities
     (a vocab-long tensor, or None when the row did not ask) of the distribution it was drawn from.

@@ -27,7 +27,7 @@ from typing import Any
 
 from mmserve.engines.transformers_chat.batch import KVBatch
 from mmserve.engines.transformers_chat.row import Row
-from mmserve.engines.transformers_chat.sampling import sample_rows
+from mmserve.engines.transformers_chat.sampling import hold_back_end, sample_rows
 from mmserve.errors import EngineUnavailableError
 
 log = logging.getLogger("mmserve.engines.transformers_chat.scheduler")
@@ -332,14 +332,8 @@ class DecodeLoop:
 
         for processor in self.batch_processors:
             logits = processor(None, logits)
-        if self.min_new_tokens:
-            early = [i for i, r in enumerate(rows) if r.length - r.prompt_len < self.min_new_tokens]
-            if early:  # as generate()'s MinNewTokensLengthLogitsProcessor, before the rows' own processors
-                logits = logits.clone()
-                device = logits.device
-                logits[torch.tensor(early, device=device)[:, None], torch.tensor(self.eos, device=device)] = float(
-                    "-inf"
-                )
+        if self.min_new_tokens:  # as generate()'s MinNewTokensLengthLogitsProcessor, before the rows' own
+            logits = hold_back_end(logits, [r.length - r.prompt_len for r in rows], self.min_new_tokens, self.eos)
         failed: set[int] = set()
         if any(r.has_processors for r in rows):
             parts = []
