@@ -83,9 +83,11 @@ def run_job(job: DecodeJob) -> DecodeResult:
 # ------------------------------------------------------------------ wire format
 
 
-def job_header(job: DecodeJob) -> bytes:
+def job_header(job: DecodeJob, *, payload_fd: bool = False) -> bytes:
+    """The job's JSON header; ``payload_fd``: its payload comes in a memory file (see media/worker.py)."""
     return json.dumps(
         {
+            "payload_fd": payload_fd,
             "limits": asdict(job.limits),
             "param": job.param,
             "base64": job.base64,
@@ -113,8 +115,8 @@ def _video_spec(raw: dict[str, Any] | None) -> VideoSpec | None:
     return VideoSpec(VideoLimits(**raw["limits"]), FrameSampling(**sampling))
 
 
-def job_from_wire(header: bytes, payload: bytes) -> DecodeJob:
-    h = json.loads(header)
+def job_from_wire(h: dict[str, Any], payload: bytes) -> DecodeJob:
+    """The job of a parsed header (``json.loads(job_header(...))``) and its payload."""
     limits = h["limits"]
     limits["formats"] = tuple(limits["formats"])
     size = h.get("input_size")

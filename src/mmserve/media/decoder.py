@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -180,8 +179,7 @@ class _Worker:
         assert stdin is not None and stdout is not None
         size = len(job.payload)
         if self.fd_socket is not None and size > PIPE_BYTES:
-            header = json.dumps({**json.loads(job_header(job)), "payload_fd": True}).encode()
-            stdin.write(frame(header, 0))
+            stdin.write(frame(job_header(job, payload_fd=True), 0))
             self._send_memfd(job.payload)
         else:
             stdin.write(frame(job_header(job), size))

@@ -129,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             got = read_frame(stdin)
-            if got is not None and not got[1] and fd_socket is not None and json.loads(got[0]).get("payload_fd"):
-                got = got[0], read_fd_payload(fd_socket)
+            if got is None:
+                return 0
+            spec, payload = json.loads(got[0]), got[1]
+            if spec.get("payload_fd") and fd_socket is not None:
+                payload = read_fd_payload(fd_socket)
         except EOFError:
             return 0
-        if got is None:
-            return 0
-        job = job_from_wire(*got)
+        job = job_from_wire(spec, payload)
         result: DecodeResult | MMServeError
         try:
             result = run_job(job)
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             result = PayloadTooLargeError(
                 f"The {job.what} needs too much memory to decode.", code=f"{job.what}_too_large"
             )
-        del got, job
+        del got, spec, payload, job
         header, pixels = result_to_wire(result)
         out.write(frame(header, len(pixels)))
         out.write(pixels)
