@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,8 +23,10 @@ def named(name: str) -> Iterator[int]:
     """A Python process whose argv[0] is ``name`` (vLLM renames its processes so)."""
     proc = subprocess.Popen(["bash", "-c", f'exec -a "{name}" {sys.executable} -c "$0"', LIVE])
     try:
+        deadline = time.monotonic() + 30
         while len(os.listdir(f"/proc/{proc.pid}/task")) < 4:  # its threads started
-            pass
+            assert proc.poll() is None and time.monotonic() < deadline, f"{name} did not start its threads"
+            time.sleep(0.01)
         yield proc.pid
     finally:
         proc.kill()
