@@ -149,26 +149,14 @@ def main() -> None:
         local2 = None
         if not args.only_ray:
             local2 = stack.enter_context(mmserve(data("local2"), "--config", str(config), wait_for=["tiny-text"]))
-        remote = stack.enter_context(
-            mmserve(
-                data("ray"),
-                "--config",
-                str(config),
-                wait_for=["tiny-text"],
-                env={**ray.env, "MMSERVE_CLUSTER__ADDRESS": ray.address},
-            )
-        )
-        base_remote = None
-        if base_ray is not None:
-            base_remote = stack.enter_context(
-                mmserve(
-                    data("ray-baseline"),
-                    "--config",
-                    str(config),
-                    wait_for=["tiny-text"],
-                    env={**base_ray.env, "MMSERVE_CLUSTER__ADDRESS": base_ray.address},
-                )
-            )
+
+        def on_cluster(name: str, cluster: Any) -> str:
+            """A mmserve whose replicas are placed on ``cluster``."""
+            env = {**cluster.env, "MMSERVE_CLUSTER__ADDRESS": cluster.address}
+            return stack.enter_context(mmserve(data(name), "--config", str(config), wait_for=["tiny-text"], env=env))
+
+        remote = on_cluster("ray", ray)
+        base_remote = on_cluster("ray-baseline", base_ray) if base_ray is not None else None
         if not args.only_ray:
             pg = stack.enter_context(_started(PostgresServer()))
             redis = stack.enter_context(_started(RedisServer()))
