@@ -3,7 +3,7 @@
 The layers (docs/design.md draws them), lowest first:
 
     0  errors, settings, cards, metrics, db, progress, timing,  the vocabulary every layer shares
-       migrations
+       heap, migrations
     1  media, storage, chatformat                        bytes in and out; chat formats
     2  engines                                           the only code that touches model libraries
     3  catalog                                           catalog files, validated against the engines
@@ -25,7 +25,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mmserve"
 LAYERS: list[set[str]] = [
-    {"errors", "settings", "cards", "metrics", "db", "progress", "timing", "migrations"},
+    {"errors", "settings", "cards", "metrics", "db", "progress", "timing", "heap", "migrations"},
     {"media", "storage", "chatformat"},
     {"engines"},
     {"catalog"},

@@ -136,6 +136,9 @@ async def _db(settings: Settings, command: str) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    from mmserve import heap
+
+    heap.pause()  # no full collections while the server imports and loads; the runtime then freezes its heap
     import uvicorn
     from rich.logging import RichHandler
 

@@ -218,3 +218,28 @@ def test_models_built_and_loaded_at_once_on_a_first_start(tmp_path: Path) -> Non
         [sys.executable, "-c", FIRST_START, str(tmp_path)], capture_output=True, text=True, timeout=240, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "['a', 'b', 'c']", done.stdout + done.stderr[-3000:]
+
+
+async def test_loaded_models_are_frozen_and_an_unload_still_frees_one_held_in_a_cycle(data_dir: Path) -> None:
+    """The start-up loads end with the heap frozen (mmserve.heap); a model loaded later joins it; unloaded,
+    a model that only a reference cycle through the frozen heap still holds is freed all the same."""
+    gc.unfreeze()
+    try:
+        rt = _runtime(data_dir, _card("kept", mode="dedicated"), _card("later", idle_unload_s=0.1))
+        await rt.start()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        await _ask(rt, "later")  # loaded on demand, after start-up
+        dep = rt.deployments["later"]
+        model = dep.engine.model  # type: ignore[union-attr]
+        model.test_cycle = [model]  # a young list and the frozen model hold each other
+        model_ref = weakref.ref(model)
+        del model
+        gc.collect()
+        assert model_ref() is not None  # still the engine's
+        await asyncio.sleep(0.15)
+        assert await rt.unload_idle() == ["later"]
+        assert model_ref() is None  # the unload's collection walked the frozen heap too
+        assert gc.get_freeze_count() > 0  # and froze the rest again
+        await rt.stop()
+    finally:
+        gc.unfreeze()

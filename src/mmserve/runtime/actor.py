@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from mmserve import heap
 from mmserve.cards import ModelCard
 from mmserve.catalog.sources import resolve_source
 from mmserve.engines.base import (
@@ -78,6 +79,7 @@ class EngineActor:
         source = resolve_source(self.card, base_dir=Path(base_dir), models_dir=Path(models_dir))
         self.engine: Engine = engine_class(self.card.engine)(self.card, source=source, device=device)
         self.engine.load()
+        heap.freeze()  # this process's loaded heap, skipped by later full collections (see mmserve.heap)
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs and what the gateway asks engines directly (sizes, voices, memory)."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mmserve import heap
 from mmserve.cards import ModelCard
 from mmserve.catalog.catalog import Catalog
 from mmserve.engines.base import EngineContext, VideoEngine
@@ -157,9 +158,9 @@ class Runtime:
             set_intra_op_threads(threads)
 
     async def _load_at_start(self) -> None:
-        if not self.settings.load_on_start:
-            return
-        await asyncio.gather(*(self._load_kept(dep) for dep in self.deployments.values() if dep.min_loaded))
+        kept = [dep for dep in self.deployments.values() if dep.min_loaded] if self.settings.load_on_start else []
+        with heap.loading():  # then the loaded heap is frozen: full collections skip it (see mmserve.heap)
+            await asyncio.gather(*(self._load_kept(dep) for dep in kept))
 
     async def _load_kept(self, dep: Deployment) -> None:
         try:
@@ -244,6 +245,8 @@ class Runtime:
             await asyncio.wait([asyncio.ensure_future(e.refresh_stats()) for e in engines], timeout=timeout)
 
     def _loaded(self, dep: Deployment, seconds: float, cold: bool) -> None:
+        if self.started:  # a load after start-up (serverless, scale-up): its model joins the frozen heap
+            heap.freeze()
         if self.metrics:
             self.metrics.model_loaded(dep.card.id, seconds, cold and not dep.dedicated)
 

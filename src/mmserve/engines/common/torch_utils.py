@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from mmserve import heap
 
 
 def cuda_available() -> bool:
@@ -59,7 +60,9 @@ def set_intra_op_threads(threads: int) -> None:
 
 
 def release_memory() -> None:
-    gc.collect()
+    """After an unload dropped the model: collect it (frozen cycles included, see mmserve.heap), then free
+    the accelerator's cached blocks."""
+    heap.release()
     try:
         import torch
 

@@ -1,0 +1,71 @@
+"""The frozen heap: collected before it is frozen, skipped by collections after, released on unload."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from mmserve import heap
+
+
+class Node:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def thawed() -> Iterator[None]:
+    """Each test starts and ends with nothing frozen and the collector on."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_freeze_collects_first_and_later_collections_skip_what_it_froze() -> None:
+    garbage = weakref.ref(Node())  # a cycle nobody holds: garbage already
+    kept = Node()
+    frozen_ref = weakref.ref(kept)
+    assert heap.freeze() > 0 and gc.get_freeze_count() > 0
+    assert garbage() is None  # collected, not frozen for good
+    del kept  # garbage now, but frozen: an ordinary collection leaves it
+    gc.collect()
+    assert frozen_ref() is not None
+    heap.release()  # an unload: the whole heap is collected, then frozen again
+    assert frozen_ref() is None and gc.get_freeze_count() > 0
+
+
+def test_release_of_a_heap_never_frozen_only_collects() -> None:
+    ref = weakref.ref(Node())
+    heap.release()
+    assert ref() is None and gc.get_freeze_count() == 0
+
+
+def test_loading_pauses_the_collector_then_freezes() -> None:
+    with heap.loading():
+        assert not gc.isenabled()
+        dropped = weakref.ref(Node())
+        churn = [[i] for i in range(10_000)]  # allocations that would run young collections (threshold 700)
+        assert dropped() is not None and churn
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    assert dropped() is None  # the freeze's collection took it: garbage is never frozen
+
+
+def test_loading_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    with heap.loading():
+        pass
+    assert not gc.isenabled() and gc.get_freeze_count() > 0
+
+
+def test_pause_holds_the_collector_off_until_the_loading_ends() -> None:
+    heap.pause()  # a server's first step
+    assert not gc.isenabled()
+    with heap.loading():
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() > 0
