@@ -17,6 +17,7 @@ from mmserve.engines import diffusers_image
 from mmserve.engines.diffusers_image import DiffusersImageEngine
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
+from tests.helpers.image_checks import same_up_to_batch_numerics
 
 OPTIONS = {"quality_steps": {"low": 1, "medium": 2, "high": 4}, "guidance_scale": 5.0, "parallel_generations": 2}
 
@@ -52,11 +53,7 @@ def _arrays(images: list[Image.Image]) -> list[np.ndarray]:
 
 
 def _same_images(a: list[Image.Image], b: list[Image.Image]) -> bool:
-    """Equal up to batch numerics: a convolution over a batch of 3 may sum in another order than
-    over one (oneDNN picks kernels by shape), moving a pixel by a level or two. Another seed
-    moves most pixels by tens of levels."""
-    pairs = zip(_arrays(a), _arrays(b), strict=True)
-    return all(np.abs(x.astype(int) - y.astype(int)).max() <= 2 for x, y in pairs)
+    return all(same_up_to_batch_numerics(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_batch_of_n_with_per_image_seeds(engine: DiffusersImageEngine) -> None:
