@@ -1,8 +1,16 @@
 """File downloads: MB/s of a 100 MB artifact through `GET /v1/artifacts/{id}` (the route video
-content shares: api/artifacts/files.py), whole and as 8 MiB Range requests, 1 and 4 clients,
-and whether the event loop stayed free meanwhile (a `/health` probe's latency during downloads).
+content shares: api/artifacts/files.py), whole (1 and 4 clients) and as 8 MiB Range requests
+(one client, one after another), and whether the event loop stayed free meanwhile (a `/health`
+probe's latency during downloads).
 
-    python benchmarks/downloads.py [--mb 100] [--rounds 3] [--baseline-src /work/main/src]
+    python benchmarks/downloads.py [--mb 100] [--rounds 3] [--repeat 4] [--baseline-src /work/main/src]
+
+What is timed is the transfers, as curl times them (``time_total``: connect to last byte), not
+the start of curl's process (~7 ms here, a tenth of a 100 MB transfer at 1.5 GB/s): each client
+is one curl downloading ``--repeat`` times, and a leg's MB/s is its bytes over the longest
+client's summed transfer time. The first download after the server starts is reported apart
+(``first_download_mb_per_s``): it also pays the route's one-time costs (imports, the first
+worker thread).
 
 No model is involved: the artifact is written into the server's data dir and its link signed
 with the server's key. With ``--baseline-src`` a second server runs that source tree; the legs
@@ -31,19 +39,35 @@ from mmserve.storage.signing import UrlSigner
 CATALOG = "models:\n  - {id: tts, task: speech, engine: espeak-ng}\n"
 
 
-def curl(url: str, clients: int, ranges: list[str] | None = None) -> float:
-    """MB/s of ``clients`` curl downloads side by side (or one per Range), bytes to /dev/null.
+def curl(url: str, clients: int, ranges: list[str] | None = None, repeat: int = 1) -> float:
+    """MB/s of ``clients`` curls side by side, each downloading ``url`` ``repeat`` times (or each
+    of ``ranges`` once, one after another) on one connection, bytes to /dev/null; timed by curl.
 
     curl, not an httpx client: a Python client reading 100 MB caps the figure itself.
     """
-    cmds = [
-        ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}", *(["-r", r] if r else []), url]
-        for r in (ranges or [""] * clients)
+    jobs = [ranges or [""] * repeat for _ in range(clients)]
+    configs = [
+        "\nnext\n".join(
+            f'url = "{url}"\noutput = "/dev/null"\nwrite-out = "%{{size_download}} %{{time_total}}\\n"'
+            + (f'\nrange = "{r}"' if r else "")
+            for r in job
+        )
+        for job in jobs
     ]
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE) for c in cmds]
-    got = sum(int(p.communicate()[0] or 0) for p in procs)
-    return got / (time.perf_counter() - t0) / 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp) / f"client{i}.curlrc" for i in range(len(jobs))]
+        for file, config in zip(files, configs, strict=True):
+            file.write_text(config)
+        procs = [subprocess.Popen(["curl", "-sf", "--config", str(f)], stdout=subprocess.PIPE) for f in files]
+        outs = [proc.communicate()[0] for proc in procs]
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError("a curl client failed")
+    got, longest = 0, 0.0
+    for out in outs:
+        transfers = [line.split() for line in out.decode().splitlines()]
+        got += sum(int(size) for size, _ in transfers)
+        longest = max(longest, sum(float(t) for _, t in transfers))
+    return got / longest / 1e6
 
 
 async def probe_loop(base: str, stop: asyncio.Event) -> list[float]:
@@ -58,10 +82,11 @@ async def probe_loop(base: str, stop: asyncio.Event) -> list[float]:
     return probes
 
 
-async def measure(url: str, size: int) -> dict[str, Any]:
-    out: dict[str, Any] = {f"whole_mb_per_s_c{n}": curl(url, n) for n in (1, 4)}
+async def measure(url: str, size: int, repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"first_download_mb_per_s": curl(url, 1)}
+    out |= {f"whole_mb_per_s_c{n}": curl(url, n, repeat=repeat) for n in (1, 4)}
     part = 8 << 20
-    out["ranges_mb_per_s"] = curl(url, 0, [f"{o}-{min(o + part, size) - 1}" for o in range(0, size, part)])
+    out["ranges_mb_per_s"] = curl(url, 1, [f"{o}-{min(o + part, size) - 1}" for o in range(0, size, part)])
     stop = asyncio.Event()
     probing = asyncio.create_task(probe_loop(url.split("/v1/")[0], stop))
     await asyncio.to_thread(curl, url, 4)
@@ -76,6 +101,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mb", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=4, help="downloads per client (whole file)")
     p.add_argument("--baseline-src")
     args = p.parse_args()
     size = args.mb * 1_000_000
@@ -94,9 +120,15 @@ def main() -> None:
         for name, src in legs.items():
             leg_env = {**env, **({"PYTHONPATH": src} if src else {})}
             with mmserve(data, "--config", str(catalog), "--log-level", "warning", env=leg_env) as url:
-                runs[name].append(asyncio.run(measure(url + path, size)))
+                runs[name].append(asyncio.run(measure(url + path, size, args.repeat)))
     summary = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
-    result: dict[str, Any] = {"file_bytes": size, "rounds": args.rounds, "legs": summary, "runs": runs}
+    result: dict[str, Any] = {
+        "file_bytes": size,
+        "rounds": args.rounds,
+        "repeat": args.repeat,
+        "legs": summary,
+        "runs": runs,
+    }
     if "baseline" in summary:
         result["ratio_this_over_baseline"] = {
             k: summary["this"][k] / summary["baseline"][k] for k in summary["this"] if "mb_per_s" in k
