@@ -2,8 +2,8 @@
 
 1. a chat request through a Ray-placed replica vs an in-process one (one `mmserve serve` each,
    same tiny model): added p50 at concurrency 1 and the throughput ratio at concurrency 16;
-2. two gateways vs one in front of in-process replicas (requests/s at concurrency 16, round
-   robin over the two);
+2. two gateways vs one (requests/s at concurrency 16, round robin over the two): in front of
+   the same Ray replica (the two gateways share it), and each with its in-process replica;
 3. the control plane's per-request cost with shared state: an authenticated, rate-limited
    request (GET /v1/models: no model work) on SQLite + in-memory limits vs PostgreSQL + Redis.
 
@@ -157,7 +157,9 @@ def main() -> None:
 
         remote = on_cluster("ray", ray)
         base_remote = on_cluster("ray-baseline", base_ray) if base_ray is not None else None
+        remote2 = None
         if not args.only_ray:
+            remote2 = on_cluster("ray2", ray)  # attaches to the replica `remote` started
             pg = stack.enter_context(_started(PostgresServer()))
             redis = stack.enter_context(_started(RedisServer()))
             auth_env = {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN}
@@ -168,7 +170,7 @@ def main() -> None:
             mem_key = {"Authorization": f"Bearer {_key(data('mem'), mem_env)}"}
             shared_key = {"Authorization": f"Bearer {_key(data('shared'), shared_env)}"}
 
-        for url in (local, local2, remote, base_remote):
+        for url in (local, local2, remote, remote2, base_remote):
             if url:
                 leg([url], 20, 4)  # warm up
         for _ in range(args.rounds):  # interleaved: every leg once per round
@@ -185,6 +187,9 @@ def main() -> None:
             add("one_gateway_c16", leg([local], n, 16))
             assert local2 is not None
             add("two_gateways_c16", leg([local, local2], n, 16))
+            add("one_gateway_shared_replica_c16", leg([remote], n, 16))
+            assert remote2 is not None
+            add("two_gateways_shared_replica_c16", leg([remote, remote2], n, 16))
             add("auth_memory_c1", leg([mem], n, 1, "GET", "/v1/models", mem_key))
             add("auth_pg_redis_c1", leg([shared], n, 1, "GET", "/v1/models", shared_key))
 
@@ -208,6 +213,8 @@ def main() -> None:
     if not args.only_ray:
         summary |= {
             "two_vs_one_gateway_rps_ratio_c16": med("two_gateways_c16", "rps") / med("one_gateway_c16", "rps"),
+            "two_vs_one_gateway_same_ray_replica_rps_ratio_c16": med("two_gateways_shared_replica_c16", "rps")
+            / med("one_gateway_shared_replica_c16", "rps"),
             "pg_redis_added_p50_ms_per_request": (med("auth_pg_redis_c1", "p50_s") - med("auth_memory_c1", "p50_s"))
             * 1000,
         }

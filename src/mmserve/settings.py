@@ -136,12 +136,17 @@ class ClusterSettings(BaseModel):
         description="ray://head:10001 (Ray Client), host:6379 (a node's GCS), or 'auto' (the Ray node this "
         "gateway runs on). Needs mmserve[cluster].",
     )
-    namespace: str = Field(default="mmserve", description="Ray namespace of mmserve's actors.")
+    namespace: str = Field(
+        default="mmserve", description="Ray namespace of mmserve's actors; gateways share replicas within one."
+    )
     start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a replica may take to be placed and load its model."
     )
     health_check_interval_s: float = Field(
-        default=5.0, gt=0, description="How often replicas are pinged; a dead one is started again on a live node."
+        default=5.0,
+        gt=0,
+        description="How often replicas are pinged (renewing this gateway's lease on shared replicas); a dead one "
+        "is started again on a live node.",
     )
     log_to_driver: bool = Field(default=False, description="Show replicas' logs in the gateway's log.")
 

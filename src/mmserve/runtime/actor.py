@@ -10,14 +10,20 @@ progress step is an item of a batch, and the items that are ready go together.
 Cancellation: when the gateway stops consuming a stream (its client left, a video job was
 cancelled), Ray cancels the generator here; the engine's progress callback then raises at the
 next step, like the in-process runner's cancel flag.
+
+Sharing: the actor is detached and named by its card, so every gateway with that card attaches
+to it (:mod:`mmserve.runtime.cluster`); it ends itself once no gateway holds a lease on it and
+no call runs (:mod:`mmserve.runtime.lease`), checked by a watcher thread every ``WATCH_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,10 @@ from mmserve.engines.types import (
     TranscriptionInput,
     VideoGenInput,
 )
+from mmserve.runtime.lease import Holders
+
+log = logging.getLogger("mmserve.cluster")
+WATCH_S = 1.0  # how often a shared replica looks whether any gateway still holds it
 
 # At most one batch per COALESCE_S (a stream's last batch goes at once). Why batches: every item
 # of an actor generator is a report RPC here and, on the gateway, a wake-up of its event loop and
@@ -65,21 +75,66 @@ def _batched_method(inner: str) -> Callable[[Any, Any], AsyncIterator[Batch]]:
     """An actor method streaming, in batches, what the actor's method ``inner`` yields for a request."""
 
     async def method(self: Any, request: Any) -> AsyncIterator[Batch]:
-        async with contextlib.aclosing(batched(getattr(self, inner)(request))) as batches:
-            async for batch in batches:
-                yield batch
+        self.holders.running += 1  # a running call keeps the replica, whatever the leases say
+        try:
+            async with contextlib.aclosing(batched(getattr(self, inner)(request))) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            self.holders.running -= 1
 
     method.__name__ = method.__qualname__ = inner.removeprefix("_")
     return method
 
 
 class EngineActor:
-    def __init__(self, card: dict[str, Any], base_dir: str, models_dir: str, device: str) -> None:
+    def __init__(
+        self,
+        card: dict[str, Any],
+        base_dir: str,
+        models_dir: str,
+        device: str,
+        gateway: str | None = None,
+        lease_s: float = 0.0,
+    ) -> None:
+        """Load the card's engine. With ``gateway``, a shared replica: held by that gateway for
+        ``lease_s`` from the end of the load (the time to attach), then by whoever renews a lease."""
         self.card = ModelCard.model_validate(card)
+        self.holders = Holders()
         source = resolve_source(self.card, base_dir=Path(base_dir), models_dir=Path(models_dir))
         self.engine: Engine = engine_class(self.card.engine)(self.card, source=source, device=device)
         self.engine.load()
         heap.freeze()  # this process's loaded heap, skipped by later full collections (see mmserve.heap)
+        if gateway is not None:
+            self.holders.hold(gateway, lease_s, time.monotonic())
+            threading.Thread(target=self._end_when_unheld, name="mmserve-lease", daemon=True).start()
+
+    def _end_when_unheld(self) -> None:
+        import ray
+
+        while not self.holders.unheld(time.monotonic()):
+            time.sleep(WATCH_S)
+        log.info("replica of '%s' is held by no gateway: ending", self.card.id)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+    def attach(self, gateway: str, lease_s: float) -> dict[str, Any]:
+        """Take ``gateway``'s lease on this replica; what :meth:`info` says."""
+        self.holders.hold(gateway, lease_s, time.monotonic())
+        return self.info()
+
+    def release(self, gateway: str) -> None:
+        """``gateway`` unloaded this replica: the replica ends once no other gateway holds it."""
+        self.holders.release(gateway)
+
+    def lease_state(self) -> dict[str, Any]:
+        """This actor, the gateways holding it and its running calls (for operators and tests)."""
+        import ray
+
+        return {
+            "actor_id": ray.get_runtime_context().get_actor_id(),
+            "holders": self.holders.gateways(time.monotonic()),
+            "running": self.holders.running,
+        }
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs and what the gateway asks engines directly (sizes, voices, memory)."""
@@ -95,7 +150,10 @@ class EngineActor:
             "voices": e.voices() if isinstance(e, SpeechEngine) else None,
         }
 
-    def ping(self) -> bool:
+    def ping(self, gateway: str | None = None, lease_s: float = 0.0) -> bool:
+        """Alive; with ``gateway``, that gateway's lease is renewed for ``lease_s``."""
+        if gateway is not None:
+            self.holders.hold(gateway, lease_s, time.monotonic())
         return True
 
     # The task methods the gateway calls (runtime/remote.py): actor generators (Ray tells them by

@@ -15,20 +15,36 @@ when its node died, and the manager does the rest exactly as in-process.
 A replica is one actor (:class:`mmserve.runtime.actor.EngineActor`), asking Ray for the
 card's ``num_cpus``, ``num_gpus``, ``memory_gb`` and custom ``resources`` (a node label such as
 ``{"gpu_a100": 1}``); a deployment's replicas are spread over nodes (``placement: spread``) or
-packed (``pack``). Actors belong to the gateway that made them (they end with it).
+packed (``pack``).
+
+Gateways share replicas. A replica is a detached actor named by its card (the card, its device
+and what its source means, hashed: :meth:`Cluster.actor_name`) and its index in the deployment,
+in the cluster's namespace:
+the first gateway that needs replica *i* starts it, the others attach to the same actor
+(Ray's ``get_if_exists`` makes the two one atomic step), so N gateways in front of one GPU
+load its model once. Each gateway's health-check pings renew its lease on the replicas it
+uses, and an unload (idle, eviction, shutdown) gives the lease back; the actor ends itself
+when nobody holds it and no call runs (:mod:`mmserve.runtime.lease`), and a gateway that died
+without giving it back stops counting once its lease (``lease_s``) ran out. Gateways with
+another card for the same id, or another namespace, never share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmserve import __version__
 from mmserve.cards import ModelCard
 from mmserve.errors import EngineUnavailableError, MMServeError
-from mmserve.runtime.remote import REMOTE_CLASSES, ReplicaHandle
+from mmserve.runtime.remote import PING_TIMEOUT_S, REMOTE_CLASSES, ReplicaHandle
 from mmserve.settings import ClusterSettings
 
 if TYPE_CHECKING:
@@ -46,6 +62,29 @@ class Cluster:
         self.models_dir = models_dir
         self._connected = False
         self._lock = asyncio.Lock()
+        self.gateway = uuid.uuid4().hex  # this gateway, in the leases of the replicas it holds
+
+    @property
+    def lease_s(self) -> float:
+        """How long a replica counts this gateway as holding it after its last ping: three missed
+        health checks (and the last one's timeout), so a busy gateway never loses its replicas."""
+        return 3 * self.settings.health_check_interval_s + PING_TIMEOUT_S
+
+    def actor_name(self, card: ModelCard, device: str, index: int) -> str:
+        """Replica ``index`` of ``card``: the same name on every gateway of this mmserve version
+        with the same card and device whose source means the same weights (so they share it),
+        another name otherwise.
+
+        A relative source means the catalog's directory on each gateway, so that directory is
+        part of the name; a demo model (built the same, seeded, wherever), an absolute path
+        and a Hugging Face id are not.
+        """
+        source = card.source or ""
+        if source and not source.startswith("demo:") and not Path(source).expanduser().is_absolute():
+            source = str(self.base_dir / source)
+        what = [card.model_dump(mode="json"), device, source, __version__]  # an upgrade: new replicas
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{card.id}/{digest}/{index}"
 
     async def connect(self) -> None:
         async with self._lock:
@@ -90,19 +129,21 @@ class Cluster:
             options["scheduling_strategy"] = "SPREAD"
         return options
 
-    async def start_replica(self, card: ModelCard, device: str) -> Engine:
-        """An actor with the card's engine loaded, wrapped in the task's remote engine."""
+    async def start_replica(self, card: ModelCard, device: str, index: int = 0) -> Engine:
+        """Replica ``index`` of the card (started, or attached to when another gateway did), wrapped
+        in the task's remote engine."""
         await self.connect()
 
         async def spawn() -> tuple[Any, dict[str, Any]]:
-            return await self._spawn(card, device)
+            return await self._spawn(card, device, index)
 
         actor, info = await spawn()
-        handle = ReplicaHandle(actor, info, spawn)
+        handle = ReplicaHandle(actor, info, spawn, gateway=self.gateway, lease_s=self.lease_s)
         return REMOTE_CLASSES[card.task](card, handle)
 
-    async def _spawn(self, card: ModelCard, device: str) -> tuple[Any, dict[str, Any]]:
-        """A new actor with the card's engine loaded; tried again when it dies while loading.
+    async def _spawn(self, card: ModelCard, device: str, index: int) -> tuple[Any, dict[str, Any]]:
+        """The replica's actor with the card's engine loaded, this gateway attached; tried again when
+        it dies while loading (or ends just as this gateway attaches: nobody held it).
 
         After a node dies, Ray may still place an actor on it until its health checks declare it
         dead (seconds): that actor dies at once, and the next one lands on a live node.
@@ -112,23 +153,41 @@ class Cluster:
         deadline = asyncio.get_running_loop().time() + self.settings.start_timeout_s
         for attempt in range(1, SPAWN_ATTEMPTS + 1):
             try:
-                return await self._spawn_once(card, device, deadline)
+                return await self._spawn_once(card, device, index, deadline)
             except rex.RayActorError as e:
                 if attempt == SPAWN_ATTEMPTS or asyncio.get_running_loop().time() >= deadline:
                     raise EngineUnavailableError(f"A replica of '{card.id}' failed to load on the cluster.") from e
-                log.warning("a replica of '%s' died while loading (attempt %d); placing another", card.id, attempt)
+                log.warning(
+                    "a replica of '%s' died while loading (attempt %d: %s); placing another", card.id, attempt, e
+                )
                 await asyncio.sleep(SPAWN_RETRY_S * attempt)
         raise AssertionError("unreachable")
 
-    async def _spawn_once(self, card: ModelCard, device: str, deadline: float) -> tuple[Any, dict[str, Any]]:
+    async def _spawn_once(
+        self, card: ModelCard, device: str, index: int, deadline: float
+    ) -> tuple[Any, dict[str, Any]]:
         import ray
+        import ray.exceptions as rex
 
         from mmserve.runtime.actor import EngineActor
 
-        remote_cls: Any = ray.remote(EngineActor).options(**self.actor_options(card))
-        actor: Any = remote_cls.remote(card.model_dump(mode="json"), str(self.base_dir), str(self.models_dir), device)
+        name = self.actor_name(card, device, index)
+        options = {**self.actor_options(card), "name": name, "lifetime": "detached", "get_if_exists": True}
+        remote_cls: Any = ray.remote(EngineActor).options(**options)
+        actor: Any = remote_cls.remote(
+            card.model_dump(mode="json"), str(self.base_dir), str(self.models_dir), device, self.gateway, self.lease_s
+        )
         try:
-            info = await asyncio.wait_for(actor.info.remote(), max(1.0, deadline - asyncio.get_running_loop().time()))
+            info = await asyncio.wait_for(
+                actor.attach.remote(self.gateway, self.lease_s),
+                max(1.0, deadline - asyncio.get_running_loop().time()),
+            )
+        except rex.RayActorError:
+            # Dead, or placed on a node that is dying: killed for good, so that its name is free
+            # for the next attempt (a name Ray still gives to a dying actor would fail every one).
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            raise
         except TimeoutError:
             ray.kill(actor)
             raise EngineUnavailableError(
@@ -136,5 +195,5 @@ class Cluster:
                 f"(resources asked: {self.actor_options(card)}).",
                 code="no_capacity",
             ) from None
-        log.info("replica of '%s' started on node %s", card.id, str(info["node_id"])[:12])
+        log.info("replica %s of '%s' runs on node %s", name, card.id, str(info["node_id"])[:12])
         return actor, info

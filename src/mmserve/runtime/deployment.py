@@ -31,6 +31,7 @@ from mmserve.timing import in_model
 
 if TYPE_CHECKING:
     from mmserve.runtime.cluster import Cluster
+    from mmserve.runtime.remote import ReplicaHandle
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -54,6 +55,7 @@ class Replica:
         self.active = 0
         self.loading = False
         self.loader: asyncio.Task[Engine] | None = None  # the load in progress, awaited by every request for it
+        self.health: asyncio.Task[None] | None = None  # its health check in progress (on a cluster)
         self.lock = asyncio.Lock()
         self.last_used = time.monotonic()
 
@@ -193,7 +195,7 @@ class Deployment:
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
                 if self.cluster is not None and not self.engine_cls.in_gateway:
-                    replica.engine = await self.cluster.start_replica(self.card, self.device)
+                    replica.engine = await self.cluster.start_replica(self.card, self.device, replica.index)
                 else:
                     replica.engine = await asyncio.to_thread(self._load_blocking)
             except MMServeError as e:
@@ -259,24 +261,31 @@ class Deployment:
                 self.on_unload(self, "idle")
         return unloaded
 
-    async def check_health(self) -> int:
-        """Ping remote replicas; start a dead one again (Ray places it on a live node). Returns restarts."""
-        from mmserve.runtime.remote import ReplicaHandle
+    def check_health(self) -> list[asyncio.Task[None]]:
+        """Ping every remote replica (which renews this gateway's lease on a shared one); a dead or
+        hung one is started again (Ray places it on a live node). Returns the checks started.
 
-        restarted = 0
+        Each check is a task of its own and a replica whose last check still runs is skipped: a
+        replacement that loads for minutes holds up no other replica's ping (or lease).
+        """
+        from mmserve.runtime.remote import PING_TIMEOUT_S, ReplicaHandle
+
+        started = []
         for replica in self.replicas:
             handle = getattr(replica.engine, "handle", None)
-            if not isinstance(handle, ReplicaHandle):
-                continue
-            try:
-                if await handle.check(timeout=10):
-                    log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)
-                    restarted += 1
-            except MMServeError as e:
-                log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
-            except Exception:  # the next round tries again; the loop must live on
-                log.exception("health check of replica %d of '%s' failed", replica.index, self.card.id)
-        return restarted
+            if isinstance(handle, ReplicaHandle) and (replica.health is None or replica.health.done()):
+                replica.health = asyncio.create_task(self._check_replica(replica, handle, PING_TIMEOUT_S))
+                started.append(replica.health)
+        return started
+
+    async def _check_replica(self, replica: Replica, handle: ReplicaHandle, timeout: float) -> None:
+        try:
+            if await handle.check(timeout=timeout):
+                log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)
+        except MMServeError as e:
+            log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
+        except Exception:  # the next round tries again
+            log.exception("health check of replica %d of '%s' failed", replica.index, self.card.id)
 
     async def _unload_replica(self, replica: Replica, reason: str) -> bool:
         async with replica.lock:
@@ -285,6 +294,8 @@ class Deployment:
             engine, replica.engine = replica.engine, None
             if engine is None:
                 return False
+            if replica.health is not None:
+                replica.health.cancel()  # a replacement it was starting would be held by nobody (its lease ends)
             await engine.aclose()
             await asyncio.to_thread(engine.unload)
             del engine

@@ -54,14 +54,31 @@ MAX_RESPAWNS = 2
 # Pings a replica may miss in a row before it counts as hung. One slow answer is a busy machine,
 # not a dead replica: a replacement started beside a live actor would wait for the slot it holds.
 MISSED_PINGS = 3
+PING_TIMEOUT_S = 10.0  # a ping not answered by then is a missed one
+RELEASE_TIMEOUT_S = 10.0
 
 
 class ReplicaHandle:
-    """One replica's actor, replaced by ``respawn`` when it dies (the deployment's loader makes the new one)."""
+    """One replica's actor, replaced by ``respawn`` when it dies (the deployment's loader makes the new one).
 
-    def __init__(self, actor: Any, info: dict[str, Any], respawn: Callable[[], Awaitable[tuple[Any, dict[str, Any]]]]):
+    With ``gateway``, the actor is shared with other gateways (:mod:`mmserve.runtime.lease`):
+    each ping renews this gateway's lease on it for ``lease_s``, and :meth:`release` gives the
+    lease back instead of killing it. Without, it is this gateway's alone: released is killed.
+    """
+
+    def __init__(
+        self,
+        actor: Any,
+        info: dict[str, Any],
+        respawn: Callable[[], Awaitable[tuple[Any, dict[str, Any]]]],
+        *,
+        gateway: str | None = None,
+        lease_s: float = 0.0,
+    ):
         self.actor = actor
         self.info = info
+        self.gateway = gateway
+        self.lease_s = lease_s
         self.generation = 0
         self.restarts = 0
         self.missed_pings = 0
@@ -145,7 +162,9 @@ class ReplicaHandle:
 
         seen = self.generation
         try:
-            await asyncio.wait_for(self.actor.ping.remote(), timeout)
+            # a shared replica's ping renews this gateway's lease on it
+            ping = self.actor.ping.remote(self.gateway, self.lease_s) if self.gateway else self.actor.ping.remote()
+            await asyncio.wait_for(ping, timeout)
             self.missed_pings = 0
             return False
         except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError):
@@ -160,6 +179,15 @@ class ReplicaHandle:
             return False  # a caller replaced it meanwhile
         await self.replace(seen)
         return True
+
+    async def release(self) -> None:
+        """This gateway is done with the replica: its lease is given back (a shared actor ends when
+        no gateway holds it), or the actor is killed (one of this gateway's own)."""
+        if self.gateway is None:
+            self.kill()
+            return
+        with contextlib.suppress(Exception):  # gone already, or unreachable: the lease runs out anyway
+            await asyncio.wait_for(self.actor.release.remote(self.gateway), RELEASE_TIMEOUT_S)
 
     def kill(self) -> None:
         import ray
@@ -205,7 +233,7 @@ class _Remote(Engine):
         """Loaded by the actor."""
 
     async def aclose(self) -> None:
-        self.handle.kill()
+        await self.handle.release()
 
     def memory_bytes(self) -> int | None:
         value = self.handle.info.get("memory_bytes")

@@ -1,0 +1,109 @@
+"""Two `mmserve serve` gateways on one real Ray cluster share a card's replica (runtime/cluster.py).
+
+The second gateway attaches to the replica the first one started; the first one stopping
+gives its lease back and leaves the replica serving the second; the second one killed (-9,
+nothing given back) stops renewing its lease, and the replica, held by nobody, ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from openai import OpenAI
+
+from tests.helpers.process import ServerProcess
+from tests.helpers.ray_cluster import REPO, RayCluster
+
+CATALOG = {
+    "models": [
+        {
+            "id": "shared-text",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "deployment": {"mode": "dedicated", "replicas": 1, "num_cpus": 0.5},
+        },
+    ]
+}
+INTERVAL_S = 1  # health checks, which renew the gateway's leases: a lease is 3 of them + 10 s
+
+
+def _gateway(tmp_path: Path, name: str, models_dir: Path, ray_cluster: RayCluster) -> ServerProcess:
+    config = tmp_path / "catalog.yaml"
+    config.write_text(yaml.safe_dump(CATALOG))
+    data = tmp_path / name
+    data.mkdir()
+    (data / "models").symlink_to(models_dir, target_is_directory=True)
+    env = {
+        **ray_cluster.env,
+        "MMSERVE_CLUSTER__ADDRESS": ray_cluster.address,
+        "MMSERVE_CLUSTER__HEALTH_CHECK_INTERVAL_S": str(INTERVAL_S),
+    }
+    return ServerProcess(data, config, env=env)
+
+
+def _replicas(ray_cluster: RayCluster) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.ray_actors", ray_cluster.address, "mmserve", "shared-text/"],
+        env=ray_cluster.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _ask(gateway: ServerProcess) -> str:
+    client = OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    reply = client.chat.completions.create(
+        model="shared-text", messages=[{"role": "user", "content": "hello"}], max_tokens=8, seed=3
+    )
+    return reply.choices[0].message.content or ""
+
+
+def _deployment(gateway: ServerProcess) -> dict[str, Any]:
+    return httpx.get(f"{gateway.url}/v1/models/shared-text", timeout=10).json()["deployment"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_two_gateways_share_one_replica_which_ends_with_the_last_of_them(
+    tmp_path: Path, models_dir: Path, ray_cluster: RayCluster
+) -> None:
+    a = _gateway(tmp_path, "a", models_dir, ray_cluster)
+    b = _gateway(tmp_path, "b", models_dir, ray_cluster)
+    try:
+        a.start(wait_for=["shared-text"], timeout=300)
+        b.start(wait_for=["shared-text"], timeout=300)
+        replicas = _replicas(ray_cluster)
+        assert len(replicas) == 1, replicas  # one replica on the cluster, not one per gateway
+        ((name, first),) = replicas.items()
+        assert len(first["holders"]) == 2
+        assert _deployment(a)["replica_nodes"] == _deployment(b)["replica_nodes"]
+        answer = _ask(a)
+        assert answer and _ask(b) == answer
+
+        a.stop()  # gives its lease back
+        after = _replicas(ray_cluster)
+        assert after[name]["actor_id"] == first["actor_id"]  # the same actor: B still holds it
+        assert len(after[name]["holders"]) == 1
+        assert _ask(b) == answer
+        assert _deployment(b)["replica_restarts"] == 0
+
+        b.kill9()  # nothing given back: its lease runs out, and nobody holds the replica
+        deadline = time.monotonic() + 90
+        while name in _replicas(ray_cluster):
+            assert time.monotonic() < deadline, "the replica outlived every gateway's lease"
+            time.sleep(1)
+    finally:
+        a.stop()
+        b.stop()
