@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from mmserve.catalog.loader import CatalogError, load_catalog
@@ -70,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in SETTINGS_FLAGS and v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        _settings_errors(e)
+        return 2
     try:
         if args.command == "serve":
             return _serve(settings)
@@ -94,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[red]catalog error:[/red] {e}", highlight=False)
         return 2
     return 1
+
+
+def _settings_errors(error: ValidationError) -> None:
+    """One line per bad setting, named as the operator sets it (``MMSERVE_CLUSTER__ADDRESS``), not a traceback."""
+    console = Console(stderr=True)
+    for item in error.errors():
+        name = "MMSERVE_" + "__".join(str(part) for part in item["loc"]).upper()
+        message = item["msg"].removeprefix("Value error, ")
+        console.print(f"[red]settings error:[/red] {name}: {message}", highlight=False, soft_wrap=True)
 
 
 def _per_minute(value: str) -> int:
