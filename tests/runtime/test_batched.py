@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mmserve.runtime.actor import COALESCE_S, batched
+from mmserve.runtime.actor import COALESCE_S, WHOLE_ANSWER_WINDOW_S, batched
 
 
 async def _collect(items: AsyncIterator[Any]) -> list[tuple[list[Any], bool]]:
@@ -43,6 +43,42 @@ async def test_items_apart_go_in_order_each_soon_and_the_last_batch_ends_the_str
     assert [ended for _, ended in batches] == [False] * (len(batches) - 1) + [True]
     assert len(batches) >= 3  # no item waited for the next one
     assert arrivals[1] < gap + COALESCE_S + 0.5  # (slack for a busy machine)
+
+
+async def test_a_whole_answer_holds_its_first_items_and_goes_as_one_batch_when_short() -> None:
+    """A client that waits for the whole answer: the deltas of a short one travel as one batch,
+    though they came apart (a stream would send the first at once)."""
+    gap = COALESCE_S * 5
+
+    async def short() -> AsyncIterator[int]:
+        for i in range(4):
+            yield i
+            await asyncio.sleep(gap)
+
+    streamed = [batch async for batch in batched(short())]
+    assert len(streamed) >= 3
+    whole = [batch async for batch in batched(short(), 1.0, hold_first=True)]
+    assert whole == [([0, 1, 2, 3], True)]
+
+
+async def test_a_long_whole_answer_still_sends_what_was_made_once_per_window() -> None:
+    """So the gateway meters what was generated when its client leaves before the end."""
+    window = 0.05
+
+    async def long() -> AsyncIterator[int]:
+        for i in range(12):
+            yield i
+            await asyncio.sleep(window / 2)
+
+    loop = asyncio.get_running_loop()
+    start, batches, arrivals = loop.time(), [], []
+    async for batch in batched(long(), window, hold_first=True):
+        batches.append(batch)
+        arrivals.append(loop.time() - start)
+    assert [i for items, _ in batches for i in items] == list(range(12))
+    assert 2 <= len(batches) < 12  # items before the end came, in fewer batches than items
+    assert arrivals[0] >= window * 0.9  # the first waited for its window
+    assert WHOLE_ANSWER_WINDOW_S > COALESCE_S
 
 
 async def test_an_error_comes_after_the_items_before_it() -> None:

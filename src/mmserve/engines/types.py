@@ -92,6 +92,9 @@ class ChatInput:
     constraint: OutputConstraint | None = None
     # Legacy completions: the prompt as given, no chat template (messages is then empty).
     prompt: RawPrompt | None = None
+    # Whether the client reads the deltas as they come (a stream). False: it waits for the whole
+    # answer, so a remote replica may send the deltas in fewer, larger pieces (runtime/actor.py).
+    streamed: bool = True
 
 
 @dataclass

@@ -64,6 +64,11 @@ WATCH_S = 1.0  # how often a shared replica looks whether any gateway still hold
 # more. A token that comes within COALESCE_S of the previous batch waits for the rest of that
 # window, so a streaming client sees fast tokens in twos and threes, never later than this.
 COALESCE_S = 0.002
+# A client that waits for the whole answer (not streamed) needs no delta before the last: its
+# deltas go at most once per WHOLE_ANSWER_WINDOW_S, the first one included, so a short answer
+# travels as one batch (measured: ~1 ms of the gateway's time saved per batch); the batches
+# before the last still come, so the gateway meters what was made when the client leaves early.
+WHOLE_ANSWER_WINDOW_S = 0.1
 Batch = tuple[list[Any], bool]  # (items, whether the stream ends with them)
 
 
@@ -76,8 +81,11 @@ def _batched_method(inner: str) -> Callable[[Any, Any], AsyncIterator[Batch]]:
 
     async def method(self: Any, request: Any) -> AsyncIterator[Batch]:
         self.holders.running += 1  # a running call keeps the replica, whatever the leases say
+        streamed = getattr(request, "streamed", True)
+        window = COALESCE_S if streamed else WHOLE_ANSWER_WINDOW_S
         try:
-            async with contextlib.aclosing(batched(getattr(self, inner)(request))) as batches:
+            items = getattr(self, inner)(request)
+            async with contextlib.aclosing(batched(items, window, hold_first=not streamed)) as batches:
                 async for batch in batches:
                     yield batch
         finally:
@@ -254,9 +262,12 @@ async def _with_progress(start: Any) -> AsyncIterator[Any]:
             await asyncio.wait({task}, timeout=60)
 
 
-async def batched(items: AsyncIterator[Any]) -> AsyncGenerator[Batch, None]:
-    """``items`` as batches: whatever is ready, at most one batch per :data:`COALESCE_S`; the last
-    batch says that the stream ended, so that the gateway need not wait for the task's end.
+async def batched(
+    items: AsyncIterator[Any], window: float = COALESCE_S, *, hold_first: bool = False
+) -> AsyncGenerator[Batch, None]:
+    """``items`` as batches: whatever is ready, at most one batch per ``window`` (the first one at
+    once, or with ``hold_first`` a window after the start); the last batch says that the stream
+    ended, so that the gateway need not wait for the task's end.
 
     ``items`` runs in its own task. An error it raises comes after the items before it. When
     the gateway cancels this generator (its client left), that task is cancelled: the engine
@@ -280,11 +291,11 @@ async def batched(items: AsyncIterator[Any]) -> AsyncGenerator[Batch, None]:
             arrived.set()
 
     task = asyncio.ensure_future(pump())
-    sent_at = -math.inf
+    sent_at = loop.time() if hold_first else -math.inf
     try:
         while True:
             await arrived.wait()
-            hold = sent_at + COALESCE_S - loop.time()
+            hold = sent_at + window - loop.time()
             if hold > 0 and not ended.is_set():
                 with contextlib.suppress(TimeoutError):  # items that come meanwhile join the batch
                     await asyncio.wait_for(ended.wait(), hold)

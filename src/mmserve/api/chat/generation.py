@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mmserve.api.chat.prepare import Prepared
 from mmserve.api.chat.shaping import prompt_details
@@ -148,20 +148,21 @@ class Generated:
 
 async def generate(state: AppState, prepared: Prepared, endpoint: str) -> Generated:
     card, fmt = prepared.card, prepared.features.output
-    slots: list[Choice | None] = [None] * len(prepared.inputs)
+    inputs = [replace(inp, streamed=False) for inp in prepared.inputs]  # the client waits for whole answers
+    slots: list[Choice | None] = [None] * len(inputs)
     failure: BaseException | None = None
     try:
         async with state.runtime.deployment(card).acquire() as engine:
             assert isinstance(engine, ChatEngine)
-            if len(prepared.inputs) == 1:  # one choice (most requests): in this task, not a group's
+            if len(inputs) == 1:  # one choice (most requests): in this task, not a group's
                 try:
-                    await _collect(engine, prepared.inputs[0], 0, prepared.group(0), fmt, slots)
+                    await _collect(engine, inputs[0], 0, prepared.group(0), fmt, slots)
                 except Exception as e:
                     failure = e
             else:
                 try:  # a failed choice cancels the others: none may run on once the slot is released
                     async with asyncio.TaskGroup() as group:
-                        for i, inp in enumerate(prepared.inputs):
+                        for i, inp in enumerate(inputs):
                             group.create_task(_collect(engine, inp, i, prepared.group(i), fmt, slots))
                 except BaseExceptionGroup as failed:
                     failure = failed.exceptions[0]
