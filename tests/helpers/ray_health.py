@@ -14,7 +14,7 @@ from typing import Any
 import ray
 import ray.exceptions as rex
 
-from mmserve.runtime.remote import MISSED_PINGS, ReplicaHandle
+from mmserve.runtime.remote import CONTROL_GROUP, MISSED_PINGS, ReplicaHandle
 
 
 @ray.remote(num_cpus=0)
@@ -29,6 +29,18 @@ class Hung:
 @ray.remote(num_cpus=0)
 class Fine:
     def ping(self) -> bool:
+        return True
+
+
+@ray.remote(num_cpus=0, max_concurrency=1, concurrency_groups={CONTROL_GROUP: 1})
+class Busy:
+    """A replica whose every call slot is taken by long calls (several gateways' requests)."""
+
+    async def work(self) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+    def ping(self, gateway: str | None = None, lease_s: float = 0.0) -> bool:
         return True
 
 
@@ -65,7 +77,22 @@ async def main(address: str) -> dict[str, Any]:
         await asyncio.sleep(0.1)
     handle = ReplicaHandle(dead, {"node_id": "old"}, respawn)
     dead_result = {"replaced": await handle.check(timeout=10), "generation": handle.generation}
-    return {"missed_pings": MISSED_PINGS, "hung": hung_result, "dead": dead_result}
+
+    busy = Busy.remote()
+    running = [busy.work.remote() for _ in range(2)]  # one runs, one waits for the slot
+    await asyncio.sleep(1)
+    shared = ReplicaHandle(busy, {"node_id": "old"}, respawn, gateway="gateway-a", lease_s=30)
+    alone = ReplicaHandle(busy, {"node_id": "old"}, respawn)  # pings in the default group
+    busy_result = {
+        "shared_replaced": await shared.check(timeout=5),
+        "shared_missed": shared.missed_pings,
+        "default_group_replaced": await alone.check(timeout=2),
+        "default_group_missed": alone.missed_pings,
+    }
+    for ref in running:
+        ray.cancel(ref)
+    ray.kill(busy)
+    return {"missed_pings": MISSED_PINGS, "hung": hung_result, "dead": dead_result, "busy": busy_result}
 
 
 if __name__ == "__main__":

@@ -33,3 +33,11 @@ def test_a_hung_replica_is_killed_and_replaced_only_after_missing_pings_in_a_row
     assert result["hung"]["healthy_check"] is False
     # an actor Ray knows is dead is replaced at the first check
     assert result["dead"] == {"replaced": True, "generation": 1}
+    # a replica busy with calls (of several gateways) still answers the pings of its control
+    # group at once; a ping in the default group waits behind the calls and is missed
+    assert result["busy"] == {
+        "shared_replaced": False,
+        "shared_missed": 0,
+        "default_group_replaced": False,
+        "default_group_missed": 1,
+    }

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from mmserve import __version__
 from mmserve.cards import ModelCard
 from mmserve.errors import EngineUnavailableError, MMServeError
-from mmserve.runtime.remote import PING_TIMEOUT_S, REMOTE_CLASSES, ReplicaHandle
+from mmserve.runtime.remote import CONTROL_GROUP, CONTROL_SLOTS, PING_TIMEOUT_S, REMOTE_CLASSES, ReplicaHandle
 from mmserve.settings import ClusterSettings
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class Cluster:
         options: dict[str, Any] = {
             "num_cpus": dep.num_cpus if dep.num_cpus is not None else 1,
             "num_gpus": dep.num_gpus or 0,
-            "max_concurrency": max(concurrency, 1) + 4,  # + health checks and info calls
+            "max_concurrency": max(concurrency, 1) + 4,  # pings, attach and release have a group of their own
             "max_restarts": 0,  # a dead replica is replaced by the deployment manager (on a live node)
         }
         if dep.resources:
@@ -173,13 +173,14 @@ class Cluster:
 
         name = self.actor_name(card, device, index)
         options = {**self.actor_options(card), "name": name, "lifetime": "detached", "get_if_exists": True}
-        remote_cls: Any = ray.remote(EngineActor).options(**options)
+        make: Any = ray.remote  # (its stubs lack concurrency_groups, which it takes)
+        remote_cls: Any = make(concurrency_groups={CONTROL_GROUP: CONTROL_SLOTS})(EngineActor).options(**options)
         actor: Any = remote_cls.remote(
             card.model_dump(mode="json"), str(self.base_dir), str(self.models_dir), device, self.gateway, self.lease_s
         )
         try:
             info = await asyncio.wait_for(
-                actor.attach.remote(self.gateway, self.lease_s),
+                actor.attach.options(concurrency_group=CONTROL_GROUP).remote(self.gateway, self.lease_s),
                 max(1.0, deadline - asyncio.get_running_loop().time()),
             )
         except rex.RayActorError:

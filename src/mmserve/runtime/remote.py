@@ -56,6 +56,12 @@ MAX_RESPAWNS = 2
 MISSED_PINGS = 3
 PING_TIMEOUT_S = 10.0  # a ping not answered by then is a missed one
 RELEASE_TIMEOUT_S = 10.0
+# The replica actor's concurrency group for pings, attaching and releasing (cluster.py makes the
+# actor class with it): they never wait behind the calls that fill the default group. A shared
+# replica may be sent as many calls as its card admits by every gateway at once; its pings
+# queued behind them would time out, and a busy replica would be "replaced" as hung.
+CONTROL_GROUP = "control"
+CONTROL_SLOTS = 4
 
 
 class ReplicaHandle:
@@ -63,7 +69,8 @@ class ReplicaHandle:
 
     With ``gateway``, the actor is shared with other gateways (:mod:`mmserve.runtime.lease`):
     each ping renews this gateway's lease on it for ``lease_s``, and :meth:`release` gives the
-    lease back instead of killing it. Without, it is this gateway's alone: released is killed.
+    lease back instead of killing it; both go through the actor's :data:`CONTROL_GROUP`.
+    Without, it is this gateway's alone: released is killed.
     """
 
     def __init__(
@@ -163,7 +170,10 @@ class ReplicaHandle:
         seen = self.generation
         try:
             # a shared replica's ping renews this gateway's lease on it
-            ping = self.actor.ping.remote(self.gateway, self.lease_s) if self.gateway else self.actor.ping.remote()
+            if self.gateway:
+                ping = self.actor.ping.options(concurrency_group=CONTROL_GROUP).remote(self.gateway, self.lease_s)
+            else:
+                ping = self.actor.ping.remote()
             await asyncio.wait_for(ping, timeout)
             self.missed_pings = 0
             return False
@@ -187,7 +197,8 @@ class ReplicaHandle:
             self.kill()
             return
         with contextlib.suppress(Exception):  # gone already, or unreachable: the lease runs out anyway
-            await asyncio.wait_for(self.actor.release.remote(self.gateway), RELEASE_TIMEOUT_S)
+            release = self.actor.release.options(concurrency_group=CONTROL_GROUP)
+            await asyncio.wait_for(release.remote(self.gateway), RELEASE_TIMEOUT_S)
 
     def kill(self) -> None:
         import ray
