@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.server import free_port
 
@@ -113,6 +114,20 @@ class RayCluster:
         )
         found = json.loads(out.stdout.strip().splitlines()[-1])
         return {node: names[0] for node, names in found.items() if names}
+
+    def run_driver(self, module: str, *args: str, timeout: float = 240) -> Any:
+        """Run ``python -m <module> <address> <args>`` as a Ray driver of its own (so that the test
+        process never joins a cluster: ``ray.init`` stays for its life); the JSON of its last line."""
+        out = subprocess.run(
+            [sys.executable, "-m", module, self.address, *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def kill_node(self, name: str) -> None:
         """SIGKILL every process of one node (its raylet, workers and actors): a machine dying."""

@@ -261,22 +261,19 @@ class Deployment:
                 self.on_unload(self, "idle")
         return unloaded
 
-    def check_health(self) -> list[asyncio.Task[None]]:
+    def check_health(self) -> None:
         """Ping every remote replica (which renews this gateway's lease on a shared one); a dead or
-        hung one is started again (Ray places it on a live node). Returns the checks started.
+        hung one is started again (Ray places it on a live node).
 
         Each check is a task of its own and a replica whose last check still runs is skipped: a
         replacement that loads for minutes holds up no other replica's ping (or lease).
         """
         from mmserve.runtime.remote import PING_TIMEOUT_S, ReplicaHandle
 
-        started = []
         for replica in self.replicas:
             handle = getattr(replica.engine, "handle", None)
             if isinstance(handle, ReplicaHandle) and (replica.health is None or replica.health.done()):
                 replica.health = asyncio.create_task(self._check_replica(replica, handle, PING_TIMEOUT_S))
-                started.append(replica.health)
-        return started
 
     async def _check_replica(self, replica: Replica, handle: ReplicaHandle, timeout: float) -> None:
         try:

@@ -7,9 +7,6 @@ nothing given back) stops renewing its lease, and the replica, held by nobody, e
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ import yaml
 from openai import OpenAI
 
 from tests.helpers.process import ServerProcess
-from tests.helpers.ray_cluster import REPO, RayCluster
+from tests.helpers.ray_cluster import RayCluster
 
 CATALOG = {
     "models": [
@@ -51,16 +48,9 @@ def _gateway(tmp_path: Path, name: str, models_dir: Path, ray_cluster: RayCluste
 
 
 def _replicas(ray_cluster: RayCluster) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.ray_actors", ray_cluster.address, "mmserve", "shared-text/"],
-        env=ray_cluster.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    """The cluster's replicas of the card, by actor name, with their leases (tests/helpers/ray_actors.py)."""
+    found: dict[str, Any] = ray_cluster.run_driver("tests.helpers.ray_actors", "mmserve", "shared-text/")
+    return found
 
 
 def _ask(gateway: ServerProcess) -> str:
