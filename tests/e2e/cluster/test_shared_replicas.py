@@ -2,11 +2,14 @@
 
 The second gateway attaches to the replica the first one started; the first one stopping
 gives its lease back and leaves the replica serving the second; the second one killed (-9,
-nothing given back) stops renewing its lease, and the replica, held by nobody, ends.
+nothing given back) stops renewing its lease, and the replica, held by nobody, ends. A
+serverless replica: the gateway that goes idle gives its lease back while the busy one keeps
+the replica, and it ends once both are idle (scale to zero across gateways).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,13 @@ CATALOG = {
             "source": "demo:text-lm",
             "deployment": {"mode": "dedicated", "replicas": 1, "num_cpus": 0.5},
         },
+        {
+            "id": "idle-text",
+            "task": "chat",
+            "engine": "transformers-chat",
+            "source": "demo:text-lm",
+            "deployment": {"mode": "serverless", "min_replicas": 0, "idle_unload_s": 3, "num_cpus": 0.5},
+        },
     ]
 }
 INTERVAL_S = 1  # health checks, which renew the gateway's leases: a lease is 3 of them + 10 s
@@ -43,26 +53,27 @@ def _gateway(tmp_path: Path, name: str, models_dir: Path, ray_cluster: RayCluste
         **ray_cluster.env,
         "MMSERVE_CLUSTER__ADDRESS": ray_cluster.address,
         "MMSERVE_CLUSTER__HEALTH_CHECK_INTERVAL_S": str(INTERVAL_S),
+        "MMSERVE_IDLE_CHECK_INTERVAL_S": "0.2",
     }
     return ServerProcess(data, config, env=env)
 
 
-def _replicas(ray_cluster: RayCluster) -> dict[str, Any]:
-    """The cluster's replicas of the card, by actor name, with their leases (tests/helpers/ray_actors.py)."""
-    found: dict[str, Any] = ray_cluster.run_driver("tests.helpers.ray_actors", "mmserve", "shared-text/")
+def _replicas(ray_cluster: RayCluster, model: str = "shared-text") -> dict[str, Any]:
+    """The cluster's replicas of ``model``, by actor name, with their leases (tests/helpers/ray_actors.py)."""
+    found: dict[str, Any] = ray_cluster.run_driver("tests.helpers.ray_actors", "mmserve", f"{model}/")
     return found
 
 
-def _ask(gateway: ServerProcess) -> str:
+def _ask(gateway: ServerProcess, model: str = "shared-text") -> str:
     client = OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     reply = client.chat.completions.create(
-        model="shared-text", messages=[{"role": "user", "content": "hello"}], max_tokens=8, seed=3
+        model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=8, seed=3
     )
     return reply.choices[0].message.content or ""
 
 
-def _deployment(gateway: ServerProcess) -> dict[str, Any]:
-    return httpx.get(f"{gateway.url}/v1/models/shared-text", timeout=10).json()["deployment"]  # type: ignore[no-any-return]
+def _deployment(gateway: ServerProcess, model: str = "shared-text") -> dict[str, Any]:
+    return httpx.get(f"{gateway.url}/v1/models/{model}", timeout=10).json()["deployment"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.slow
@@ -95,5 +106,54 @@ def test_two_gateways_share_one_replica_which_ends_with_the_last_of_them(
             assert time.monotonic() < deadline, "the replica outlived every gateway's lease"
             time.sleep(1)
     finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_replica(
+    tmp_path: Path, models_dir: Path, ray_cluster: RayCluster
+) -> None:
+    a = _gateway(tmp_path, "a", models_dir, ray_cluster)
+    b = _gateway(tmp_path, "b", models_dir, ray_cluster)
+    stop = threading.Event()
+    answers: list[str] = []
+
+    def keep_b_busy() -> None:  # well within idle_unload_s between requests
+        while not stop.is_set():
+            answers.append(_ask(b, "idle-text"))
+            time.sleep(0.3)
+
+    try:
+        a.start(wait_for=["shared-text"], timeout=300)
+        b.start(wait_for=["shared-text"], timeout=300)
+        answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
+        assert answer and _ask(b, "idle-text") == answer  # B attaches to it
+        ((name, first),) = _replicas(ray_cluster, "idle-text").items()
+        assert len(first["holders"]) == 2
+
+        busy = threading.Thread(target=keep_b_busy)
+        busy.start()
+        try:
+            deadline = time.monotonic() + 60
+            while _deployment(a, "idle-text")["replicas_loaded"]:  # A unloads its idle replica...
+                assert time.monotonic() < deadline, "A never unloaded its idle replica"
+                time.sleep(0.2)
+            after = _replicas(ray_cluster, "idle-text")
+        finally:
+            stop.set()
+            busy.join(timeout=120)
+        assert after[name]["actor_id"] == first["actor_id"]  # ...which lives on for B
+        assert len(after[name]["holders"]) == 1
+        assert len(answers) >= 3 and set(answers) == {answer}
+        assert _deployment(b, "idle-text")["replica_restarts"] == 0
+
+        deadline = time.monotonic() + 90  # B idle too: nobody holds the replica, and it ends
+        while name in _replicas(ray_cluster, "idle-text"):
+            assert time.monotonic() < deadline, "the replica outlived both gateways' use"
+            time.sleep(1)
+        assert _deployment(b, "idle-text")["replicas_loaded"] == 0
+    finally:
+        stop.set()
         a.stop()
         b.stop()
