@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,46 +77,59 @@ def _deployment(gateway: ServerProcess, model: str = "shared-text") -> dict[str,
     return httpx.get(f"{gateway.url}/v1/models/{model}", timeout=10).json()["deployment"]  # type: ignore[no-any-return]
 
 
-@pytest.mark.slow
-def test_two_gateways_share_one_replica_which_ends_with_the_last_of_them(
-    tmp_path: Path, models_dir: Path, ray_cluster: RayCluster
-) -> None:
+Gateways = tuple[ServerProcess, ServerProcess]
+
+
+@pytest.fixture
+def gateways(tmp_path: Path, models_dir: Path, ray_cluster: RayCluster) -> Iterator[Gateways]:
+    """Gateways A and B, the same catalog, one cluster (each with its own data dir), started in turn."""
     a = _gateway(tmp_path, "a", models_dir, ray_cluster)
     b = _gateway(tmp_path, "b", models_dir, ray_cluster)
     try:
         a.start(wait_for=["shared-text"], timeout=300)
         b.start(wait_for=["shared-text"], timeout=300)
-        replicas = _replicas(ray_cluster)
-        assert len(replicas) == 1, replicas  # one replica on the cluster, not one per gateway
-        ((name, first),) = replicas.items()
-        assert len(first["holders"]) == 2
-        assert _deployment(a)["replica_nodes"] == _deployment(b)["replica_nodes"]
-        answer = _ask(a)
-        assert answer and _ask(b) == answer
-
-        a.stop()  # gives its lease back
-        after = _replicas(ray_cluster)
-        assert after[name]["actor_id"] == first["actor_id"]  # the same actor: B still holds it
-        assert len(after[name]["holders"]) == 1
-        assert _ask(b) == answer
-        assert _deployment(b)["replica_restarts"] == 0
-
-        b.kill9()  # nothing given back: its lease runs out, and nobody holds the replica
-        deadline = time.monotonic() + 90
-        while name in _replicas(ray_cluster):
-            assert time.monotonic() < deadline, "the replica outlived every gateway's lease"
-            time.sleep(1)
+        yield a, b
     finally:
         a.stop()
         b.stop()
 
 
+def _wait_until_gone(ray_cluster: RayCluster, name: str, model: str) -> None:
+    deadline = time.monotonic() + 90
+    while name in _replicas(ray_cluster, model):
+        assert time.monotonic() < deadline, f"replica {name} outlived every gateway's lease and use"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_two_gateways_share_one_replica_which_ends_with_the_last_of_them(
+    gateways: Gateways, ray_cluster: RayCluster
+) -> None:
+    a, b = gateways
+    replicas = _replicas(ray_cluster)
+    assert len(replicas) == 1, replicas  # one replica on the cluster, not one per gateway
+    ((name, first),) = replicas.items()
+    assert len(first["holders"]) == 2
+    assert _deployment(a)["replica_nodes"] == _deployment(b)["replica_nodes"]
+    answer = _ask(a)
+    assert answer and _ask(b) == answer
+
+    a.stop()  # gives its lease back
+    after = _replicas(ray_cluster)
+    assert after[name]["actor_id"] == first["actor_id"]  # the same actor: B still holds it
+    assert len(after[name]["holders"]) == 1
+    assert _ask(b) == answer
+    assert _deployment(b)["replica_restarts"] == 0
+
+    b.kill9()  # nothing given back: its lease runs out, and nobody holds the replica
+    _wait_until_gone(ray_cluster, name, "shared-text")
+
+
 @pytest.mark.slow
 def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_replica(
-    tmp_path: Path, models_dir: Path, ray_cluster: RayCluster
+    gateways: Gateways, ray_cluster: RayCluster
 ) -> None:
-    a = _gateway(tmp_path, "a", models_dir, ray_cluster)
-    b = _gateway(tmp_path, "b", models_dir, ray_cluster)
+    a, b = gateways
     stop = threading.Event()
     answers: list[str] = []
 
@@ -124,36 +138,26 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
             answers.append(_ask(b, "idle-text"))
             time.sleep(0.3)
 
+    answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
+    assert answer and _ask(b, "idle-text") == answer  # B attaches to it
+    ((name, first),) = _replicas(ray_cluster, "idle-text").items()
+    assert len(first["holders"]) == 2
+
+    busy = threading.Thread(target=keep_b_busy)
+    busy.start()
     try:
-        a.start(wait_for=["shared-text"], timeout=300)
-        b.start(wait_for=["shared-text"], timeout=300)
-        answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
-        assert answer and _ask(b, "idle-text") == answer  # B attaches to it
-        ((name, first),) = _replicas(ray_cluster, "idle-text").items()
-        assert len(first["holders"]) == 2
-
-        busy = threading.Thread(target=keep_b_busy)
-        busy.start()
-        try:
-            deadline = time.monotonic() + 60
-            while _deployment(a, "idle-text")["replicas_loaded"]:  # A unloads its idle replica...
-                assert time.monotonic() < deadline, "A never unloaded its idle replica"
-                time.sleep(0.2)
-            after = _replicas(ray_cluster, "idle-text")
-        finally:
-            stop.set()
-            busy.join(timeout=120)
-        assert after[name]["actor_id"] == first["actor_id"]  # ...which lives on for B
-        assert len(after[name]["holders"]) == 1
-        assert len(answers) >= 3 and set(answers) == {answer}
-        assert _deployment(b, "idle-text")["replica_restarts"] == 0
-
-        deadline = time.monotonic() + 90  # B idle too: nobody holds the replica, and it ends
-        while name in _replicas(ray_cluster, "idle-text"):
-            assert time.monotonic() < deadline, "the replica outlived both gateways' use"
-            time.sleep(1)
-        assert _deployment(b, "idle-text")["replicas_loaded"] == 0
+        deadline = time.monotonic() + 60
+        while _deployment(a, "idle-text")["replicas_loaded"]:  # A unloads its idle replica...
+            assert time.monotonic() < deadline, "A never unloaded its idle replica"
+            time.sleep(0.2)
+        after = _replicas(ray_cluster, "idle-text")
     finally:
         stop.set()
-        a.stop()
-        b.stop()
+        busy.join(timeout=120)
+    assert after[name]["actor_id"] == first["actor_id"]  # ...which lives on for B
+    assert len(after[name]["holders"]) == 1
+    assert len(answers) >= 3 and set(answers) == {answer}
+    assert _deployment(b, "idle-text")["replica_restarts"] == 0
+
+    _wait_until_gone(ray_cluster, name, "idle-text")  # B idle too: nobody holds the replica, and it ends
+    assert _deployment(b, "idle-text")["replicas_loaded"] == 0
