@@ -39,7 +39,7 @@ CATALOG = {
             "task": "video-generation",
             "engine": "diffusers-video",
             "source": "demo:video",
-            "options": {"steps": 200, "guidance_scale": 1.0},  # seconds (60 steps: 1 s on a fast CPU): time to kill
+            "options": {"steps": 1000, "guidance_scale": 1.0},  # seconds (200 steps: 0.5 s on a fast CPU): time to kill
             "capabilities": {"sizes": ["96x64"], "fps": [8], "durations": [2]},
             "deployment": {"mode": "dedicated", "max_concurrency": 1},
         },

@@ -21,8 +21,8 @@ CATALOG = {
             "task": "video-generation",
             "engine": "diffusers-video",
             "source": "demo:video",
-            # enough steps that a job is seen running for a while (a few seconds)
-            "options": {"steps": 60, "guidance_scale": 1.0},
+            # enough steps that a job is seen running for a while: seconds (200 steps took 0.5 s on a fast CPU)
+            "options": {"steps": 1000, "guidance_scale": 1.0},
             "capabilities": {"sizes": ["96x64"], "fps": [8], "durations": [2]},
             "deployment": {"mode": "dedicated", "max_concurrency": 1},
         }
