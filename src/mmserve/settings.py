@@ -136,20 +136,6 @@ class ClusterSettings(BaseModel):
         description="host:6379 (a node's GCS), or 'auto' (the Ray node this gateway runs on). Needs "
         "mmserve[cluster]. Not ray://: Ray Client cannot stream from actors.",
     )
-
-    @field_validator("address")
-    @classmethod
-    def _not_ray_client(cls, value: str | None) -> str | None:
-        # Replicas stream every answer as an actor generator, which Ray Client does not carry
-        # (ray-project/ray#43357, "won't fix"): with ray:// every request would fail.
-        if value is not None and value.strip().lower().startswith("ray://"):
-            raise ValueError(
-                "a ray:// address goes through Ray Client, which cannot stream from actors (every request would "
-                "fail). Give the head's GCS address (host:6379) and let the gateway reach the cluster's nodes, or "
-                "run the gateway on a Ray node with 'auto'"
-            )
-        return value
-
     namespace: str = Field(
         default="mmserve", description="Ray namespace of mmserve's actors; gateways share replicas within one."
     )
@@ -163,6 +149,19 @@ class ClusterSettings(BaseModel):
         "is started again on a live node.",
     )
     log_to_driver: bool = Field(default=False, description="Show replicas' logs in the gateway's log.")
+
+    @field_validator("address")
+    @classmethod
+    def _not_ray_client(cls, value: str | None) -> str | None:
+        # Replicas stream every answer as an actor generator, which Ray Client does not carry
+        # (ray-project/ray#43357, "won't fix"): with ray:// every request would fail.
+        if value is not None and value.strip().lower().startswith("ray://"):
+            raise ValueError(
+                "a ray:// address goes through Ray Client, which cannot stream from actors (every request would "
+                "fail). Give the head's GCS address (host:6379) and let the gateway reach the cluster's nodes, or "
+                "run the gateway on a Ray node with 'auto'"
+            )
+        return value
 
 
 class Settings(BaseSettings):

@@ -17,16 +17,16 @@ card's ``num_cpus``, ``num_gpus``, ``memory_gb`` and custom ``resources`` (a nod
 ``{"gpu_a100": 1}``); a deployment's replicas are spread over nodes (``placement: spread``) or
 packed (``pack``).
 
-Gateways share replicas. A replica is a detached actor named by its card (the card, its device
-and what its source means, hashed: :meth:`Cluster.actor_name`) and its index in the deployment,
-in the cluster's namespace:
-the first gateway that needs replica *i* starts it, the others attach to the same actor
-(Ray's ``get_if_exists`` makes the two one atomic step), so N gateways in front of one GPU
-load its model once. Each gateway's health-check pings renew its lease on the replicas it
-uses, and an unload (idle, eviction, shutdown) gives the lease back; the actor ends itself
-when nobody holds it and no call runs (:mod:`mmserve.runtime.lease`), and a gateway that died
-without giving it back stops counting once its lease (``lease_s``) ran out. Gateways with
-another card for the same id, or another namespace, never share.
+Gateways share replicas. A replica is a detached actor named by its card (the card, its device,
+what its source means and the mmserve version, hashed: :meth:`Cluster.actor_name`) and its
+index in the deployment, in the cluster's namespace: the first gateway that needs replica *i*
+starts it, the others attach to the same actor (Ray's ``get_if_exists`` makes the two one
+atomic step), so N gateways in front of one GPU load its model once. Each gateway's
+health-check pings renew its lease on the replicas it uses, and an unload (idle, eviction,
+shutdown) gives the lease back; the actor ends itself when nobody holds it and no call runs
+(:mod:`mmserve.runtime.lease`), and a gateway that died without giving it back stops counting
+once its lease (``lease_s``) ran out. Gateways with another card for the same id, another
+namespace or another mmserve version never share.
 """
 
 from __future__ import annotations
