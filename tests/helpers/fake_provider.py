@@ -7,11 +7,12 @@ transcriptions in :mod:`tests.helpers.fake_provider_media`, video jobs in
 (``requests``: JSON bodies or form summaries; ``hits``: when and where), and misbehaves on
 demand: ``fail_status`` (every request), ``fail_next`` (the next requests to a path: a status,
 optionally with Retry-After), ``delay_s`` (a wait before answering: timeouts), ``gate`` (streams
-stop after their first piece until it is set: slow streams).
+stop after their first piece until it is set: slow streams), ``chat_answer`` (what a whole chat
+answer is instead: malformed ones).
 
-Given tools (and a tool_choice other than "none"), chat streams one call, as OpenAI does: the
-name first, then the arguments in fragments: ``{"text": <the last user text>}`` to the named
-(else the first) tool.
+Given tools (and a tool_choice other than "none"), chat calls one: ``{"text": <the last user
+text>}`` to the named (else the first) tool; streamed as OpenAI streams it, the name first, then
+the arguments in fragments.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FakeProvider:
         self.faults: list[Fault] = []
         self.delay_s = 0.0
         self.gate: threading.Event | None = None
+        self.chat_answer: dict[str, Any] | None = None  # a whole chat answer given as is (a malformed one)
         # images and videos
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/{name}: the links it returns
         self.image_links = False  # answer images as links, not base64
@@ -66,12 +68,16 @@ class FakeProvider:
             if refused is not None:
                 return refused
             call = _tool_call(body)
-            if call is not None:
+            if call is not None and body.get("stream"):
                 return StreamingResponse(_tool_call_events(body, call), media_type="text/event-stream")
+            if call is not None:
+                return _tool_call_answer(body, call)
             words = _last_text(body).split() or ["ok"]
             words = words[: body.get("max_tokens") or len(words)]
             prompt = sum(len(_text(m).split()) for m in body["messages"])
             usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+            if not body.get("stream") and self.chat_answer is not None:
+                return self.chat_answer
             if not body.get("stream"):
                 return {
                     "id": "fake-1",
@@ -199,6 +205,28 @@ def _tool_call(body: dict[str, Any]) -> str | None:
     return str(tools[0]["function"]["name"])
 
 
+TOOL_CALL_USAGE = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+
+
+def _tool_call_answer(body: dict[str, Any], name: str) -> dict[str, Any]:
+    args = json.dumps({"text": _last_text(body)})
+    call = {"id": "call_fake", "type": "function", "function": {"name": name, "arguments": args}}
+    return {
+        "id": "fake-2",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "usage": TOOL_CALL_USAGE,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+            }
+        ],
+    }
+
+
 def _tool_call_events(body: dict[str, Any], name: str) -> Any:
     base = {"id": "fake-2", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
     args = json.dumps({"text": _last_text(body)})
@@ -208,5 +236,5 @@ def _tool_call_events(body: dict[str, Any], name: str) -> Any:
         delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
         yield _sse({**base, "choices": [{"index": 0, "delta": delta}]})
     yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
-    yield _sse({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+    yield _sse({**base, "choices": [], "usage": TOOL_CALL_USAGE})
     yield "data: [DONE]\n\n"

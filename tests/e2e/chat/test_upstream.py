@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -77,11 +78,12 @@ def test_upstream_chat_round_trip(client: OpenAI, provider: FakeProvider) -> Non
     assert r.usage and r.usage.completion_tokens == 2 and r.usage.prompt_tokens == 3
     sent = provider.requests[-1]
     assert sent["model"] == "their-vlm-large" and sent["max_tokens"] == 2 and sent["seed"] == 5
+    assert not sent.get("stream") and "stream_options" not in sent  # a whole answer, as the client asked
     image = sent["messages"][0]["content"][1]["image_url"]["url"]
     assert image.startswith("data:image/png;base64,")  # the bounded image, re-encoded
 
 
-def test_upstream_streaming_usage(client: OpenAI) -> None:
+def test_upstream_streaming_usage(client: OpenAI, provider: FakeProvider) -> None:
     chunks = list(
         client.chat.completions.create(
             model="remote-vlm",
@@ -92,6 +94,31 @@ def test_upstream_streaming_usage(client: OpenAI) -> None:
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
     assert chunks[-1].usage and chunks[-1].usage.completion_tokens == 3
+    sent = provider.requests[-1]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"object": "chat.completion", "choices": []},
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": 5}}]},
+        {"choices": [{"index": 0, "message": "hello"}]},
+        {"choices": [{"index": 0, "message": {"content": "hi"}}], "usage": {"completion_tokens": "many"}},
+    ],
+)
+def test_a_whole_answer_that_is_no_chat_completion_is_a_502_naming_the_provider(
+    client: OpenAI, provider: FakeProvider, answer: dict[str, object]
+) -> None:
+    provider.chat_answer = answer
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model="remote-vlm", messages=[{"role": "user", "content": "x"}])
+    finally:
+        provider.chat_answer = None
+    err: Any = e.value.body
+    assert e.value.status_code == 502 and err["code"] == "upstream_bad_response"
+    assert "127.0.0.1" in err["message"] and "'remote-vlm'" in err["message"]
 
 
 @pytest.mark.parametrize("field", ["logprobs", "ignore_eos"])
@@ -147,6 +174,7 @@ def test_upstream_tool_calls_reach_the_client(client: OpenAI, provider: FakeProv
     sent = provider.requests[-1]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}  # OpenAI's shape
     assert [t["function"]["name"] for t in sent["tools"]] == ["search", "lookup"]
+    assert bool(sent.get("stream")) is stream  # a whole answer when the client waits for one
 
 
 def test_legacy_completions_are_refused_for_an_upstream_card(client: OpenAI, provider: FakeProvider) -> None:

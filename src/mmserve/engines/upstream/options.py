@@ -14,7 +14,11 @@ class UpstreamOptions(EngineOptions):
     model: str | None = Field(default=None, description="The provider's model name; default: the card id.")
     api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
     provider: str | None = Field(default=None, description="The provider's name in messages; default: its host.")
-    timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for the provider's next bytes.")
+    timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest wait for the provider's next bytes (an answer not streamed: the whole answer).",
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
     max_connections: int = Field(default=100, ge=1, description="Connections kept to the provider (one pool).")
