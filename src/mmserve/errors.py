@@ -197,11 +197,21 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     return EngineError("internal error").to_dict()
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def is_member_tag(part: Any) -> bool:
+    """Whether a location segment is a union member's tag pydantic inserted (``str``, ``list[...]``,
+    ``function-after[...]``, ``constrained-str`` for an ``Annotated[str, Field(min_length=1)]``),
+    not a key the client sent."""
+    return isinstance(part, str) and ("[" in part or part in _TYPE_TAGS or part.startswith("constrained-"))
+
+
 def format_loc(loc: list[Any] | tuple[Any, ...]) -> str:
     """``["messages", 0, "content", 1]`` -> ``messages[0].content[1]``.
 
-    Pydantic inserts union-member tags (``function-after[...]``, ``str``, ``list[...]``) into
-    locations; they mean nothing to the client and are dropped.
+    Pydantic inserts union-member tags (:func:`is_member_tag`) into locations; they mean nothing
+    to the client and are dropped.
     A tagged union adds the tag too (``content[1].image_url.image_url.url``): a name repeated
     at once is given once.
     """
@@ -213,7 +223,7 @@ def format_loc(loc: list[Any] | tuple[Any, ...]) -> str:
             last = None
             continue
         part = str(part)
-        if "[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"} or part == last:
+        if is_member_tag(part) or part == last:
             continue
         out += f".{part}" if out else part
         last = part

@@ -8,7 +8,10 @@ import logging
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel, ValidationError
 
+from mmserve.api.chat.protocol import ChatCompletionRequest
+from mmserve.api.completions.protocol import CompletionRequest
 from mmserve.api.errors import install_handlers, untag_loc, validation_error
 from mmserve.api.streaming import error_event
 from mmserve.errors import (
@@ -92,3 +95,20 @@ def test_union_tags_are_dropped_from_locations_only_when_the_input_says_so() -> 
     errs = [{"loc": ("body", "messages", 0, "content", "str"), "type": "string_type", "msg": "bad"}]
     assert validation_error(errs, body={"messages": [{"content": 5}]}).param == "messages[0].content"
     assert isinstance(validation_error([]), InvalidRequestError)
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (CompletionRequest, {"model": "m", "prompt": "x", "stop": [""]}),
+        (ChatCompletionRequest, {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["ok", ""]}),
+    ],
+)
+def test_a_constrained_union_member_is_no_part_of_the_field_named(model: type[BaseModel], body: dict) -> None:
+    """``stop: constrained str | list[constrained str]``: pydantic tags its members ``constrained-str``;
+    an empty stop string was reported as 'stop.constrained-str' (not a field a client sent)."""
+    with pytest.raises(ValidationError) as e:
+        model.model_validate(body)
+    errs = [{**err, "loc": ("body", *err["loc"])} for err in e.value.errors()]
+    err = validation_error(errs, body=body)
+    assert err.param == f"stop[{len(body['stop']) - 1}]" and "at least 1 character" in err.message, err.message

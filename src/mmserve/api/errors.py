@@ -12,6 +12,7 @@ from mmserve.errors import (
     PayloadTooLargeError,
     error_body,
     format_loc,
+    is_member_tag,
 )
 
 if TYPE_CHECKING:
@@ -146,8 +147,9 @@ def untag_loc(loc: list[Any], data: Any) -> list[Any]:
     ``image_url, image_url, detail``: the first segment is the union's tag (the value of the
     part's ``type``), not a key. A segment equal to a string value of the object at hand may be
     such a tag; it is dropped only when the location then fits the input and does not fit it
-    otherwise (every step but the last is a key or index that exists). Markers such as
-    ``str`` or ``list[...]`` (dropped later by ``format_loc``) are kept and not walked.
+    otherwise (every step but the last is a key or index that exists). Member tags such as
+    ``str`` or ``list[...]`` (:func:`~mmserve.errors.is_member_tag`, dropped later by ``format_loc``)
+    are kept and not walked.
     """
     if data is None:
         return list(loc)
@@ -155,15 +157,12 @@ def untag_loc(loc: list[Any], data: Any) -> list[Any]:
     return found if found is not None else list(loc)
 
 
-_MARKERS = {"str", "int", "float", "bool", "list", "dict", "none"}
-
-
 def _fit(loc: list[Any], data: Any, *, drop_ok: bool) -> list[Any] | None:
     """``loc`` (with at most one tag dropped per object) if it fits ``data``, else None."""
     if not loc:
         return []
     part, rest = loc[0], loc[1:]
-    if isinstance(part, str) and ("[" in part or part in _MARKERS):
+    if is_member_tag(part):
         tail = _fit(rest, data, drop_ok=drop_ok)
         return None if tail is None else [part, *tail]
     if not rest:  # the last step: its parent must be something that has keys or indices

@@ -26,7 +26,7 @@ def _body(**fields: object) -> dict:
         (_body(prompt=[[1, 2], [10**6]]), "prompt[1]", "token id 1000000"),
         (_body(prompt=[1.5]), "prompt[0]", None),
         (_body(stop=["a", "b", "c", "d", "e"]), "stop", "At most 4"),
-        (_body(stop=[""]), "stop", "empty"),
+        (_body(stop=[""]), "stop[0]", "at least 1 character"),
         (_body(prompt="word " * 3000, max_tokens=4), "prompt", "Shorten the prompt"),
         (_body(prompt=["ok", "word " * 3000], max_tokens=4), "prompt[1]", "context"),
         ({"model": "tiny-text"}, "prompt", "required"),
@@ -42,3 +42,13 @@ def test_bad_input_names_the_field(base_url: str, body: dict, param: str, words:
     assert set(err) == {"message", "type", "param", "code"} and err["param"] == param, err
     if words:
         assert words in err["message"], err["message"]
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
+def test_the_published_schema_refuses_empty_stop_strings_as_the_server_does(base_url: str, path: str) -> None:
+    """A client (or a fuzzer) reading /openapi.json must not find valid what is refused: an empty stop string."""
+    doc = httpx.get(f"{base_url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    ref = doc["paths"][f"/v1{path}"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    stop = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["stop"]["anyOf"]
+    strings = [s for s in stop if s.get("type") == "string"] + [s["items"] for s in stop if s.get("type") == "array"]
+    assert len(strings) == 2 and all(s.get("minLength") == 1 for s in strings), stop
