@@ -157,20 +157,22 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=_route_template)
     app.add_middleware(RequestContextMiddleware)  # every layer below sees the request context
     app.add_middleware(PathAliases)  # outermost: provider base URLs (/v1/openai/...) are /v1/... for all
+    # FastAPI tries the routers in this order for every request (a regex per route): the inference
+    # surfaces first, the busiest first; probes, metrics and the control plane after them
     for router in (
-        health_router,
-        metrics_router,
-        models_router,
-        usage_router,
         chat_router,
-        completions_router,
         responses_router,
+        completions_router,
         embeddings_router,
-        artifacts_router,
+        images_router,
         speech_router,
         transcriptions_router,
-        images_router,
         videos_router,
+        artifacts_router,
+        models_router,
+        usage_router,
+        health_router,
+        metrics_router,
         admin_router,
     ):
         app.include_router(router)
