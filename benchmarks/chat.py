@@ -1,7 +1,7 @@
 """Chat throughput, time to first token and memory under load, on the demo catalog's chat models.
 
     python benchmarks/chat.py [--models demo-vlm demo-tools] [--concurrency 1 4 16]
-                              [--requests 48] [--rounds 2] [--max-tokens 32]
+                              [--requests 48] [--rounds 2] [--max-tokens 32] [--spread 0.5]
                               [--baseline-src /work/main/src]
 
 Starts `mmserve serve` on the demo catalog in a subprocess and streams chat requests
@@ -13,6 +13,13 @@ the rounds. Per leg: requests/s, TTFT and latency p50/p99, and the server's resi
 within the run; benchmarks/results/chat.json has all of it. With ``--baseline-src`` a second
 server runs that source tree (e.g. main's) and its legs are interleaved with this tree's in the
 same rounds; ``this_over_baseline`` compares the two.
+
+Every answer is ``--max-tokens`` long by default, so the clients of a closed loop stay in step:
+at concurrency 16 all sixteen answers end at the same decode step and sixteen new requests
+arrive at once, every time, and the time to first token measures that burst. ``--spread s``
+draws each request's length from [max·(1-s), max·(1+s)] (seeded, the same draws for every
+tree), so that arrivals spread out as they do in real traffic (vLLM's benchmark_serving draws
+lengths too); tokens/s then counts the tokens asked.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -57,23 +65,30 @@ def _body(model: str, max_tokens: int) -> dict[str, Any]:
     }
 
 
-async def run_leg(url: str, pid: int, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
-    body = _body(model, max_tokens)
+def lengths(max_tokens: int, spread: float, requests: int, seed: int) -> list[int]:
+    """Each request's answer length: ``max_tokens``, or drawn from [max·(1-spread), max·(1+spread)]."""
+    rng = random.Random(seed)
+    low, high = max(1, round(max_tokens * (1 - spread))), max(1, round(max_tokens * (1 + spread)))
+    return [rng.randint(low, high) for _ in range(requests)]
+
+
+async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[int]) -> dict:
+    body = _body(model, asked[0])
     latencies: list[float] = []
     ttfts: list[float] = []
     errors = 0
     rss: list[int] = []
-    pending = list(range(requests))
+    pending = list(asked)
 
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
 
         async def worker() -> None:
             nonlocal errors
             while pending:
-                pending.pop()
+                sent = {**body, "max_tokens": pending.pop()}
                 start = time.perf_counter()
                 first = None
-                async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=sent) as r:
                     async for line in r.aiter_lines():
                         if first is None and '"content": "' in line and '"content": ""' not in line:
                             first = time.perf_counter() - start
@@ -103,10 +118,11 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, requests: in
         "ttfts": ttfts,
         "errors": errors,
         "rss_max_bytes": max(rss, default=rss_bytes(pid)),
+        "tokens_asked": sum(asked),
     }
 
 
-def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
+def _pool(runs: list[dict], concurrency: int) -> dict:
     latencies = [x for r in runs for x in r["latencies"]]
     wall = sum(r["wall_s"] for r in runs)
     return {
@@ -114,7 +130,7 @@ def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
         "requests": len(latencies) + sum(r["errors"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "requests_per_s": len(latencies) / wall,
-        "output_tokens_per_s": len(latencies) * max_tokens / wall,
+        "output_tokens_per_s": sum(r["tokens_asked"] for r in runs) / wall,
         # the server's CPU time (all its threads) per request: steadier than rates on a shared machine
         "server_cpu_ms_per_request": 1000 * sum(r["cpu_s"] for r in runs) / max(1, len(latencies)),
         "ttft": summarize([x for r in runs for x in r["ttfts"]]),
@@ -123,10 +139,10 @@ def _pool(runs: list[dict], concurrency: int, max_tokens: int) -> dict:
     }
 
 
-def _summary(runs: dict[tuple[str, int], list[dict]], models: list[str], levels: list[int], max_tokens: int) -> dict:
+def _summary(runs: dict[tuple[str, int], list[dict]], models: list[str], levels: list[int]) -> dict:
     results: dict[str, Any] = {}
     for model in models:
-        pooled = [_pool(runs[model, c], c, max_tokens) for c in levels]
+        pooled = [_pool(runs[model, c], c) for c in levels]
         base = pooled[0]
         results[model] = {
             "levels": pooled,
@@ -149,6 +165,7 @@ async def main() -> None:
     p.add_argument("--requests", type=int, default=48, help="per leg and round")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--spread", type=float, default=0.0, help="answer lengths drawn within max-tokens x (1 +- spread)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ (e.g. /work/main/src)")
     args = p.parse_args()
@@ -165,17 +182,19 @@ async def main() -> None:
         }
         for tree, (url, pid) in servers.items():
             for model in args.models:  # warm-up: loads serverless models, first-call costs
-                await run_leg(url, pid, model, 2, 4, args.max_tokens)
+                await run_leg(url, pid, model, 2, [args.max_tokens] * 4)
             rss_idle[tree] = rss_bytes(pid) / 2**20
-        for _ in range(args.rounds):
+        for r in range(args.rounds):
             for model in args.models:
                 for c in args.concurrency:
+                    asked = lengths(args.max_tokens, args.spread, args.requests, seed=r)
                     for tree, (url, pid) in servers.items():  # the trees' legs back to back
-                        leg = await run_leg(url, pid, model, c, args.requests, args.max_tokens)
+                        leg = await run_leg(url, pid, model, c, asked)
                         runs[tree][model, c].append(leg)
-    summary = {t: _summary(runs[t], args.models, args.concurrency, args.max_tokens) for t in trees}
+    summary = {t: _summary(runs[t], args.models, args.concurrency) for t in trees}
     result: dict[str, Any] = {
         "max_tokens": args.max_tokens,
+        "spread": args.spread,
         "rounds": args.rounds,
         "requests_per_leg": args.requests,
         "rss_after_warmup_mb": rss_idle["this"],
