@@ -8,7 +8,8 @@ chose DO compatibility for speech (``MMSERVE_SPEECH_ENVELOPE=always``, see docs/
 
 Not run: seed 000's Python snippets for speech (``response.data[0].b64_json``) and video
 (``client.video.generations``) are written for DO's own client, not the openai SDK; their curl
-twins are run. The JavaScript snippets of seed 004 need the npm ``openai`` package.
+twins are run. The JavaScript snippets of seed 004 run on Node.js with the npm ``openai`` package
+(tests/helpers/js_sdk.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PIL import Image
 
 from tests.helpers.httpserver import TargetServer
 from tests.helpers.images import image_bytes
+from tests.helpers.js_sdk import js_sdk
 from tests.helpers.server import free_port
 from tests.helpers.videos import mp4_info
 
@@ -558,6 +560,77 @@ for chunk in stream:
         cwd=tmp_path,
     )
     assert out.strip()
+
+
+def test_004_javascript_url_and_streaming_local_image(serve: str, image_host: TargetServer, tmp_path: Path) -> None:
+    """Both JavaScript snippets as written, on Node.js with the openai SDK: what a user changes is the
+    base URL, the model, the image's address and path, and a key in the variable they read."""
+    (tmp_path / "node_modules").symlink_to(js_sdk(), target_is_directory=True)
+    (tmp_path / "image.jpg").write_bytes(image_bytes((200, 150), fmt="JPEG"))
+    (tmp_path / "url.mjs").write_text(f"""import {{ OpenAI }} from 'openai';
+const client = new OpenAI({{
+baseURL: "{serve}/v1/inference",
+apiKey: process.env.GRAVIXLAYER_API_KEY,
+}});
+const response = await client.chat.completions.create({{
+model: "demo-vlm",
+messages: [{{
+role: "user",
+content: [{{
+type: "text",
+text: "Can you describe this image?",
+}}, {{
+type: "image_url",
+image_url: {{
+url: "{image_host.url(UNSPLASH_IMAGE)}"
+}},
+}}],
+}}],
+}});
+console.log(response.choices[0].message.content);
+""")
+    (tmp_path / "local.mjs").write_text(f"""import {{ OpenAI }} from 'openai';
+import fs from 'fs';
+const client = new OpenAI({{
+baseURL: "{serve}/v1/inference",
+apiKey: process.env.GRAVIXLAYER_API_KEY,
+}});
+const getDescriptionPrompt = "what is in the image";
+const imagePath = "image.jpg";
+function encodeImage(imagePath) {{
+const imageBuffer = fs.readFileSync(imagePath);
+return imageBuffer.toString('base64');
+}}
+const base64Image = encodeImage(imagePath);
+const stream = await client.chat.completions.create({{
+model: "demo-vlm",
+messages: [
+{{
+role: "user",
+content: [
+{{ type: "text", text: getDescriptionPrompt }},
+{{
+type: "image_url",
+image_url: {{
+url: `data:image/jpeg;base64,${{base64Image}}`,
+}},
+}},
+],
+}}
+],
+stream: true,
+}});
+for await (const chunk of stream) {{
+if (chunk.choices[0]?.delta?.content) {{
+process.stdout.write(chunk.choices[0].delta.content);
+}}
+}}
+""")
+    env = {**os.environ, "GRAVIXLAYER_API_KEY": "unused"}
+    for script in ("url.mjs", "local.mjs"):
+        run = subprocess.run(["node", script], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.strip(), script  # the model's answer, printed (streamed: written piece by piece)
 
 
 def test_004_local_image_curl_with_unwrapped_base64(serve: str, tmp_path: Path) -> None:

@@ -4,32 +4,25 @@ Issue 15's surfaces as a Node.js user reaches them: chat with an image, a stream
 usage, embeddings (the SDK asks base64 and decodes it), the Responses API (create, retrieve),
 legacy completions, streamed image generation with partial images, speech then
 transcription, and an error in the envelope the SDK parses. The SDK is installed with
-``npm ci`` into this folder's node_modules (gitignored) the first time; Node.js and npm come
-from the machine (Debian's nodejs and npm; ``.ci/run`` installs them when missing).
+``npm ci`` into this folder's node_modules (gitignored) the first time (tests/helpers/js_sdk.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.js_sdk import js_sdk
+
 HERE = Path(__file__).parent
-
-
-def _sdk() -> None:
-    npm = shutil.which("npm")
-    assert npm and shutil.which("node"), "Node.js and npm are needed (apt-get install nodejs npm)"
-    if not (HERE / "node_modules" / "openai" / "package.json").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True, timeout=300)
 
 
 @pytest.mark.slow
 def test_the_javascript_sdk_reaches_every_surface(cli_server: str) -> None:
-    _sdk()
+    js_sdk()
     run = subprocess.run(
         ["node", str(HERE / "check.mjs"), cli_server], capture_output=True, text=True, timeout=300, cwd=HERE
     )
