@@ -94,3 +94,10 @@ def test_an_engine_failure_mid_stream_fails_the_response(base_url: str) -> None:
         client.responses.stream(model="broken-gpt2", input="Hello", max_output_tokens=60, temperature=0) as stream,
     ):
         list(stream)
+
+
+def test_the_published_schema_lists_the_reasoning_efforts_the_server_takes(url: str) -> None:
+    """A client (or a fuzzer) reading /openapi.json must not find valid an effort the server refuses."""
+    doc = httpx.get(f"{url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    effort = doc["components"]["schemas"]["ReasoningConfig"]["properties"]["effort"]
+    assert effort.get("enum") == ["none", "minimal", "low", "medium", "high", "xhigh", None], effort

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from mmserve.api.chat.protocol import REASONING_EFFORTS
 from mmserve.api.errors import validation_error
 from mmserve.api.jsonbody import SEED_MAX, RequestModel
 from mmserve.api.openapi import HTTP_URL_PATTERN, IMAGE_URL_PATTERN, schema_is
@@ -203,7 +204,8 @@ class TextConfig(_Model):
 
 
 class ReasoningConfig(_Model):
-    effort: str | None = None
+    # checked where chat checks reasoning_effort (a 400 naming reasoning.effort); listed here for the schema
+    effort: str | None = Field(default=None, json_schema_extra={"enum": [*REASONING_EFFORTS, None]})
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
