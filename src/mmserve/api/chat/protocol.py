@@ -177,6 +177,10 @@ class Message(_Model):
         return self
 
 
+StopString = Annotated[str, Field(min_length=1)]  # an empty one would stop before anything
+Stop = StopString | list[StopString] | None
+
+
 class StreamOptions(_Model):
     include_usage: bool = False
 
@@ -257,7 +261,7 @@ class ChatCompletionRequest(_Model):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=128)
-    stop: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    stop: Stop = None
     seed: int | None = Field(default=None, ge=-(2**63), le=SEED_MAX)
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
-from mmserve.api.chat.protocol import StreamOptions
+from mmserve.api.chat.protocol import Stop, StreamOptions
 from mmserve.api.jsonbody import SEED_MAX, RequestModel
 from mmserve.api.openapi import not_empty
 from mmserve.api.unicode import refuse_lone_surrogates
@@ -28,7 +28,7 @@ class CompletionRequest(RequestModel):
     n: int = Field(default=1, ge=1, le=128)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    stop: Stop = None
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5, description="Log-probabilities of the k most likely tokens.")
     ignore_eos: bool = Field(default=False, description="vLLM's extension: generate past end-of-sequence.")

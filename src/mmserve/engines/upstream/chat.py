@@ -102,10 +102,8 @@ class UpstreamChatEngine(UpstreamEngine, ChatEngine):
             choice = answer["choices"][0]
             message = choice.get("message") or {}
             text = message.get("content") or ""
-            calls = {
-                i: [(call.get("function") or {}).get("name") or "", (call.get("function") or {}).get("arguments") or ""]
-                for i, call in enumerate(message.get("tool_calls") or [])
-            }
+            functions = [call.get("function") or {} for call in message.get("tool_calls") or []]
+            calls = {i: [f.get("name") or "", f.get("arguments") or ""] for i, f in enumerate(functions)}
             finish = choice.get("finish_reason") or "stop"
             if not isinstance(text, str) or not isinstance(completion, int):
                 raise TypeError(type(text))
