@@ -83,7 +83,10 @@ class ImagePart(_Model):
 
 
 class VideoURL(_Model):
-    url: str
+    url: str = Field(
+        description="An http(s) URL or a data URI ('data:video/mp4;base64,...').",
+        json_schema_extra={"pattern": IMAGE_URL_PATTERN},  # the same two forms as an image's
+    )
 
 
 class VideoPart(_Model):
@@ -252,7 +255,20 @@ def template_kwargs_schema(reserved: frozenset[str]) -> dict[str, Any]:
     }
 
 
+# What prepare.check_params refuses across fields, in the JSON Schema too (the OpenAPI is truthful):
+# top_logprobs only with logprobs true
+_REQUEST_RULES: dict[str, Any] = {
+    "anyOf": [
+        {"not": {"required": ["top_logprobs"]}},
+        {"properties": {"top_logprobs": {"type": "null"}}},
+        {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+    ]
+}
+
+
 class ChatCompletionRequest(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_REQUEST_RULES)
+
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
