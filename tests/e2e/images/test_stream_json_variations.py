@@ -157,3 +157,10 @@ def test_variation_errors(client: OpenAI, image_server: LiveServer) -> None:
         f"{image_server.url}/v1/images/variations", files=[("image", src), ("mask", mask)], data={"model": "demo-image"}
     )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "mask"
+
+
+@pytest.mark.parametrize("path", ["/v1/images/generations", "/v1/images/edits"])
+def test_the_published_schema_documents_the_stream(images_base_url: str, path: str) -> None:
+    """With ``stream: true`` these answer server-sent events: /openapi.json says so beside the JSON answer."""
+    doc = httpx.get(f"{images_base_url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    assert set(doc["paths"][path]["post"]["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}

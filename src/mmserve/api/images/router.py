@@ -13,7 +13,7 @@ from mmserve.api.images.multipart import read_edit_form
 from mmserve.api.images.protocol import ImageGenerationRequest, edit_body_schema, variation_form_schema
 from mmserve.api.images.service import ImagesResult, ImagesService
 from mmserve.api.jsonerrors import loads
-from mmserve.api.openapi import MODEL, errors
+from mmserve.api.openapi import MODEL, errors, json_or_stream
 from mmserve.api.state import AppState, get_state
 from mmserve.api.streaming import ReleasingEventSourceResponse, Stream
 from mmserve.storage.signing import public_base_url
@@ -27,14 +27,18 @@ def _answer(result: ImagesResult | Stream) -> Any:
     return Response(result.json_bytes(), media_type="application/json")
 
 
-@router.post("/v1/images/generations", responses=errors(*MODEL))
+@router.post("/v1/images/generations", responses={**json_or_stream("Images, or image events"), **errors(*MODEL)})
 async def images_generations(
     req: ImageGenerationRequest, request: Request, state: AppState = Depends(get_state)
 ) -> Any:
     return _answer(await ImagesService(state).generate(req, public_base_url(request, state.settings)))
 
 
-@router.post("/v1/images/edits", responses=errors(*MODEL, 415, 422), openapi_extra={"requestBody": edit_body_schema()})
+@router.post(
+    "/v1/images/edits",
+    responses={**json_or_stream("Images, or image events"), **errors(*MODEL, 415, 422)},
+    openapi_extra={"requestBody": edit_body_schema()},
+)
 async def images_edits(request: Request, state: AppState = Depends(get_state)) -> Any:
     service, base_url = ImagesService(state), public_base_url(request, state.settings)
     if request.headers.get("content-type", "").lower().startswith("application/json"):
