@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import httpx
+import jsonschema
 import numpy as np
 import openai
 import pytest
@@ -164,3 +165,19 @@ def test_the_published_schema_documents_the_stream(images_base_url: str, path: s
     """With ``stream: true`` these answer server-sent events: /openapi.json says so beside the JSON answer."""
     doc = httpx.get(f"{images_base_url.removesuffix('/v1')}/openapi.json", timeout=30).json()
     assert set(doc["paths"][path]["post"]["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+
+
+def test_a_transparent_jpeg_is_invalid_in_the_schema_as_on_the_server(images_base_url: str, client: OpenAI) -> None:
+    doc = httpx.get(f"{images_base_url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    root = {"$ref": "#/components/schemas/ImageGenerationRequest", "components": doc["components"]}
+    valid = jsonschema.Draft202012Validator(root).is_valid
+    body = {"model": "demo-image", "prompt": "a lighthouse", "size": "256x256", "background": "transparent"}
+    assert (
+        valid(body)
+        and valid({**body, "output_format": "png"})
+        and valid({**body, "background": "opaque", "output_format": "jpeg"})
+    )
+    assert not valid({**body, "output_format": "jpeg"})
+    with pytest.raises(openai.BadRequestError) as e:  # what the schema refuses, the server refuses
+        client.images.generate(**body, output_format="jpeg")  # type: ignore[arg-type]
+    assert e.value.body["param"] == "background"  # type: ignore[index]

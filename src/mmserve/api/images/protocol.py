@@ -28,8 +28,18 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Background = Literal["auto", "opaque", "transparent"]
 
 
+# What the service refuses across fields, in the JSON Schema too (the OpenAPI is truthful): a
+# transparent background only in a format with alpha
+_REQUEST_RULES: dict[str, Any] = {
+    "anyOf": [
+        {"not": {"required": ["background"], "properties": {"background": {"const": "transparent"}}}},
+        {"not": {"required": ["output_format"], "properties": {"output_format": {"const": "jpeg"}}}},
+    ]
+}
+
+
 class _ImageRequest(RequestModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=_REQUEST_RULES)
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     model: str | None = Field(default=None, min_length=1, description="None: the first image model of the catalog.")
