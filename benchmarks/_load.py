@@ -1,6 +1,7 @@
-"""Streaming chat load for the engine benchmarks: closed-loop workers for a fixed time, per-request timings.
+"""Chat load for the engine benchmarks: closed-loop workers for a fixed time, per-request timings.
 
-Each worker sends a streamed request, notes the time to the first content and to the end,
+Each worker sends a request (streamed, or waiting for the whole answer), notes the time to the
+first content (streamed) and to the end,
 and sends the next one until the level's time is up (requests started before then finish).
 Also finds the unix socket of the vLLM server mmserve started for a card, so the same server
 can be called directly.
@@ -34,14 +35,21 @@ class Target:
 
 
 async def one_request(target: Target) -> tuple[float, float | None, int]:
-    """(latency s, TTFT s, completion tokens) of one streamed request; raises on an error answer."""
+    """(latency s, TTFT s, completion tokens) of one request; raises on an error answer.
+
+    A streamed request's TTFT is the time to its first content; one that waits for the whole
+    answer (a body without ``stream``) has none."""
     start = time.perf_counter()
     first: float | None = None
     tokens = 0
-    async with target.client.stream("POST", target.path, json=target.next_body(), headers=target.headers) as r:
+    body = target.next_body()
+    async with target.client.stream("POST", target.path, json=body, headers=target.headers) as r:
         if r.status_code != 200:
             await r.aread()
             raise RuntimeError(f"{target.name}: HTTP {r.status_code} {r.text[:200]}")
+        if not body.get("stream"):
+            answer = json.loads(await r.aread())
+            return time.perf_counter() - start, None, int(answer["usage"]["completion_tokens"])
         async for line in r.aiter_lines():
             if not line.startswith("data:") or line.endswith("[DONE]"):
                 continue

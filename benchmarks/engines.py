@@ -1,7 +1,7 @@
 """The same tiny model on the transformers engine and on the vLLM engine, and vLLM through mmserve vs called directly.
 
     python benchmarks/engines.py [--levels 1 4 16 64] [--seconds 12] [--rounds 1] [--max-tokens 16] [--python PATH]
-                                 [--no-pin]
+                                 [--no-pin] [--whole] [--server-src OTHER/src]
 
 Starts one `mmserve serve` with two dedicated cards on `demo:tool-lm-hd32` (a tiny random
 Llama, 32-wide heads): `tf` (engine transformers-chat) and `vl` (engine vllm, its server from
@@ -16,6 +16,10 @@ concurrency it runs three legs, in an order that rotates from level to level:
 
 ``--no-pin`` leaves vLLM's EngineCore unbound (``pin_engine_core: false``): on a CPU host its
 busy poll then takes the core vLLM leaves its API server (see engines/vllm/cpu_affinity.py).
+
+``--whole``: every client waits for the whole answer (no ``stream``), through mmserve and directly
+(mmserve still streams from vLLM: it meters a client that leaves early). ``--server-src``: the
+mmserve server runs another tree (PYTHONPATH), e.g. main's, against this tree's direct body.
 
 Every request streams 16 tokens (ignore_eos) at temperature 1. Writes
 benchmarks/results/engines.json: requests/s, output tokens/s, TTFT and latency p50/p99 per
@@ -76,15 +80,18 @@ def catalog(python: Path, source: Path, *, pin: bool = True) -> dict[str, Any]:
     }
 
 
-def direct_body(source: Path, max_tokens: int) -> dict[str, Any]:
-    """What mmserve's vLLM engine sends vLLM for the benchmark's request."""
+def direct_body(source: Path, max_tokens: int, *, streamed: bool = True) -> dict[str, Any]:
+    """What mmserve's vLLM engine sends vLLM for the benchmark's request (asked whole, unless ``streamed``)."""
     files = ModelFiles.read(source)
     request = ChatInput(
         messages=[ChatMessage("user", PROMPT)],
         params=SamplingParams(max_tokens=max_tokens, temperature=1.0, ignore_eos=True),
     )
     shape = RequestShape("vl", max_tokens, logit_bias={str(t): SUPPRESS_BIAS for t in files.suppress_tokens})
-    return chat_body(request, shape)
+    body = chat_body(request, shape)
+    if not streamed:
+        del body["stream"], body["stream_options"]
+    return body
 
 
 async def bench(url: str, socket: Path, body: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -92,10 +99,10 @@ async def bench(url: str, socket: Path, body: dict[str, Any], args: argparse.Nam
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": args.max_tokens,
         "temperature": 1.0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
         "ignore_eos": True,
     }
+    if not args.whole:
+        user.update(stream=True, stream_options={"include_usage": True})
     limits = httpx.Limits(max_connections=max(args.levels) + 8, max_keepalive_connections=max(args.levels) + 8)
     async with (
         httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as mm,
@@ -173,6 +180,8 @@ def main() -> None:
     p.add_argument(
         "--no-pin", action="store_true", help="leave vLLM's EngineCore unbound (options.pin_engine_core: false)"
     )
+    p.add_argument("--whole", action="store_true", help="clients wait for whole answers (no stream)")
+    p.add_argument("--server-src", type=Path, default=None, help="run the mmserve server from another tree's src/")
     args = p.parse_args()
     python = args.python or create_vllm_venv(ROOT / ".venv-vllm")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-engines-"))
@@ -183,14 +192,19 @@ def main() -> None:
     # vLLM sets its own threads. mmserve sets torch's threads itself (MMSERVE_TORCH_THREADS, else the cores
     # divided by the catalog's torch replicas: 2 here), overriding OMP_NUM_THREADS.
     env = {"OMP_NUM_THREADS": "1", "MMSERVE_TORCH_THREADS": "1"}
+    if args.server_src:
+        env["PYTHONPATH"] = str(args.server_src.resolve())
+    body = direct_body(source, args.max_tokens, streamed=not args.whole)
     with mmserve(data_dir, "--config", str(config), wait_for=["tf", "vl"], env=env, timeout=1200) as url:
-        results = asyncio.run(bench(url, vllm_socket("vl"), direct_body(source, args.max_tokens), args))
+        results = asyncio.run(bench(url, vllm_socket("vl"), body, args))
     write_result(
         "engines",
         {
             "model": "demo:tool-lm-hd32",
             "pin_engine_core": not args.no_pin,
             "max_tokens": args.max_tokens,
+            "whole_answers": args.whole,
+            "server_src": str(args.server_src) if args.server_src else None,
             "seconds_per_leg": args.seconds,
             "rounds": args.rounds,
             "ratios": ratios(results, args.levels),
