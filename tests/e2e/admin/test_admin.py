@@ -123,6 +123,9 @@ def test_non_admin_keys_are_refused_everywhere_under_admin(url: str) -> None:
         ({"name": "x" * 201}, "name"),
         ({"secret": "mine"}, "secret"),
         ({"admin": "maybe"}, "admin"),
+        ({"admin": 1}, "admin"),  # an admin key is asked with true, nothing that passes for it
+        ({"admin": "true"}, "admin"),
+        ({"admin": 0}, "admin"),
         ({"expires_in_s": 0}, "expires_in_s"),
     ],
 )

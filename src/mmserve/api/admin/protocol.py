@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from mmserve.api.jsonbody import RequestModel
 from mmserve.control.keys import ApiKey
@@ -20,7 +20,7 @@ class KeyCreate(RequestModel):
     models: list[str] | None = Field(default=None, max_length=1000, description="Allowed models; null: all.")
     requests_per_min: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     tokens_per_min: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
-    admin: bool = False
+    admin: StrictBool = False  # true or false: a 1 or a "true" that passes for one is refused
     expires_in_s: float | None = Field(
         default=None, gt=0, le=MAX_LIFETIME_S, allow_inf_nan=False, description="Lifetime; null: no expiry."
     )
