@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.helpers.openapi import published
+
 
 def _body(**fields: object) -> dict:
     return {"model": "tiny-text", "prompt": "x", **fields}
@@ -47,7 +49,7 @@ def test_bad_input_names_the_field(base_url: str, body: dict, param: str, words:
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
 def test_the_published_schema_refuses_empty_stop_strings_as_the_server_does(base_url: str, path: str) -> None:
     """A client (or a fuzzer) reading /openapi.json must not find valid what is refused: an empty stop string."""
-    doc = httpx.get(f"{base_url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    doc = published(base_url)
     ref = doc["paths"][f"/v1{path}"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     stop = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["stop"]["anyOf"]
     strings = [s for s in stop if s.get("type") == "string"] + [s["items"] for s in stop if s.get("type") == "array"]

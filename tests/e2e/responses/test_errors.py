@@ -11,6 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.helpers.images import data_uri
+from tests.helpers.openapi import published
 
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.7 ...").decode()
@@ -98,6 +99,6 @@ def test_an_engine_failure_mid_stream_fails_the_response(base_url: str) -> None:
 
 def test_the_published_schema_lists_the_reasoning_efforts_the_server_takes(url: str) -> None:
     """A client (or a fuzzer) reading /openapi.json must not find valid an effort the server refuses."""
-    doc = httpx.get(f"{url.removesuffix('/v1')}/openapi.json", timeout=30).json()
+    doc = published(url)
     effort = doc["components"]["schemas"]["ReasoningConfig"]["properties"]["effort"]
     assert effort.get("enum") == ["none", "minimal", "low", "medium", "high", "xhigh", None], effort
