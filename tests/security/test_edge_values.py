@@ -55,3 +55,11 @@ def test_typed_image_placeholders_are_plain_text(security_server: SecurityServer
     images = sum(1 for m in messages if isinstance(m["content"], list) for p in m["content"] if p is IMAGE)
     without = _post(security_server, messages=[{"role": "user", "content": [IMAGE] * images or "a"}])
     assert r.json()["usage"]["prompt_tokens"] - without.json()["usage"]["prompt_tokens"] < 16  # no image expansion
+
+
+@pytest.mark.parametrize(("field", "value"), [("stream", 0), ("logprobs", "true"), ("stream", 1.0)])
+def test_booleans_are_true_or_false(security_server: SecurityServer, field: str, value: object) -> None:
+    """JSON's 0 or "true" is no boolean (the schema's ``boolean``); once read as one by pydantic's lax mode."""
+    error = error_of(_post(security_server, **{field: value}), 400)
+    assert error["param"] == field
+    assert "true or false" in error["message"]

@@ -1,9 +1,14 @@
-"""The base of every request model: numbers are numbers, as the OpenAPI schema says.
+"""The base of every request model: numbers are numbers and booleans are booleans, as the OpenAPI schema says.
 
 pydantic's lax mode reads JSON ``true``/``false`` as 1/0 for an int or float field, so
 ``"seed": true`` was accepted as seed 1 while the schema (``integer``) says it is invalid. A
 number field now refuses a boolean with a 400 naming it. (Numbers written as strings stay
 accepted: multipart forms carry every field as text.)
+
+The other way round, lax mode reads ``0``, ``1.0``, ``"true"`` or ``"off"`` as a boolean, so
+``"stream": 0`` or ``"logprobs": "true"`` passed although the schema (``boolean``) refuses them.
+A boolean field now takes JSON ``true`` and ``false`` only, except in a multipart form, whose
+fields are text: a form's models are validated with ``context=FORM``, where ``"true"`` is true.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: The largest seed a request may send: int64 less its top 1023 values. JSON numbers often
@@ -20,30 +25,48 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 #: out of range; this is the largest double below it, so every reader agrees on the bound.
 SEED_MAX = 2**63 - 1024
 
+#: The validation context of a multipart form's fields (text): booleans may be written as text there.
+FORM: dict[str, Any] = {"form": True}
+
 
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
     @classmethod
-    def _no_boolean_numbers(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in _number_fields(cls):
+    def _json_types(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        numbers, flags = _typed_fields(cls)
+        for name in numbers:
+            if isinstance(data.get(name), bool):
+                _refuse(cls, name, data[name], "number_type", "expected a number, not true or false")
+        if not (info.context or {}).get("form"):
+            for name in flags:
                 value = data.get(name)
-                if isinstance(value, bool):
-                    # raised with the field's location, so that the 400 names it (a ValueError here would not)
-                    error = PydanticCustomError("number_type", "expected a number, not true or false")
-                    details = InitErrorDetails(type=error, loc=(name,), input=value)
-                    raise ValidationError.from_exception_data(cls.__name__, [details])
+                if value is not None and not isinstance(value, bool):  # null: the field says whether it may be
+                    _refuse(cls, name, value, "bool_type", "expected true or false")
         return data
 
 
+def _refuse(model: type[BaseModel], name: str, value: Any, kind: str, message: str) -> None:
+    # raised with the field's location, so that the 400 names it (a ValueError here would not)
+    error = PydanticCustomError(kind, message)
+    details = InitErrorDetails(type=error, loc=(name,), input=value)
+    raise ValidationError.from_exception_data(model.__name__, [details])
+
+
 @cache
-def _number_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The names (and aliases) under which ``model`` takes a number and not a boolean."""
-    names: list[str] = []
+def _typed_fields(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names (and aliases) of ``model``'s number fields (no booleans there), then of its boolean fields."""
+    numbers: list[str] = []
+    flags: list[str] = []
     for name, field in model.model_fields.items():
-        if not _numbers_only(field.annotation):
+        if _only(field.annotation, (int, float)):
+            names = numbers
+        elif _only(field.annotation, (bool,)):
+            names = flags
+        else:
             continue
         names.append(name)
         alias = field.validation_alias
@@ -51,14 +74,14 @@ def _number_fields(model: type[BaseModel]) -> tuple[str, ...]:
             names.append(alias)
         elif isinstance(alias, AliasChoices):
             names.extend(a for a in alias.choices if isinstance(a, str))
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(numbers)), tuple(dict.fromkeys(flags))
 
 
-def _numbers_only(annotation: Any) -> bool:
-    """Whether a field takes numbers (int, float, optional or annotated) and not booleans."""
+def _only(annotation: Any, types: tuple[type, ...]) -> bool:
+    """Whether a field takes only values of ``types`` (optional or annotated)."""
     if get_origin(annotation) is Annotated:
-        return _numbers_only(get_args(annotation)[0])
+        return _only(get_args(annotation)[0], types)
     if get_origin(annotation) in (Union, UnionType):
         members = [a for a in get_args(annotation) if a is not NoneType]
-        return bool(members) and all(_numbers_only(a) for a in members)
-    return annotation in (int, float)
+        return bool(members) and all(_only(a, types) for a in members)
+    return annotation in types

@@ -28,6 +28,7 @@ from mmserve.api.images.protocol import (
 from mmserve.api.images.sizes import SizeRules, parse_size
 from mmserve.api.images.sources import EditSources, decode_sources
 from mmserve.api.images.streaming import StreamShape, sse, start_run
+from mmserve.api.jsonbody import FORM
 from mmserve.api.state import AppState
 from mmserve.api.streaming import Stream
 from mmserve.cards import ModelCard
@@ -100,7 +101,7 @@ class ImagesService:
     async def edit(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
         """A multipart edit (the SDK's ``images.edit``)."""
         try:
-            req = ImageEditRequest.model_validate(form.fields)
+            req = ImageEditRequest.model_validate(form.fields, context=FORM)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         sources = EditSources.from_form(form)
@@ -118,7 +119,7 @@ class ImagesService:
     async def variation(self, form: EditForm, base_url: str) -> ImagesResult | Stream:
         """``images/variations``: image-to-image from the one uploaded image with an empty prompt."""
         try:
-            var = ImageVariationRequest.model_validate(form.fields)
+            var = ImageVariationRequest.model_validate(form.fields, context=FORM)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         if form.mask is not None:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from mmserve.api.errors import validation_error
-from mmserve.api.jsonbody import RequestModel
+from mmserve.api.jsonbody import FORM, RequestModel
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.settings import AudioSettings
 
@@ -103,7 +103,7 @@ async def read_upload(request: Request, limits: AudioSettings) -> TranscriptionU
             v for key in ("timestamp_granularities[]", "timestamp_granularities") for v in form.getlist(key) if v
         ]
         try:
-            parsed = TranscriptionForm.model_validate(fields)
+            parsed = TranscriptionForm.model_validate(fields, context=FORM)
         except ValidationError as e:
             raise validation_error(e.errors()) from None
         data = await upload.read()

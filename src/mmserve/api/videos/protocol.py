@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import validation_error
-from mmserve.api.jsonbody import SEED_MAX, RequestModel
+from mmserve.api.jsonbody import FORM, SEED_MAX, RequestModel
 from mmserve.api.jsonerrors import loads
 from mmserve.api.openapi import IMAGE_URL_PATTERN
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, clip
@@ -90,12 +90,14 @@ class CreateInput:
 async def read_create_request(request: Request, *, max_file_bytes: int) -> CreateInput:
     content_type = request.headers.get("content-type", "").lower()
     upload: bytes | None = None
+    context = None
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raw, upload = await _read_form(request, max_file_bytes)
+        context = FORM  # text fields
     else:
         raw = _json_object(await request.body())
     try:
-        body = VideoCreateRequest.model_validate(raw)
+        body = VideoCreateRequest.model_validate(raw, context=context)
     except ValidationError as e:
         raise validation_error(e.errors()) from None
     if upload is not None and body.input_reference is not None:
