@@ -1,8 +1,9 @@
 """Request models read JSON types as the published schema does: numbers are numbers, booleans are booleans.
 
-pydantic's lax mode would read ``"stream": 0`` as false and ``"logprobs": "true"`` as true,
-which the schema calls invalid (found by random fuzzing runs). Multipart forms carry every
-field as text, so a form's ``"true"`` stays a boolean there (validated with :data:`FORM`).
+pydantic's lax mode would read ``"stream": 0`` as false, ``"logprobs": "true"`` as true and
+``"max_tokens": "5"`` as 5, which the schema calls invalid (found by random fuzzing runs).
+Multipart forms carry every field as text, so a form's ``"true"`` and ``"5"`` stay a boolean and
+a number there (validated with :data:`FORM`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,18 @@ def test_a_form_field_is_text() -> None:
     assert form.stream is False
 
 
-def test_numbers_still_refuse_booleans() -> None:
-    with pytest.raises(ValidationError) as e:
-        ChatCompletionRequest.model_validate({**CHAT, "seed": True})
-    assert e.value.errors()[0]["loc"] == ("seed",)
+@pytest.mark.parametrize("value", [True, "3", "3.5"])
+def test_a_json_number_is_a_number(value: object) -> None:
+    for field in ("seed", "max_tokens", "temperature"):
+        with pytest.raises(ValidationError) as e:
+            ChatCompletionRequest.model_validate({**CHAT, field: value})
+        (error,) = e.value.errors()
+        assert error["loc"] == (field,)
+        assert error["type"] == "number_type"
+
+
+def test_a_form_number_is_text() -> None:
+    form = TranscriptionForm.model_validate({"model": "m", "temperature": "0.5"}, context=FORM)
+    assert form.temperature == 0.5
+    with pytest.raises(ValidationError):  # a boolean is no number, form or not
+        TranscriptionForm.model_validate({"model": "m", "temperature": True}, context=FORM)

@@ -1,14 +1,16 @@
 """The base of every request model: numbers are numbers and booleans are booleans, as the OpenAPI schema says.
 
 pydantic's lax mode reads JSON ``true``/``false`` as 1/0 for an int or float field, so
-``"seed": true`` was accepted as seed 1 while the schema (``integer``) says it is invalid. A
-number field now refuses a boolean with a 400 naming it. (Numbers written as strings stay
-accepted: multipart forms carry every field as text.)
+``"seed": true`` was accepted as seed 1 while the schema (``integer``) says it is invalid, and
+``"max_tokens": "5"`` as 5. A number field now refuses a boolean, and in JSON a string, with a
+400 naming it (as OpenAI's API does).
 
 The other way round, lax mode reads ``0``, ``1.0``, ``"true"`` or ``"off"`` as a boolean, so
 ``"stream": 0`` or ``"logprobs": "true"`` passed although the schema (``boolean``) refuses them.
-A boolean field now takes JSON ``true`` and ``false`` only, except in a multipart form, whose
-fields are text: a form's models are validated with ``context=FORM``, where ``"true"`` is true.
+A boolean field now takes JSON ``true`` and ``false`` only.
+
+Multipart forms carry every field as text: a form's models are validated with ``context=FORM``,
+where ``"5"`` is a number and ``"true"`` is true.
 """
 
 from __future__ import annotations
@@ -38,10 +40,14 @@ class RequestModel(BaseModel):
         if not isinstance(data, dict):
             return data
         numbers, flags = _typed_fields(cls)
+        json = not (info.context or {}).get("form")
         for name in numbers:
-            if isinstance(data.get(name), bool):
-                _refuse(cls, name, data[name], "number_type", "expected a number, not true or false")
-        if not (info.context or {}).get("form"):
+            value = data.get(name)
+            if isinstance(value, bool):
+                _refuse(cls, name, value, "number_type", "expected a number, not true or false")
+            if json and isinstance(value, str):
+                _refuse(cls, name, value, "number_type", "expected a number, not a string")
+        if json:
             for name in flags:
                 value = data.get(name)
                 if value is not None and not isinstance(value, bool):  # null: the field says whether it may be
