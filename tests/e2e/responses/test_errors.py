@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.helpers.images import data_uri
-from tests.helpers.openapi import published
+from tests.helpers.openapi import accepts, published
 
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.7 ...").decode()
@@ -102,3 +102,18 @@ def test_the_published_schema_lists_the_reasoning_efforts_the_server_takes(url: 
     doc = published(url)
     effort = doc["components"]["schemas"]["ReasoningConfig"]["properties"]["effort"]
     assert effort.get("enum") == ["none", "minimal", "low", "medium", "high", "xhigh", None], effort
+
+
+@pytest.mark.parametrize("schema", ["absent", None])
+def test_a_json_schema_format_without_its_schema_is_invalid_in_the_schema_too(url: str, schema: object) -> None:
+    """The server refuses a ``json_schema`` text format without a schema object; so does the published schema."""
+    valid = accepts(published(url), "ResponseRequest")
+    fmt: dict = {"type": "json_schema", "name": "answer"}
+    if schema != "absent":
+        fmt["schema"] = schema
+    body = {"model": "tool-lm", "input": "hi", "text": {"format": fmt}}
+    assert not valid(body)
+    assert valid({**body, "text": {"format": {**fmt, "schema": {"type": "object"}}}})
+    assert valid({**body, "text": {"format": {"type": "text"}}}) and valid({**body, "text": {"format": {}}})
+    r = httpx.post(f"{url}/responses", json=body, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "text.format.schema", r.text

@@ -188,7 +188,22 @@ def _untagged(loc: tuple[Any, ...], value: Any) -> list[Any]:
     return out
 
 
+# What convert.py refuses, in the JSON Schema too (the OpenAPI is truthful): a json_schema format
+# without its schema (an object)
+_FORMAT_RULES: dict[str, Any] = {
+    "anyOf": [
+        {"properties": {"type": {"enum": ["text", "json_object"]}}},
+        {
+            "required": ["type", "schema"],
+            "properties": {"type": {"const": "json_schema"}, "schema": {"type": "object"}},
+        },
+    ]
+}
+
+
 class TextFormat(_Model):
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_FORMAT_RULES)
+
     type: Literal["text", "json_object", "json_schema"] = "text"
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
