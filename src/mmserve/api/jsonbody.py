@@ -27,7 +27,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 #: out of range; this is the largest double below it, so every reader agrees on the bound.
 SEED_MAX = 2**63 - 1024
 
-#: The validation context of a multipart form's fields (text): booleans may be written as text there.
+#: The validation context of a multipart form's fields: text, so numbers and booleans are written as text there.
 FORM: dict[str, Any] = {"form": True}
 
 
@@ -40,14 +40,14 @@ class RequestModel(BaseModel):
         if not isinstance(data, dict):
             return data
         numbers, flags = _typed_fields(cls)
-        json = not (info.context or {}).get("form")
+        from_json = not (info.context or {}).get("form")
         for name in numbers:
             value = data.get(name)
             if isinstance(value, bool):
                 _refuse(cls, name, value, "number_type", "expected a number, not true or false")
-            if json and isinstance(value, str):
+            if from_json and isinstance(value, str):
                 _refuse(cls, name, value, "number_type", "expected a number, not a string")
-        if json:
+        if from_json:
             for name in flags:
                 value = data.get(name)
                 if value is not None and not isinstance(value, bool):  # null: the field says whether it may be
