@@ -11,6 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.helpers.openapi import accepts, published
+from tests.helpers.server import LiveServer
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +42,29 @@ def test_top_logprobs_without_logprobs_true_is_invalid_in_the_schema(document: d
     client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
     with pytest.raises(openai.BadRequestError):  # what the schema refuses, the server refuses
         client.chat.completions.create(**body)
+
+
+def test_ignore_eos_with_an_enforced_format_is_invalid_in_the_schema(
+    document: dict[str, Any], formats_server: LiveServer
+) -> None:
+    valid = accepts(document, "ChatCompletionRequest")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    body: dict[str, Any] = {"model": "tool-lm-random", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    enforced = [
+        {"response_format": {"type": "json_object"}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}},
+        {"tools": [tool], "tool_choice": "required"},
+        {"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "f"}}},
+    ]
+    free = [{}, {"response_format": {"type": "text"}}, {"tools": [tool], "tool_choice": "auto"}, {"tools": [tool]}]
+    for extra in free:
+        assert valid({**body, **extra, "ignore_eos": True}), extra
+    for extra in enforced:
+        assert valid({**body, **extra}) and valid({**body, **extra, "ignore_eos": False}), extra
+        assert not valid({**body, **extra, "ignore_eos": True}), extra
+    client = OpenAI(base_url=f"{formats_server.url}/v1", api_key="unused", max_retries=0)
+    for extra in enforced:  # what the schema refuses, the server refuses; what it takes, the server answers
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(**body, **extra, extra_body={"ignore_eos": True})
+    for extra in free:
+        client.chat.completions.create(**body, **extra, extra_body={"ignore_eos": True})

@@ -255,13 +255,44 @@ def template_kwargs_schema(reserved: frozenset[str]) -> dict[str, Any]:
     }
 
 
-# What prepare.check_params refuses across fields, in the JSON Schema too (the OpenAPI is truthful):
-# top_logprobs only with logprobs true
-_REQUEST_RULES: dict[str, Any] = {
+# What the server refuses across fields, in the JSON Schema too (the OpenAPI is truthful):
+# - top_logprobs only with logprobs true (prepare.check_params);
+# - no ignore_eos with an enforced output format, which ends the answer itself: a JSON response_format,
+#   or a tool_choice that forces a call (ChatEngine.check_request)
+_ENFORCED_FORMAT: dict[str, Any] = {
     "anyOf": [
-        {"not": {"required": ["top_logprobs"]}},
-        {"properties": {"top_logprobs": {"type": "null"}}},
-        {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+        {
+            "required": ["response_format"],
+            "properties": {
+                "response_format": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"enum": ["json_object", "json_schema"]}},
+                }
+            },
+        },
+        {
+            "required": ["tool_choice"],
+            "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
+        },
+    ]
+}
+_REQUEST_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                {"not": {"required": ["top_logprobs"]}},
+                {"properties": {"top_logprobs": {"type": "null"}}},
+                {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+            ]
+        },
+        {
+            "not": {
+                "required": ["ignore_eos"],
+                "properties": {"ignore_eos": {"const": True}},
+                **_ENFORCED_FORMAT,
+            }
+        },
     ]
 }
 
