@@ -90,6 +90,20 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def rss_tree_bytes(pid: int) -> int:
+    """The resident memory of a process and its live descendants (a server and its worker processes)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += rss_bytes(p)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and its live descendants so far (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")

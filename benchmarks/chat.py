@@ -12,7 +12,10 @@ the rounds. Per leg: requests/s, TTFT and latency p50/p99, and the server's resi
 (the most seen, sampled every 50 ms). Ratios at concurrency c over concurrency 1 compare
 within the run; benchmarks/results/chat.json has all of it. With ``--baseline-src`` a second
 server runs that source tree (e.g. main's) and its legs are interleaved with this tree's in the
-same rounds; ``this_over_baseline`` compares the two.
+same rounds; ``this_over_baseline`` compares the two. With ``--worker`` a second server of this
+tree runs the same catalog with the measured models in worker processes (``deployment.process:
+true``), interleaved the same way; ``worker_over_this`` compares it with the in-process server.
+CPU and memory count a server's worker processes too.
 
 Every answer is ``--max-tokens`` long by default, so the clients of a closed loop stay in step:
 at concurrency 16 all sixteen answers end at the same decode step and sixteen new requests
@@ -32,13 +35,15 @@ import io
 import random
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from PIL import Image
 
-from _common import cpu_seconds, mmserve_process, rss_bytes, summarize, write_result
+from _common import cpu_seconds, mmserve_process, rss_tree_bytes, summarize, write_result
 
 
 def _image_uri() -> str:
@@ -101,7 +106,7 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[
 
         async def sample(done: asyncio.Event) -> None:
             while not done.is_set():
-                rss.append(rss_bytes(pid))
+                rss.append(rss_tree_bytes(pid))
                 await asyncio.sleep(0.05)
 
         done = asyncio.Event()
@@ -117,7 +122,7 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[
         "latencies": latencies,
         "ttfts": ttfts,
         "errors": errors,
-        "rss_max_bytes": max(rss, default=rss_bytes(pid)),
+        "rss_max_bytes": max(rss, default=rss_tree_bytes(pid)),
         "tokens_asked": sum(asked),
     }
 
@@ -168,22 +173,25 @@ async def main() -> None:
     p.add_argument("--spread", type=float, default=0.0, help="answer lengths drawn within max-tokens x (1 +- spread)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ (e.g. /work/main/src)")
+    p.add_argument("--worker", action="store_true", help="also this tree with the models in worker processes")
     args = p.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
-    trees: dict[str, dict[str, str] | None] = {"this": None}
+    trees: dict[str, tuple[dict[str, str] | None, list[str]]] = {"this": (None, [])}
     if args.baseline_src:
-        trees["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
+        trees["baseline"] = ({"PYTHONPATH": str(args.baseline_src.resolve())}, [])
+    if args.worker:
+        trees["worker"] = (None, ["--config", str(_worker_catalog(data_dir, args.models))])
     runs = {t: {(m, c): [] for m in args.models for c in args.concurrency} for t in trees}
     rss_idle: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         servers = {
-            tree: stack.enter_context(mmserve_process(data_dir / tree, wait_for=["demo-vlm"], env=env))
-            for tree, env in trees.items()
+            tree: stack.enter_context(mmserve_process(data_dir / tree, *cli, wait_for=["demo-vlm"], env=env))
+            for tree, (env, cli) in trees.items()
         }
         for tree, (url, pid) in servers.items():
             for model in args.models:  # warm-up: loads serverless models, first-call costs
                 await run_leg(url, pid, model, 2, [args.max_tokens] * 4)
-            rss_idle[tree] = rss_bytes(pid) / 2**20
+            rss_idle[tree] = rss_tree_bytes(pid) / 2**20
         for r in range(args.rounds):
             for model in args.models:
                 for c in args.concurrency:
@@ -203,20 +211,37 @@ async def main() -> None:
     if "baseline" in summary:
         result["baseline_src"] = str(args.baseline_src)
         result["baseline"] = {"rss_after_warmup_mb": rss_idle["baseline"], "models": summary["baseline"]}
-        result["this_over_baseline"] = {
-            model: {
-                str(mine["concurrency"]): {
-                    "requests_per_s": mine["requests_per_s"] / theirs["requests_per_s"],
-                    "ttft_p50": mine["ttft"]["p50_s"] / theirs["ttft"]["p50_s"],
-                    "server_cpu_per_request": mine["server_cpu_ms_per_request"] / theirs["server_cpu_ms_per_request"],
-                }
-                for mine, theirs in zip(
-                    summary["this"][model]["levels"], summary["baseline"][model]["levels"], strict=True
-                )
-            }
-            for model in args.models
-        }
+        result["this_over_baseline"] = _compare(summary["this"], summary["baseline"], args.models)
+    if "worker" in summary:
+        result["worker"] = {"rss_after_warmup_mb": rss_idle["worker"], "models": summary["worker"]}
+        result["worker_over_this"] = _compare(summary["worker"], summary["this"], args.models)
     write_result("chat", result)
+
+
+def _compare(mine: dict, theirs: dict, models: list[str]) -> dict:
+    return {
+        model: {
+            str(a["concurrency"]): {
+                "requests_per_s": a["requests_per_s"] / b["requests_per_s"],
+                "ttft_p50": a["ttft"]["p50_s"] / b["ttft"]["p50_s"],
+                "server_cpu_per_request": a["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"],
+            }
+            for a, b in zip(mine[model]["levels"], theirs[model]["levels"], strict=True)
+        }
+        for model in models
+    }
+
+
+def _worker_catalog(data_dir: Path, models: list[str]) -> Path:
+    """The demo catalog with ``models`` in worker processes (deployment.process: true)."""
+    demo = yaml.safe_load(resources.files("mmserve.catalog").joinpath("demo.yaml").read_text())
+    for card in demo["models"]:
+        if card["id"] in models:
+            card.setdefault("deployment", {})["process"] = True
+    path = data_dir / "worker-catalog.yaml"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(demo))
+    return path
 
 
 if __name__ == "__main__":

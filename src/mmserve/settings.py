@@ -146,7 +146,7 @@ class ClusterSettings(BaseModel):
         default=5.0,
         gt=0,
         description="How often replicas are pinged (renewing this gateway's lease on shared replicas); a dead one "
-        "is started again on a live node.",
+        "is started again on a live node. Also the health check of worker processes (deployment.process).",
     )
     log_to_driver: bool = Field(default=False, description="Show replicas' logs in the gateway's log.")
 

@@ -146,17 +146,25 @@ class EngineActor:
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs and what the gateway asks engines directly (sizes, voices, memory)."""
-        import ray
-
         e = self.engine
         return {
-            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_id": self.node_id(),
             "memory_bytes": e.memory_bytes(),
             "context_length": e.context_length() if isinstance(e, ChatEngine) else None,
             "image_input_size": e.image_input_size() if isinstance(e, ChatEngine | EmbeddingEngine) else None,
             "dimensions": e.dimensions() if isinstance(e, EmbeddingEngine) else None,
             "voices": e.voices() if isinstance(e, SpeechEngine) else None,
         }
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (a worker process says "local": see runtime/worker.py)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+    def batch_size(self) -> int | None:
+        """Generations in the engine's running batch (None: the engine does not batch)."""
+        return self.engine.batch_size()
 
     def ping(self, gateway: str | None = None, lease_s: float = 0.0) -> bool:
         """Alive; with ``gateway``, that gateway's lease is renewed for ``lease_s``."""

@@ -31,7 +31,7 @@ from mmserve.timing import in_model
 
 if TYPE_CHECKING:
     from mmserve.runtime.cluster import Cluster
-    from mmserve.runtime.remote import ReplicaHandle
+    from mmserve.runtime.remote import Handle
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -95,6 +95,7 @@ class Deployment:
         self.before_load: BeforeLoad | None = None
         self.on_load: LoadHook | None = None
         self.on_unload: UnloadHook | None = None
+        self.worker_threads: int | None = None  # torch's threads in a worker process (set by the runtime)
 
     # -------------------------------------------------------------- state
 
@@ -189,13 +190,16 @@ class Deployment:
             replica.loading = True
             start = time.perf_counter()
             try:
-                remote = self.cluster is not None and not self.engine_cls.in_gateway
-                if not remote and self.source is None and self.card.source is not None:
-                    self.source = await asyncio.to_thread(self._resolve_source)  # on a cluster: by the replica
+                where = self.runs_in
+                if where == "here" and self.source is None and self.card.source is not None:
+                    self.source = await asyncio.to_thread(self._resolve_source)  # elsewhere: by the replica
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
-                if self.cluster is not None and not self.engine_cls.in_gateway:
+                if where == "cluster":
+                    assert self.cluster is not None
                     replica.engine = await self.cluster.start_replica(self.card, self.device, replica.index)
+                elif where == "worker":
+                    replica.engine = await self._start_worker()
                 else:
                     replica.engine = await asyncio.to_thread(self._load_blocking)
             except MMServeError as e:
@@ -219,6 +223,28 @@ class Deployment:
             if self.on_load is not None:
                 self.on_load(self, self.load_seconds, cold)
             return replica.engine
+
+    @property
+    def runs_in(self) -> Literal["here", "worker", "cluster"]:
+        """Where a replica's engine runs: in this process, in a worker process of its own
+        (``deployment.process``), or in a Ray actor (a cluster). Engines that hold no weights
+        (upstream providers) or run a server of their own (vLLM) always run here."""
+        if self.engine_cls.in_gateway:
+            return "here"
+        if self.cluster is not None:
+            return "cluster"
+        if self.card.deployment.process and self.engine_cls.loads_in_process:
+            return "worker"
+        return "here"
+
+    async def _start_worker(self) -> Engine:
+        from mmserve.runtime.process import start_worker_replica
+
+        if self.progress:
+            self.progress(f"loading model '{self.card.id}' in a worker process")
+        return await start_worker_replica(
+            self.card, self.device, base_dir=self.base_dir, models_dir=self.models_dir, threads=self.worker_threads
+        )
 
     def _resolve_source(self) -> Path | None:
         with LOADING:
@@ -268,14 +294,14 @@ class Deployment:
         Each check is a task of its own and a replica whose last check still runs is skipped: a
         replacement that loads for minutes holds up no other replica's ping (or lease).
         """
-        from mmserve.runtime.remote import PING_TIMEOUT_S, ReplicaHandle
+        from mmserve.runtime.remote import PING_TIMEOUT_S, Handle
 
         for replica in self.replicas:
             handle = getattr(replica.engine, "handle", None)
-            if isinstance(handle, ReplicaHandle) and (replica.health is None or replica.health.done()):
+            if isinstance(handle, Handle) and (replica.health is None or replica.health.done()):
                 replica.health = asyncio.create_task(self._check_replica(replica, handle, PING_TIMEOUT_S))
 
-    async def _check_replica(self, replica: Replica, handle: ReplicaHandle, timeout: float) -> None:
+    async def _check_replica(self, replica: Replica, handle: Handle, timeout: float) -> None:
         try:
             if await handle.check(timeout=timeout):
                 log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mmserve.cards import ModelCard
 from mmserve.engines.base import (
@@ -62,6 +62,26 @@ RELEASE_TIMEOUT_S = 10.0
 # queued behind them would time out, and a busy replica would be "replaced" as hung.
 CONTROL_GROUP = "control"
 CONTROL_SLOTS = 4
+BATCH_SIZE_TIMEOUT_S = 1.0  # a scrape does not wait longer for a replica's batch size
+
+
+@runtime_checkable
+class Handle(Protocol):
+    """What a remote engine calls: a Ray actor's :class:`ReplicaHandle`, or a worker process's
+    :class:`mmserve.runtime.process.WorkerHandle`."""
+
+    restarts: int
+
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+    def stream(self, method: str, *args: Any, replayable: bool = False) -> AsyncIterator[Any]: ...
+
+    async def call(self, method: str, *args: Any) -> Any: ...
+
+    async def check(self, timeout: float) -> bool: ...
+
+    async def release(self) -> None: ...
 
 
 class ReplicaHandle:
@@ -232,16 +252,27 @@ def _cancel(gen: Any) -> None:
 class _Remote(Engine):
     """What every remote engine shares: no local load (the actor loaded it), unload kills the actor."""
 
-    def __init__(self, card: ModelCard, handle: ReplicaHandle) -> None:
+    def __init__(self, card: ModelCard, handle: Handle) -> None:
         # Engine.__init__ is not called: it validates the options against the base class, while
         # the real engine (which checked them) lives in the actor.
         self.card = card
         self.source = None
         self.device = "remote"
         self.handle = handle
+        self._batch_size: int | None = None
 
     def load(self) -> None:
         """Loaded by the actor."""
+
+    async def refresh_stats(self) -> None:
+        """The engine's running batch, asked before a ``/metrics`` scrape (a replica that does not
+        answer keeps its last figure)."""
+        with contextlib.suppress(Exception):
+            size = await asyncio.wait_for(self.handle.call("batch_size"), BATCH_SIZE_TIMEOUT_S)
+            self._batch_size = int(size) if size is not None else None
+
+    def batch_size(self) -> int | None:
+        return self._batch_size
 
     async def aclose(self) -> None:
         await self.handle.release()

@@ -72,6 +72,9 @@ class Runtime:
             dep.on_load = self._loaded
             dep.on_unload = self._unloaded
             self.deployments[card.id] = dep
+        threads = self.torch_threads()  # a worker process's share of the cores, as a replica's here
+        for dep in self.deployments.values():
+            dep.worker_threads = threads
         if metrics is not None:
             metrics.registry.register(RuntimeCollector(self))
 
@@ -117,7 +120,7 @@ class Runtime:
         self._threads = asyncio.create_task(self._set_threads())
         self._starting = asyncio.create_task(self._load_at_start())
         self._janitor = asyncio.create_task(self._idle_loop())
-        if self.cluster is not None:
+        if self.cluster is not None or any(d.runs_in == "worker" for d in self.deployments.values()):
             self._health = asyncio.create_task(self._health_loop())
         if not background:
             await self.wait_started()
