@@ -82,7 +82,7 @@ def _batched_method(inner: str) -> Callable[[Any, Any], AsyncIterator[Batch]]:
     async def method(self: Any, request: Any) -> AsyncIterator[Batch]:
         self.holders.running += 1  # a running call keeps the replica, whatever the leases say
         streamed = getattr(request, "streamed", True)
-        window = COALESCE_S if streamed else WHOLE_ANSWER_WINDOW_S
+        window = self.coalesce_s if streamed else WHOLE_ANSWER_WINDOW_S
         try:
             items = getattr(self, inner)(request)
             async with contextlib.aclosing(batched(items, window, hold_first=not streamed)) as batches:
@@ -96,6 +96,9 @@ def _batched_method(inner: str) -> Callable[[Any, Any], AsyncIterator[Batch]]:
 
 
 class EngineActor:
+    #: A streamed call's batch window (see COALESCE_S): what one more message costs decides it.
+    coalesce_s: float = COALESCE_S
+
     def __init__(
         self,
         card: dict[str, Any],

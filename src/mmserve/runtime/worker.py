@@ -35,7 +35,16 @@ log = logging.getLogger("mmserve.worker")
 
 
 class WorkerActor(EngineActor):
-    """The engine actor of a worker process: it runs on this machine, not on a Ray node."""
+    """The engine actor of a worker process: it runs on this machine, not on a Ray node.
+
+    Its streams send what is ready, without a window: a message on the socket costs tens of
+    microseconds, not a Ray report's milliseconds, and a window held the first token back (a
+    stream's first item, the prompt's token count, came a step before it: measured +1.3 ms of
+    time to first token at concurrency 1 with the 2 ms window). Items that come while the loop
+    is busy still go together.
+    """
+
+    coalesce_s = 0.0
 
     def node_id(self) -> str:
         return f"local:{os.getpid()}"
