@@ -240,8 +240,7 @@ class Deployment:
     async def _start_worker(self) -> Engine:
         from mmserve.runtime.process import start_worker_replica
 
-        if self.progress:
-            self.progress(f"loading model '{self.card.id}' in a worker process")
+        # (no progress line: the start-up spinner shows one load at a time, and a worker loads beside them)
         return await start_worker_replica(
             self.card, self.device, base_dir=self.base_dir, models_dir=self.models_dir, threads=self.worker_threads
         )
