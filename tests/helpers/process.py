@@ -71,3 +71,33 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
+
+
+# Fields of /proc/<pid>/stat after the command name: state, parent, process group, ...
+STATE, PARENT, GROUP = 0, 1, 2
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The process's /proc/<pid>/stat fields after its command name (None: it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def processes_where(field: int, value: int) -> list[int]:
+    """The processes whose stat ``field`` (PARENT, GROUP) is ``value``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = stat_fields(int(entry.name))
+            if fields is not None and int(fields[field]) == value:
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """The process exists and is no zombie."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[STATE] != "Z"

@@ -26,7 +26,7 @@ import yaml
 from openai import OpenAI
 from PIL import Image
 
-from tests.helpers.process import ServerProcess
+from tests.helpers.process import PARENT, ServerProcess, processes_where, running
 
 TEXT = {"task": "chat", "engine": "transformers-chat", "source": "demo:text-lm", "limits": {"max_output_tokens": 64}}
 VLM = {
@@ -112,27 +112,6 @@ def _worker_pid(server: ServerProcess, model: str) -> int:
     return int(match.group(1))
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.add(int(entry.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _metric(server: ServerProcess, name: str, model: str) -> float | None:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     match = re.search(rf'^{name}{{model="{model}"}} (\S+)$', text, re.M)
@@ -147,7 +126,7 @@ def test_each_worker_runs_in_a_process_of_its_own(server: ServerProcess) -> None
     assert server.proc is not None
     pids = {model: _worker_pid(server, model) for model in WORKERS}
     assert len(set(pids.values())) == len(WORKERS)
-    assert set(pids.values()) <= _children(server.proc.pid)
+    assert set(pids.values()) <= set(processes_where(PARENT, server.proc.pid))
     for pid in pids.values():
         assert "mmserve.runtime.worker" in Path(f"/proc/{pid}/cmdline").read_text()
     assert _deployment(server, "text-here")["replica_nodes"] == ["local"]
@@ -235,7 +214,7 @@ def test_a_killed_worker_is_replaced(server: ServerProcess, client: OpenAI) -> N
     pid = _worker_pid(server, "text-worker")
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while _alive(pid):
+    while running(pid):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # the next request starts a new worker (or the health check did already): answered, the same
@@ -268,7 +247,7 @@ def test_an_idle_serverless_worker_ends(server: ServerProcess, client: OpenAI) -
         assert time.monotonic() < deadline, "not unloaded"
         time.sleep(0.2)
     deadline = time.monotonic() + 15
-    while _alive(pid):
+    while running(pid):
         assert time.monotonic() < deadline, "its worker process still runs"
         time.sleep(0.1)
 
@@ -286,6 +265,6 @@ def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> Non
         else:
             proc.stop()
         deadline = time.monotonic() + 15
-        while _alive(pid):
+        while running(pid):
             assert time.monotonic() < deadline, f"the worker outlived its gateway ({stop})"
             time.sleep(0.1)

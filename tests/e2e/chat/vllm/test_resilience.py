@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI, Stream
 
 from tests.e2e.chat.vllm.conftest import ADMIN, MAX_OUTPUT
-from tests.helpers.process import ServerProcess
+from tests.helpers.process import GROUP, ServerProcess, processes_where
 from tests.helpers.vllm import SETUP_TIMEOUT_S
 
 pytestmark = pytest.mark.timeout(SETUP_TIMEOUT_S)
@@ -50,16 +50,7 @@ def _vllm_api_server() -> int:
 
 
 def _group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
-                members.append(int(entry.name))
-    return members
+    return processes_where(GROUP, pgid)
 
 
 def _generated() -> float:
