@@ -42,6 +42,8 @@ DEMO = {
 }
 IMAGE = {k: v for k, v in DEMO["demo-image"].items() if k not in ("id", "deployment")}
 EMBED = {k: v for k, v in DEMO["demo-embed"].items() if k not in ("id", "deployment")}
+TTS = {k: v for k, v in DEMO["demo-tts"].items() if k not in ("id", "deployment")}
+ASR = {k: v for k, v in DEMO["demo-asr"].items() if k not in ("id", "deployment")}
 WORKER = {"mode": "dedicated", "process": True}
 
 
@@ -59,6 +61,8 @@ CATALOG = {
         *_pair("vlm", VLM),
         *_pair("image", IMAGE),
         *_pair("embed", EMBED),
+        *_pair("tts", TTS),
+        *_pair("asr", ASR),
         {
             **TEXT,
             "id": "slow-worker",
@@ -179,6 +183,21 @@ def test_images_and_embeddings_through_a_worker_equal_in_process(client: OpenAI)
     vectors = [client.embeddings.create(model=m, input=["one", "two words"]) for m in ("embed-here", "embed-worker")]
     assert [d.embedding for d in vectors[1].data] == [d.embedding for d in vectors[0].data]
     assert vectors[1].usage.prompt_tokens == vectors[0].usage.prompt_tokens
+
+
+def test_speech_and_transcription_through_a_worker_equal_in_process(client: OpenAI) -> None:
+    said = "the quick brown fox jumps over the lazy dog"
+    audio = [
+        client.audio.speech.create(model=m, voice="alloy", input=said, response_format="wav").content
+        for m in ("tts-here", "tts-worker")
+    ]
+    assert audio[1] == audio[0] and len(audio[1]) > 10_000  # streamed from the worker in chunks, then joined
+    heard = [
+        client.audio.transcriptions.create(model=m, file=("said.wav", audio[0]), response_format="verbose_json")
+        for m in ("asr-here", "asr-worker")
+    ]
+    assert heard[1].text == heard[0].text and heard[1].text.strip()
+    assert [s.text for s in heard[1].segments or []] == [s.text for s in heard[0].segments or []]
 
 
 def test_an_engine_failure_in_the_worker_fails_that_request_only(client: OpenAI) -> None:
