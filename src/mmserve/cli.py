@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -229,7 +230,10 @@ def _serve(settings: Settings) -> int:
         announcer.append(asyncio.create_task(announce_ready()))
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    # Ctrl-C: uvicorn shuts down cleanly, then raises the signal again for its default action, which
+    # in Python is a KeyboardInterrupt (a traceback after the shutdown); uvicorn.run catches it too
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 1 if booting.failed else 0
 
 

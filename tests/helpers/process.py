@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,7 @@ class ServerProcess:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
+        self.launch_options: dict[str, Any] = {}  # more Popen arguments (start_new_session...)
 
     @property
     def url(self) -> str:
@@ -36,7 +38,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "mmserve.cli", "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir), "--config", str(self.config)]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, **self.launch_options)
         return self
 
     def wait_ready(self, wait_for: list[str], timeout: float = 240.0) -> ServerProcess:

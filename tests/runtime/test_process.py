@@ -287,3 +287,24 @@ def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> Non
         while running(pid):
             assert time.monotonic() < deadline, f"the worker outlived its gateway ({stop})"
             time.sleep(0.1)
+
+
+def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_dir: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group: the worker leaves the stop to its server."""
+    config = tmp_path / "catalog.yaml"
+    config.write_text(yaml.safe_dump({"models": [{**TEXT, "id": "w", "deployment": WORKER}]}))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
+    server = ServerProcess(tmp_path / "data", config)
+    server.launch_options = {"start_new_session": True}  # its own group, as a shell gives a foreground job
+    server.start(wait_for=["w"], timeout=300)
+    assert server.proc is not None
+    pid = _worker_pid(server, "w")
+    os.killpg(server.proc.pid, signal.SIGINT)
+    server.proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while running(pid):
+        assert time.monotonic() < deadline, "the worker outlived its server"
+        time.sleep(0.1)
+    log = server.log.read_text()
+    assert "KeyboardInterrupt" not in log and "Traceback" not in log, log[-2000:]

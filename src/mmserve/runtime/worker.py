@@ -22,6 +22,7 @@ import functools
 import inspect
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncGenerator
 from typing import Any, cast
@@ -52,6 +53,10 @@ class WorkerActor(EngineActor):
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    # Ctrl-C in a terminal signals the whole foreground group: the server handles it and closes the
+    # socket, which ends this worker. Here it would race that: asyncio.run cancels the serving task
+    # and raises KeyboardInterrupt (a traceback) unless the socket's end came first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     heap.pause()  # no full collections while the worker imports and loads; the load then freezes its heap
     asyncio.run(_serve(int(args[0])))
 
