@@ -76,6 +76,12 @@ CATALOG = {
             "deployment": WORKER,
         },
         {**TEXT, "id": "idle-worker", "deployment": {"mode": "serverless", "process": True, "idle_unload_s": 1}},
+        {
+            **TEXT,
+            "id": "missing-worker",
+            "source": "/nonexistent/weights",
+            "deployment": {"mode": "serverless", "process": True},
+        },
     ]
 }
 WORKERS = [
@@ -256,6 +262,18 @@ def test_a_worker_killed_mid_stream_fails_that_stream_and_recovers(server: Serve
     again = _chat(client, "slow-worker", max_tokens=4, temperature=0)
     assert again.usage.completion_tokens == 4
     assert _worker_pid(server, "slow-worker") != pid
+
+
+def test_weights_that_are_not_here_fail_without_a_worker(server: ServerProcess, client: OpenAI) -> None:
+    assert server.proc is not None
+    before = set(processes_where(PARENT, server.proc.pid))
+    for _ in range(3):
+        with pytest.raises(openai.APIStatusError) as caught:
+            _chat(client, "missing-worker", max_tokens=2)
+        assert caught.value.status_code == 503 and "weights are not on this server" in str(caught.value)
+    assert set(processes_where(PARENT, server.proc.pid)) == before  # no worker was started for it
+    # (and none that ended at once: a worker would have logged the missing source)
+    assert not [line for line in server.log.read_text().splitlines() if "[worker" in line and "nonexistent" in line]
 
 
 def test_an_idle_serverless_worker_ends(server: ServerProcess, client: OpenAI) -> None:

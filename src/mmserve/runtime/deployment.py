@@ -193,6 +193,11 @@ class Deployment:
                 where = self.runs_in
                 if where == "here" and self.source is None and self.card.source is not None:
                     self.source = await asyncio.to_thread(self._resolve_source)  # elsewhere: by the replica
+                elif where == "worker" and self.card.source and not self.card.source.startswith("demo:"):
+                    # weights that are not here fail now, not after a worker started (a second of CPU
+                    # for its imports, on every request for a model that failed); a demo model is
+                    # built by the worker, which imports the libraries its build needs anyway
+                    await asyncio.to_thread(self._resolve_source)
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
                 if where == "cluster":
