@@ -31,6 +31,9 @@ MODEL_OR_CONTENT_CODES = {
     # the named model's card, or a limit the server's settings set
     "model_limit",
     "server_limit",
+    "too_many_fields",  # a multipart form's parts (each item of a list is one)
+    "too_many_files",
+    "field_too_large",
     "model_capability",
     "context_length_exceeded",
     "too_many_images",

@@ -219,6 +219,19 @@ def test_bad_uploads_are_4xx_naming_the_field(
     assert r.json()["error"]["param"] == param and r.json()["error"]["message"]
 
 
+def test_a_form_over_its_limits_says_which(audio_server: LiveServer) -> None:
+    """Starlette's limits are the server's: each refusal has its code and names the limit."""
+    wav = ("a.wav", wav_bytes(np.zeros(1600, np.float32), 16000))
+    r = _post(audio_server, files=[("model", (None, "demo-asr")), ("file", wav), ("x", (None, "y" * 70_000))])
+    assert r.status_code == 413 and r.json()["error"]["code"] == "field_too_large", r.text
+    r = _post(audio_server, files=[("model", (None, "demo-asr")), ("file", wav)] + [("x", (None, "y"))] * 40)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_fields", r.text
+    assert "at most 32" in r.json()["error"]["message"]
+    r = _post(audio_server, files=[("model", (None, "demo-asr")), ("file", wav), ("file", wav)])
+    err = r.json()["error"]
+    assert (r.status_code, err["code"], err["param"]) == (400, "too_many_files", "file"), r.text
+
+
 def test_translation_needs_a_model_that_translates(audio_server: LiveServer, speech_wav: bytes) -> None:
     r = _post(audio_server, "/v1/audio/translations", data={"model": "demo-asr"}, files={"file": ("a.wav", speech_wav)})
     assert r.status_code == 400 and r.json()["error"]["code"] == "model_capability"

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from mmserve.api.forms import form_error
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError, clip
 from mmserve.settings import LimitSettings
 
@@ -55,7 +56,10 @@ async def read_edit_form(request: Request, limits: LimitSettings, *, endpoint: s
     except HTTPException as e:
         if e.status_code != 400:  # the body cap (413): shaped by the app's handlers
             raise
-        raise _form_error(str(e.detail), max_files) from None  # Starlette's MultiPartException
+        files = f"at most {max_files - 1} images and one mask"
+        raise form_error(
+            str(e.detail), files=files, file_param="image", max_fields=MAX_FIELDS, max_field_bytes=MAX_FIELD_BYTES
+        ) from None
     out = EditForm()
     try:
         items = form.multi_items()
@@ -90,19 +94,3 @@ async def _read(upload: UploadFile, param: str, limits: LimitSettings) -> Upload
     if len(data) > cap:
         raise PayloadTooLargeError(f"The file is larger than the {cap} byte limit per image.", param=param)
     return Upload(param=param, data=data, filename=upload.filename)
-
-
-def _form_error(detail: str, max_files: int) -> InvalidRequestError | PayloadTooLargeError:
-    if detail.startswith("Too many files"):
-        return InvalidRequestError(
-            f"Too many files: send at most {max_files - 1} images and one mask.", param="image", code="too_many_files"
-        )
-    if detail.startswith("Too many fields"):
-        return InvalidRequestError(f"Too many form fields (at most {MAX_FIELDS}).", code="too_many_fields")
-    if "exceeded maximum size" in detail:
-        return PayloadTooLargeError(
-            f"A text field of the form is larger than {MAX_FIELD_BYTES // 1024} KiB.", code="field_too_large"
-        )
-    return InvalidRequestError(
-        "The multipart/form-data body is malformed (missing boundary or broken parts).", code="invalid_multipart"
-    )

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from mmserve.api.errors import validation_error
+from mmserve.api.forms import form_error
 from mmserve.api.jsonbody import FORM, RequestModel
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 from mmserve.settings import AudioSettings
@@ -83,12 +84,13 @@ async def read_upload(request: Request, limits: AudioSettings) -> TranscriptionU
     bounded = Request(request.scope, bounded_receive)
     try:
         form = await bounded.form(max_files=1, max_fields=limits.max_form_fields, max_part_size=MAX_FIELD_BYTES)
-    except HTTPException:  # Starlette's MultiPartException, with its own wording
-        raise InvalidRequestError(
-            "The multipart form is malformed or exceeds its limits (one file, "
-            f"at most {limits.max_form_fields} fields of at most {MAX_FIELD_BYTES // 1024} KiB).",
-            param="file",
-            code="invalid_form",
+    except HTTPException as e:  # Starlette's MultiPartException, with its own wording
+        raise form_error(
+            str(e.detail),
+            files="one recording as 'file'",
+            file_param="file",
+            max_fields=limits.max_form_fields,
+            max_field_bytes=MAX_FIELD_BYTES,
         ) from None
     try:
         upload = form.get("file")

@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from mmserve.api.errors import validation_error
+from mmserve.api.forms import form_error
 from mmserve.api.jsonbody import FORM, SEED_MAX, RequestModel
 from mmserve.api.jsonerrors import loads
 from mmserve.api.openapi import IMAGE_URL_PATTERN
@@ -113,7 +114,13 @@ async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, A
     except HTTPException as e:
         if e.status_code != 400:  # the body cap (413): shaped by the app's handlers
             raise
-        raise _form_error(str(e.detail)) from None  # Starlette's MultiPartException, in its own words
+        raise form_error(
+            str(e.detail),
+            files="at most one input_reference file",
+            file_param="input_reference",
+            max_fields=FORM_LIMITS["max_fields"],
+            max_field_bytes=FORM_LIMITS["max_part_size"],
+        ) from None
     raw: dict[str, Any] = {}
     upload: bytes | None = None
     try:
@@ -141,16 +148,6 @@ async def _read_form(request: Request, max_file_bytes: int) -> tuple[dict[str, A
     finally:
         await form.close()
     return raw, upload
-
-
-def _form_error(detail: str) -> InvalidRequestError:
-    if detail.startswith("Too many files"):
-        return InvalidRequestError("Send at most one input_reference file.", param="input_reference")
-    return InvalidRequestError(
-        "The multipart/form-data body is malformed or exceeds its limits (one input_reference file, "
-        f"at most {FORM_LIMITS['max_fields']} fields of at most {FORM_LIMITS['max_part_size'] // 1024} KiB each).",
-        code="invalid_multipart",
-    )
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
