@@ -283,46 +283,46 @@ def test_an_idle_serverless_worker_ends(server: ServerProcess, client: OpenAI) -
     while _deployment(server, "idle-worker")["replica_nodes"]:
         assert time.monotonic() < deadline, "not unloaded"
         time.sleep(0.2)
+    _ends(pid, "its worker process still runs")
+
+
+def _one_worker(tmp_path: Path, models_dir: Path) -> ServerProcess:
+    """A server (not started) whose only card, "w", runs in a worker."""
+    config = tmp_path / "catalog.yaml"
+    config.write_text(yaml.safe_dump({"models": [{**TEXT, "id": "w", "deployment": WORKER}]}))
+    (tmp_path / "data").mkdir(exist_ok=True)
+    if not (tmp_path / "data" / "models").exists():
+        (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
+    return ServerProcess(tmp_path / "data", config)
+
+
+def _ends(pid: int, why: str) -> None:
     deadline = time.monotonic() + 15
     while running(pid):
-        assert time.monotonic() < deadline, "its worker process still runs"
+        assert time.monotonic() < deadline, why
         time.sleep(0.1)
 
 
 def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> None:
-    config = tmp_path / "catalog.yaml"
-    config.write_text(yaml.safe_dump({"models": [{**TEXT, "id": "w", "deployment": WORKER}]}))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
     for stop in ("terminate", "kill9"):
-        proc = ServerProcess(tmp_path / "data", config).start(wait_for=["w"], timeout=300)
+        proc = _one_worker(tmp_path, models_dir).start(wait_for=["w"], timeout=300)
         pid = _worker_pid(proc, "w")
         if stop == "kill9":
             proc.kill9()  # no shutdown hook: the worker sees its socket close
         else:
             proc.stop()
-        deadline = time.monotonic() + 15
-        while running(pid):
-            assert time.monotonic() < deadline, f"the worker outlived its gateway ({stop})"
-            time.sleep(0.1)
+        _ends(pid, f"the worker outlived its gateway ({stop})")
 
 
 def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_dir: Path) -> None:
     """A terminal's Ctrl-C signals the whole process group: the worker leaves the stop to its server."""
-    config = tmp_path / "catalog.yaml"
-    config.write_text(yaml.safe_dump({"models": [{**TEXT, "id": "w", "deployment": WORKER}]}))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
-    server = ServerProcess(tmp_path / "data", config)
+    server = _one_worker(tmp_path, models_dir)
     server.launch_options = {"start_new_session": True}  # its own group, as a shell gives a foreground job
     server.start(wait_for=["w"], timeout=300)
     assert server.proc is not None
     pid = _worker_pid(server, "w")
     os.killpg(server.proc.pid, signal.SIGINT)
     server.proc.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while running(pid):
-        assert time.monotonic() < deadline, "the worker outlived its server"
-        time.sleep(0.1)
+    _ends(pid, "the worker outlived its server")
     log = server.log.read_text()
     assert "KeyboardInterrupt" not in log and "Traceback" not in log, log[-2000:]

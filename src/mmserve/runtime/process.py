@@ -37,7 +37,7 @@ from mmserve.cards import ModelCard
 from mmserve.engines.base import Engine
 from mmserve.errors import EngineError, EngineUnavailableError, MMServeError
 from mmserve.runtime import wire
-from mmserve.runtime.remote import MAX_RESPAWNS, MISSED_PINGS, REMOTE_CLASSES
+from mmserve.runtime.remote import MAX_RESPAWNS, MISSED_PINGS, REMOTE_CLASSES, lost
 
 log = logging.getLogger("mmserve.runtime")
 STOP_TIMEOUT_S = 10.0  # a worker told to stop (its socket closed) is killed after this
@@ -205,10 +205,8 @@ class WorkerHandle:
                             yield item
                 return
             except WorkerLost:
-                if (sent and not replayable) or attempt >= MAX_RESPAWNS:
-                    raise EngineUnavailableError(
-                        "The replica serving this request was lost mid-stream; retry the request."
-                    ) from None
+                if (error := lost(sent, replayable, attempt)) is not None:
+                    raise error from None
                 attempt += 1
                 await self.replace(seen)
 

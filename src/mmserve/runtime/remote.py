@@ -151,10 +151,8 @@ class ReplicaHandle:
                         return
                 return
             except (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError) as e:
-                if (sent and not replayable) or attempt >= MAX_RESPAWNS:
-                    raise EngineUnavailableError(
-                        "The replica serving this request was lost mid-stream; retry the request."
-                    ) from e
+                if (error := lost(sent, replayable, attempt)) is not None:
+                    raise error from e
                 attempt += 1
                 await self.replace(seen)
             except rex.RayTaskError as e:
@@ -225,6 +223,15 @@ class ReplicaHandle:
 
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self.actor, no_restart=True)
+
+
+def lost(sent: int, replayable: bool, attempt: int) -> EngineUnavailableError | None:
+    """The error for a call whose replica died after ``sent`` items and ``attempt`` replacements;
+    None when it goes to a new replica: nothing was sent yet, or the call makes the same items
+    again (``replayable``), and :data:`MAX_RESPAWNS` is not reached."""
+    if (sent and not replayable) or attempt >= MAX_RESPAWNS:
+        return EngineUnavailableError("The replica serving this request was lost while answering; retry the request.")
+    return None
 
 
 async def _value(ref: Any) -> Any:
