@@ -182,12 +182,13 @@ class Deployment(_Strict):
     memory_gb: float | None = Field(
         default=None, gt=0, description="Budget hint for eviction; on a cluster also the memory a replica reserves."
     )
-    process: bool = Field(
-        default=False,
+    process: bool | None = Field(
+        default=None,
         description="Run each replica's engine in a worker process of its own on this machine: the model's "
         "decode loop then uses another core than the server's request handling (they share one GIL in "
-        "one process). Costs the worker's start (its imports) and memory. Ignored on a cluster (replicas run "
-        "in Ray actors) and for engines that run no model here (upstream providers, vLLM's own server).",
+        "one process). Costs the worker's start (its imports) and memory. Unset: MMSERVE_WORKER_PROCESSES "
+        "(default false). Ignored on a cluster (replicas run in Ray actors) and for engines that run no model "
+        "here (upstream providers, vLLM's own server).",
     )
     # Placement on a Ray cluster (MMSERVE_CLUSTER__ADDRESS); ignored in-process.
     num_cpus: float | None = Field(default=None, ge=0, description="CPUs a replica reserves on a node (default 1).")

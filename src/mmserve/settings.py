@@ -203,6 +203,12 @@ class Settings(BaseSettings):
         "engine computing at once runs a team of that many). Unset: OMP_NUM_THREADS when set, else the cores "
         "divided by the catalog's torch replicas, at least 1.",
     )
+    worker_processes: bool = Field(
+        default=False,
+        description="Run every model's replicas in worker processes of their own (a card's deployment.process "
+        "overrides it either way): the models' decode loops then use other cores than the server's request "
+        "handling. Ignored on a Ray cluster.",
+    )
     log_level: str = "info"
     progress: bool = True
     load_on_start: bool = True

@@ -326,3 +326,26 @@ def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_
     _ends(pid, "the worker outlived its server")
     log = server.log.read_text()
     assert "KeyboardInterrupt" not in log and "Traceback" not in log, log[-2000:]
+
+
+def test_the_server_setting_puts_every_card_in_a_worker_unless_it_says_otherwise(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    config = tmp_path / "catalog.yaml"
+    cards = [
+        {**TEXT, "id": "unsaid", "deployment": {"mode": "dedicated"}},
+        {**TEXT, "id": "here", "deployment": {"mode": "dedicated", "process": False}},
+    ]
+    config.write_text(yaml.safe_dump({"models": cards}))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
+    server = ServerProcess(tmp_path / "data", config, env={"MMSERVE_WORKER_PROCESSES": "true"})
+    try:
+        server.start(wait_for=["unsaid", "here"], timeout=300)
+        assert _worker_pid(server, "unsaid") in processes_where(PARENT, server.proc.pid)  # type: ignore[union-attr]
+        assert _deployment(server, "here")["replica_nodes"] == ["local"]
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+        answers = [_chat(client, m, max_tokens=6, temperature=0).choices[0].message.content for m in ("unsaid", "here")]
+        assert answers[0] == answers[1]
+    finally:
+        server.stop()

@@ -71,6 +71,7 @@ class Deployment:
         progress: Callable[[str], None] | None = None,
         cluster: Cluster | None = None,
         context: EngineContext | None = None,
+        workers: bool = False,
     ) -> None:
         self.card = card
         self.cluster = cluster  # None: engines load in this process
@@ -96,6 +97,7 @@ class Deployment:
         self.on_load: LoadHook | None = None
         self.on_unload: UnloadHook | None = None
         self.worker_threads: int | None = None  # torch's threads in a worker process (set by the runtime)
+        self.workers = workers  # replicas in worker processes unless the card says (MMSERVE_WORKER_PROCESSES)
 
     # -------------------------------------------------------------- state
 
@@ -232,13 +234,15 @@ class Deployment:
     @property
     def runs_in(self) -> Literal["here", "worker", "cluster"]:
         """Where a replica's engine runs: in this process, in a worker process of its own
-        (``deployment.process``), or in a Ray actor (a cluster). Engines that hold no weights
-        (upstream providers) or run a server of their own (vLLM) always run here."""
+        (``deployment.process``, else ``MMSERVE_WORKER_PROCESSES``), or in a Ray actor (a cluster).
+        Engines that hold no weights (upstream providers) or run a server of their own (vLLM)
+        always run here."""
         if self.engine_cls.in_gateway:
             return "here"
         if self.cluster is not None:
             return "cluster"
-        if self.card.deployment.process and self.engine_cls.loads_in_process:
+        process = self.card.deployment.process
+        if (self.workers if process is None else process) and self.engine_cls.loads_in_process:
             return "worker"
         return "here"
 

@@ -67,6 +67,7 @@ class Runtime:
                 progress=progress,
                 cluster=self.cluster,
                 context=context,
+                workers=settings.worker_processes,
             )
             dep.before_load = self._make_room
             dep.on_load = self._loaded
