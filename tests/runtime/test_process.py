@@ -44,6 +44,7 @@ IMAGE = {k: v for k, v in DEMO["demo-image"].items() if k not in ("id", "deploym
 EMBED = {k: v for k, v in DEMO["demo-embed"].items() if k not in ("id", "deployment")}
 TTS = {k: v for k, v in DEMO["demo-tts"].items() if k not in ("id", "deployment")}
 ASR = {k: v for k, v in DEMO["demo-asr"].items() if k not in ("id", "deployment")}
+VIDEO = {k: v for k, v in DEMO["demo-video"].items() if k not in ("id", "deployment")}
 WORKER = {"mode": "dedicated", "process": True}
 
 
@@ -63,6 +64,7 @@ CATALOG = {
         *_pair("embed", EMBED),
         *_pair("tts", TTS),
         *_pair("asr", ASR),
+        {**VIDEO, "id": "video-worker", "deployment": {**WORKER, "max_concurrency": 1}},
         {
             **TEXT,
             "id": "slow-worker",
@@ -204,6 +206,15 @@ def test_speech_and_transcription_through_a_worker_equal_in_process(client: Open
     ]
     assert heard[1].text == heard[0].text and heard[1].text.strip()
     assert [s.text for s in heard[1].segments or []] == [s.text for s in heard[0].segments or []]
+
+
+def test_a_video_job_runs_in_a_worker(server: ServerProcess, client: OpenAI) -> None:
+    video = client.videos.create_and_poll(
+        model="video-worker", prompt="a fox", seconds="4", size="256x144", poll_interval_ms=200
+    )
+    assert (video.status, video.progress, video.seconds, video.size) == ("completed", 100, "4", "256x144")
+    data = client.videos.download_content(video.id).read()
+    assert data[4:8] == b"ftyp" and len(data) > 1000  # an MP4 the gateway encoded from the worker's frames
 
 
 def test_an_engine_failure_in_the_worker_fails_that_request_only(client: OpenAI) -> None:
