@@ -142,6 +142,7 @@ def test_each_worker_runs_in_a_process_of_its_own(server: ServerProcess) -> None
     for pid in pids.values():
         assert "mmserve.runtime.worker" in Path(f"/proc/{pid}/cmdline").read_text()
     assert _deployment(server, "text-here")["replica_nodes"] == ["local"]
+    assert [_deployment(server, m)["runs_in"] for m in ("text-here", "text-worker")] == ["here", "worker"]
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,7 @@ def _deployment(url: str) -> dict:
 @pytest.mark.slow
 def test_replicas_spread_stream_and_fail_over_when_a_node_dies(gateway: ServerProcess, ray_cluster: RayCluster) -> None:
     names = ray_cluster.node_names()
+    assert _deployment(gateway.url)["runs_in"] == "cluster"
     placed = _deployment(gateway.url)["replica_nodes"]
     assert sorted(names[n] for n in placed) == ["b", "head"]
 

@@ -15,6 +15,7 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
     """OpenAI's model object plus task, capabilities, limits, pricing and live deployment state."""
     live: dict[str, Any] = {
         "state": None,
+        "runs_in": None,
         "replicas_loaded": None,
         "replica_nodes": None,
         "replica_restarts": None,
@@ -26,6 +27,7 @@ def model_entry(card: ModelCard, dep: Deployment | None) -> dict[str, Any]:
     if dep is not None:
         live = {
             "state": dep.state,
+            "runs_in": dep.runs_in,
             "replicas_loaded": dep.loaded_replicas,
             "replica_nodes": dep.replica_nodes,
             "replica_restarts": dep.replica_restarts,
