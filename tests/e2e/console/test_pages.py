@@ -64,6 +64,7 @@ def test_catalog_filters_and_compares_models(console: ConsolePage) -> None:
 def test_deployments_load_and_unload_a_model(console: ConsolePage) -> None:
     page = console.open("deployments")
     row = page.locator('tr[data-model="demo-tools"]')
+    assert row.locator(".runs-in").inner_text() == "here"  # the demo's models run in the server's process
     if row.locator(".badge").inner_text() == "loaded":  # another test used it first
         row.locator("button:text-is('Unload')").click()
         page.wait_for_function(

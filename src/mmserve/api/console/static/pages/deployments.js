@@ -3,6 +3,13 @@ import { api } from '../lib/api.js';
 import { clear, errorBox, fmt, h } from '../lib/ui.js';
 import { badge } from './catalog.js';
 
+// where a card's replicas run (GET /v1/models: deployment.runs_in)
+const RUNS_IN = {
+  here: "in the server's process",
+  worker: 'in worker processes of their own (deployment.process)',
+  cluster: 'in Ray actors on the cluster',
+};
+
 export async function render(root, ctx) {
   const table = h('div', { class: 'scroll' });
   const errors = h('div');
@@ -19,10 +26,11 @@ export async function render(root, ctx) {
 
   function draw(models) {
     clear(table, h('table', { class: 'grid deployments' },
-      h('thead', {}, h('tr', {}, ['model', 'task', 'mode', 'state', 'replicas', 'active', 'queue', 'load time', 'idle unload', 'error', ''].map((c) => h('th', {}, c)))),
+      h('thead', {}, h('tr', {}, ['model', 'task', 'mode', 'state', 'runs in', 'replicas', 'active', 'queue', 'load time', 'idle unload', 'error', ''].map((c) => h('th', {}, c)))),
       h('tbody', {}, models.map((m) => {
         const d = m.deployment;
         return h('tr', { 'data-model': m.id }, h('td', {}, m.id), h('td', {}, m.task), h('td', {}, d.mode), h('td', {}, badge(d.state)),
+          h('td', { class: 'runs-in', title: RUNS_IN[d.runs_in] || '' }, d.runs_in ?? '–'),
           h('td', { class: 'num' }, `${d.replicas_loaded ?? 0} / ${d.replicas}`), h('td', { class: 'num' }, `${d.active ?? 0} / ${d.max_concurrency * d.replicas}`),
           h('td', { class: 'num' }, `${d.queue_depth ?? 0} / ${d.max_queue}`), h('td', { class: 'num' }, d.load_seconds != null ? fmt.sec(d.load_seconds) : '–'),
           h('td', {}, d.idle_unload_s ? `${d.idle_unload_s} s` : '–'), h('td', { class: 'bad' }, d.error || ''),
