@@ -319,6 +319,10 @@ def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> Non
     for stop in ("terminate", "kill9"):
         proc = _one_worker(tmp_path, models_dir).start(wait_for=["w"], timeout=300)
         pid = _worker_pid(proc, "w")
+        if stop == "terminate":  # torch computes in the worker only: the server never loaded it
+            assert proc.proc is not None
+            assert "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+            assert "libtorch" not in Path(f"/proc/{proc.proc.pid}/maps").read_text()
         if stop == "kill9":
             proc.kill9()  # no shutdown hook: the worker sees its socket close
         else:

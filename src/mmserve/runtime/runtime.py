@@ -153,7 +153,10 @@ class Runtime:
 
     async def _set_threads(self) -> None:
         threads = self.torch_threads()
-        if threads is not None:
+        # torch is imported here only for an engine that computes here: with every torch model in
+        # worker processes (deployment.process), the server never loads it (~200 MB, a second of start)
+        here = any(d.engine_cls.uses_torch and d.runs_in == "here" for d in self.deployments.values())
+        if threads is not None and here:
             from mmserve.engines.common.torch_utils import set_intra_op_threads
 
             # torch is imported off the loop (seconds), its threads set on it: OpenMP keeps a thread
