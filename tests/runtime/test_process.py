@@ -8,6 +8,7 @@ killed (-9) while idle and mid-stream, and the gateway stopping (no worker outli
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -328,6 +329,8 @@ def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> Non
         else:
             proc.stop()
         _ends(pid, f"the worker outlived its gateway ({stop})")
+        # it stopped on its own, not killed by its server
+        assert f"[worker {pid}]: model 'w': the server closed its socket; stopping" in proc.log.read_text()
 
 
 def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_dir: Path) -> None:
@@ -365,3 +368,27 @@ def test_the_server_setting_puts_every_card_in_a_worker_unless_it_says_otherwise
         assert answers[0] == answers[1]
     finally:
         server.stop()
+
+
+def test_a_stopped_worker_exits_by_itself_and_is_reaped(tmp_path: Path, models_dir: Path) -> None:
+    """stop() closes the socket and waits: the worker unloads and exits 0, it is not killed."""
+    from mmserve.cards import ModelCard
+    from mmserve.runtime.process import Worker
+
+    card = ModelCard.model_validate({**TEXT, "id": "w", "deployment": WORKER})
+    setup = {
+        "card": card.model_dump(mode="json"),
+        "base_dir": str(tmp_path),
+        "models_dir": str(models_dir),
+        "device": "cpu",
+        "threads": 1,
+    }
+
+    async def main() -> int | None:
+        worker = Worker(setup)
+        await worker.start()
+        await worker.stop()
+        assert worker.proc is not None
+        return worker.proc.returncode
+
+    assert asyncio.run(main()) == 0

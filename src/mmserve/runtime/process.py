@@ -59,6 +59,7 @@ class Worker:
         self._calls: dict[int, asyncio.Queue[tuple[Any, ...]]] = {}
         self._ids = itertools.count(1)
         self.alive = False
+        self._stopping = False  # stop() closes the socket and gives the worker time to exit
 
     async def start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -82,7 +83,7 @@ class Worker:
             self.kill()
             raise
         if kind == "failed":
-            self.kill()
+            await self._end()
             if isinstance(value, MMServeError):
                 raise value
             raise RuntimeError(value)
@@ -103,8 +104,8 @@ class Worker:
             self.alive = False
             for queue in self._calls.values():
                 queue.put_nowait(("lost",))
-            if self.proc is not None and self.proc.poll() is None:
-                self.kill()  # its socket is gone: it can serve nobody
+            if not self._stopping:  # it died, or its socket broke: it can serve nobody
+                await self._end()
 
     async def messages(self, method: str, *args: Any) -> AsyncIterator[tuple[Any, ...]]:
         """The worker's answers to one call; the call is cancelled there if the caller stops early."""
@@ -132,6 +133,7 @@ class Worker:
 
     async def stop(self) -> None:
         """Close the socket (the worker then exits); kill it if it has not within STOP_TIMEOUT_S."""
+        self._stopping = True
         self.alive = False
         if self._writer is not None:
             self._writer.close()
@@ -139,9 +141,15 @@ class Worker:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.proc.wait), STOP_TIMEOUT_S)
             except TimeoutError:
-                self.kill()
+                await self._end()
         if self._reading is not None:
             await asyncio.gather(self._reading, return_exceptions=True)
+
+    async def _end(self) -> None:
+        """Kill the process if it still runs, and reap it (no zombie is left behind)."""
+        self.kill()
+        if self.proc is not None:
+            await asyncio.to_thread(self.proc.wait)
 
     def kill(self) -> None:
         self.alive = False

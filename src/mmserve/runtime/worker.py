@@ -91,7 +91,8 @@ async def _serve(fd: int) -> None:
             try:
                 message = await wire.receive(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
-                break  # the gateway is gone
+                log.info("model '%s': the server closed its socket; stopping", actor.card.id)
+                break  # the gateway stopped, or is gone
             if message[0] == "call":
                 _, cid, method, args = message
                 calls[cid] = asyncio.ensure_future(_run(writer, actor, cid, method, args))
