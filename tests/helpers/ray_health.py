@@ -14,7 +14,8 @@ from typing import Any
 import ray
 import ray.exceptions as rex
 
-from mmserve.runtime.remote import CONTROL_GROUP, MISSED_PINGS, ReplicaHandle
+from mmserve.runtime.ray_handle import CONTROL_GROUP, ReplicaHandle
+from mmserve.runtime.remote import MISSED_PINGS
 
 
 @ray.remote(num_cpus=0)

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 from mmserve import __version__
 from mmserve.cards import ModelCard
 from mmserve.errors import EngineUnavailableError, MMServeError
-from mmserve.runtime.remote import CONTROL_GROUP, CONTROL_SLOTS, PING_TIMEOUT_S, REMOTE_CLASSES, ReplicaHandle
+from mmserve.runtime.ray_handle import CONTROL_GROUP, CONTROL_SLOTS, ReplicaHandle
+from mmserve.runtime.remote import PING_TIMEOUT_S, REMOTE_CLASSES
 from mmserve.settings import ClusterSettings
 
 if TYPE_CHECKING:

@@ -196,17 +196,21 @@ class Deployment:
                 if where == "here" and self.source is None and self.card.source is not None:
                     self.source = await asyncio.to_thread(self._resolve_source)  # elsewhere: by the replica
                 elif where == "worker" and self.card.source and not self.card.source.startswith("demo:"):
-                    # weights that are not here fail now, not after a worker started (a second of CPU
-                    # for its imports, on every request for a model that failed); a demo model is
-                    # built by the worker, which imports the libraries its build needs anyway
+                    # missing weights fail here, not in a worker started for nothing (a second of CPU
+                    # each time); a demo model is built by the worker, which has the libraries loaded
                     await asyncio.to_thread(self._resolve_source)
                 if self.before_load is not None:
                     await self.before_load(self, self.expected_bytes())
                 if where == "cluster":
                     assert self.cluster is not None
                     replica.engine = await self.cluster.start_replica(self.card, self.device, replica.index)
-                elif where == "worker":
-                    replica.engine = await self._start_worker()
+                elif where == "worker":  # (no progress line: the spinner shows one load at a time)
+                    from mmserve.runtime.process import start_worker_replica
+
+                    dirs = {"base_dir": self.base_dir, "models_dir": self.models_dir}
+                    replica.engine = await start_worker_replica(
+                        self.card, self.device, threads=self.worker_threads, **dirs
+                    )
                 else:
                     replica.engine = await asyncio.to_thread(self._load_blocking)
             except MMServeError as e:
@@ -245,14 +249,6 @@ class Deployment:
         if (self.workers if process is None else process) and self.engine_cls.loads_in_process:
             return "worker"
         return "here"
-
-    async def _start_worker(self) -> Engine:
-        from mmserve.runtime.process import start_worker_replica
-
-        # (no progress line: the start-up spinner shows one load at a time, and a worker loads beside them)
-        return await start_worker_replica(
-            self.card, self.device, base_dir=self.base_dir, models_dir=self.models_dir, threads=self.worker_threads
-        )
 
     def _resolve_source(self) -> Path | None:
         with LOADING:

@@ -1,4 +1,4 @@
-"""Health checks of remote replicas (runtime/remote.py) against real actors on the test Ray cluster."""
+"""Health checks of remote replicas (runtime/ray_handle.py) against real actors on the test Ray cluster."""
 
 from __future__ import annotations
 
