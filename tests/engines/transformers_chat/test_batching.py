@@ -262,8 +262,25 @@ async def test_a_row_whose_processor_fails_fails_alone(failing_engine: Transform
     ok = [_ask("Tell me a story.", max_tokens=30, temperature=0), _ask("Hi", max_tokens=20, temperature=0.8, seed=5)]
     alone = await _alone(failing_engine, ok)
     runs = await _staggered(failing_engine, [ok[0], _ask("FAIL please", max_tokens=30, temperature=0), ok[1]])
-    assert isinstance(runs[1].error, EngineError) and runs[1].deltas >= 3  # it had started
+    assert isinstance(runs[1].error, EngineError) and runs[1].completion_tokens == 3  # it had started
     _same(alone, [runs[0], runs[2]])
+
+
+async def test_tokens_before_a_failure_reach_a_slow_consumer(failing_engine: TransformersChatEngine) -> None:
+    # The consumer reads nothing until the row has failed: its three tokens and the failure wait
+    # in the queue together. The tokens are still delivered, then the error (as for a fast consumer).
+    loop = failing_engine._loop
+    assert loop is not None
+    decoded = loop.stats.rows_decoded
+    stream = failing_engine.generate(_ask("FAIL please", max_tokens=30, temperature=0))
+    assert (await anext(stream)).prompt_tokens
+    # tokens 2 and 3 decoded, the step for token 4 failed, and the row left the batch
+    await _until(lambda: loop.stats.rows_decoded - decoded >= 3 and failing_engine.batch_size() == 0)
+    await asyncio.sleep(0.05)  # the event loop takes what the decode thread sent
+    got = await anext(stream)
+    assert got.completion_tokens == 3 and got.text and got.finish_reason is None
+    with pytest.raises(EngineError):
+        await anext(stream)
 
 
 @pytest.fixture(scope="module")

@@ -294,10 +294,17 @@ class TransformersChatEngine(ChatEngine):
                 items = [await queue.get()]
                 while together and not queue.empty():
                     items.append(queue.get_nowait())
-                delta = merged_delta(items, self.card.id)
-                yield delta
-                if delta.finish_reason:
-                    return
+                # A failure ends the row: the tokens sent before it are delivered first, as they
+                # would be to a consumer that kept up.
+                failed = next((i for i, item in enumerate(items) if isinstance(item, BaseException)), None)
+                outs = items if failed is None else items[:failed]
+                if outs:
+                    delta = merged_delta(outs)
+                    yield delta
+                    if delta.finish_reason:
+                        return
+                if failed is not None:
+                    raise EngineError(f"generation failed in '{self.card.id}'") from items[failed]
         finally:
             row.cancel()  # the consumer went away (or the row ended): the loop drops it
 

@@ -17,7 +17,6 @@ from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.sampling import SeededSampler
 from mmserve.engines.transformers_chat.textstream import IncrementalDetokenizer, StopMatcher
 from mmserve.engines.types import ChatDelta, SamplingParams, TokenLogprob
-from mmserve.errors import EngineError
 
 
 @dataclass
@@ -150,13 +149,11 @@ class Row:
         return out
 
 
-def merged_delta(items: list[Any], model: str) -> ChatDelta:
-    """One delta from the row's outputs that arrived together (the last may end the row, or be its failure)."""
+def merged_delta(items: list[Any]) -> ChatDelta:
+    """One delta from the row's outputs that arrived together (the last may end the row)."""
     text: list[str] = []
     logprobs: list[TokenLogprob] | None = None
     for item in items:
-        if isinstance(item, BaseException):
-            raise EngineError(f"generation failed in '{model}'") from item
         assert isinstance(item, Out)
         text.append(item.text)
         if item.logprobs is not None:
