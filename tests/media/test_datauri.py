@@ -46,6 +46,8 @@ def test_shapes_refused(bad: str) -> None:
         ("aGVs bG8=", "spaces"),
         ("aGV-bG8_", "not valid base64"),
         ("a=Vsb=8=", "not valid base64"),
+        ("aGVsbG8=====", "not valid base64"),  # padding past the end (the standard library took it)
+        ("aGVsbG8h====", "not valid base64"),
         ("aGVsbG8\u00e9", "not base64"),
     ],
 )

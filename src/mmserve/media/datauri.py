@@ -7,10 +7,11 @@ and the size from the length alone; :func:`decode_base64` validates and decodes.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
+
+import pybase64
 
 from mmserve.errors import InvalidRequestError, PayloadTooLargeError
 
@@ -87,7 +88,7 @@ def decode_base64(payload: str | bytes | memoryview, *, param: str) -> bytes:
     if len(raw) % 4 != 0:
         raise invalid("has a length that is not a multiple of 4: check its '=' padding")
     try:
-        return base64.b64decode(raw, validate=True)
+        return pybase64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(
             "is not valid base64: only A-Z, a-z, 0-9, '+', '/' and '=' padding at the end are allowed"

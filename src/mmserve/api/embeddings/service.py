@@ -8,9 +8,10 @@ tokens (``pricing.input_per_1m_tokens``) and images (``pricing.per_image``).
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import pybase64
 
 from mmserve.api.embeddings.protocol import BareImageItem, EmbeddingRequest, ImageItem, TextItem
 from mmserve.api.state import AppState
@@ -167,7 +168,7 @@ def _dimensions(requested: int | None, card: ModelCard, native: int | None) -> i
 
 def _response(req: EmbeddingRequest, card: ModelCard, out: EmbeddingOutput) -> dict[str, Any]:
     if req.encoding_format == "base64":  # little-endian float32, as OpenAI's (and the SDK decodes)
-        rows: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in out.vectors]
+        rows: list[Any] = [pybase64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in out.vectors]
     else:
         rows = out.vectors.tolist()
     usage: dict[str, Any] = {"prompt_tokens": out.text_tokens, "total_tokens": out.text_tokens}

@@ -15,7 +15,6 @@ are HTTP errors (and a routed request falls back to the next model); a later fai
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import pybase64
 from PIL.Image import Image
 
 from mmserve.api.streaming import Stream, error_event
@@ -127,7 +127,7 @@ def _event(run: ImageRun, kind: str, blob: bytes, quality: str, extra: dict[str,
     kind = f"{shape.prefix}.{kind}"
     body = {
         "type": kind,
-        "b64_json": base64.b64encode(blob).decode("ascii"),
+        "b64_json": pybase64.b64encode(blob).decode("ascii"),
         "background": shape.background,
         "created_at": run.created,
         "output_format": shape.fmt,

@@ -11,13 +11,14 @@ Encoding runs in worker threads, never on the event loop (but raw PCM's: see ``I
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+
+import pybase64
 
 from mmserve.api.audio_usage import AudioUsage, record_usage
 from mmserve.api.errors import log_failure
@@ -169,7 +170,7 @@ class SpeechService:
         finally:  # also when cancelled midway: the audio made so far
             usage = self._record(s)
         return {
-            "data": [{"b64_json": base64.b64encode(b"".join(parts)).decode()}],
+            "data": [{"b64_json": pybase64.b64encode(b"".join(parts)).decode()}],
             "model": s.card.id,
             "response_format": s.fmt,
             "content_type": enc.content_type,
@@ -190,4 +191,4 @@ def _seconds(chunk: AudioChunk) -> float:
 
 
 def _delta(data: bytes) -> str:
-    return json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    return json.dumps({"type": "speech.audio.delta", "audio": pybase64.b64encode(data).decode()})

@@ -21,11 +21,12 @@ service reads them back like a local model's.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
+
+import pybase64
 
 from mmserve.chatformat.tools import TOOL_PARSERS
 from mmserve.engines.base import ChatEngine
@@ -153,7 +154,7 @@ def _message(m: ChatMessage) -> dict[str, Any]:
             if p.type == "image" and p.image is not None:
                 buf = io.BytesIO()
                 p.image.save(buf, "PNG")
-                url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+                url = "data:image/png;base64," + pybase64.b64encode(buf.getvalue()).decode()
                 parts.append({"type": "image_url", "image_url": {"url": url}})
             else:
                 parts.append({"type": "text", "text": p.text})

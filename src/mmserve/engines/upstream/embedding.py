@@ -11,11 +11,11 @@ input to an upstream card is refused with a 400 before anything is sent.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any, Literal
 
 import numpy as np
+import pybase64
 from pydantic import Field
 
 from mmserve.engines.base import EmbeddingEngine
@@ -79,7 +79,7 @@ class UpstreamEmbeddingEngine(UpstreamEngine, EmbeddingEngine):
                 index = int(entry.get("index", i))
                 raw = entry["embedding"]
                 if isinstance(raw, str):
-                    row = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
+                    row = np.frombuffer(pybase64.b64decode(raw, validate=True), dtype="<f4")
                 else:
                     row = np.asarray(raw, dtype=np.float32)
                 if row.ndim != 1 or rows[index] is not None:

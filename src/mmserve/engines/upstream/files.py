@@ -10,11 +10,11 @@ the card's limits; any other is decoded in the isolated decode worker and encode
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 from typing import Any
 
+import pybase64
 from PIL import Image as PILImage
 from PIL.Image import Image
 
@@ -54,7 +54,7 @@ class ProviderFiles:
         if not isinstance(value, str) or len(value) > self.max_bytes * 4 // 3 + 4:
             raise self.client.bad_response(f"{what} that is not base64 within {self.max_bytes} bytes")
         try:
-            return base64.b64decode(value, validate=True)
+            return pybase64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise self.client.bad_response(f"{what} that is not valid base64") from None
 

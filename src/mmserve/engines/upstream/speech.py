@@ -9,13 +9,13 @@ gpt-4o-mini-tts bills) is metered too.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import numpy as np
+import pybase64
 from pydantic import Field
 
 from mmserve.engines.base import SpeechEngine
@@ -74,7 +74,7 @@ class UpstreamSpeechEngine(UpstreamEngine, SpeechEngine):
                     event = json.loads(line[5:].strip() or "{}")
                     kind = event.get("type")
                     if kind == "speech.audio.delta":
-                        samples = pcm.push(base64.b64decode(event.get("audio") or "", validate=True))
+                        samples = pcm.push(pybase64.b64decode(event.get("audio") or "", validate=True))
                         if samples.size:
                             yield AudioChunk(samples, rate)
                     elif kind == "speech.audio.done":

@@ -25,10 +25,11 @@ What mmserve asks of vLLM, and why:
 
 from __future__ import annotations
 
-import base64
 import io
 from dataclasses import dataclass, field
 from typing import Any
+
+import pybase64
 
 from mmserve.engines.common.openai_body import sampling_fields
 from mmserve.engines.types import ChatDelta, ChatInput, ChatMessage, TokenLogprob, TopLogprob
@@ -122,7 +123,7 @@ def vllm_message(m: ChatMessage) -> dict[str, Any]:
 def _png_data_uri(image: Any) -> str:
     buf = io.BytesIO()
     image.save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + pybase64.b64encode(buf.getvalue()).decode()
 
 
 # ---------------------------------------------------------------------- the stream back

@@ -14,11 +14,11 @@ that sends ``output_compression`` with PNG picks the zlib level (0-100 -> 0-9, a
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 from typing import Literal
 
 import numpy as np
+import pybase64
 from PIL import Image
 
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -71,7 +71,7 @@ def encode_image(image: Image.Image, fmt: OutputFormat, *, compression: int | No
 
 def encode_image_b64(image: Image.Image, fmt: OutputFormat, *, compression: int | None = None) -> bytes:
     """:func:`encode_image`, then base64 (ASCII bytes), in the same worker thread."""
-    return base64.b64encode(encode_image(image, fmt, compression=compression))
+    return pybase64.b64encode(encode_image(image, fmt, compression=compression))
 
 
 async def encode_images(
