@@ -226,7 +226,8 @@ async def main() -> None:
     args = p.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     assert len(size) == 2
-    target = ImageInputSize(shortest_edge=args.input_side)
+    # what a CLIP/LLaVA-style processor reports (processor_input_size): its short side and its bicubic filter
+    target = ImageInputSize(shortest_edge=args.input_side, resample=Image.Resampling.BICUBIC)
     final = plan_size(size[0], size[1], input_size=target) or (size[0], size[1])
     c = args.concurrency
     process = ProcessDecoder(c, 120, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
@@ -17,11 +18,15 @@ from mmserve.media.image.decode import ImageInputSize
 def test_known_processor_families() -> None:
     from transformers import CLIPImageProcessorPil, Qwen2VLImageProcessorPil, SiglipImageProcessorPil
 
+    bicubic = int(Image.Resampling.BICUBIC)
     clip = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
-    assert processor_input_size(clip) == ImageInputSize(shortest_edge=336)
-    assert processor_input_size(SiglipImageProcessorPil()) == ImageInputSize(height=224, width=224)
+    assert processor_input_size(clip) == ImageInputSize(shortest_edge=336, resample=bicubic)
+    assert processor_input_size(SiglipImageProcessorPil()) == ImageInputSize(height=224, width=224, resample=bicubic)
     qwen = Qwen2VLImageProcessorPil()
-    assert processor_input_size(qwen) == ImageInputSize(max_pixels=qwen.size.longest_edge)  # pixels, not a side
+    # pixels, not a side
+    assert processor_input_size(qwen) == ImageInputSize(max_pixels=qwen.size.longest_edge, resample=bicubic)
+    clip.resample = Image.Resampling.NEAREST  # it does not smooth: the media layer's downscale keeps Lanczos
+    assert processor_input_size(clip) == ImageInputSize(shortest_edge=336)
     clip.do_resize = False
     assert processor_input_size(clip) is None
 
@@ -59,7 +64,7 @@ def test_the_transformers_engine_reads_its_processor(models_dir: Path) -> None:
     assert engine.image_input_size() is None  # not loaded: nothing known
     engine.load()
     try:
-        assert engine.image_input_size() == ImageInputSize(shortest_edge=IMAGE_SIZE)
+        assert engine.image_input_size() == ImageInputSize(shortest_edge=IMAGE_SIZE, resample=Image.Resampling.BICUBIC)
     finally:
         engine.unload()
     declared = TransformersChatEngine(_card(image_input_side=100), source=source, device="cpu")

@@ -63,6 +63,17 @@ def test_downscale_matches_a_full_decode_then_resize() -> None:
     assert max(diff) < 4, diff
 
 
+@pytest.mark.parametrize(
+    ("resample", "expected"),
+    [(None, Image.Resampling.LANCZOS), (Image.Resampling.BICUBIC, Image.Resampling.BICUBIC)],
+)
+def test_downscale_uses_the_processors_filter(resample: int | None, expected: Image.Resampling) -> None:
+    image = h.noisy((600, 400))
+    got = decode(h.encode(image, "PNG"), input_size=ImageInputSize(shortest_edge=100, resample=resample))
+    want = image.convert("RGB").resize((150, 100), expected, reducing_gap=2.0)
+    assert got.size == (150, 100) and got.tobytes() == want.tobytes()
+
+
 # ------------------------------------------------------------------ normalisation
 
 

@@ -11,6 +11,7 @@ When in doubt the answer keeps more pixels, never fewer, than the processor uses
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from mmserve.engines.types import ChatMessage
@@ -19,6 +20,23 @@ from mmserve.media.image.decode import ImageInputSize
 
 
 def processor_input_size(image_processor: Any) -> ImageInputSize | None:
+    size = _input_size(image_processor)
+    if size is None:
+        return None
+    return replace(size, resample=_resample(image_processor))
+
+
+# Pillow's smoothing filters (LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING): each averages what it
+# shrinks. NEAREST (0) does not; a processor that uses it gets Lanczos's downscale first.
+_SMOOTHING = frozenset((1, 2, 3, 4, 5))
+
+
+def _resample(image_processor: Any) -> int | None:
+    value = getattr(image_processor, "resample", None)  # an int, or transformers' PILImageResampling (an IntEnum)
+    return int(value) if isinstance(value, int) and value in _SMOOTHING else None
+
+
+def _input_size(image_processor: Any) -> ImageInputSize | None:
     if image_processor is None or getattr(image_processor, "do_resize", True) is False:
         return None
     size = getattr(image_processor, "size", None)
