@@ -149,12 +149,11 @@ class Row:
         return out
 
 
-def merged_delta(items: list[Any]) -> ChatDelta:
+def merged_delta(items: list[Out]) -> ChatDelta:
     """One delta from the row's outputs that arrived together (the last may end the row)."""
     text: list[str] = []
     logprobs: list[TokenLogprob] | None = None
     for item in items:
-        assert isinstance(item, Out)
         text.append(item.text)
         if item.logprobs is not None:
             logprobs = (logprobs or []) + item.logprobs
