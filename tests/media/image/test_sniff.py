@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from mmserve.media.image.sniff import jpeg_scan_count, label, sniff
+from mmserve.media.image.sniff import count_sos, jpeg_scan_count, label, sniff
 from tests.helpers import hostile as h
 from tests.helpers.images import image_bytes
 
@@ -85,3 +86,15 @@ def test_scans_are_counted_past_bytes_the_decoder_skips(junk: bytes) -> None:
 )
 def test_a_header_the_counter_cannot_walk_is_unreadable(data: bytes) -> None:
     assert jpeg_scan_count(data) is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_count_sos_counts_what_bytes_count_counts(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # bytes drawn mostly from 0xFF, 0xDA and 0x00: runs like FF FF DA, FF DA at either end
+    data = rng.choice(
+        np.array([0xFF, 0xDA, 0x00, 0x12], np.uint8), size=int(rng.integers(0, 400)), p=[0.4, 0.3, 0.2, 0.1]
+    )
+    raw = data.tobytes()
+    for start in (0, 1, len(raw) // 2, max(0, len(raw) - 1), len(raw), len(raw) + 3):
+        assert count_sos(raw, start) == raw.count(b"\xff\xda", start)
