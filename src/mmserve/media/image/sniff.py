@@ -93,13 +93,13 @@ def _sniff_text(head: bytes) -> str | None:
 
 
 def count_sos(data: bytes, start: int) -> int:
-    """``data.count(b"\\xff\\xda", start)``, 4x faster on JPEG data (0.22 vs 0.9 ms for 1 MB here):
-    bytes.count's two-byte search is slowed by the many 0xFF bytes of entropy-coded data; numpy
-    finds the 0xFF bytes, then checks the byte after each. The pair cannot overlap itself, so both
-    count the same."""
+    """``data.count(b"\\xff\\xda", start)``, ~9x faster on JPEG data (0.1 vs 0.9 ms for 1 MB here):
+    bytes.count's two-byte search is slowed by the many 0xFF bytes of entropy-coded data. Two
+    byte-wise comparisons of the data with itself shifted by one: memory is twice the data's
+    size whatever it holds (an index of its 0xFF bytes would be 8 bytes per 0xFF). The pair
+    cannot overlap itself, so both count the same."""
     a = np.frombuffer(data, np.uint8, offset=min(start, len(data)))
-    ff = np.flatnonzero(a[:-1] == 0xFF)
-    return int(np.count_nonzero(a[ff + 1] == 0xDA))
+    return int(np.count_nonzero((a[:-1] == 0xFF) & (a[1:] == 0xDA)))
 
 
 # markers without a length (TEM, RST0-7): libjpeg reads them as two bytes
