@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from mmserve.media.image.decode import ImageLimits, decode_image
-from mmserve.media.image.encode import PNG_FAST, encode_image, encode_images, png_level
+from mmserve.media.image.encode import encode_image, encode_images, png_level
 from mmserve.media.image.masks import mask_from_image
 
 
@@ -74,9 +74,19 @@ def test_png_is_lossless_at_every_level_and_output_compression_picks_the_zlib_le
     fast, stored, best = (encode_image(img, "png", compression=c) for c in (None, 0, 100))
     for data in (fast, stored, best):
         assert np.array_equal(np.asarray(_open(data)), np.asarray(img))
-    assert png_level(None) == PNG_FAST and png_level(0) == (0, None, None) and png_level(100) == (9, None, None)
+    assert png_level(None) is None and png_level(0) == 0 and png_level(50) == 4 and png_level(100) == 9
     assert len(stored) > 256 * 256 * 3  # level 0: stored, not compressed
     assert len(best) < len(fast) < len(stored) / 2  # the fast default still compresses
+
+
+def test_the_fast_png_is_lossless_at_any_size_with_or_without_alpha() -> None:
+    rng = np.random.default_rng(2)
+    for w, h in ((1, 1), (3, 7), (7, 3), (1, 300), (257, 129)):
+        for channels, mode in ((3, "RGB"), (4, "RGBA")):
+            pixels = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+            img = _open(encode_image(Image.fromarray(pixels, mode), "png"))
+            assert (img.mode, img.size) == (mode, (w, h))
+            assert np.array_equal(np.asarray(img), pixels)
 
 
 def _png(img: Image.Image) -> bytes:
