@@ -86,3 +86,13 @@ def test_pause_holds_the_collector_off_until_the_loading_ends() -> None:
     with heap.loading():
         assert not gc.isenabled()
     assert gc.isenabled() and gc.get_freeze_count() > 0
+
+
+def test_freeze_imports_freezes_without_collecting_until_a_release() -> None:
+    """For a heap of imported libraries only: their garbage is kept (frozen), until an unload's release."""
+    garbage = weakref.ref(Node())
+    assert heap.freeze_imports() > 0
+    gc.collect()
+    assert garbage() is not None  # frozen as it was: no collection first
+    heap.release()
+    assert garbage() is None and gc.get_freeze_count() > 0

@@ -220,6 +220,50 @@ def test_models_built_and_loaded_at_once_on_a_first_start(tmp_path: Path) -> Non
     assert done.stdout.strip().splitlines()[-1] == "['a', 'b', 'c']", done.stdout + done.stderr[-3000:]
 
 
+async def test_the_libraries_are_imported_and_frozen_before_a_load_whose_garbage_is_then_collected(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start imports every kept model's libraries and freezes them without a collection
+    (mmserve.heap.freeze_imports), then loads: what a load leaves in cycles, tensors included, is
+    collected before the heap is frozen again, never frozen with the libraries."""
+    import torch
+    from transformers import PreTrainedModel
+
+    from mmserve.engines.transformers_chat.engine import TransformersChatEngine
+
+    seen: dict[str, object] = {}
+    load = TransformersChatEngine.load
+
+    def observed_load(self: TransformersChatEngine) -> None:
+        seen["frozen"] = gc.get_freeze_count()
+        seen["libraries"] = PreTrainedModel.__module__ in sys.modules
+        leftover = Node(torch.zeros(1000))  # a load's garbage: a cycle holding a tensor
+        seen["leftover"] = weakref.ref(leftover.tensor)
+        del leftover
+        load(self)
+
+    monkeypatch.setattr(TransformersChatEngine, "load", observed_load)
+    gc.unfreeze()
+    try:
+        rt = _runtime(data_dir, _card("kept", mode="dedicated"))
+        await rt.start()
+        assert rt.deployments["kept"].loaded_replicas == 1
+        assert seen["frozen"] and seen["libraries"]
+        leftover = seen["leftover"]
+        assert isinstance(leftover, weakref.ref) and leftover() is None
+        await rt.stop()
+    finally:
+        gc.unfreeze()
+
+
+class Node:
+    """A tensor in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self, tensor: object) -> None:
+        self.tensor = tensor
+        self.me = self
+
+
 async def test_loaded_models_are_frozen_and_an_unload_still_frees_one_held_in_a_cycle(data_dir: Path) -> None:
     """The start-up loads end with the heap frozen (mmserve.heap); a model loaded later joins it; unloaded,
     a model that only a reference cycle through the frozen heap still holds is freed all the same."""

@@ -90,6 +90,15 @@ class Engine(ABC):
     def load(self) -> None:
         """Load weights (blocking; the runtime calls it in a worker thread)."""
 
+    @classmethod  # noqa: B027 - optional hook: an engine with no heavy library imports nothing
+    def import_libraries(cls, options: EngineOptions) -> None:
+        """Import the libraries :meth:`load` will use, and nothing of a model (blocking).
+
+        Called before any model of the process loads, after which the heap is frozen without a
+        collection (:func:`mmserve.heap.freeze_imports`): the collection after the loads then
+        skips the libraries' objects. An ImportError here is left for :meth:`load` to report.
+        """
+
     def unload(self) -> None:  # noqa: B027 - optional hook, nothing to free by default
         """Drop every reference to the model so its memory is freed."""
 

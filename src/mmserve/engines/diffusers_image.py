@@ -44,7 +44,7 @@ from mmserve.engines.common.batcher import Batcher
 from mmserve.engines.common.diffusers_utils import diffusers_class, prompt_tokens
 from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
@@ -117,6 +117,11 @@ class DiffusersImageEngine(ImageEngine):
     _tokenizers: ThreadTokenizers | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        assert isinstance(options, DiffusersImageOptions)
+        import_names("diffusers", "AutoPipelineForText2Image" if options.pipeline == "auto" else "DiffusionPipeline")
 
     def load(self) -> None:
         require("diffusers", self.card.engine)

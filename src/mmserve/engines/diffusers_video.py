@@ -39,7 +39,7 @@ from pydantic import Field
 from mmserve.engines.base import CheckpointCallback, EngineOptions, ProgressCallback, VideoEngine
 from mmserve.engines.common.diffusers_utils import diffusers_class
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import VideoGenInput, VideoGenOutput
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
@@ -142,6 +142,10 @@ class DiffusersVideoEngine(VideoEngine):
             )
 
     # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        import_names("diffusers", "DiffusionPipeline")
 
     def load(self) -> None:
         require("diffusers", self.card.engine)

@@ -62,6 +62,14 @@ def engine_options_model(name: str) -> type[BaseModel]:
     return engine_class(name).Options
 
 
+def import_names(module: str, *names: str) -> None:
+    """Import ``module`` and the lazily imported classes ``names`` of it (transformers and diffusers
+    import a class's own module when it is first asked for); see ``Engine.import_libraries``."""
+    imported = importlib.import_module(module)
+    for name in names:
+        getattr(imported, name)
+
+
 def require(module: str, engine: str) -> None:
     """Import check with an actionable message naming the extra to install."""
     try:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmserve.engines.base import EmbeddingEngine, EngineOptions
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.transformers_chat.image_input import processor_input_size
 from mmserve.engines.types import EmbeddingInput, EmbeddingItem, EmbeddingOutput
 from mmserve.errors import ContextLengthError, EngineError, InvalidRequestError
@@ -67,6 +67,10 @@ class TransformersEmbeddingEngine(EmbeddingEngine):
     _pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        import_names("transformers", "AutoConfig", "AutoModel", "AutoProcessor", "AutoTokenizer")
 
     def load(self) -> None:
         require("transformers", self.card.engine)

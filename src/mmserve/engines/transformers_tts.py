@@ -22,7 +22,7 @@ from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SpeechEngine
 from mmserve.engines.common.voices import OPENAI_VOICES
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import AudioChunk, SpeechInput
 from mmserve.errors import EngineError, InvalidRequestError
 
@@ -45,6 +45,10 @@ class TransformersTTSEngine(SpeechEngine):
     model: Any = None
     tokenizer: Any = None
     _pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        import_names("transformers", "AutoTokenizer", "VitsModel")
 
     def load(self) -> None:
         require("transformers", self.card.engine)

@@ -114,6 +114,9 @@ class EngineActor:
         self.holders = Holders()
         source = resolve_source(self.card, base_dir=Path(base_dir), models_dir=Path(models_dir))
         self.engine: Engine = engine_class(self.card.engine)(self.card, source=source, device=device)
+        with contextlib.suppress(Exception):  # a missing library: the load says which
+            type(self.engine).import_libraries(self.engine.options)
+        heap.freeze_imports()  # the libraries, before any weight: the freeze after the load skips them
         self.engine.load()
         heap.freeze()  # this process's loaded heap, skipped by later full collections (see mmserve.heap)
         if gateway is not None:

@@ -167,6 +167,12 @@ class Runtime:
     async def _load_at_start(self) -> None:
         kept = [dep for dep in self.deployments.values() if dep.min_loaded] if self.settings.load_on_start else []
         with heap.loading():  # then the loaded heap is frozen: full collections skip it (see mmserve.heap)
+            here = [dep for dep in kept if dep.runs_in == "here"]
+            if here:  # their libraries first, frozen as they are: the collection after the loads skips them
+                if self._threads is not None:
+                    await asyncio.shield(self._threads)  # torch first, alone (see _set_threads)
+                await asyncio.to_thread(_import_libraries, here)
+                heap.freeze_imports()
             await asyncio.gather(*(self._load_kept(dep) for dep in kept))
 
     async def _load_kept(self, dep: Deployment) -> None:
@@ -257,6 +263,16 @@ class Runtime:
     def _unloaded(self, dep: Deployment, reason: str) -> None:
         if self.metrics:
             self.metrics.model_unloaded(dep.card.id, reason)
+
+
+def _import_libraries(deployments: list[Deployment]) -> None:
+    """Each engine's libraries, one engine after another (model libraries' lazy imports are not
+    thread-safe); a missing one is left for the engine's load to report."""
+    for dep in deployments:
+        try:
+            dep.engine_cls.import_libraries(dep.options)
+        except Exception:
+            log.debug("importing the libraries of '%s' failed; its load will say why", dep.card.id, exc_info=True)
 
 
 def _import_torch() -> None:

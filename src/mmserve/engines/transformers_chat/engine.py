@@ -29,7 +29,7 @@ from typing import Any
 
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.common.torch_utils import cuda_available
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.batch import batchable, sdpa_masks
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
@@ -99,6 +99,12 @@ class TransformersChatEngine(ChatEngine):
         return cls.batch_limits(options, device)[0]
 
     # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        import_names(
+            "transformers", "AutoConfig", "AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoProcessor"
+        )
 
     def load(self) -> None:
         require("transformers", self.card.engine)

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from mmserve.engines.base import EngineOptions, SegmentCallback, TranscriptionEngine
 from mmserve.engines.common.batcher import Batcher
-from mmserve.engines.registry import require
+from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import Segment, Transcript, TranscriptionInput
 from mmserve.engines.whisper.segments import WindowOutput, split_window
 from mmserve.errors import EngineError, InvalidRequestError, ModelCapabilityError
@@ -86,6 +86,10 @@ class WhisperEngine(TranscriptionEngine):
         super().__init__(*args, **kwargs)
         #: Logits processors appended to every ``generate`` call (constrained decoding, biasing, tests).
         self.extra_logits_processors: list[Any] = []
+
+    @classmethod
+    def import_libraries(cls, options: EngineOptions) -> None:
+        import_names("transformers", "WhisperForConditionalGeneration", "WhisperProcessor")
 
     def load(self) -> None:
         require("transformers", self.card.engine)
