@@ -9,7 +9,9 @@ Starts `mmserve serve` on the demo catalog in a subprocess and streams chat requ
 interleaved (each round runs every model at every concurrency) so that a slower or busier
 moment of a shared machine falls on all of them alike; the figures of a leg are pooled over
 the rounds. Per leg: requests/s, TTFT and latency p50/p99, and the server's resident memory
-(the most seen, sampled every 50 ms). Ratios at concurrency c over concurrency 1 compare
+(the most seen, sampled every 50 ms), and the server's own TTFT (the mean of its
+``mmserve_time_to_first_token_seconds`` over the leg: arrival to first content, without the load
+generator that shares the cores). Ratios at concurrency c over concurrency 1 compare
 within the run; benchmarks/results/chat.json has all of it. With ``--baseline-src`` a second
 server runs that source tree (e.g. main's) and its legs are interleaved with this tree's in the
 same rounds; ``this_over_baseline`` compares the two. With ``--worker`` a second server of this
@@ -77,6 +79,23 @@ def lengths(max_tokens: int, spread: float, requests: int, seed: int) -> list[in
     return [rng.randint(low, high) for _ in range(requests)]
 
 
+async def server_ttft(client: httpx.AsyncClient, url: str, model: str) -> tuple[float, float]:
+    """The server's own time-to-first-token histogram for ``model``: (sum of seconds, count) so far.
+
+    It runs from the request's arrival to its first content leaving the server, so it leaves out
+    the load generator, which shares the machine's cores (and at concurrency 16 its run queue).
+    """
+    r = await client.get(f"{url}/metrics")
+    total = count = 0.0
+    for line in r.text.splitlines():
+        if line.startswith("mmserve_time_to_first_token_seconds_") and f'model="{model}"' in line:
+            if line.startswith("mmserve_time_to_first_token_seconds_sum"):
+                total = float(line.rsplit(" ", 1)[1])
+            elif line.startswith("mmserve_time_to_first_token_seconds_count"):
+                count = float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[int]) -> dict:
     body = _body(model, asked[0])
     latencies: list[float] = []
@@ -110,12 +129,14 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[
                 await asyncio.sleep(0.05)
 
         done = asyncio.Event()
+        ttft0 = await server_ttft(client, url, model)
         sampler = asyncio.create_task(sample(done))
         t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
         done.set()
         await sampler
+        ttft1 = await server_ttft(client, url, model)
     return {
         "wall_s": wall,
         "cpu_s": cpu,
@@ -124,6 +145,7 @@ async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[
         "errors": errors,
         "rss_max_bytes": max(rss, default=rss_tree_bytes(pid)),
         "tokens_asked": sum(asked),
+        "server_ttft": (ttft1[0] - ttft0[0], ttft1[1] - ttft0[1]),
     }
 
 
@@ -139,6 +161,8 @@ def _pool(runs: list[dict], concurrency: int) -> dict:
         # the server's CPU time (all its threads) per request: steadier than rates on a shared machine
         "server_cpu_ms_per_request": 1000 * sum(r["cpu_s"] for r in runs) / max(1, len(latencies)),
         "ttft": summarize([x for r in runs for x in r["ttfts"]]),
+        # the server's own TTFT (its histogram's sum / count over the leg): only a mean
+        "server_ttft_mean_s": sum(r["server_ttft"][0] for r in runs) / max(1.0, sum(r["server_ttft"][1] for r in runs)),
         "latency": summarize(latencies),
         "rss_max_mb": max(r["rss_max_bytes"] for r in runs) / 2**20,
     }
@@ -155,6 +179,8 @@ def _summary(runs: dict[tuple[str, int], list[dict]], models: list[str], levels:
                 str(lv["concurrency"]): {
                     "requests_per_s": lv["requests_per_s"] / base["requests_per_s"],
                     "ttft_p50": lv["ttft"]["p50_s"] / base["ttft"]["p50_s"],
+                    "ttft_mean": lv["ttft"]["mean_s"] / base["ttft"]["mean_s"],
+                    "server_ttft_mean": lv["server_ttft_mean_s"] / max(1e-9, base["server_ttft_mean_s"]),
                     "rss_max": lv["rss_max_mb"] / base["rss_max_mb"],
                 }
                 for lv in pooled

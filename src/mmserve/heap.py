@@ -24,18 +24,18 @@ from contextlib import contextmanager
 _lock = threading.Lock()  # a freeze and a release (two replicas, two threads) do not interleave
 
 
-def freeze() -> int:
-    """Collect, then move every object alive to the permanent generation; returns how many are frozen.
+def freeze() -> None:
+    """Collect, then move every object alive to the permanent generation.
 
-    Collecting first is what keeps today's garbage from being kept for good.
+    Collecting first is what keeps today's garbage from being kept for good. (Nothing here asks
+    :func:`gc.get_freeze_count`: it walks the frozen objects one by one, 38 ms for 340,000.)
     """
     with _lock:
         gc.collect()
         gc.freeze()
-        return gc.get_freeze_count()
 
 
-def freeze_imports() -> int:
+def freeze_imports() -> None:
     """Freeze without collecting: for a heap of imported libraries, before any model is loaded.
 
     A server's start imports torch, transformers and diffusers (~570,000 objects), then loads its
@@ -47,8 +47,7 @@ def freeze_imports() -> int:
     hold tensors, and frozen they would stay.
     """
     with _lock:
-        gc.freeze()
-        return gc.get_freeze_count()
+        gc.freeze()  # a splice of the collector's lists: no walk
 
 
 def release() -> None:
