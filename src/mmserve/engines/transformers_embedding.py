@@ -54,6 +54,7 @@ class TransformersEmbeddingOptions(EngineOptions):
 class TransformersEmbeddingEngine(EmbeddingEngine):
     Options = TransformersEmbeddingOptions
     options: TransformersEmbeddingOptions
+    uses_torch = True
 
     model: Any = None
     tokenizer: Any = None
