@@ -24,7 +24,7 @@ from mmserve.engines.base import EngineContext, VideoEngine
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.collector import RuntimeCollector
-from mmserve.runtime.deployment import Deployment
+from mmserve.runtime.deployment import LOADING, Deployment
 from mmserve.settings import Settings
 
 if TYPE_CHECKING:
@@ -266,13 +266,15 @@ class Runtime:
 
 
 def _import_libraries(deployments: list[Deployment]) -> None:
-    """Each engine's libraries, one engine after another (model libraries' lazy imports are not
-    thread-safe); a missing one is left for the engine's load to report."""
-    for dep in deployments:
-        try:
-            dep.engine_cls.import_libraries(dep.options)
-        except Exception:
-            log.debug("importing the libraries of '%s' failed; its load will say why", dep.card.id, exc_info=True)
+    """Each engine's libraries, one engine after another, and in line with the loads (model
+    libraries' lazy imports are not thread-safe, and a request may load a serverless model while
+    the server starts); a missing one is left for the engine's load to report."""
+    with LOADING:
+        for dep in deployments:
+            try:
+                dep.engine_cls.import_libraries(dep.options)
+            except Exception:
+                log.debug("importing the libraries of '%s' failed; its load will say why", dep.card.id, exc_info=True)
 
 
 def _import_torch() -> None:
