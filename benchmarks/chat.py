@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 import yaml
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from _common import cpu_seconds, mmserve_process, rss_tree_bytes, summarize, write_result
 
@@ -86,14 +87,14 @@ async def server_ttft(client: httpx.AsyncClient, url: str, model: str) -> tuple[
     the load generator, which shares the machine's cores (and at concurrency 16 its run queue).
     """
     r = await client.get(f"{url}/metrics")
-    total = count = 0.0
-    for line in r.text.splitlines():
-        if line.startswith("mmserve_time_to_first_token_seconds_") and f'model="{model}"' in line:
-            if line.startswith("mmserve_time_to_first_token_seconds_sum"):
-                total = float(line.rsplit(" ", 1)[1])
-            elif line.startswith("mmserve_time_to_first_token_seconds_count"):
-                count = float(line.rsplit(" ", 1)[1])
-    return total, count
+    found = {"_sum": 0.0, "_count": 0.0}
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "mmserve_time_to_first_token_seconds":
+            for sample in family.samples:
+                suffix = sample.name.removeprefix(family.name)
+                if suffix in found and sample.labels.get("model") == model:
+                    found[suffix] = sample.value
+    return found["_sum"], found["_count"]
 
 
 async def run_leg(url: str, pid: int, model: str, concurrency: int, asked: list[int]) -> dict:
