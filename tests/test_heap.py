@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -19,8 +21,9 @@ class Node:
 
 
 @pytest.fixture(autouse=True)
-def thawed() -> Iterator[None]:
-    """Each test starts and ends with nothing frozen and the collector on."""
+def thawed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts and ends with nothing frozen and the collector on (and this process not ending)."""
+    monkeypatch.setattr(heap, "_ending", False)
     gc.unfreeze()
     yield
     gc.unfreeze()
@@ -98,3 +101,69 @@ def test_freeze_imports_freezes_without_collecting_until_a_release() -> None:
     assert garbage() is not None  # frozen as it was: no collection first
     heap.release()
     assert garbage() is None and gc.get_freeze_count() > 0
+
+
+@contextmanager
+def full_collections() -> Iterator[list[int]]:
+    """The full (generation 2) collections run in the block, as a list that grows."""
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            seen.append(2)
+
+    gc.callbacks.append(record)
+    try:
+        yield seen
+    finally:
+        gc.callbacks.remove(record)
+
+
+def test_releases_in_a_released_once_block_make_one_collection_at_its_end() -> None:
+    """A server's stop unloads every model: one walk of the heap frees them all, not one walk each."""
+    models = [Node() for _ in range(3)]
+    refs = [weakref.ref(m) for m in models]
+    heap.freeze()  # loaded: frozen with the heap
+    with full_collections() as seen:
+        with heap.released_once():
+            for _ in range(3):
+                models.pop()  # an unload drops its model, then asks for a release
+                heap.release()
+            assert seen == [] and all(r() is not None for r in refs)  # nothing walked yet
+        assert seen == [2]
+    assert all(r() is None for r in refs) and gc.get_freeze_count() > 0  # freed, the rest frozen again
+
+
+def test_a_released_once_block_without_release_collects_nothing() -> None:
+    with full_collections() as seen, heap.released_once():
+        pass
+    assert seen == []
+
+
+def test_released_once_blocks_on_two_threads_make_one_collection_when_the_last_ends() -> None:
+    inner_done = threading.Event()
+    outer = heap.released_once()
+    outer.__enter__()
+    with full_collections() as seen:
+
+        def other() -> None:
+            with heap.released_once():
+                heap.release()
+            inner_done.set()
+
+        threading.Thread(target=other).start()
+        assert inner_done.wait(10)
+        assert seen == []  # the other block ended, this one still runs
+        outer.__exit__(None, None, None)
+        assert seen == [2]
+
+
+def test_an_ending_process_collects_nothing_on_release() -> None:
+    """A stopping server or worker exits next: the exit frees its memory, a walk of the heap first is waste."""
+    ref = weakref.ref(Node())
+    heap.ending()
+    with full_collections() as seen:
+        heap.release()
+        with heap.released_once():
+            heap.release()
+    assert seen == [] and ref() is not None

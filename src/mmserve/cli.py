@@ -229,7 +229,14 @@ def _serve(settings: Settings) -> int:
         await original_startup(sockets)
         announcer.append(asyncio.create_task(announce_ready()))
 
+    original_shutdown = server.shutdown
+
+    async def shutdown(sockets: Any = None) -> None:
+        heap.ending()  # the process exits after the shutdown: the models' unloads need not collect the heap
+        await original_shutdown(sockets)
+
     server.startup = startup  # type: ignore[method-assign]
+    server.shutdown = shutdown  # type: ignore[method-assign]
     # Ctrl-C: uvicorn shuts down cleanly, then raises the signal again for its default action, which
     # in Python is a KeyboardInterrupt (a traceback after the shutdown); uvicorn.run catches it too
     with contextlib.suppress(KeyboardInterrupt):

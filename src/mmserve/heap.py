@@ -11,16 +11,20 @@ loaded, collect once and :func:`gc.freeze` what is left, so that later collectio
 
 Frozen objects still die by reference counting. Only reference cycles among them wait, for
 :func:`release`, which a model's unload calls (``engines.common.torch_utils.release_memory``) once
-it dropped its references: it collects the whole heap, then freezes again what survived.
+it dropped its references: it collects the whole heap, then freezes again what survived. A stop
+unloads every model at once and collects once (:func:`released_once`); a process about to exit
+does not collect at all (:func:`ending`).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+log = logging.getLogger("mmserve.heap")
 _lock = threading.Lock()  # a freeze and a release (two replicas, two threads) do not interleave
 
 
@@ -52,13 +56,61 @@ def freeze_imports() -> None:
 
 def release() -> None:
     """Collect the whole heap, frozen objects included (a model was dropped: its cycles go now);
-    then freeze again, if the heap was frozen before."""
+    then freeze again, if the heap was frozen before.
+
+    Inside :func:`released_once` the collection waits for the block's end; after :func:`ending`
+    there is none (the process exits, and its memory goes with it).
+    """
+    global _pending
     with _lock:
-        frozen = gc.get_freeze_count() > 0
-        gc.unfreeze()
-        gc.collect()
-        if frozen:
-            gc.freeze()
+        if _ending:
+            return
+        if _deferring:
+            _pending = True
+            return
+        _release()
+
+
+def _release() -> None:
+    frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    gc.collect()
+    if frozen:
+        gc.freeze()
+
+
+# Each release walks the whole heap: 0.55-0.65 s on the demo server (a few million objects). A
+# server stopping with three torch models made three of them in a row (2.0 s from SIGTERM to exit,
+# 0.3 s without), where one at the end frees the same.
+_deferring = 0  # released_once() blocks running (on any thread)
+_pending = False  # a release was asked for in one of them
+_ending = False  # by ending(): no release any more
+
+
+@contextmanager
+def released_once() -> Iterator[None]:
+    """The releases asked for in the block (several models unloaded together) make one, at its end."""
+    global _deferring, _pending
+    with _lock:
+        _deferring += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _deferring -= 1
+            if not _deferring and _pending:
+                _pending = False
+                if not _ending:
+                    _release()
+
+
+def ending() -> None:
+    """This process is about to exit (a server shutting down, a worker whose gateway left): its
+    unloads collect nothing, since the exit returns all of its memory at once."""
+    global _ending
+    with _lock:
+        _ending = True
+    log.debug("the process exits next: its unloads leave the heap to the exit")
 
 
 _paused = False  # by pause(), until loading() ends

@@ -336,6 +336,7 @@ def test_no_worker_outlives_its_gateway(tmp_path: Path, models_dir: Path) -> Non
 def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_dir: Path) -> None:
     """A terminal's Ctrl-C signals the whole process group: the worker leaves the stop to its server."""
     server = _one_worker(tmp_path, models_dir)
+    server.env.update(MMSERVE_LOG_LEVEL="debug", COLUMNS="400")  # rich wraps its lines at 80 columns otherwise
     server.launch_options = {"start_new_session": True}  # its own group, as a shell gives a foreground job
     server.start(wait_for=["w"], timeout=300)
     assert server.proc is not None
@@ -345,6 +346,9 @@ def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_
     _ends(pid, "the worker outlived its server")
     log = server.log.read_text()
     assert "KeyboardInterrupt" not in log and "Traceback" not in log, log[-2000:]
+    # both exit without a last walk of their heaps (mmserve.heap.ending): the server's shutdown, the worker's unload
+    ending = "the process exits next: its unloads leave the heap to the exit"
+    assert f"mmserve.heap: {ending}" in log and f"mmserve.heap [worker {pid}]: {ending}" in log, log[-3000:]
 
 
 def test_the_server_setting_puts_every_card_in_a_worker_unless_it_says_otherwise(

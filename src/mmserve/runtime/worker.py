@@ -103,6 +103,7 @@ async def _serve(fd: int) -> None:
         for task in list(calls.values()):
             task.cancel()
         await asyncio.gather(*calls.values(), return_exceptions=True)
+        heap.ending()  # this process exits next: the unload need not collect its heap
         with contextlib.suppress(Exception):
             await asyncio.to_thread(actor.engine.unload)
 
