@@ -72,3 +72,50 @@ async def test_a_failing_work_raises_its_error() -> None:
 
     with pytest.raises(ValueError, match="no"):
         await cancel_on_disconnect(_request(None), work())
+
+
+async def test_the_work_starts_at_once_in_the_handlers_own_task() -> None:
+    """No task of its own: one would start a turn of the event loop later, behind every other callback ready."""
+    order: list[str] = []
+
+    async def work() -> asyncio.Task[Any] | None:
+        order.append("work")
+        return asyncio.current_task()
+
+    asyncio.get_running_loop().call_soon(order.append, "next turn")
+    assert await cancel_on_disconnect(_request(None), work()) is asyncio.current_task()
+    assert order == ["work"]
+
+
+async def test_a_client_that_leaves_right_after_the_work_ended_cancels_nothing_later() -> None:
+    ended = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await ended.wait()  # the disconnect comes once the work has ended: the watcher ends a turn later
+        return {"type": "http.disconnect"}
+
+    async def work() -> int:
+        ended.set()
+        return 7
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    assert await cancel_on_disconnect(request, work()) == 7
+    await asyncio.sleep(0.01)  # a stray cancel of this task would land here
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_handler_cancelled_as_its_client_leaves_is_cancelled_not_a_disconnect() -> None:
+    """Both cancels at once (the server shuts down as the client goes): the server's wins."""
+    tasks: list[asyncio.Task[int]] = []
+
+    async def work() -> int:
+        asyncio.get_running_loop().call_soon(tasks[0].cancel)
+        await asyncio.sleep(10)
+        return 1
+
+    async def handler() -> int:
+        return await cancel_on_disconnect(_request(0), work())
+
+    tasks.append(asyncio.create_task(handler()))
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[0]

@@ -20,28 +20,38 @@ T = TypeVar("T")
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """``await work``, unless the client disconnects first: then it is cancelled and ClientDisconnect raised."""
-    task = asyncio.ensure_future(work)
+    """``await work``, unless the client disconnects first: then it is cancelled and ClientDisconnect raised.
+
+    The work runs in the handler's own task, which the watcher cancels (as ``asyncio.timeout`` does),
+    not in a task of its own: a new task starts a turn of the event loop later, and under load a
+    turn is what every other stream's tokens take (~0.9 ms with 16 streams, measured). A cancelled
+    handler cancels the work with it, and either way the work has ended on return.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
     watcher = asyncio.create_task(_disconnected(request))
-    # The watcher's end (the client left, or its receive failed) cancels the work. Awaiting the task
-    # directly (not asyncio.wait + gather: two thirds of this function's CPU per request) keeps what
-    # matters: a cancelled handler cancels the work too, and either way the work has ended on return.
-    watcher.add_done_callback(lambda w: _stop(w, task))
+    left = False  # the watcher cancelled the handler
+    running = True
+
+    def stop(w: asyncio.Task[None]) -> None:
+        nonlocal left
+        if w.cancelled() or not running:  # no longer watched: the work had ended first
+            return
+        w.exception()  # retrieved: a failed receive ends the work like a disconnect
+        left = True
+        handler.cancel()
+
+    watcher.add_done_callback(stop)
     try:
-        return await task
+        return await work
     except asyncio.CancelledError:
-        if task.cancelled() and watcher.done() and not watcher.cancelled():
+        if left and handler.uncancel() == 0:  # only the watcher's cancel: the client left
             raise ClientDisconnect() from None
         raise
     finally:
+        running = False
         if not watcher.done():
             watcher.cancel()
-
-
-def _stop(watcher: asyncio.Task[None], task: asyncio.Future[T]) -> None:
-    if not watcher.cancelled():
-        watcher.exception()  # retrieved: a failed receive ends the work like a disconnect
-        task.cancel()
 
 
 async def _disconnected(request: Request) -> None:
