@@ -252,25 +252,28 @@ async def start(state: AppState, prepared: Prepared, endpoint: str) -> Generatio
         for g in gens:
             stack.push_async_callback(g.aclose)
         # prompts processed (errors so far are 4xx/5xx), all at once: one after the other, a
-        # choice's prompt would queue behind the whole generation of the one before it
-        failure: BaseException | None = None
-        try:
-            async with asyncio.TaskGroup() as group:
-                firsts = [group.create_task(anext(g)) for g in gens]
-        except BaseExceptionGroup as failed:
-            failure = failed.exceptions[0]
-        if failure is not None:
-            raise failure
+        # choice's prompt would queue behind the whole generation of the one before it. One
+        # choice needs no task (a task costs a turn of the event loop: see api/chat/media.py).
+        deltas = [await anext(gens[0])] if len(gens) == 1 else await _firsts(gens)
     except BaseException:
         await stack.aclose()
         raise
     fmt = prepared.features.output
-    deltas = [task.result() for task in firsts]
     asked = prepared.inputs[0].params.logprobs
     choices = [_choice(i, fmt, prepared.group(i), first, asked) for i, first in enumerate(deltas)]
     for choice, first in zip(choices, deltas, strict=True):  # metered even if the stream never runs
         choice.prompt_tokens, choice.completion_tokens = first.prompt_tokens or 0, first.completion_tokens
     return Generation(prepared, endpoint, gens, deltas, choices, stack)
+
+
+async def _firsts(gens: list[AsyncGenerator[ChatDelta, None]]) -> list[ChatDelta]:
+    """Every generation's first delta, asked at once; the first failure is raised, the others cancelled."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            firsts = [group.create_task(anext(g)) for g in gens]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in firsts]
 
 
 async def events(state: AppState, gen: Generation) -> AsyncGenerator[Piece | Finish, None]:

