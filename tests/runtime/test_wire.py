@@ -45,3 +45,31 @@ def test_messages_larger_than_the_read_limit_cross_both_ways_at_once() -> None:
         wb.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))  # a side that blocked the other would hang: fail instead
+
+
+def test_an_outbox_sends_the_frames_of_one_loop_step_in_one_write() -> None:
+    """A worker's 16 answers of one decode step: one send, one read on the gateway, in order."""
+
+    async def main() -> None:
+        (_, wa), (rb, wb) = await _pair()
+        writes: list[int] = []
+        write = wa.write
+
+        def counted(data: bytes) -> None:
+            writes.append(len(data))
+            write(data)
+
+        wa.write = counted  # type: ignore[method-assign]
+        outbox = wire.Outbox(wa)
+        for i in range(16):
+            outbox.write(wire.frame(("batch", i, [f"token {i}"], False)))
+        assert writes == []  # held until this step of the loop ends
+        await asyncio.sleep(0)
+        assert len(writes) == 1
+        assert [await wire.receive(rb) for _ in range(16)] == [("batch", i, [f"token {i}"], False) for i in range(16)]
+        outbox.write(wire.frame(("result", 99, "alone")))  # a later step: a write of its own
+        assert await wire.receive(rb) == ("result", 99, "alone") and len(writes) == 2
+        wa.close()
+        wb.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -26,6 +26,32 @@ def send(writer: asyncio.StreamWriter, message: Any) -> None:
     writer.write(frame(message))
 
 
+class Outbox:
+    """The frames written in one step of the event loop, sent in one write at its end.
+
+    A worker decoding 16 streams answers 16 calls per decode step, each a frame of its own: one
+    write each was 16 sends, and on the gateway up to 16 wake-ups to read them. Held to the end
+    of the step (``call_soon``), they leave together and arrive in one read; nothing waits
+    longer than the step that wrote it. (The gateway's HTTP side does the same for its
+    responses: ``mmserve.api.coalesce``.)
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self._held: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        self._held.append(data)
+        if len(self._held) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        if not self.writer.is_closing():  # the other end is gone: nobody would read it
+            self.writer.write(held[0] if len(held) == 1 else b"".join(held))
+
+
 async def receive(reader: asyncio.StreamReader) -> Any:
     """The next message; :class:`asyncio.IncompleteReadError` once the other end is gone."""
     size = int.from_bytes(await reader.readexactly(HEADER), "big")

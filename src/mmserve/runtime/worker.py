@@ -85,6 +85,7 @@ async def _serve(fd: int) -> None:
         await writer.drain()
         return
     wire.send(writer, ("ready", actor.info()))
+    outbox = wire.Outbox(writer)
     calls: dict[int, asyncio.Task[None]] = {}
     try:
         while True:
@@ -95,7 +96,7 @@ async def _serve(fd: int) -> None:
                 break  # the gateway stopped, or is gone
             if message[0] == "call":
                 _, cid, method, args = message
-                calls[cid] = asyncio.ensure_future(_run(writer, actor, cid, method, args))
+                calls[cid] = asyncio.ensure_future(_run(outbox, actor, cid, method, args))
                 calls[cid].add_done_callback(functools.partial(_forget, calls, cid))
             elif message[0] == "cancel" and (running := calls.get(message[1])) is not None:
                 running.cancel()
@@ -117,34 +118,34 @@ def _load(setup: dict[str, Any]) -> WorkerActor:
         return WorkerActor(setup["card"], setup["base_dir"], setup["models_dir"], setup["device"])
 
 
-async def _run(writer: asyncio.StreamWriter, actor: WorkerActor, cid: int, method: str, args: tuple[Any, ...]) -> None:
+async def _run(outbox: wire.Outbox, actor: WorkerActor, cid: int, method: str, args: tuple[Any, ...]) -> None:
     try:
         result: Any = getattr(actor, method)(*args)
         if inspect.isasyncgen(result):
             batches = cast(AsyncGenerator[tuple[list[Any], bool], None], result)
             async with contextlib.aclosing(batches):
                 async for items, ended in batches:
-                    _send(writer, ("batch", cid, items, ended))
+                    _send(outbox, ("batch", cid, items, ended))
             return
         if inspect.isawaitable(result):
             result = await result
-        _send(writer, ("result", cid, result))
+        _send(outbox, ("result", cid, result))
     except asyncio.CancelledError:
         pass  # the gateway cancelled it: it expects nothing more
     except MMServeError as e:  # raised on purpose (a bad voice, an oversized prompt): the client's answer
-        _send(writer, ("error", cid, e))
+        _send(outbox, ("error", cid, e))
     except Exception:
         log.exception("model '%s' failed in %s", actor.card.id, method)
-        _send(writer, ("error", cid, None))
+        _send(outbox, ("error", cid, None))
 
 
-def _send(writer: asyncio.StreamWriter, message: Any) -> None:
+def _send(outbox: wire.Outbox, message: Any) -> None:
     try:
         frame = wire.frame(message)
     except Exception:  # something in it does not pickle: the call fails, the worker goes on
         log.exception("could not send the answer of call %s", message[1])
         frame = wire.frame(("error", message[1], None))
-    writer.write(frame)
+    outbox.write(frame)
 
 
 if __name__ == "__main__":
