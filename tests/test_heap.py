@@ -6,11 +6,11 @@ import gc
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from mmserve import heap
+from tests.helpers.gc_watch import full_collections
 
 
 class Node:
@@ -101,22 +101,6 @@ def test_freeze_imports_freezes_without_collecting_until_a_release() -> None:
     assert garbage() is not None  # frozen as it was: no collection first
     heap.release()
     assert garbage() is None and gc.get_freeze_count() > 0
-
-
-@contextmanager
-def full_collections() -> Iterator[list[int]]:
-    """The full (generation 2) collections run in the block, as a list that grows."""
-    seen: list[int] = []
-
-    def record(phase: str, info: dict[str, int]) -> None:
-        if phase == "start" and info["generation"] == 2:
-            seen.append(2)
-
-    gc.callbacks.append(record)
-    try:
-        yield seen
-    finally:
-        gc.callbacks.remove(record)
 
 
 def test_releases_in_a_released_once_block_make_one_collection_at_its_end() -> None:

@@ -19,6 +19,7 @@ from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
+from tests.helpers.gc_watch import full_collections
 
 
 def _card(mid: str, **deployment: object) -> ModelCard:
@@ -297,17 +298,8 @@ async def test_a_stop_frees_every_model_with_one_walk_of_the_heap(data_dir: Path
         rt = _runtime(data_dir, *(_card(m, mode="dedicated") for m in "abc"))
         await rt.start()
         models = [weakref.ref(rt.deployments[m].engine.model) for m in "abc"]  # type: ignore[union-attr]
-        full: list[int] = []
-
-        def record(phase: str, info: dict[str, int]) -> None:
-            if phase == "start" and info["generation"] == 2:
-                full.append(2)
-
-        gc.callbacks.append(record)
-        try:
+        with full_collections() as full:
             await rt.stop()
-        finally:
-            gc.callbacks.remove(record)
         assert full == [2]
         assert all(m() is None for m in models)
     finally:
