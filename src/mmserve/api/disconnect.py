@@ -43,7 +43,7 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
     watcher.add_done_callback(stop)
     try:
-        return await work
+        result = await work
     except asyncio.CancelledError:
         if left and handler.uncancel() == 0:  # only the watcher's cancel: the client left
             raise ClientDisconnect() from None
@@ -52,6 +52,9 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         running = False
         if not watcher.done():
             watcher.cancel()
+    if left:  # the work caught the watcher's cancel and ended anyway: the handler is not being cancelled
+        handler.uncancel()
+    return result
 
 
 async def _disconnected(request: Request) -> None:
