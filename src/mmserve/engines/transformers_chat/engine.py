@@ -30,21 +30,20 @@ from typing import Any
 from mmserve.engines.base import ChatEngine, EngineOptions
 from mmserve.engines.common.torch_utils import cuda_available
 from mmserve.engines.registry import import_names, require
-from mmserve.engines.transformers_chat.audio_input import resample
 from mmserve.engines.transformers_chat.batch import batchable, sdpa_masks
 from mmserve.engines.transformers_chat.constrained import GrammarCompiler
 from mmserve.engines.transformers_chat.hooks import ProcessorFactory, load_processor_factories
-from mmserve.engines.transformers_chat.image_input import processor_input_size, refuse_placeholder_tokens, video_share
+from mmserve.engines.transformers_chat.image_input import processor_input_size, video_share
 from mmserve.engines.transformers_chat.logprobs import LogprobEntries
 from mmserve.engines.transformers_chat.options import CPU_BATCH, GPU_BATCH, TransformersChatOptions
-from mmserve.engines.transformers_chat.prompt import max_new_tokens, template_messages
+from mmserve.engines.transformers_chat.prompt import max_new_tokens, render
 from mmserve.engines.transformers_chat.raw_prompt import media_token_ids, raw_prompt_inputs
 from mmserve.engines.transformers_chat.row import Prepared, Row, merged_delta
 from mmserve.engines.transformers_chat.scheduler import DecodeLoop
 from mmserve.engines.transformers_chat.textstream import fast_decoder
-from mmserve.engines.transformers_chat.typed_specials import ESCAPED_ROLES, TypedSpecials
+from mmserve.engines.transformers_chat.typed_specials import TypedSpecials
 from mmserve.engines.types import ChatDelta, ChatInput
-from mmserve.errors import EngineError, InvalidRequestError
+from mmserve.errors import EngineError
 from mmserve.media.image.decode import ImageInputSize
 
 log = logging.getLogger("mmserve.engines.transformers_chat.engine")
@@ -339,7 +338,10 @@ class TransformersChatEngine(ChatEngine):
             prompt, inputs = raw_prompt_inputs(self.tokenizer, raw, vocab=vocab, reserved=reserved)
             images: list[Any] = []
         else:
-            prompt, inputs, images = self._templated(request)
+            escaping = self._typed if self.options.user_special_tokens == "escape" else None
+            prompt, inputs, images = render(
+                self.processor, request, model=self.card.id, vision=self.vision, audio=self.audio, escaping=escaping
+            )
         inputs = inputs.to(self.model.device)
         for key in ("pixel_values", "input_features"):
             if key in inputs:
@@ -367,42 +369,6 @@ class TransformersChatEngine(ChatEngine):
         audio_token_id = getattr(self.processor, "audio_token_id", None) if self.audio else None
         audio_tokens = prompt_ids.count(audio_token_id) if audio_token_id is not None else 0
         return Prepared(inputs, prompt_ids, max_new, prompt, processors, image_tokens, video_tokens, audio_tokens)
-
-    def _templated(self, request: ChatInput) -> tuple[str, Any, list[Any]]:
-        """The prompt the chat template renders, the processor's inputs for it and its media, and the images."""
-        messages, images, audios = template_messages(request.messages, vision=self.vision, audio=self.audio)
-        if images and not self.vision:
-            raise InvalidRequestError(f"The model '{self.card.id}' does not accept images.", param="messages")
-        if audios and not self.audio:
-            raise InvalidRequestError(f"The model '{self.card.id}' does not hear audio.", param="messages")
-        escape = self.options.user_special_tokens == "escape" and self._typed is not None
-        if self.vision or self.audio:
-            refuse_placeholder_tokens(request.messages, self.processor, skip_roles=ESCAPED_ROLES if escape else ())
-        if escape and self._typed is not None:
-            messages = self._typed.escape_entries(messages)
-        try:
-            prompt = self.processor.apply_chat_template(
-                messages,
-                tools=request.tools,
-                add_generation_prompt=True,
-                tokenize=False,
-                **request.extra.get("chat_template_kwargs", {}),
-            )
-        except Exception as e:  # jinja2 TemplateError: the template's own message is for users
-            if type(e).__module__.startswith("jinja2"):
-                raise InvalidRequestError(
-                    f"The model's chat template refused the conversation: {e}", param="messages"
-                ) from None
-            raise
-        if self.vision or self.audio:
-            kwargs: dict[str, Any] = {"images": images or None} if self.vision else {}
-            if audios:
-                rate = int(self.processor.feature_extractor.sampling_rate)
-                kwargs.update(audio=[resample(a, rate) for a in audios], sampling_rate=rate)
-            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
-        else:
-            inputs = self.processor([prompt], return_tensors="pt", add_special_tokens=False)
-        return prompt, inputs, images
 
 
 def _on_gpu(device: str) -> bool:

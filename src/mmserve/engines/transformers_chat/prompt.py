@@ -1,12 +1,16 @@
-"""From engine chat messages to what a chat template reads, and the output budget a prompt leaves."""
+"""Engine chat messages to what a chat template reads; the prompt it renders, with the processor's
+inputs; the output budget a prompt leaves."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mmserve.chatformat.templates import template_tool_calls
-from mmserve.engines.types import ChatMessage, RawPrompt
-from mmserve.errors import ContextLengthError
+from mmserve.engines.transformers_chat.audio_input import resample
+from mmserve.engines.transformers_chat.image_input import refuse_placeholder_tokens
+from mmserve.engines.transformers_chat.typed_specials import ESCAPED_ROLES, TypedSpecials
+from mmserve.engines.types import ChatInput, ChatMessage, RawPrompt
+from mmserve.errors import ContextLengthError, InvalidRequestError
 
 
 def template_messages(
@@ -75,3 +79,44 @@ def max_new_tokens(
             param="max_tokens",
         )
     return requested
+
+
+def render(
+    processor: Any, request: ChatInput, *, model: str, vision: bool, audio: bool, escaping: TypedSpecials | None
+) -> tuple[str, Any, list[Any]]:
+    """The prompt the chat template renders, the processor's inputs for it and its media, and the images.
+
+    ``model`` names the card in errors; ``escaping``: the typed special tokens to escape in user text
+    (the card's ``user_special_tokens: escape``), or None.
+    """
+    messages, images, audios = template_messages(request.messages, vision=vision, audio=audio)
+    if images and not vision:
+        raise InvalidRequestError(f"The model '{model}' does not accept images.", param="messages")
+    if audios and not audio:
+        raise InvalidRequestError(f"The model '{model}' does not hear audio.", param="messages")
+    if vision or audio:
+        refuse_placeholder_tokens(request.messages, processor, skip_roles=ESCAPED_ROLES if escaping is not None else ())
+    if escaping is not None:
+        messages = escaping.escape_entries(messages)
+    try:
+        prompt = processor.apply_chat_template(
+            messages,
+            tools=request.tools,
+            add_generation_prompt=True,
+            tokenize=False,
+            **request.extra.get("chat_template_kwargs", {}),
+        )
+    except Exception as e:  # jinja2 TemplateError: the template's own message is for users
+        if type(e).__module__.startswith("jinja2"):
+            message = f"The model's chat template refused the conversation: {e}"
+            raise InvalidRequestError(message, param="messages") from None
+        raise
+    if vision or audio:
+        kwargs: dict[str, Any] = {"images": images or None} if vision else {}
+        if audios:
+            rate = int(processor.feature_extractor.sampling_rate)
+            kwargs.update(audio=[resample(a, rate) for a in audios], sampling_rate=rate)
+        inputs = processor(text=[prompt], return_tensors="pt", **kwargs)
+    else:
+        inputs = processor([prompt], return_tensors="pt", add_special_tokens=False)
+    return prompt, inputs, images
