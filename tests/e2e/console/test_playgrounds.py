@@ -190,7 +190,18 @@ def test_compare_answers_side_by_side(console: ConsolePage) -> None:
     page = console.open("compare")
     page.fill("textarea[name=prompt]", "Say hello.")
     page.click("button:text('Send to all')")
-    page.wait_for_function("() => document.querySelectorAll('.col.done').length === 2", timeout=120_000)
+    # every checked chat model (the first three) answers: wait until no column is still running. (It
+    # waited for exactly 2 done, from when the catalog had two chat models: with three, it timed out
+    # whenever the last two finished between the same two polls.)
+    page.wait_for_function(
+        "() => { const c = document.querySelectorAll('.col'); return c.length > 0 && "
+        "[...c].every((x) => x.matches('.done, .failed')); }",
+        timeout=120_000,
+    )
+    checked = page.locator("input[name=models]:checked").evaluate_all("bs => bs.map((b) => b.value)")
+    assert len(checked) >= 2 and "demo-vlm" in checked
+    assert page.locator(".col").evaluate_all("cs => cs.map((c) => c.dataset.model)") == checked
+    assert page.locator(".col.failed").count() == 0
     for col in page.locator(".col").all():
         assert col.locator("[data-stat=latency]").inner_text()
         assert " in / " in col.locator("[data-stat=tokens]").inner_text()
