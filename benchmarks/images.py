@@ -9,8 +9,9 @@ pipeline calls with the same prompt, size, steps, guidance and seeds, alternatin
 served requests (so both see the same machine load; only one computes at a time). The
 ratio end-to-end / direct is the serving overhead (HTTP, validation, queueing, PNG
 encoding, base64, JSON). Then concurrent clients (n=1 each): images/s at concurrency 1
-(sequential) and 4, the legs interleaved over ``--rounds``; concurrent requests of one size
-share a pipeline call (the engine's batching). Writes benchmarks/results/images.json.
+(sequential) and 4, the legs interleaved over ``--rounds``: on a GPU concurrent requests of one
+size share a pipeline call (the engine's batching); on a CPU they run in calls side by side
+(``parallel_generations``). Writes benchmarks/results/images.json.
 
 With ``--baseline-src`` (another tree's src/, e.g. /work/main/src), a second server runs that
 tree on the same data dir, and its requests join the alternation: the two servers' ratios to
@@ -139,18 +140,22 @@ async def run_concurrent(url: str, size: str, concurrency: int, requests: int) -
         return requests, time.perf_counter() - start
 
 
-def concurrency_legs(url: str, size: str, requests: int, rounds: int) -> dict[str, Any]:
-    done: dict[int, list[tuple[int, float]]] = {1: [], 4: []}
+def concurrency_legs(urls: dict[str, str], size: str, requests: int, rounds: int) -> dict[str, Any]:
+    """Concurrency 1 and 4 on every server, interleaved: each round runs every server's two legs."""
+    done: dict[str, dict[int, list[tuple[int, float]]]] = {name: {1: [], 4: []} for name in urls}
     for _ in range(rounds):
-        for c in done:
-            done[c].append(asyncio.run(run_concurrent(url, size, c, requests)))
-    rate = {c: sum(n for n, _ in legs) / sum(s for _, s in legs) for c, legs in done.items()}
-    return {
-        "requests_per_leg": requests,
-        "rounds": rounds,
-        "images_per_s": {str(c): r for c, r in rate.items()},
-        "concurrency_4_over_sequential": rate[4] / rate[1],
-    }
+        for name, url in urls.items():
+            for c in done[name]:
+                done[name][c].append(asyncio.run(run_concurrent(url, size, c, requests)))
+    out: dict[str, Any] = {"requests_per_leg": requests, "rounds": rounds}
+    for name, legs in done.items():
+        rate = {c: sum(n for n, _ in runs) / sum(s for _, s in runs) for c, runs in legs.items()}
+        suffix = "" if name == "mmserve" else f"_{name}"
+        out[f"images_per_s{suffix}"] = {str(c): r for c, r in rate.items()}
+        out[f"concurrency_4_over_sequential{suffix}"] = rate[4] / rate[1]
+    if "baseline" in urls:
+        out["concurrency_4_over_baseline"] = out["images_per_s"]["4"] / out["images_per_s_baseline"]["4"]
+    return out
 
 
 def main() -> None:
@@ -175,7 +180,7 @@ def main() -> None:
             urls["baseline"] = stack.enter_context(mmserve(data_dir, wait_for=["demo-image"], env=env))
         direct = Direct(data_dir / "models" / "image", args.size)
         levels = [run_level(urls, direct, n, args.size, args.requests) for n in (1, 4)]
-        concurrent = None if args.skip_concurrency else concurrency_legs(url, args.size, args.requests, args.rounds)
+        concurrent = None if args.skip_concurrency else concurrency_legs(urls, args.size, args.requests, args.rounds)
     write_result(
         "images",
         {

@@ -40,7 +40,7 @@ ENGINES: dict[str, EngineSpec] = {
     "pocketsphinx": EngineSpec("transcription", "mmserve.engines.pocketsphinx_asr:PocketsphinxEngine", "speech"),
     "whisper": EngineSpec("transcription", "mmserve.engines.whisper.engine:WhisperEngine", "transformers"),
     "diffusers-image": EngineSpec(
-        "image-generation", "mmserve.engines.diffusers_image:DiffusersImageEngine", "diffusers"
+        "image-generation", "mmserve.engines.diffusers_image.engine:DiffusersImageEngine", "diffusers"
     ),
     "diffusers-video": EngineSpec("video-generation", "mmserve.engines.diffusers_video:DiffusersVideoEngine", "video"),
     "transformers-embedding": EngineSpec(

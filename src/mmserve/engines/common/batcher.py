@@ -60,6 +60,11 @@ class Batcher(Generic[T]):
         for t in self._threads:
             t.start()
 
+    @property
+    def workers(self) -> int:
+        """Worker threads: batches that run at once."""
+        return len(self._threads)
+
     def submit(self, item: T) -> None:
         with self._cv:
             if self._closed:

@@ -5,7 +5,8 @@ The text-to-image pipeline is loaded from the card's source with ``AutoPipelineF
 ``from_pipe`` (``AutoPipelineForImage2Image`` / ``AutoPipelineForInpainting``): one copy of the weights.
 
 Each pipeline call:
-- runs in a worker thread (``parallel_generations`` of them), never on the event loop;
+- runs in a worker thread (``parallel_generations`` of them: on a CPU by default one per torch
+  team the cores hold, see :mod:`.options`), never on the event loop;
 - uses its own shallow copy of the pipeline with a fresh scheduler: diffusers pipelines and
   schedulers keep per-call state (timesteps, guidance, interrupt flag) on the object; with
   ``parallel_generations`` > 1, each worker thread also has its own tokenizers (they keep
@@ -17,8 +18,9 @@ Each pipeline call:
 
 Concurrent text-to-image requests with the same size, step count, guidance (and whether
 they have a negative prompt) are batched into one pipeline call, up to
-``max_batch_images`` images (:mod:`mmserve.engines.common.batcher`): a worker that frees
-takes the waiting requests together. Each keeps its own generators, so a seed gives the
+``max_batch_images`` images (by default 4 on a GPU, and 1, no batching, on a CPU: see
+:mod:`.options`) (:mod:`mmserve.engines.common.batcher`): a worker that frees takes the
+waiting requests together. Each keeps its own generators, so a seed gives the
 same image batched or alone (to float rounding: a batched convolution may move a pixel by a
 level or two). Edits (an input image, a mask) run one request per call.
 """
@@ -30,6 +32,7 @@ import copy
 import inspect
 import logging
 import math
+import os
 import secrets
 import threading
 from collections.abc import Hashable
@@ -37,59 +40,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
 from mmserve.engines.common.batcher import Batcher
 from mmserve.engines.common.diffusers_utils import diffusers_class, prompt_tokens
 from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
+from mmserve.engines.diffusers_image.options import DiffusersImageOptions, concurrency_defaults
 from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 
 log = logging.getLogger("mmserve.engines.diffusers_image")
 
-Quality = Literal["low", "medium", "high"]
 Kind = Literal["text", "image", "inpaint"]
 MAX_SEED = 2**63 - 1
-
-
-class QualitySteps(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    low: int = Field(default=15, ge=1)
-    medium: int = Field(default=30, ge=1)
-    high: int = Field(default=50, ge=1)
-
-
-class DiffusersImageOptions(EngineOptions):
-    pipeline: str = Field(
-        default="auto", description="'auto' (AutoPipelineForText2Image) or a diffusers pipeline class name."
-    )
-    image_to_image_pipeline: str = Field(default="auto", description="'auto' (AutoPipelineForImage2Image) or a class.")
-    inpaint_pipeline: str = Field(default="auto", description="'auto' (AutoPipelineForInpainting) or a class.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    variant: str | None = Field(default=None, description="Weight file variant, e.g. 'fp16'.")
-    scheduler: str | None = Field(default=None, description="A diffusers scheduler class replacing the model's.")
-    quality_steps: QualitySteps = Field(default_factory=QualitySteps, description="quality -> denoising steps.")
-    default_quality: Quality = "medium"
-    max_steps: int = Field(default=150, ge=1)
-    guidance_scale: float | None = Field(default=None, ge=0, description="None: the pipeline's own default.")
-    image_to_image_strength: float = Field(default=0.8, gt=0, le=1)
-    inpaint_strength: float = Field(default=1.0, gt=0, le=1)
-    size_multiple: int | None = Field(default=None, ge=1, description="Sides must be multiples of it (None: VAE's).")
-    max_input_images: int = Field(default=1, ge=1, description="Images one edit may combine (pipelines taking a list).")
-    paste_unmasked: bool = Field(
-        default=True, description="Inpainting: copy the input's pixels back outside the mask, so only the mask changes."
-    )
-    parallel_generations: int = Field(default=1, ge=1, description="Pipeline calls run at once in worker threads.")
-    max_batch_images: int = Field(
-        default=4,
-        ge=1,
-        description="Images one pipeline call makes for concurrent text-to-image requests of the same size and "
-        "steps (a request asking more runs alone).",
-    )
 
 
 class _Cancelled(Exception):
@@ -114,6 +78,7 @@ class DiffusersImageEngine(ImageEngine):
     _pipes: dict[str, Any]
     _batcher: Batcher[_Job] | None = None
     _size_multiple: int = 8
+    _max_batch_images: int = 1
     _tokenizers: ThreadTokenizers | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,6 +91,7 @@ class DiffusersImageEngine(ImageEngine):
     def load(self) -> None:
         require("diffusers", self.card.engine)
         import diffusers
+        import torch
 
         diffusers.utils.logging.disable_progress_bar()  # its loading bar: mmserve logs each load itself
 
@@ -153,14 +119,17 @@ class DiffusersImageEngine(ImageEngine):
             self._pipes["image"] = self._derive(pipe, opts.image_to_image_pipeline, auto_i2i, "image_to_image_pipeline")
             self._pipes["inpaint"] = self._derive(pipe, opts.inpaint_pipeline, auto_inpaint, "inpaint_pipeline")
         self._size_multiple = opts.size_multiple or int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        batch, workers = concurrency_defaults(self.device, len(os.sched_getaffinity(0)), torch.get_num_threads())
+        self._max_batch_images = opts.max_batch_images or batch
+        workers = opts.parallel_generations or workers
         # parallel calls must not share a tokenizer (see thread_tokenizers); one worker can
-        self._tokenizers = ThreadTokenizers(pipe.components) if opts.parallel_generations > 1 else None
+        self._tokenizers = ThreadTokenizers(pipe.components) if workers > 1 else None
         self._batcher = Batcher(
             self._run_batch,
             key=self._batch_key,
             size=lambda job: job.request.n,
-            limit=opts.max_batch_images,
-            workers=opts.parallel_generations,
+            limit=self._max_batch_images,
+            workers=workers,
             name=f"img-{self.card.id}",
         )
 
@@ -291,7 +260,7 @@ class DiffusersImageEngine(ImageEngine):
     def _batch_key(self, job: _Job) -> Hashable | None:
         """Text-to-image requests with equal keys can share a pipeline call; None: the job runs alone."""
         r = job.request
-        if job.kind != "text" or r.n > self.options.max_batch_images or r.partial_images:  # previews: alone
+        if job.kind != "text" or r.n > self._max_batch_images or r.partial_images:  # previews: alone
             return None
         guidance = r.guidance_scale if r.guidance_scale is not None else self.options.guidance_scale
         return (r.width, r.height, self._steps(r)[0], guidance, bool(r.negative_prompt))

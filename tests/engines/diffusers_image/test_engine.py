@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +14,20 @@ from PIL import Image
 
 from mmserve.cards import ModelCard
 from mmserve.catalog.builders import build_demo_model
-from mmserve.engines import diffusers_image
-from mmserve.engines.diffusers_image import DiffusersImageEngine
+from mmserve.engines.diffusers_image import engine as diffusers_image
+from mmserve.engines.diffusers_image.engine import DiffusersImageEngine
+from mmserve.engines.diffusers_image.options import concurrency_defaults
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
 from mmserve.errors import EngineUnavailableError, InvalidRequestError, ModelCapabilityError
 from tests.helpers.image_checks import same_up_to_batch_numerics
 
-OPTIONS = {"quality_steps": {"low": 1, "medium": 2, "high": 4}, "guidance_scale": 5.0, "parallel_generations": 2}
+# batching and parallel calls both on (a CPU's defaults would not batch: see test_cpu_defaults_...)
+OPTIONS = {
+    "quality_steps": {"low": 1, "medium": 2, "high": 4},
+    "guidance_scale": 5.0,
+    "parallel_generations": 2,
+    "max_batch_images": 4,
+}
 
 
 def _card(**over: object) -> ModelCard:
@@ -347,3 +355,50 @@ def test_previews_decoded_from_intermediate_latents(engine: DiffusersImageEngine
     final = np.asarray(out.images[0], dtype=float)  # type: ignore[attr-defined]
     assert not np.array_equal(first, last)  # decoded from different steps
     assert not np.array_equal(last, final)
+
+
+@pytest.mark.parametrize(
+    ("device", "cores", "threads", "expected"),
+    [
+        ("cuda", 32, 32, (4, 1)),  # a GPU: batches, one call at a time
+        ("cuda:1", 2, 1, (4, 1)),
+        ("cpu", 2, 1, (1, 2)),  # the demo server on 2 cores: a call per core
+        ("cpu", 16, 4, (1, 4)),  # four teams of four threads
+        ("cpu", 2, 2, (1, 1)),  # one team takes both cores
+        ("cpu", 1, 4, (1, 1)),  # never less than one worker
+    ],
+)
+def test_concurrency_defaults_by_device(device: str, cores: int, threads: int, expected: tuple[int, int]) -> None:
+    assert concurrency_defaults(device, cores, threads) == expected
+
+
+def test_cpu_defaults_run_concurrent_requests_side_by_side_not_batched(source: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server sets it for a catalog of several torch models
+    options = {k: v for k, v in OPTIONS.items() if k not in ("parallel_generations", "max_batch_images")}
+    eng = DiffusersImageEngine(_card(options=options), source=source, device="cpu")
+    try:
+        eng.load()
+        assert eng._batcher is not None
+        assert (eng._batcher.limit, eng._batcher.workers) == (1, max(1, len(os.sched_getaffinity(0))))
+        alone = [asyncio.run(eng.generate(r)) for r in BATCHABLE]
+        before_batches = eng._batcher.batches
+        together = asyncio.run(_behind_a_busy_worker(eng, BATCHABLE))
+        assert eng._batcher.largest == 1  # each request in a call of its own
+        assert eng._batcher.batches - before_batches == 4  # the busy call and the three
+        for a, b in zip(alone, together, strict=True):
+            assert a.seed == b.seed and _same_images(a.images, b.images)
+    finally:
+        eng.unload()
+        torch.set_num_threads(before)
+    # a card's own settings win on a CPU too
+    batching = DiffusersImageEngine(
+        _card(options={**options, "max_batch_images": 4, "parallel_generations": 1}), source=source, device="cpu"
+    )
+    batching.load()
+    try:
+        assert batching._batcher is not None and (batching._batcher.limit, batching._batcher.workers) == (4, 1)
+    finally:
+        batching.unload()
