@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -387,7 +388,7 @@ def test_cpu_defaults_run_concurrent_requests_side_by_side_not_batched(source: P
         before_batches = eng._batcher.batches
         together = asyncio.run(_behind_a_busy_worker(eng, BATCHABLE))
         assert eng._batcher.largest == 1  # each request in a call of its own
-        assert eng._batcher.batches - before_batches == 4  # the busy call and the three
+        assert eng._batcher.batches - before_batches == 5  # the busy call, and a call per image (4)
         for a, b in zip(alone, together, strict=True):
             assert a.seed == b.seed and _same_images(a.images, b.images)
     finally:
@@ -402,3 +403,58 @@ def test_cpu_defaults_run_concurrent_requests_side_by_side_not_batched(source: P
         assert batching._batcher is not None and (batching._batcher.limit, batching._batcher.workers) == (4, 1)
     finally:
         batching.unload()
+
+
+@pytest.fixture(scope="module")
+def side_by_side(source: Path) -> Iterator[DiffusersImageEngine]:
+    """A CPU's defaults on a 2-core machine, set explicitly: no batching, two calls at once."""
+    options = {**OPTIONS, "max_batch_images": 1, "parallel_generations": 2}
+    eng = DiffusersImageEngine(_card(options=options), source=source, device="cpu")
+    eng.load()
+    yield eng
+    eng.unload()
+
+
+def test_an_n_image_request_runs_its_images_side_by_side(
+    side_by_side: DiffusersImageEngine, one_worker: DiffusersImageEngine
+) -> None:
+    request = ImageGenInput(prompt="a red boat", n=3, width=128, height=96, seed=11)
+    in_one_call = asyncio.run(one_worker.generate(request))  # max_batch_images 4: one call of three
+    assert side_by_side._batcher is not None
+    before = side_by_side._batcher.batches
+    seen: list[float] = []
+    split = asyncio.run(side_by_side.generate(request, seen.append))
+    assert side_by_side._batcher.batches - before == 3 and side_by_side._batcher.largest == 1
+    assert (split.seed, split.steps, split.quality, split.prompt_tokens) == (11, 2, "medium", in_one_call.prompt_tokens)
+    assert _same_images(split.images, in_one_call.images)  # image i from seed + i, in order
+    assert seen == sorted(seen) and seen[-1] == 1.0  # the parts' mean: it never goes back
+    unseeded = asyncio.run(side_by_side.generate(replace(request, seed=None)))
+    assert unseeded.seed is not None and len(unseeded.images) == 3
+    again = asyncio.run(side_by_side.generate(replace(request, seed=unseeded.seed)))
+    assert _same_images(again.images, unseeded.images)  # the reported seed makes the same images
+
+
+def test_a_cancelled_n_image_request_stops_all_its_calls(
+    side_by_side: DiffusersImageEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = side_by_side._batcher
+    assert batcher is not None
+    jobs: list[diffusers_image._Job] = []
+    submit = batcher.submit
+    monkeypatch.setattr(batcher, "submit", lambda job: (jobs.append(job), submit(job))[1])
+    seen: list[float] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            side_by_side.generate(ImageGenInput(prompt="x", n=4, width=256, height=256, steps=150, seed=1), seen.append)
+        )
+        while not seen or seen[-1] == 0.0:  # denoising has started
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await side_by_side.generate(ImageGenInput(prompt="y", width=64, height=64))  # the workers are free again
+
+    asyncio.run(main())
+    assert len(jobs) == 5 and all(job.cancelled.is_set() for job in jobs[:4])  # every part, running or waiting
+    assert 0 < seen[-1] < 0.5  # stopped long before any part's 150 steps were done

@@ -22,7 +22,9 @@ they have a negative prompt) are batched into one pipeline call, up to
 :mod:`.options`) (:mod:`mmserve.engines.common.batcher`): a worker that frees takes the
 waiting requests together. Each keeps its own generators, so a seed gives the
 same image batched or alone (to float rounding: a batched convolution may move a pixel by a
-level or two). Edits (an input image, a mask) run one request per call.
+level or two). Edits (an input image, a mask) run one request per call. A text-to-image
+request for more images than one call makes, with several workers (a CPU's default), runs its
+images in calls of their own side by side, image i still from seed + i.
 """
 
 from __future__ import annotations
@@ -37,22 +39,22 @@ import secrets
 import threading
 from collections.abc import Hashable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mmserve.engines.base import EngineOptions, ImageEngine, PreviewCallback, ProgressCallback
 from mmserve.engines.common.batcher import Batcher
 from mmserve.engines.common.diffusers_utils import diffusers_class, prompt_tokens
 from mmserve.engines.common.latent_preview import decode_preview, preview_steps
 from mmserve.engines.common.thread_tokenizers import ThreadTokenizers
+from mmserve.engines.diffusers_image.checks import Kind, check, denoising_steps, edit_strength
 from mmserve.engines.diffusers_image.options import DiffusersImageOptions, concurrency_defaults
 from mmserve.engines.registry import import_names, require
 from mmserve.engines.types import ImageGenInput, ImageGenOutput
-from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError, ModelCapabilityError
+from mmserve.errors import EngineError, EngineUnavailableError, InvalidRequestError
 
 log = logging.getLogger("mmserve.engines.diffusers_image")
 
-Kind = Literal["text", "image", "inpaint"]
 MAX_SEED = 2**63 - 1
 
 
@@ -180,7 +182,9 @@ class DiffusersImageEngine(ImageEngine):
         batcher = self._batcher
         if not getattr(self, "_pipes", None) or batcher is None:
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
-        kind = self._check(request)
+        kind = check(request, self.card.id, self.options, self._size_multiple, edits="image" in self._pipes)
+        if kind == "text" and request.n > self._max_batch_images and batcher.workers > 1 and not request.partial_images:
+            return await self._side_by_side(request, progress)
         loop = asyncio.get_running_loop()
         cancelled = threading.Event()
 
@@ -204,58 +208,39 @@ class DiffusersImageEngine(ImageEngine):
         except Exception as e:
             raise EngineError(f"image generation failed in '{self.card.id}'") from e
 
-    def _check(self, request: ImageGenInput) -> Kind:
-        """Cheap request checks, on the caller's side, so that bad requests never take a worker."""
-        m = self._size_multiple
-        if request.width % m or request.height % m:
-            w, h = (max(m, (s + m // 2) // m * m) for s in (request.width, request.height))
-            raise InvalidRequestError(
-                f"The model '{self.card.id}' makes images whose sides are multiples of {m} pixels; "
-                f"{request.width}x{request.height} is not (try {w}x{h}).",
-                param="size",
-            )
-        if request.steps is not None and request.steps > self.options.max_steps:
-            raise InvalidRequestError(
-                f"steps is {request.steps}; the model '{self.card.id}' allows at most {self.options.max_steps}.",
-                param="steps",
-                code="model_limit",
-            )
-        if not request.images:
-            if request.mask is not None:
-                raise InvalidRequestError("A mask needs an image to edit.", param="mask")
-            return "text"
-        if "image" not in self._pipes:
-            raise ModelCapabilityError(
-                f"The model '{self.card.id}' does not edit images (capabilities.edits is false).", param="image"
-            )
-        limit = self.options.max_input_images
-        if len(request.images) > limit:
-            raise InvalidRequestError(
-                f"The model '{self.card.id}' edits {limit} image{'s' if limit > 1 else ''} per request; "
-                f"{len(request.images)} were sent.",
-                param="image",
-            )
-        if request.mask is not None and request.mask.size != request.images[0].size:
-            raise InvalidRequestError(
-                f"The mask is {request.mask.size[0]}x{request.mask.size[1]} but the image is "
-                f"{request.images[0].size[0]}x{request.images[0].size[1]}; they must be the same size.",
-                param="mask",
-            )
-        kind: Kind = "inpaint" if request.mask is not None else "image"
-        # an edit runs int(steps * strength) steps; _run raises steps to at least ceil(1 / strength)
-        if self._strength(kind, request) * self.options.max_steps < 1:
-            raise InvalidRequestError(
-                f"strength {request.strength:g} is too small: no denoising step would run within the model's "
-                f"{self.options.max_steps} steps. Use a strength of at least {1 / self.options.max_steps:.3g}.",
-                param="strength",
-                code="model_limit",
-            )
-        return kind
+    async def _side_by_side(self, request: ImageGenInput, progress: ProgressCallback | None) -> ImageGenOutput:
+        """A request for more images than one call makes, on several workers: its images in calls of
+        ``max_batch_images`` each, side by side (a CPU's default: n calls of one, as many at once as
+        there are workers). Image i still comes from seed + i; the first failure fails the request
+        and stops the other calls, as a cancelled request stops them all."""
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 64)
+        size = self._max_batch_images
+        parts = [
+            replace(request, n=min(size, request.n - i), seed=(seed + i) % MAX_SEED) for i in range(0, request.n, size)
+        ]
+        done = [0.0] * len(parts)
 
-    def _strength(self, kind: Kind, request: ImageGenInput) -> float:
-        if request.strength is not None:
-            return request.strength
-        return self.options.inpaint_strength if kind == "inpaint" else self.options.image_to_image_strength
+        def part_progress(j: int) -> ProgressCallback | None:
+            if progress is None:
+                return None
+
+            def report(fraction: float) -> None:  # on the event loop: the mean of the parts
+                done[j] = fraction
+                progress(sum(done) / len(done))
+
+            return report
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.generate(part, part_progress(j))) for j, part in enumerate(parts)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        outs = [task.result() for task in tasks]
+        first = outs[0]
+        images = [image for out in outs for image in out.images]
+        return ImageGenOutput(
+            images=images, prompt_tokens=first.prompt_tokens, steps=first.steps, quality=first.quality, seed=seed
+        )
 
     def _batch_key(self, job: _Job) -> Hashable | None:
         """Text-to-image requests with equal keys can share a pipeline call; None: the job runs alone."""
@@ -263,7 +248,7 @@ class DiffusersImageEngine(ImageEngine):
         if job.kind != "text" or r.n > self._max_batch_images or r.partial_images:  # previews: alone
             return None
         guidance = r.guidance_scale if r.guidance_scale is not None else self.options.guidance_scale
-        return (r.width, r.height, self._steps(r)[0], guidance, bool(r.negative_prompt))
+        return (r.width, r.height, denoising_steps(r, self.options)[0], guidance, bool(r.negative_prompt))
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         """One pipeline call for ``jobs``; if several fail together, each runs again alone (only its own fails)."""
@@ -292,7 +277,7 @@ class DiffusersImageEngine(ImageEngine):
             for name, tokenizer in self._tokenizers.for_this_thread().items():
                 setattr(pipe, name, tokenizer)
         accepted = set(inspect.signature(pipe.__call__).parameters)
-        steps, quality = self._steps(first)
+        steps, quality = denoising_steps(first, self.options)
         seeds = [j.request.seed if j.request.seed is not None else secrets.randbelow(MAX_SEED - 64) for j in jobs]
         # one prompt and one generator per image: image i of a request from its seed + i
         kwargs: dict[str, Any] = {
@@ -327,7 +312,7 @@ class DiffusersImageEngine(ImageEngine):
         if kind != "text":  # edits run alone
             init = [im.convert("RGB").resize(size, Image.Resampling.LANCZOS) for im in first.images]
             kwargs["image"] = init if len(init) > 1 else init[0]
-            strength = self._strength(kind, first)
+            strength = edit_strength(kind, first, self.options)
             kwargs["strength"] = strength
             steps = max(steps, math.ceil(1 / strength))  # at least one denoising step runs
             if first.mask is not None:
@@ -366,9 +351,3 @@ class DiffusersImageEngine(ImageEngine):
             tokens = prompt_tokens(pipe, j.request.prompt)
             outputs.append(ImageGenOutput(images=mine, prompt_tokens=tokens, steps=steps, quality=quality, seed=seed))
         return outputs
-
-    def _steps(self, request: ImageGenInput) -> tuple[int, str | None]:
-        if request.steps is not None:
-            return request.steps, None
-        quality = request.quality if request.quality in ("low", "medium", "high") else self.options.default_quality
-        return int(getattr(self.options.quality_steps, quality)), quality
