@@ -184,7 +184,18 @@ class DiffusersImageEngine(ImageEngine):
             raise EngineError(f"Model '{self.card.id}' is not loaded.")
         kind = check(request, self.card.id, self.options, self._size_multiple, edits="image" in self._pipes)
         if kind == "text" and request.n > self._max_batch_images and batcher.workers > 1 and not request.partial_images:
-            return await self._side_by_side(request, progress)
+            return await self._side_by_side(batcher, request, progress)
+        return await self._submit(batcher, kind, request, progress, preview)
+
+    async def _submit(
+        self,
+        batcher: Batcher[_Job],
+        kind: Kind,
+        request: ImageGenInput,
+        progress: ProgressCallback | None,
+        preview: PreviewCallback | None,
+    ) -> ImageGenOutput:
+        """A checked request, to the workers: its images, once a pipeline call made them."""
         loop = asyncio.get_running_loop()
         cancelled = threading.Event()
 
@@ -208,7 +219,9 @@ class DiffusersImageEngine(ImageEngine):
         except Exception as e:
             raise EngineError(f"image generation failed in '{self.card.id}'") from e
 
-    async def _side_by_side(self, request: ImageGenInput, progress: ProgressCallback | None) -> ImageGenOutput:
+    async def _side_by_side(
+        self, batcher: Batcher[_Job], request: ImageGenInput, progress: ProgressCallback | None
+    ) -> ImageGenOutput:
         """A request for more images than one call makes, on several workers: its images in calls of
         ``max_batch_images`` each, side by side (a CPU's default: n calls of one, as many at once as
         there are workers). Image i still comes from seed + i; the first failure fails the request
@@ -232,7 +245,10 @@ class DiffusersImageEngine(ImageEngine):
 
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.generate(part, part_progress(j))) for j, part in enumerate(parts)]
+                tasks = [
+                    group.create_task(self._submit(batcher, "text", part, part_progress(j), None))
+                    for j, part in enumerate(parts)
+                ]
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
         outs = [task.result() for task in tasks]
