@@ -3,27 +3,75 @@
 It lives in ``.venv-vllm/`` at the repository root (git-ignored), so it is built once per
 checkout (~2-5 minutes, ~500 MB downloaded) and reused by later runs. ``MMSERVE_TEST_VLLM_PYTHON``
 points the tests at another environment's python instead.
+
+A session that will run vLLM's tests starts making the environment in a process of its own as
+soon as its tests are collected (:func:`make_in_background`), and runs vLLM's tests last
+(tests/conftest.py): making it is mostly pip waiting on downloads and unpacking on one core, so it
+overlaps the rest of the suite instead of adding its ~150 s to a fresh clone's run.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from mmserve.engines.vllm.venv import create_vllm_venv
+from mmserve.engines.vllm.venv import create_vllm_venv, detect_target, is_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-vllm"
+LOCK = ROOT / ".venv-vllm.lock"
+BACKGROUND_LOG = ROOT / ".venv-vllm.log"
 # Generous: the first run builds the environment, and vLLM starts in 30 s to 2+ minutes on a busy 2-core machine.
 SETUP_TIMEOUT_S = 1500
+
+_background: subprocess.Popen[bytes] | None = None
 
 
 def vllm_python() -> Path:
     override = os.environ.get("MMSERVE_TEST_VLLM_PYTHON")
     if override:
         return Path(override)
+    _wait_for_background()
     VENV.parent.mkdir(parents=True, exist_ok=True)
-    with (ROOT / ".venv-vllm.lock").open("w") as lock:
+    with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs in one checkout build it once
         return create_vllm_venv(VENV, log=lambda line: print(f"[vllm-venv] {line}", flush=True))
+
+
+def make_in_background() -> None:
+    """Start making the environment in another process, when it is missing (its output: BACKGROUND_LOG).
+
+    That process takes the same lock as :func:`vllm_python`, which waits for it and reports its
+    failure with the end of its log.
+    """
+    global _background
+    if _background is not None or os.environ.get("MMSERVE_TEST_VLLM_PYTHON") or is_ready(VENV, detect_target()):
+        return
+    with BACKGROUND_LOG.open("wb") as log:
+        _background = subprocess.Popen(
+            [sys.executable, "-c", "from tests.helpers.vllm import vllm_python; vllm_python()"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_background() -> None:
+    """At the session's end: a run cut short does not leave pip running (the environment stays unmarked)."""
+    if _background is not None and _background.poll() is None:
+        _background.terminate()
+        _background.wait(timeout=30)
+
+
+def _wait_for_background() -> None:
+    global _background
+    if _background is None:
+        return
+    returncode, _background = _background.wait(), None
+    if returncode != 0:
+        tail = BACKGROUND_LOG.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"making {VENV} failed (exit {returncode}); the end of {BACKGROUND_LOG}:\n{tail}")
