@@ -52,7 +52,7 @@ WORKER = {"mode": "dedicated", "process": True}
 def _pair(name: str, card: dict[str, Any]) -> list[dict[str, Any]]:
     """The card in this process and in a worker process."""
     return [
-        {**card, "id": f"{name}-here", "deployment": {"mode": "dedicated"}},
+        {**card, "id": f"{name}-here", "deployment": {"mode": "dedicated", "process": False}},
         {**card, "id": f"{name}-worker", "deployment": WORKER},
     ]
 
@@ -60,6 +60,7 @@ def _pair(name: str, card: dict[str, Any]) -> list[dict[str, Any]]:
 CATALOG = {
     "models": [
         *_pair("text", TEXT),
+        {**TEXT, "id": "text-unsaid", "deployment": {"mode": "dedicated"}},  # in a worker: the server's setting
         *_pair("vlm", VLM),
         *_pair("image", IMAGE),
         *_pair("embed", EMBED),
@@ -99,7 +100,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     config.write_text(yaml.safe_dump(CATALOG))
     (root / "data").mkdir()
     (root / "data" / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {"MMSERVE_CLUSTER__HEALTH_CHECK_INTERVAL_S": "0.5", "MMSERVE_IDLE_CHECK_INTERVAL_S": "0.5"}
+    env = {
+        "MMSERVE_CLUSTER__HEALTH_CHECK_INTERVAL_S": "0.5",
+        "MMSERVE_IDLE_CHECK_INTERVAL_S": "0.5",
+        "MMSERVE_WORKER_PROCESSES": "true",  # every card in a worker unless it says otherwise (the "-here" twins do)
+    }
     proc = ServerProcess(root / "data", config, env=env)
     try:
         yield proc.start(
@@ -277,6 +282,21 @@ def test_a_worker_killed_mid_stream_fails_that_stream_and_recovers(server: Serve
     assert _worker_pid(server, "slow-worker") != pid
 
 
+def test_the_server_setting_puts_every_card_in_a_worker_unless_it_says_otherwise(
+    server: ServerProcess, client: OpenAI
+) -> None:
+    """This module's server runs with MMSERVE_WORKER_PROCESSES=true: "text-unsaid" says nothing about where it
+    runs, "text-here" says ``process: false``."""
+    assert server.proc is not None
+    assert _worker_pid(server, "text-unsaid") in processes_where(PARENT, server.proc.pid)
+    assert [_deployment(server, m)["runs_in"] for m in ("text-unsaid", "text-here")] == ["worker", "here"]
+    assert _deployment(server, "text-here")["replica_nodes"] == ["local"]
+    answers = [
+        _chat(client, m, max_tokens=6, temperature=0).choices[0].message.content for m in ("text-unsaid", "text-here")
+    ]
+    assert answers[0] == answers[1]
+
+
 def test_weights_that_are_not_here_fail_without_a_worker(server: ServerProcess, client: OpenAI) -> None:
     assert server.proc is not None
     before = set(processes_where(PARENT, server.proc.pid))
@@ -349,29 +369,6 @@ def test_ctrl_c_stops_the_server_and_its_workers_quietly(tmp_path: Path, models_
     # both exit without a last walk of their heaps (mmserve.heap.ending): the server's shutdown, the worker's unload
     ending = "the process exits next: its unloads leave the heap to the exit"
     assert f"mmserve.heap: {ending}" in log and f"mmserve.heap [worker {pid}]: {ending}" in log, log[-3000:]
-
-
-def test_the_server_setting_puts_every_card_in_a_worker_unless_it_says_otherwise(
-    tmp_path: Path, models_dir: Path
-) -> None:
-    config = tmp_path / "catalog.yaml"
-    cards = [
-        {**TEXT, "id": "unsaid", "deployment": {"mode": "dedicated"}},
-        {**TEXT, "id": "here", "deployment": {"mode": "dedicated", "process": False}},
-    ]
-    config.write_text(yaml.safe_dump({"models": cards}))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "models").symlink_to(models_dir, target_is_directory=True)
-    server = ServerProcess(tmp_path / "data", config, env={"MMSERVE_WORKER_PROCESSES": "true"})
-    try:
-        server.start(wait_for=["unsaid", "here"], timeout=300)
-        assert _worker_pid(server, "unsaid") in processes_where(PARENT, server.proc.pid)  # type: ignore[union-attr]
-        assert _deployment(server, "here")["replica_nodes"] == ["local"]
-        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
-        answers = [_chat(client, m, max_tokens=6, temperature=0).choices[0].message.content for m in ("unsaid", "here")]
-        assert answers[0] == answers[1]
-    finally:
-        server.stop()
 
 
 def test_a_stopped_worker_exits_by_itself_and_is_reaped(tmp_path: Path, models_dir: Path) -> None:
