@@ -75,8 +75,10 @@ def gateways(
         (data / "models").symlink_to(models_dir, target_is_directory=True)
         servers.append(ServerProcess(data, config, env=env))
     try:
+        for server in servers:  # side by side, as a deployment's gateways start (one migrates, db.py)
+            server.launch()
         for server in servers:
-            server.start(wait_for=["tiny-text", "slow-video"])
+            server.wait_ready(["tiny-text", "slow-video"])
         yield servers[0], servers[1], env
     finally:
         for server in servers:
