@@ -11,7 +11,7 @@ import pytest
 from tests.helpers.postgres import PostgresServer
 from tests.helpers.ray_cluster import RayCluster
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.vllm import make_in_background, stop_background
+from tests.helpers.vllm import stop_background
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,15 +47,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
-    # vLLM's tests run last, and its environment (when missing) is made meanwhile (tests/helpers/vllm.py)
-    vllm = [item for item in items if "vllm_server" in getattr(item, "fixturenames", ())]
-    if vllm:
-        items[:] = [item for item in items if "vllm_server" not in getattr(item, "fixturenames", ())] + vllm
-        make_in_background()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    stop_background()
+    stop_background()  # vLLM's environment or server, if the session ended before its tests (tests/helpers/vllm.py)
 
 
 @pytest.fixture(scope="session")

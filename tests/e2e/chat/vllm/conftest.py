@@ -4,10 +4,15 @@ The vLLM environment is made by `mmserve vllm-venv` when missing (tests/helpers/
 model is mmserve's tiny Qwen3-style tool LM with 32-wide attention heads (vLLM's CPU attention
 has no 16). The same weights also back a transformers card, for fallback while vLLM restarts.
 Keys are on: every request carries the admin key or a key made with `mmserve keys create`.
+
+These tests run last in a session, and their server is launched as soon as the session's tests are
+collected and the vLLM environment is there (tests/helpers/vllm.py): it starts while the others run.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +22,7 @@ from openai import OpenAI
 
 from mmserve.catalog.builders.toollm import TOOL_CHAT_TEMPLATE
 from tests.helpers.process import ServerProcess
-from tests.helpers.vllm import SETUP_TIMEOUT_S, vllm_python
+from tests.helpers.vllm import SETUP_TIMEOUT_S, launch_early, make_in_background, take_early, vllm_python
 
 ADMIN = "admin-secret"
 # Long enough that an answer runs for seconds (250-500 tokens/s here): the resilience tests act mid-answer
@@ -71,19 +76,37 @@ def catalog(python: Path, template: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="package")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
-    python = vllm_python()
-    data = tmp_path_factory.mktemp("vllm-data")
-    (data / "models").symlink_to(models_dir, target_is_directory=True)
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs: nothing is launched for none
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """vLLM's tests go last; its environment is made and its server launched meanwhile."""
+    ours = [item for item in items if "vllm_server" in getattr(item, "fixturenames", ())]
+    if ours:
+        items[:] = [item for item in items if "vllm_server" not in getattr(item, "fixturenames", ())] + ours
+        if not config.option.collectonly:
+            make_in_background()
+            launch_early(launch)
+
+
+def launch(python: Path) -> ServerProcess:
+    """The server of this folder's tests, launched (not waited for), in a data directory of its own."""
+    data = Path(tempfile.mkdtemp(prefix="mmserve-test-vllm-"))
+    (data / "models").mkdir()
     template = data / "thinking.jinja"
     template.write_text(THINKING_TEMPLATE)
     config = data / "catalog.yaml"
     config.write_text(yaml.safe_dump(catalog(python, template)))
     env = {"MMSERVE_AUTH": "true", "MMSERVE_ADMIN_KEY": ADMIN, "MMSERVE_USAGE_FLUSH_INTERVAL_S": "0.05"}
-    server = ServerProcess(data, config, env=env).start(wait_for=["tiny-vllm"], timeout=SETUP_TIMEOUT_S)
-    yield server
-    server.stop()
+    return ServerProcess(data, config, env=env).launch()
+
+
+@pytest.fixture(scope="package")
+def vllm_server() -> Iterator[ServerProcess]:
+    server = take_early() or launch(vllm_python())
+    try:
+        yield server.wait_ready(["tiny-vllm"], timeout=SETUP_TIMEOUT_S)
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
