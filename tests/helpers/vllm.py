@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -105,6 +106,7 @@ def stop_background() -> None:
         _early.join(timeout=60)
     if _early_server is not None:
         _early_server.stop()
+        shutil.rmtree(_early_server.data_dir, ignore_errors=True)
 
 
 def _wait_for_background() -> None:
