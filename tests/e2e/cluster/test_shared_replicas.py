@@ -37,7 +37,7 @@ CATALOG = {
             "task": "chat",
             "engine": "transformers-chat",
             "source": "demo:text-lm",
-            "deployment": {"mode": "serverless", "min_replicas": 0, "idle_unload_s": 3, "num_cpus": 0.5},
+            "deployment": {"mode": "serverless", "min_replicas": 0, "idle_unload_s": 6, "num_cpus": 0.5},
         },
     ]
 }
