@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,59 @@ def models_dir(data_dir: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- two worker processes (pytest-xdist)
+#
+# The suite is mostly one test waiting on one server process: on its own it keeps one core of
+# two busy. Run whole (`pytest` with no paths), it is split between two worker processes
+# (pytest-xdist); naming tests or folders runs them in this process, as before (``-n 2`` splits
+# those too). Each worker starts the session's servers its tests need. Tests go to the workers
+# in groups (:func:`group_of`): a module's tests together (its fixtures start once), and the
+# tests that share something heavier than a module's fixtures together, so that it is started
+# or installed once: one Ray cluster, one vLLM server, the console's browser, one npm install.
+_SHARED = {
+    "tests/e2e/chat/vllm/": "vllm",  # its package fixture: one vLLM server
+    "tests/e2e/cluster/": "ray",  # the session's Ray cluster
+    "tests/runtime/test_ray_handle.py": "ray",
+    "tests/e2e/console/": "console",  # package fixtures: the browser, the console's server
+    "tests/e2e/js_sdk/": "node",  # the npm install of the JavaScript SDK
+    "tests/e2e/test_seeds.py": "node",  # its JavaScript examples use the same install
+}
+# The longest groups first (measured: 40-400 s each), so that no worker is left with a long one at
+# the end; the others follow in collection order. vLLM's leads: its worker makes the vLLM
+# environment (the first time) and waits for vLLM's start while the other runs tests.
+_LONG_FIRST = ("vllm", "ray", "tests/runtime/test_process.py", "node", "console")
+
+
+def group_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return next((group for prefix, group in _SHARED.items() if module.startswith(prefix)), module)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): two workers for the whole suite, none for a run that names its tests."""
+    whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS or config.args == config.getini("testpaths")
+    return min(2, os.cpu_count() or 1) if whole else 0
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, with :func:`group_of`'s groups as the scopes."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the order the groups are handed out in
+        rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+        items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: else as collected
+    _skip_gpu_tests(items)
+
+
+def _skip_gpu_tests(items: list[pytest.Item]) -> None:
     try:
         import torch
 

@@ -10,6 +10,8 @@ environment is there (:func:`launch_early`), and runs vLLM's tests last
 (tests/e2e/chat/vllm/conftest.py). Making the environment (~150 s, mostly pip on one core) and
 vLLM's start (~60 s on one core) then overlap the rest of the suite, which keeps one of two cores
 busy on average, instead of adding to a fresh clone's run; an idle vLLM costs ~2% of a core.
+Split between worker processes (the whole suite: tests/conftest.py), vLLM's tests go first to one
+worker instead, whose fixture makes the environment and starts the server while the other worker runs tests.
 """
 
 from __future__ import annotations

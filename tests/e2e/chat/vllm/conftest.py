@@ -11,6 +11,7 @@ collected and the vLLM environment is there (tests/helpers/vllm.py): it starts w
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -79,6 +80,8 @@ def catalog(python: Path, template: Path) -> dict:
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs: nothing is launched for none
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """vLLM's tests go last; its environment is made and its server launched meanwhile."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # split between workers: these go first to one of them (tests/conftest.py), which makes and starts all
     ours = [item for item in items if "vllm_server" in getattr(item, "fixturenames", ())]
     if ours:
         items[:] = [item for item in items if "vllm_server" not in getattr(item, "fixturenames", ())] + ours
