@@ -5,8 +5,10 @@ model is mmserve's tiny Qwen3-style tool LM with 32-wide attention heads (vLLM's
 has no 16). The same weights also back a transformers card, for fallback while vLLM restarts.
 Keys are on: every request carries the admin key or a key made with `mmserve keys create`.
 
-These tests run last in a session, and their server is launched as soon as the session's tests are
-collected and the vLLM environment is there (tests/helpers/vllm.py): it starts while the others run.
+In one process these tests run last in a session, and their server is launched as soon as the
+session's tests are collected and the vLLM environment is there (tests/helpers/vllm.py): it starts
+while the others run. Split between workers (the whole suite, tests/conftest.py), they go first to
+one worker, which makes the environment and starts the server while the other runs tests.
 """
 
 from __future__ import annotations
