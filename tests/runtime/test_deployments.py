@@ -17,6 +17,7 @@ from mmserve.engines.base import Engine
 from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
+from mmserve.runtime.deployment import Replica
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 from tests.helpers.gc_watch import full_collections
@@ -168,9 +169,9 @@ async def test_a_load_whose_requester_gave_up_still_completes(data_dir: Path) ->
     loads: list[int] = []
     load = dep._load_blocking
 
-    def counted() -> Engine:
+    def counted(replica: Replica) -> Engine:
         loads.append(1)
-        return load()
+        return load(replica)
 
     dep._load_blocking = counted  # type: ignore[method-assign]
     first = asyncio.create_task(_ask(rt, "c"))

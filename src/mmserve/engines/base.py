@@ -99,6 +99,14 @@ class Engine(ABC):
         skips the libraries' objects. An ImportError here is left for :meth:`load` to report.
         """
 
+    def abort_load(self) -> None:  # noqa: B027 - optional hook: by default a load runs to its end
+        """The server is stopping while :meth:`load` runs (in another thread): make it end soon.
+
+        Called from another thread than the load's. An engine that can stop its load midway (one
+        that waits for a server of its own to start) makes :meth:`load` raise, having freed what
+        it started; the runtime then goes on stopping instead of waiting for the load.
+        """
+
     def unload(self) -> None:  # noqa: B027 - optional hook, nothing to free by default
         """Drop every reference to the model so its memory is freed."""
 

@@ -55,6 +55,7 @@ class Replica:
         self.active = 0
         self.loading = False
         self.loader: asyncio.Task[Engine] | None = None  # the load in progress, awaited by every request for it
+        self.pending: Engine | None = None  # the engine whose load() runs in a thread now (for abort_load)
         self.health: asyncio.Task[None] | None = None  # its health check in progress (on a cluster)
         self.lock = asyncio.Lock()
         self.last_used = time.monotonic()
@@ -212,7 +213,7 @@ class Deployment:
                         self.card, self.device, threads=self.worker_threads, **dirs
                     )
                 else:
-                    replica.engine = await asyncio.to_thread(self._load_blocking)
+                    replica.engine = await asyncio.to_thread(self._load_blocking, replica)
             except MMServeError as e:
                 self.error = e.message
                 raise
@@ -254,15 +255,34 @@ class Deployment:
         with LOADING:
             return resolve_source(self.card, base_dir=self.base_dir, models_dir=self.models_dir, progress=self.progress)
 
-    def _load_blocking(self) -> Engine:
+    def _load_blocking(self, replica: Replica) -> Engine:
         serial = self.engine_cls.loads_in_process and self.engine_cls.uses_torch
         with LOADING if serial else contextlib.nullcontext():
             if self.progress and serial:  # one spinner line at a time; the others load in a blink (logged)
                 self.progress(f"loading model '{self.card.id}'")
             engine: Engine = self.engine_cls(self.card, source=self.source, device=self.device)
             engine.context = self.context
-            engine.load()
+            replica.pending = engine
+            try:
+                engine.load()
+            finally:
+                replica.pending = None
             return engine
+
+    async def abort_loads(self) -> None:
+        """The server is stopping: end the loads in progress that can end midway, instead of waiting for them.
+
+        An engine loading in a thread here is asked to (:meth:`Engine.abort_load`: a vLLM server
+        still starting is stopped); a worker process still loading is killed (its load task is
+        cancelled). Other loads (weights read in a thread, a Ray actor starting) run to their end,
+        and are then unloaded as usual.
+        """
+        for replica in self.replicas:
+            engine = replica.pending
+            if engine is not None:
+                await asyncio.to_thread(engine.abort_load)
+            elif replica.loader is not None and self.runs_in == "worker":
+                replica.loader.cancel()
 
     async def load_all(self, count: int | None = None) -> None:
         """Load the first ``count`` replicas (all by default)."""

@@ -72,15 +72,19 @@ class Worker:
             )
         finally:
             child.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=wire.LIMIT)
-        wire.send(self._writer, self.setup)
         try:
+            reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=wire.LIMIT)
+            wire.send(self._writer, self.setup)
             kind, value = await wire.receive(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
             code = await asyncio.to_thread(self.proc.wait)
             raise RuntimeError(f"the worker process ended while loading (exit code {code})") from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the server is stopping (Runtime.stop): the half-loaded worker goes
             self.kill()
+            if self._writer is not None:
+                self._writer.close()
+            else:
+                parent.close()
             raise
         if kind == "failed":
             await self._end()

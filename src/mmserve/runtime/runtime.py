@@ -185,6 +185,8 @@ class Runtime:
         for task in (self._starting, self._threads, self._janitor, self._health):
             if task is not None:
                 task.cancel()
+        # a vLLM server still starting, a worker still loading: stopped now, not waited for (minutes)
+        await asyncio.gather(*(d.abort_loads() for d in self.deployments.values()), return_exceptions=True)
         with heap.released_once():  # one collection of the heap for all the models, not one each
             await asyncio.gather(*(d.unload("shutdown") for d in self.deployments.values()), return_exceptions=True)
 

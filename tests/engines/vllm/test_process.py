@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,3 +114,36 @@ def test_the_server_dies_with_mmserve(tmp_path: Path) -> None:
         _until(lambda: pid not in group_pids(pid))  # the server got SIGTERM when its parent died
     finally:
         parent.kill()
+
+
+def test_a_stop_from_another_thread_ends_a_start(make: Callable[..., ManagedServer], tmp_path: Path) -> None:
+    sick = tmp_path / "sick"
+    sick.touch()  # never healthy: the start would wait for startup_timeout_s
+    server = make("--sick", str(sick))
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except BaseException as e:
+            errors.append(e)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    _until(lambda: server.pid is not None and len(group_pids(server.pid)) == 2)
+    pid = server.pid
+    assert pid is not None
+    server.stop()
+    starter.join(timeout=20)
+    assert not starter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ServerStartError)
+    assert "stopped while starting" in str(errors[0])
+    assert group_pids(pid) == [] and server.state == "stopped"
+
+
+def test_a_server_stopped_before_its_start_never_starts(make: Callable[..., ManagedServer]) -> None:
+    server = make()
+    server.stop()  # e.g. the runtime stopping just before the load got to start()
+    with pytest.raises(ServerStartError, match="stopped while starting"):
+        server.start()
+    assert server.pid is None and not server.ready

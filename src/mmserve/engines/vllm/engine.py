@@ -58,6 +58,7 @@ class VLLMChatEngine(ChatEngine):
     _workdir: Path | None = None
     _context: int | None = None
     _stats: ServingStats | None = None
+    _aborted = False  # abort_load was called: the server is stopping
 
     @classmethod
     def default_concurrency(cls, options: EngineOptions, device: str) -> int:
@@ -94,10 +95,16 @@ class VLLMChatEngine(ChatEngine):
         pin = opts.pin_engine_core and not self.device.startswith("cuda")  # a no-op unless the Worker is bound
         self.server = ManagedServer(self.card.id, argv, env, socket, log_path, timing, pin_engine_core=pin)
         try:
+            if self._aborted:  # abort_load came before the server was made: it found none to stop
+                raise EngineUnavailableError("stopped before its start")
             self.server.start()
             self._context = self._served_context(socket)
-        except BaseException:
+        except BaseException as e:
             self.unload()
+            if self._aborted:
+                raise EngineUnavailableError(
+                    f"The server is stopping: the vLLM server of '{self.card.id}' was stopped while it started."
+                ) from e
             raise
         self.client = VLLMClient(socket, read_timeout_s=opts.read_timeout_s)
 
@@ -106,6 +113,13 @@ class VLLMChatEngine(ChatEngine):
             models = c.get("/v1/models").json().get("data") or [{}]
         value = models[0].get("max_model_len")
         return value if isinstance(value, int) else self.card.capabilities.context_length
+
+    def abort_load(self) -> None:
+        """Stop the server :meth:`load` waits for (its start can take minutes): the load raises."""
+        self._aborted = True
+        server = self.server
+        if server is not None:
+            server.stop()
 
     async def aclose(self) -> None:
         client, self.client = self.client, None

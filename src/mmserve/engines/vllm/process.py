@@ -79,6 +79,7 @@ class ManagedServer:
         self._stop = threading.Event()
         self._first = threading.Event()
         self._first_error: str | None = None
+        self._came_up = False  # the first start reached a healthy server
         self._thread: threading.Thread | None = None
         self._health = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://vllm", timeout=10.0, trust_env=False
@@ -100,12 +101,15 @@ class ManagedServer:
         self._thread = threading.Thread(target=self._supervise, name=f"vllm-{self.name}", daemon=True)
         self._thread.start()
         self._first.wait()
-        if self._first_error is not None:
+        if not self._came_up:  # failed, or stopped (:meth:`stop` from another thread) before it was up
             self._thread.join()
-            raise ServerStartError(self._first_error)
+            raise ServerStartError(self._first_error or "was stopped while starting")
 
     def stop(self) -> None:
-        """Stop the server and every process it started; idempotent."""
+        """Stop the server and every process it started; idempotent.
+
+        From another thread while :meth:`start` waits, it ends that start: :meth:`start` raises.
+        """
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -141,6 +145,7 @@ class ManagedServer:
                         return
                     self._pin()
                     self.state = "ready"
+                    self._came_up = True
                     self._first.set()
                     up = time.monotonic()
                     problem = self._watch()
