@@ -63,6 +63,20 @@ async def test_queue_bound_gives_503_with_retry_after(data_dir: Path) -> None:
     await rt.stop()
 
 
+async def test_a_kept_model_reads_loading_from_the_start_until_it_is_loaded(data_dir: Path) -> None:
+    """Never "idle" while the start imports the libraries before its load (/health and /ready show it)."""
+    rt = _runtime(data_dir, _card("k", mode="dedicated"))
+    dep = rt.deployments["k"]
+    await rt.start(background=True)
+    seen = {dep.state}  # before the start's task first runs
+    while not rt.started:
+        seen.add(dep.state)
+        await asyncio.sleep(0.002)
+    assert "loading" in seen and seen <= {"loading", "loaded"}  # loaded may come before the start's end
+    assert dep.state == "loaded"
+    await rt.stop()
+
+
 async def test_dedicated_replicas_load_at_start_and_share_load(data_dir: Path) -> None:
     rt = _runtime(data_dir, _card("r", mode="dedicated", replicas=2, max_concurrency=1))
     await rt.start()

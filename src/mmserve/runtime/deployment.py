@@ -83,6 +83,7 @@ class Deployment:
         self.progress = progress
         self.replicas = [Replica(i) for i in range(card.deployment.replicas)]
         self.error: str | None = None
+        self.awaiting_start = False  # a start-up load will come (the runtime imports the libraries first)
         self.load_seconds: float | None = None
         self.memory_bytes: int | None = None  # measured per replica after the first load
         self.last_used: float = time.monotonic()
@@ -136,7 +137,7 @@ class Deployment:
 
     @property
     def state(self) -> State:
-        if any(r.loading or r.loader is not None for r in self.replicas):
+        if self.awaiting_start or any(r.loading or r.loader is not None for r in self.replicas):
             return "loading"
         engines = [r.engine for r in self.replicas if r.engine is not None]
         if engines:

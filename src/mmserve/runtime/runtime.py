@@ -119,7 +119,10 @@ class Runtime:
         if self.cluster is not None:
             await self.cluster.connect()  # a wrong address fails the start, not the first request
         self._threads = asyncio.create_task(self._set_threads())
-        self._starting = asyncio.create_task(self._load_at_start())
+        kept = [dep for dep in self.deployments.values() if dep.min_loaded] if self.settings.load_on_start else []
+        for dep in kept:  # "loading" from now: their loads wait for the libraries' imports first
+            dep.awaiting_start = True
+        self._starting = asyncio.create_task(self._load_at_start(kept))
         self._janitor = asyncio.create_task(self._idle_loop())
         if self.cluster is not None or any(d.runs_in == "worker" for d in self.deployments.values()):
             self._health = asyncio.create_task(self._health_loop())
@@ -164,22 +167,27 @@ class Runtime:
             await asyncio.to_thread(_import_torch)
             set_intra_op_threads(threads)
 
-    async def _load_at_start(self) -> None:
-        kept = [dep for dep in self.deployments.values() if dep.min_loaded] if self.settings.load_on_start else []
-        with heap.loading():  # then the loaded heap is frozen: full collections skip it (see mmserve.heap)
-            here = [dep for dep in kept if dep.runs_in == "here"]
-            if here:  # their libraries first, frozen as they are: the collection after the loads skips them
-                if self._threads is not None:
-                    await asyncio.shield(self._threads)  # torch first, alone (see _set_threads)
-                await asyncio.to_thread(_import_libraries, here)
-                heap.freeze_imports()
-            await asyncio.gather(*(self._load_kept(dep) for dep in kept))
+    async def _load_at_start(self, kept: list[Deployment]) -> None:
+        try:
+            with heap.loading():  # then the loaded heap is frozen: full collections skip it (see mmserve.heap)
+                here = [dep for dep in kept if dep.runs_in == "here"]
+                if here:  # their libraries first, frozen as they are: the collection after the loads skips them
+                    if self._threads is not None:
+                        await asyncio.shield(self._threads)  # torch first, alone (see _set_threads)
+                    await asyncio.to_thread(_import_libraries, here)
+                    heap.freeze_imports()
+                await asyncio.gather(*(self._load_kept(dep) for dep in kept))
+        finally:  # stopped before some loads began
+            for dep in kept:
+                dep.awaiting_start = False
 
     async def _load_kept(self, dep: Deployment) -> None:
         try:
             await dep.load_all(dep.min_loaded)
         except Exception as e:  # a broken model must not keep the others from serving
             log.error("model '%s' could not be loaded at start: %s", dep.card.id, e)
+        finally:
+            dep.awaiting_start = False
 
     async def stop(self) -> None:
         for task in (self._starting, self._threads, self._janitor, self._health):
