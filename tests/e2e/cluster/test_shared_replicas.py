@@ -138,9 +138,12 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
             answers.append(_ask(b, "idle-text"))
             time.sleep(0.3)
 
-    answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
-    assert answer and _ask(b, "idle-text") == answer  # B attaches to it
-    ((name, first),) = _replicas(ray_cluster, "idle-text").items()
+    for _ in range(3):  # B's first attach can outlast A's idle time on a busy machine: then again, both warm
+        answer = _ask(a, "idle-text")  # a cold start on A the first time: the replica is started
+        assert answer and _ask(b, "idle-text") == answer  # B attaches to it
+        ((name, first),) = _replicas(ray_cluster, "idle-text").items()
+        if len(first["holders"]) == 2:
+            break
     assert len(first["holders"]) == 2
 
     busy = threading.Thread(target=keep_b_busy)
