@@ -17,7 +17,7 @@ from mmserve.engines.base import Engine
 from mmserve.engines.types import ChatInput, ChatMessage, SamplingParams
 from mmserve.errors import OverloadedError
 from mmserve.metrics import Metrics
-from mmserve.runtime.deployment import Replica
+from mmserve.runtime.replica import Replica
 from mmserve.runtime.runtime import Runtime
 from mmserve.settings import Settings
 from tests.helpers.gc_watch import full_collections

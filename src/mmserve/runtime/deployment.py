@@ -27,11 +27,11 @@ from mmserve.catalog.sources import resolve_source
 from mmserve.engines.base import Engine, EngineContext, EngineOptions
 from mmserve.engines.registry import engine_class
 from mmserve.errors import EngineUnavailableError, MMServeError, OverloadedError
+from mmserve.runtime.replica import Replica
 from mmserve.timing import in_model
 
 if TYPE_CHECKING:
     from mmserve.runtime.cluster import Cluster
-    from mmserve.runtime.remote import Handle
 
 log = logging.getLogger("mmserve.runtime")
 
@@ -46,19 +46,6 @@ BeforeLoad = Callable[["Deployment", int], Awaitable[None]]
 # Called after a load (seconds, cold) and after an unload (reason).
 LoadHook = Callable[["Deployment", float, bool], None]
 UnloadHook = Callable[["Deployment", str], None]
-
-
-class Replica:
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.engine: Engine | None = None
-        self.active = 0
-        self.loading = False
-        self.loader: asyncio.Task[Engine] | None = None  # the load in progress, awaited by every request for it
-        self.pending: Engine | None = None  # the engine whose load() runs in a thread now (for abort_load)
-        self.health: asyncio.Task[None] | None = None  # its health check in progress (on a cluster)
-        self.lock = asyncio.Lock()
-        self.last_used = time.monotonic()
 
 
 class Deployment:
@@ -313,27 +300,9 @@ class Deployment:
         return unloaded
 
     def check_health(self) -> None:
-        """Ping every remote replica (which renews this gateway's lease on a shared one); a dead or
-        hung one is started again (Ray places it on a live node).
-
-        Each check is a task of its own and a replica whose last check still runs is skipped: a
-        replacement that loads for minutes holds up no other replica's ping (or lease).
-        """
-        from mmserve.runtime.remote import PING_TIMEOUT_S, Handle
-
+        """Ping every remote replica (see :meth:`Replica.check_health`)."""
         for replica in self.replicas:
-            handle = getattr(replica.engine, "handle", None)
-            if isinstance(handle, Handle) and (replica.health is None or replica.health.done()):
-                replica.health = asyncio.create_task(self._check_replica(replica, handle, PING_TIMEOUT_S))
-
-    async def _check_replica(self, replica: Replica, handle: Handle, timeout: float) -> None:
-        try:
-            if await handle.check(timeout=timeout):
-                log.warning("replica %d of '%s' was lost: started again", replica.index, self.card.id)
-        except MMServeError as e:
-            log.error("could not restart replica %d of '%s': %s", replica.index, self.card.id, e)
-        except Exception:  # the next round tries again
-            log.exception("health check of replica %d of '%s' failed", replica.index, self.card.id)
+            replica.check_health(self.card.id)
 
     async def _unload_replica(self, replica: Replica, reason: str) -> bool:
         async with replica.lock:
