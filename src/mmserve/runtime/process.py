@@ -80,11 +80,11 @@ class Worker:
             code = await asyncio.to_thread(self.proc.wait)
             raise RuntimeError(f"the worker process ended while loading (exit code {code})") from None
         except asyncio.CancelledError:  # the server is stopping (Runtime.stop): the half-loaded worker goes
-            self.kill()
             if self._writer is not None:
                 self._writer.close()
             else:
                 parent.close()
+            await self._end()  # killed and reaped (no zombie waits for the Popen's collection)
             raise
         if kind == "failed":
             await self._end()
