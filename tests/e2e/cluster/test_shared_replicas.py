@@ -130,33 +130,42 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
     gateways: Gateways, ray_cluster: RayCluster
 ) -> None:
     a, b = gateways
-    stop = threading.Event()
+    stop_a, stop_b = threading.Event(), threading.Event()
     answers: list[str] = []
 
-    def keep_b_busy() -> None:  # well within idle_unload_s between requests
+    def keep_busy(gateway: ServerProcess, stop: threading.Event) -> None:  # well within idle_unload_s
         while not stop.is_set():
-            answers.append(_ask(b, "idle-text"))
+            answers.append(_ask(gateway, "idle-text"))
             time.sleep(0.3)
 
-    for _ in range(3):  # B's first attach can outlast A's idle time on a busy machine: then again, both warm
-        answer = _ask(a, "idle-text")  # a cold start on A the first time: the replica is started
-        assert answer and _ask(b, "idle-text") == answer  # B attaches to it
-        ((name, first),) = _replicas(ray_cluster, "idle-text").items()
-        if len(first["holders"]) == 2:
-            break
-    assert len(first["holders"]) == 2
-
-    busy = threading.Thread(target=keep_b_busy)
-    busy.start()
+    answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
+    assert answer
+    # Both stay busy while the cluster is asked who holds the replica (a Ray driver of its own,
+    # which can take longer than idle_unload_s on a loaded machine): B attaches, neither lets go.
+    busy = [threading.Thread(target=keep_busy, args=(g, s)) for g, s in ((a, stop_a), (b, stop_b))]
+    for thread in busy:
+        thread.start()
     try:
+        deadline = time.monotonic() + 90
+        while True:
+            replicas = _replicas(ray_cluster, "idle-text")
+            if len(replicas) == 1 and len(next(iter(replicas.values()))["holders"]) == 2:
+                break
+            assert time.monotonic() < deadline, f"B never attached to A's replica: {replicas}"
+            time.sleep(0.5)
+        ((name, first),) = replicas.items()
+        stop_a.set()  # A goes idle, B stays busy
+        busy[0].join(timeout=120)
         deadline = time.monotonic() + 60
         while _deployment(a, "idle-text")["replicas_loaded"]:  # A unloads its idle replica...
             assert time.monotonic() < deadline, "A never unloaded its idle replica"
             time.sleep(0.2)
         after = _replicas(ray_cluster, "idle-text")
     finally:
-        stop.set()
-        busy.join(timeout=120)
+        stop_a.set()
+        stop_b.set()
+        for thread in busy:
+            thread.join(timeout=120)
     assert after[name]["actor_id"] == first["actor_id"]  # ...which lives on for B
     assert len(after[name]["holders"]) == 1
     assert len(answers) >= 3 and set(answers) == {answer}
