@@ -131,18 +131,21 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
 ) -> None:
     a, b = gateways
     stop_a, stop_b = threading.Event(), threading.Event()
-    answers: list[str] = []
+    answers: dict[str, list[str]] = {"a": [], "b": []}
 
-    def keep_busy(gateway: ServerProcess, stop: threading.Event) -> None:  # well within idle_unload_s
+    def keep_busy(gateway: ServerProcess, stop: threading.Event, mine: list[str]) -> None:  # within idle_unload_s
         while not stop.is_set():
-            answers.append(_ask(gateway, "idle-text"))
+            mine.append(_ask(gateway, "idle-text"))
             time.sleep(0.3)
 
     answer = _ask(a, "idle-text")  # a cold start on A: the replica is started
     assert answer
     # Both stay busy while the cluster is asked who holds the replica (a Ray driver of its own,
     # which can take longer than idle_unload_s on a loaded machine): B attaches, neither lets go.
-    busy = [threading.Thread(target=keep_busy, args=(g, s)) for g, s in ((a, stop_a), (b, stop_b))]
+    busy = [
+        threading.Thread(target=keep_busy, args=(a, stop_a, answers["a"])),
+        threading.Thread(target=keep_busy, args=(b, stop_b, answers["b"])),
+    ]
     for thread in busy:
         thread.start()
     try:
@@ -156,6 +159,7 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
         ((name, first),) = replicas.items()
         stop_a.set()  # A goes idle, B stays busy
         busy[0].join(timeout=120)
+        b_before = len(answers["b"])  # B answers from here on while A lets go
         deadline = time.monotonic() + 60
         while _deployment(a, "idle-text")["replicas_loaded"]:  # A unloads its idle replica...
             assert time.monotonic() < deadline, "A never unloaded its idle replica"
@@ -168,7 +172,8 @@ def test_a_gateway_gone_idle_gives_its_lease_back_and_the_busy_one_keeps_the_rep
             thread.join(timeout=120)
     assert after[name]["actor_id"] == first["actor_id"]  # ...which lives on for B
     assert len(after[name]["holders"]) == 1
-    assert len(answers) >= 3 and set(answers) == {answer}
+    assert set(answers["a"]) <= {answer}
+    assert len(answers["b"]) - b_before >= 3 and set(answers["b"]) == {answer}
     assert _deployment(b, "idle-text")["replica_restarts"] == 0
 
     _wait_until_gone(ray_cluster, name, "idle-text")  # B idle too: nobody holds the replica, and it ends
